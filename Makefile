@@ -1,0 +1,56 @@
+# goalport: `make demo` to see it work, `make test` to prove it. See README.md.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export DAGSTER_HOME ?= $(CURDIR)
+
+.PHONY: install system-deps postgres demo dev test bench lint lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# Tools the tests call as real programs: age (decrypts our backups without goalport),
+# chromium (renders the HTML report), sha256sum.
+system-deps:
+	@missing=""; \
+	command -v age >/dev/null || missing="$$missing age"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+postgres:
+	@scripts/ensure-postgres.sh
+
+demo: install
+	mkdir -p var/dagster
+	$(BIN)/goalport demo
+
+dev: install
+	mkdir -p var/dagster
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: install system-deps postgres
+	mkdir -p var/dagster
+	GOALPORT_TEST_PG_URL="$$(cat var/test-pg-url)" $(BIN)/pytest -q -n 2 --dist loadfile
+
+bench: install postgres
+	GOALPORT_BENCH_PG_URL="$$(cat var/test-pg-url)" $(BIN)/python -m bench.run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 --no-header -o requirements.lock
+
+clean:
+	rm -rf var

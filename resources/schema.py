@@ -1,0 +1,456 @@
+"""The database schema goalport reads and owns, as SQLAlchemy Core metadata.
+
+The app's tables follow its Prisma naming (PascalCase tables, camelCase columns, text ids).
+Every app table carries `userId` (denormalised where the app reaches the user through a
+parent), so one query per table per batch of users selects exactly their rows and nothing
+else, and erasure can prove that no row is left.
+
+The Arrow schema of each app table is derived from the same metadata, so extraction,
+renderers and importers agree on one set of types: exact decimals, UTC timestamps, dates.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _ts(name: str, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+def _user_fk() -> sa.Column:
+    return sa.Column(
+        "userId", sa.Text, sa.ForeignKey("User.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+# ---------------------------------------------------------------- the app's tables
+
+user = sa.Table(
+    "User",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text),
+    sa.Column("timezone", sa.Text),
+    _ts("createdAt"),
+    _ts("updatedAt"),
+)
+
+module = sa.Table(
+    "Module",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("kind", sa.Text, nullable=False),  # fitness, learning, bible, work, personal, ...
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("isActive", sa.Boolean, nullable=False),
+    _ts("createdAt"),
+)
+
+goal = sa.Table(
+    "Goal",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("moduleId", sa.Text, sa.ForeignKey("Module.id", ondelete="SET NULL")),
+    sa.Column("parentGoalId", sa.Text, sa.ForeignKey("Goal.id", ondelete="CASCADE")),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("priority", sa.Integer, nullable=False),  # 1 (low) .. 5 (urgent)
+    sa.Column("difficulty", sa.Integer),  # 1 .. 5
+    sa.Column("targetDate", sa.Date),
+    sa.Column("isCompleted", sa.Boolean, nullable=False),
+    _ts("completedAt", nullable=True),
+    _ts("createdAt"),
+    _ts("updatedAt"),
+)
+
+progress = sa.Table(
+    "Progress",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("goalId", sa.Text, sa.ForeignKey("Goal.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("value", sa.Numeric(12, 2), nullable=False),
+    sa.Column("maxValue", sa.Numeric(12, 2)),
+    sa.Column("notes", sa.Text),
+    _ts("recordedAt"),
+)
+
+achievement = sa.Table(
+    "Achievement",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("goalId", sa.Text, sa.ForeignKey("Goal.id", ondelete="SET NULL")),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("points", sa.Integer, nullable=False),
+    _ts("earnedAt"),
+)
+
+user_setting = sa.Table(
+    "UserSetting",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("value", sa.Text),  # JSON-encoded
+    _ts("updatedAt"),
+    sa.UniqueConstraint("userId", "key"),
+)
+
+bible_reading_plan = sa.Table(
+    "BibleReadingPlan",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("startDate", sa.Date, nullable=False),
+    sa.Column("endDate", sa.Date),
+    _ts("createdAt"),
+)
+
+bible_reading = sa.Table(
+    "BibleReading",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column(
+        "planId", sa.Text, sa.ForeignKey("BibleReadingPlan.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("book", sa.Text, nullable=False),
+    sa.Column("chapter", sa.Integer, nullable=False),
+    sa.Column("verseStart", sa.Integer),
+    sa.Column("verseEnd", sa.Integer),
+    sa.Column("scheduledDate", sa.Date),
+    _ts("completedAt", nullable=True),
+)
+
+bible_study_note = sa.Table(
+    "BibleStudyNote",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("readingId", sa.Text, sa.ForeignKey("BibleReading.id", ondelete="SET NULL")),
+    sa.Column("book", sa.Text, nullable=False),
+    sa.Column("chapter", sa.Integer, nullable=False),
+    sa.Column("verse", sa.Integer),
+    sa.Column("title", sa.Text),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text),  # comma-separated
+    _ts("createdAt"),
+    _ts("updatedAt"),
+)
+
+work_project = sa.Table(
+    "WorkProject",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("goalId", sa.Text, sa.ForeignKey("Goal.id", ondelete="SET NULL")),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),  # planned, active, on_hold, done
+    sa.Column("budget", sa.Numeric(12, 2)),
+    sa.Column("startDate", sa.Date),
+    sa.Column("dueDate", sa.Date),
+    _ts("createdAt"),
+    _ts("updatedAt"),
+)
+
+work_task = sa.Table(
+    "WorkTask",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column(
+        "projectId", sa.Text, sa.ForeignKey("WorkProject.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("notes", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),  # todo, doing, done
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("estimateHours", sa.Numeric(6, 2)),
+    _ts("dueAt", nullable=True),
+    _ts("completedAt", nullable=True),
+    _ts("createdAt"),
+)
+
+# Parents before children: the order to insert in, and the reverse order to delete in.
+APP_TABLES: tuple[sa.Table, ...] = (
+    user,
+    module,
+    goal,
+    progress,
+    achievement,
+    user_setting,
+    bible_reading_plan,
+    bible_reading,
+    bible_study_note,
+    work_project,
+    work_task,
+)
+APP_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in APP_TABLES)
+
+# Which module kind a table belongs to, for selective exports (`--modules bible,work`).
+# Tables not listed belong to every selection.
+MODULE_TABLES: dict[str, tuple[str, ...]] = {
+    "bible": ("BibleReadingPlan", "BibleReading", "BibleStudyNote"),
+    "work": ("WorkProject", "WorkTask"),
+}
+
+# The column each activity table's date-range filter applies to (`--since/--until`). The
+# structure (user, modules, goals, plans, projects) is never cut by dates, so that every
+# reference in an export resolves.
+DATE_COLUMNS: dict[str, str] = {
+    "Progress": "recordedAt",
+    "Achievement": "earnedAt",
+    "BibleReading": "scheduledDate",
+    "BibleStudyNote": "createdAt",
+    "WorkTask": "createdAt",
+}
+
+for _t in APP_TABLES:
+    sa.Index(f"ix_{_t.name}_userId", _t.c.get("userId", _t.c.get("id")))
+
+# ---------------------------------------------------------------- goalport's own tables
+
+data_export_job = sa.Table(
+    "DataExportJob",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("exportType", sa.Text, nullable=False),  # full, selective, template, backup, gdpr
+    sa.Column("format", sa.Text, nullable=False),
+    sa.Column("filters", sa.Text),  # JSON: modules, since, until
+    sa.Column(
+        "status", sa.Text, nullable=False, index=True
+    ),  # pending, processing, completed, failed, expired
+    sa.Column("batchId", sa.Text, index=True),
+    sa.Column("runId", sa.Text),
+    sa.Column("requestedBy", sa.Text),
+    sa.Column("recordsProcessed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("recordsTotal", sa.Integer),
+    sa.Column("fileUrl", sa.Text),
+    sa.Column("fileSizeBytes", sa.BigInteger),
+    sa.Column("checksum", sa.Text),
+    sa.Column("completeness", sa.Text),  # JSON: the completeness check's result
+    sa.Column("errorMessage", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    _ts("createdAt"),
+    _ts("startedAt", nullable=True),
+    _ts("completedAt", nullable=True),
+    _ts("expiresAt", nullable=True),
+)
+
+data_import_job = sa.Table(
+    "DataImportJob",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column(
+        "status", sa.Text, nullable=False, index=True
+    ),  # pending, staged, previewed, applying, applied, failed, undone
+    sa.Column("sourceApp", sa.Text),  # goalport, todoist, notion, trello, ...
+    sa.Column("format", sa.Text),
+    sa.Column("fileName", sa.Text),
+    sa.Column("fileUrl", sa.Text),
+    sa.Column("fileChecksum", sa.Text),
+    sa.Column("mode", sa.Text, nullable=False, server_default="merge"),  # merge, replace, append
+    sa.Column("conflictPolicy", sa.Text, nullable=False, server_default="fail"),
+    sa.Column("modules", sa.Text),  # JSON list
+    sa.Column("previewData", sa.Text),  # JSON
+    sa.Column("planFingerprint", sa.Text),  # the user's data as previewed
+    sa.Column("recordsTotal", sa.Integer),
+    sa.Column("recordsImported", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("conflictsDetected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errorMessage", sa.Text),
+    sa.Column("requestedBy", sa.Text),
+    _ts("createdAt"),
+    _ts("completedAt", nullable=True),
+)
+
+goal_template = sa.Table(
+    "GoalTemplate",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("templateKey", sa.Text, nullable=False, index=True),  # shared by all versions
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("authorId", sa.Text, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("category", sa.Text),
+    sa.Column("tags", sa.Text),  # JSON list
+    sa.Column("visibility", sa.Text, nullable=False, server_default="private"),  # private, public
+    sa.Column("content", sa.Text, nullable=False),  # the template file (JSON)
+    sa.Column("downloadCount", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("ratingSum", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("ratingCount", sa.Integer, nullable=False, server_default="0"),
+    _ts("createdAt"),
+    _ts("updatedAt"),
+    sa.UniqueConstraint("templateKey", "version"),
+)
+
+backup_config = sa.Table(
+    "BackupConfig",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False, unique=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("frequency", sa.Text, nullable=False),  # daily, weekly, monthly
+    sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column("include", sa.Text),  # JSON list of modules, null = everything
+    sa.Column("format", sa.Text, nullable=False, server_default="json"),
+    sa.Column("destinationUrl", sa.Text),
+    sa.Column("encrypt", sa.Boolean, nullable=False),
+    sa.Column("recipients", sa.Text),  # JSON list of the user's own age public keys
+    sa.Column("retention", sa.Text),  # JSON: {"keep_last": N} or tiers
+    _ts("lastBackupAt", nullable=True),
+    _ts("nextBackupAt", nullable=True),
+    _ts("lastVerifiedAt", nullable=True),
+    sa.Column("lastVerifiedUrl", sa.Text),
+    _ts("createdAt"),
+    _ts("updatedAt"),
+)
+
+data_audit_log = sa.Table(
+    "DataAuditLog",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, index=True),  # null once the user is erased
+    sa.Column("subjectRef", sa.Text, index=True),  # pseudonymous: HMAC of the user id
+    sa.Column("operation", sa.Text, nullable=False),  # export, import, backup, erase, template, ...
+    sa.Column("operationType", sa.Text),
+    sa.Column("dataTypes", sa.Text),  # JSON list of table names
+    sa.Column("recordCount", sa.Integer),
+    sa.Column("actor", sa.Text),
+    sa.Column("details", sa.Text),  # JSON; never file contents or secrets
+    _ts("createdAt"),
+)
+
+import_change = sa.Table(
+    "ImportChange",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("importJobId", sa.Text, nullable=False, index=True),
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("tableName", sa.Text, nullable=False),
+    sa.Column("rowId", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # create, update, delete
+    sa.Column("before", sa.Text),  # JSON
+    sa.Column("after", sa.Text),  # JSON
+    _ts("createdAt"),
+)
+
+external_ref = sa.Table(
+    "ExternalRef",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("sourceApp", sa.Text, nullable=False),
+    sa.Column("externalId", sa.Text, nullable=False),
+    sa.Column("tableName", sa.Text, nullable=False),
+    sa.Column("localId", sa.Text, nullable=False),
+    sa.Column("extra", sa.Text),  # JSON: source fields with no place in the app
+    _ts("createdAt"),
+    _ts("updatedAt"),
+    sa.UniqueConstraint("userId", "sourceApp", "tableName", "externalId"),
+)
+
+erasure_request = sa.Table(
+    "ErasureRequest",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, index=True),  # cleared when the erasure completes
+    sa.Column("subjectRef", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # pending, cancelled, completed, failed
+    _ts("requestedAt"),
+    _ts("notBefore"),
+    _ts("completedAt", nullable=True),
+    sa.Column("receipt", sa.Text),  # JSON, no personal data
+    sa.Column("errorMessage", sa.Text),
+)
+
+user_key = sa.Table(
+    "UserKey",
+    metadata,
+    sa.Column("userId", sa.Text, primary_key=True),
+    sa.Column("recipient", sa.Text, nullable=False),  # age1... public key
+    sa.Column("wrappedIdentity", sa.LargeBinary, nullable=False),  # AES-GCM under the master key
+    sa.Column("masterKeyId", sa.Text, nullable=False),
+    _ts("createdAt"),
+)
+
+notification_outbox = sa.Table(
+    "NotificationOutbox",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON
+    sa.Column("status", sa.Text, nullable=False),  # pending, sent, failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lastError", sa.Text),
+    _ts("createdAt"),
+    _ts("sentAt", nullable=True),
+)
+
+# Every goalport table that can hold a user's personal data, by the column naming the user.
+OWN_TABLES_WITH_USER: tuple[sa.Table, ...] = (
+    data_export_job,
+    data_import_job,
+    backup_config,
+    data_audit_log,
+    import_change,
+    external_ref,
+    user_key,
+    notification_outbox,
+)
+
+# ---------------------------------------------------------------- Arrow types
+
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def arrow_type(column: sa.Column) -> pa.DataType:
+    """The Arrow type that carries this column's values exactly."""
+    t = column.type
+    if isinstance(t, sa.Numeric) and not isinstance(t, sa.Float):
+        return pa.decimal128(t.precision, t.scale)
+    if isinstance(t, sa.DateTime):
+        return UTC_TIMESTAMP
+    if isinstance(t, sa.Date):
+        return pa.date32()
+    if isinstance(t, sa.Boolean):
+        return pa.bool_()
+    if isinstance(t, sa.BigInteger):
+        return pa.int64()
+    if isinstance(t, sa.Integer):
+        return pa.int32()
+    if isinstance(t, sa.LargeBinary):
+        return pa.binary()
+    return pa.string()
+
+
+def arrow_schema(table: sa.Table | str) -> pa.Schema:
+    """The Arrow schema of a table, with nullability from the database."""
+    if isinstance(table, str):
+        table = metadata.tables[table]
+    return pa.schema(
+        [pa.field(c.name, arrow_type(c), nullable=bool(c.nullable)) for c in table.columns]
+    )
+
+
+APP_ARROW_SCHEMAS: dict[str, pa.Schema] = {t.name: arrow_schema(t) for t in APP_TABLES}
+
+
+def empty_app_tables() -> dict[str, pa.Table]:
+    """One empty Arrow table per app table, typed: what a user with no data exports."""
+    return {name: schema.empty_table() for name, schema in APP_ARROW_SCHEMAS.items()}

@@ -1,0 +1,165 @@
+"""Object storage through fsspec: a local folder by default, `s3://bucket/prefix` via s3fs.
+
+Writes are atomic: a reader sees the whole object or nothing. On a local folder the bytes
+go to a hidden temporary file in the same folder, which is fsynced and renamed into place;
+on S3 a PUT (or a completed multipart upload) is atomic by the protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+
+import dagster as dg
+import fsspec
+import pydantic
+from pydantic import PrivateAttr
+
+from resources.settings import s3_endpoint_url, storage_url
+
+
+class StorageError(RuntimeError):
+    """Storage cannot be read or written; the message names the location and the reason."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    url: str
+    size: int
+    sha256: str
+
+
+class ObjectStorage(dg.ConfigurableResource):
+    """A prefix in object storage: keys are relative paths below `url`."""
+
+    url: str = pydantic.Field(
+        default="", description="folder or s3://bucket/prefix; empty means GOALPORT_STORAGE_URL"
+    )
+    endpoint_url: str | None = None
+
+    _fs: fsspec.AbstractFileSystem | None = PrivateAttr(default=None)
+
+    @property
+    def resolved_url(self) -> str:
+        return self.url or storage_url()
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.resolved_url or self.resolved_url.startswith("file://")
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if self._fs is None:
+            if self.is_local:
+                self._fs = fsspec.filesystem("file")
+            else:
+                protocol = self.resolved_url.split("://", 1)[0]
+                options = {}
+                endpoint = self.endpoint_url or s3_endpoint_url()
+                if protocol == "s3" and endpoint:
+                    options["client_kwargs"] = {"endpoint_url": endpoint}
+                self._fs = fsspec.filesystem(protocol, **options)
+        return self._fs
+
+    @property
+    def root(self) -> str:
+        if self.is_local:
+            return os.path.abspath(self.resolved_url.removeprefix("file://"))
+        return self.resolved_url.rstrip("/")
+
+    def path(self, key: str) -> str:
+        """The full path of `key`, refusing keys that would escape the prefix."""
+        clean = posixpath.normpath("/" + key).lstrip("/")
+        if not key or clean != key.strip("/") or clean.startswith(".."):
+            raise StorageError(f"invalid object key {key!r}")
+        return f"{self.root}/{clean}"
+
+    def object_url(self, key: str) -> str:
+        path = self.path(key)
+        return path if not self.is_local else "file://" + path
+
+    def write_bytes(self, key: str, data: bytes) -> StoredObject:
+        """Store `data` under `key` atomically; returns its URL, size and SHA-256."""
+        target = self.path(key)
+        try:
+            if self.is_local:
+                _write_local_atomically(target, data)
+            else:
+                self.fs.pipe_file(target, data)
+        except (OSError, PermissionError) as exc:
+            raise StorageError(f"cannot write {self.object_url(key)}: {exc}") from exc
+        return StoredObject(
+            key=key,
+            url=self.object_url(key),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self.fs.cat_file(self.path(key))
+        except FileNotFoundError as exc:
+            raise StorageError(f"no object at {self.object_url(key)}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys below `prefix`, sorted; temporary files of unfinished writes are not listed."""
+        base = self.root if not prefix else self.path(prefix)
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        root = self.root.split("://", 1)[-1].rstrip("/") + "/"
+        keys = []
+        for path in found:
+            path = path.split("://", 1)[-1]
+            key = path[len(root) :] if path.startswith(root) else path
+            if not posixpath.basename(key).startswith(".tmp-"):
+                keys.append(key)
+        return sorted(keys)
+
+    def info(self, key: str) -> dict:
+        return self.fs.info(self.path(key))
+
+    def delete(self, key: str) -> bool:
+        """Delete one object; True if it existed."""
+        path = self.path(key)
+        if not self.fs.exists(path):
+            return False
+        self.fs.rm_file(path)
+        return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object below `prefix`; returns how many were deleted."""
+        keys = self.list(prefix)
+        for key in keys:
+            self.fs.rm_file(self.path(key))
+        return len(keys)
+
+    def check_writable(self) -> None:
+        """Write and delete a probe object; raise StorageError saying why if that fails."""
+        probe = f".probe-{uuid.uuid4().hex}"
+        self.write_bytes(probe, b"")
+        self.delete(probe)
+
+
+def _write_local_atomically(target: str, data: bytes) -> None:
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
