@@ -177,9 +177,7 @@ def write_batch(
 ) -> BatchExportResult:
     """Render and store every found user of an extracted batch."""
     per_user = batch.per_user()
-    result = BatchExportResult(
-        missing_user_ids=[u for u in batch.user_ids if u not in per_user]
-    )
+    result = BatchExportResult(missing_user_ids=[u for u in batch.user_ids if u not in per_user])
     filters = batch.filters.as_dict()
     for user_id, files in render_batch(
         per_user, formats, exported_at=exported_at, filters=filters, workers=workers

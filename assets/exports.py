@@ -4,7 +4,6 @@ The run config names the users, formats and filters (typed `ExportConfig`); the 
 batch carries them on to rendering, so a run is configured in one place.
 """
 
-
 import datetime as dt
 from dataclasses import dataclass
 

@@ -99,7 +99,8 @@ def db_upgrade() -> None:
     try:
         upgrade(url)
     except sa.exc.OperationalError as exc:
-        raise UserError(f"cannot migrate {sa.make_url(url).render_as_string()}: {exc.orig}")
+        where = sa.make_url(url).render_as_string()
+        raise UserError(f"cannot migrate {where}: {exc.orig}") from exc
     click.echo(f"database at {sa.make_url(url).render_as_string()} is up to date")
 
 
@@ -138,7 +139,9 @@ def seed(n_users: int, seed: int, heavy_every: int) -> None:
 @click.option("--modules", multiple=True, help="only these module kinds, e.g. fitness,bible")
 @click.option("--since", help="activity on or after this date (YYYY-MM-DD)")
 @click.option("--until", help="activity on or before this date (YYYY-MM-DD)")
-@click.option("--out", "out_url", help="folder or s3://bucket/prefix (default GOALPORT_STORAGE_URL)")
+@click.option(
+    "--out", "out_url", help="folder or s3://bucket/prefix (default GOALPORT_STORAGE_URL)"
+)
 @friendly_errors
 def export(user_ids, formats, modules, since, until, out_url) -> None:
     """Export users' data now, in one batch, and print where each file went."""
@@ -152,9 +155,7 @@ def export(user_ids, formats, modules, since, until, out_url) -> None:
         raise ExportRequestError(f"unknown user id: {', '.join(unknown)}")
     storage = open_storage(out_url)
     storage.check_writable()
-    with click.progressbar(
-        length=len(set(user_ids)), label="exporting", file=sys.stderr
-    ) as bar:
+    with click.progressbar(length=len(set(user_ids)), label="exporting", file=sys.stderr) as bar:
         result = export_users(
             database,
             storage,
@@ -208,6 +209,12 @@ def demo(n_users: int) -> None:
         click.echo(f"  {storage.object_url(key)}  ({storage.info(key)['size']} bytes)")
     click.echo(f"\ndatabase: {database_url}")
 
+
+# Each area's commands live in its own module and register here, one line each.
+# (Imported at the bottom: those modules import UserError and friends from this one.)
+from pipelines import cli_areas  # noqa: E402
+
+cli_areas.register(main)
 
 if __name__ == "__main__":
     main()

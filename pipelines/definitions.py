@@ -13,7 +13,9 @@ def shared_resources() -> dict:
     return {"database": AppDatabase(), "storage": ObjectStorage()}
 
 
-defs = dg.Definitions.merge(
-    dg.Definitions(resources=shared_resources()),
+# One entry per area: each module exposes a small `defs`.
+AREA_DEFINITIONS = [
     exports.defs,
-)
+]
+
+defs = dg.Definitions.merge(dg.Definitions(resources=shared_resources()), *AREA_DEFINITIONS)
