@@ -146,22 +146,31 @@ class AppDatabase(dg.ConfigurableResource):
     ) -> ExtractedBatch:
         filters = filters or ExtractFilter()
         user_ids = tuple(dict.fromkeys(user_ids))
+        names = [t.name for t in schema.APP_TABLES]
+        tables = self.extract_tables(names, user_ids, filters)
+        return ExtractedBatch(user_ids=user_ids, tables=tables, filters=filters)
+
+    def extract_tables(
+        self, table_names: Sequence[str], user_ids: Sequence[str], filters: ExtractFilter
+    ) -> dict[str, pa.Table]:
+        """The named app tables' rows of `user_ids`: one query per table."""
         tables = {}
         reader = _AdbcReader(self.engine.url) if self.is_postgres else None
         try:
-            for table in schema.APP_TABLES:
-                if not filters.includes_table(table.name):
-                    tables[table.name] = schema.APP_ARROW_SCHEMAS[table.name].empty_table()
+            for name in table_names:
+                table = schema.metadata.tables[name]
+                if not filters.includes_table(name):
+                    tables[name] = schema.APP_ARROW_SCHEMAS[name].empty_table()
                     continue
                 query = extract_query(table, user_ids, filters)
                 if reader is not None:
-                    tables[table.name] = reader.read(table, query)
+                    tables[name] = reader.read(table, query)
                 else:
-                    tables[table.name] = _read_with_sqlalchemy(self.engine, table, query)
+                    tables[name] = _read_with_sqlalchemy(self.engine, table, query)
         finally:
             if reader is not None:
                 reader.close()
-        return ExtractedBatch(user_ids=user_ids, tables=tables, filters=filters)
+        return tables
 
     def existing_user_ids(self, user_ids: Sequence[str]) -> set[str]:
         with self.engine.connect() as conn:

@@ -1,0 +1,104 @@
+"""The `goalport` command line: exports, and a clear error with a non-zero exit for each
+kind of bad input (unknown user, format, bad date, unreachable database, unwritable
+storage). Runs the installed console script, as a user would."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.seed import seed_database
+
+GOALPORT = str(Path(sys.executable).parent / "goalport")
+
+
+def run(args, env, cwd):
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [GOALPORT, *args], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def cli_env(pg_url, tmp_path):
+    seed_database(pg_url, 3, seed=5, heavy_every=0)
+    return {"GOALPORT_DATABASE_URL": pg_url, "GOALPORT_STORAGE_URL": str(tmp_path / "store")}
+
+
+def first_user(pg_url):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        uid = conn.execute(sa.text('SELECT min(id) FROM "User"')).scalar()
+    engine.dispose()
+    return uid
+
+
+def test_export_writes_files_and_prints_where(cli_env, pg_url, tmp_path):
+    user = first_user(pg_url)
+    done = run(["export", user, "--format", "json,csv", "--format", "parquet"], cli_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split("\t") for line in done.stdout.strip().splitlines()]
+    assert sorted(fmt for _, fmt, _, _ in lines) == ["csv", "json", "parquet"]
+    for _uid, _fmt, size, url in lines:
+        path = Path(url.removeprefix("file://"))
+        assert path.is_file() and path.stat().st_size == int(size)
+        assert str(path).startswith(str(tmp_path / "store" / "exports" / user))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "no-such-user"], "unknown user id: no-such-user"),
+        (["export", "{user}", "--format", "pdf"], "unknown export format pdf"),
+        (["export", "{user}", "--since", "2026-13-01"], "--since: '2026-13-01' is not a date"),
+        (["export", "{user}", "--since", "2026-05-01", "--until", "2026-01-01"], "is after --until"),
+    ],
+)
+def test_bad_requests_are_refused_clearly(cli_env, pg_url, tmp_path, args, message):
+    user = first_user(pg_url)
+    done = run([a.format(user=user) for a in args], cli_env, tmp_path)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "store" / "exports").exists()
+
+
+def test_unreachable_database_is_named(tmp_path):
+    env = {"GOALPORT_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}
+    done = run(["export", "u1"], env, tmp_path)
+    assert done.returncode == 1
+    assert "cannot reach the database at postgresql+psycopg://postgres@127.0.0.1:1/nowhere" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unmigrated_database_says_what_to_run(pg_template, tmp_path):
+    import sqlalchemy as sa
+
+    empty = tmp_path / "empty.db"
+    sa.create_engine(f"sqlite:///{empty}").connect().close()
+    done = run(["export", "u1"], {"GOALPORT_DATABASE_URL": f"sqlite:///{empty}"}, tmp_path)
+    assert done.returncode == 1
+    assert "run `goalport db upgrade`" in done.stderr
+
+
+def test_unwritable_storage_is_named(cli_env, pg_url, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    user = first_user(pg_url)
+    done = run(["export", user, "--out", str(blocker / "inside")], cli_env, tmp_path)
+    assert done.returncode == 1
+    assert f"cannot write file://{blocker}/inside" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_embedded_default_needs_no_configuration(tmp_path):
+    """With no variables set, goalport uses ./var: migrate, seed, export."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOALPORT_")}
+    for args in (["db", "upgrade"], ["seed", "--users", "2", "--heavy-every", "0"]):
+        done = subprocess.run([GOALPORT, *args], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "var" / "goalport.db").is_file()
