@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -76,14 +75,35 @@ def in_child(function: Callable, *args) -> dict:
 
 
 def _measured(function: Callable, *args) -> dict:
+    """Peak resident memory while `function` runs, sampled from /proc every 5 ms, minus
+    the resident memory before it started."""
     import gc
+    import threading
+
+    def rss_bytes() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     gc.collect()
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = function(*args)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result["peak_rss_mib"] = round(peak / 1024, 1)
-    result["rss_growth_mib"] = round((peak - baseline) / 1024, 1)
+    baseline = rss_bytes()
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.005):
+            peak = max(peak, rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = function(*args)
+    finally:
+        done.set()
+        sampler.join()
+    peak = max(peak, rss_bytes())
+    result["peak_rss_mib"] = round(peak / 2**20, 1)
+    result["rss_growth_mib"] = round((peak - baseline) / 2**20, 1)
     return result
 
 
@@ -108,6 +128,7 @@ def goalport_extract_progress(url: str) -> dict:
 
     database = AppDatabase(url=url)
     user_ids = database.all_user_ids()
+    database.extract_tables(["Progress"], user_ids[:1], ExtractFilter())  # load the driver
     started = time.perf_counter()
     tables = database.extract_tables(["Progress"], user_ids, ExtractFilter())
     seconds = time.perf_counter() - started
@@ -129,6 +150,7 @@ def batched_users(url: str, n_users: int) -> dict:
 
     database = AppDatabase(url=url)
     user_ids = database.all_user_ids()[:n_users]
+    database.extract(user_ids[:1]).per_user()  # load the driver
     started = time.perf_counter()
     per_user = database.extract(user_ids).per_user()
     rows = sum(t.num_rows for tables in per_user.values() for t in tables.values())
