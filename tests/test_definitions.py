@@ -24,7 +24,11 @@ def test_export_job_writes_every_users_files_and_reports_metadata(pg_url, tmp_pa
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(
             run_config=dg.RunConfig(
-                ops={"extracted_batch": ExportConfig(user_ids=[*users, "ghost"], formats=["json", "csv"])}
+                ops={
+                    "extracted_batch": ExportConfig(
+                        user_ids=[*users, "ghost"], formats=["json", "csv"]
+                    )
+                }
             ),
             resources={"database": AppDatabase(url=pg_url), "storage": storage},
             instance=instance,

@@ -98,7 +98,9 @@ def json_rows(document: dict) -> dict[str, list[dict]]:
 
     def walk(goals):
         for goal in goals:
-            rows["Goal"].append({k: v for k, v in goal.items() if k not in ("progress", "subGoals")})
+            rows["Goal"].append(
+                {k: v for k, v in goal.items() if k not in ("progress", "subGoals")}
+            )
             rows["Progress"].extend(goal["progress"])
             walk(goal["subGoals"])
 
@@ -107,7 +109,10 @@ def json_rows(document: dict) -> dict[str, list[dict]]:
         if table.name not in ("User", "Module", "Goal", "Progress"):
             rows[table.name] = document[table.name]
     return {
-        name: [{c.name: typed(c, row[c.name]) for c in schema.metadata.tables[name].columns} for row in table_rows]
+        name: [
+            {c.name: typed(c, row[c.name]) for c in schema.metadata.tables[name].columns}
+            for row in table_rows
+        ]
         for name, table_rows in rows.items()
     }
 
@@ -183,7 +188,12 @@ def parquet_rows(data: bytes) -> dict[str, list[dict]]:
     return result
 
 
-READERS = {"json": lambda b: json_rows(json.loads(b)), "csv": csv_rows, "xlsx": xlsx_rows, "parquet": parquet_rows}
+READERS = {
+    "json": lambda b: json_rows(json.loads(b)),
+    "csv": csv_rows,
+    "xlsx": xlsx_rows,
+    "parquet": parquet_rows,
+}
 
 
 def check_exports_match_database(url: str, storage: ObjectStorage, user_ids: list[str]):
@@ -212,16 +222,22 @@ def test_exports_through_s3(seeded, s3_url):
     users = sampled_users(seeded)[:1]
     storage = ObjectStorage(url=s3_url)
     check_exports_match_database(seeded, storage, users)
-    assert storage.list("exports") and all(k.startswith(f"exports/{users[0]}/") for k in storage.list("exports"))
+    assert storage.list("exports") and all(
+        k.startswith(f"exports/{users[0]}/") for k in storage.list("exports")
+    )
 
 
 def test_seeded_data_exercises_the_hard_values(seeded):
     """The comparison above is only as strong as the data: make sure it has the hard cases."""
     engine = sa.create_engine(seeded)
     with engine.connect() as conn:
-        texts = conn.execute(sa.text('SELECT string_agg(coalesce(notes, \'\'), \'\') FROM "Progress"')).scalar()
+        texts = conn.execute(
+            sa.text("SELECT string_agg(coalesce(notes, ''), '') FROM \"Progress\"")
+        ).scalar()
         titles = conn.execute(sa.text('SELECT array_agg(title) FROM "Goal"')).scalar()
-        null_notes = conn.execute(sa.text('SELECT count(*) FROM "Progress" WHERE notes IS NULL')).scalar()
+        null_notes = conn.execute(
+            sa.text('SELECT count(*) FROM "Progress" WHERE notes IS NULL')
+        ).scalar()
     engine.dispose()
     everything = texts + "".join(titles)
     assert any(ord(ch) > 0x1F000 for ch in everything), "emoji"
@@ -239,7 +255,13 @@ def test_selective_export_pushes_filters_into_the_queries(seeded):
     since, until = dt.date(2026, 3, 1), dt.date(2026, 5, 31)
     chosen = database.extract([user], make_filter(["fitness", "bible"], "2026-03-01", "2026-05-31"))
     tables = chosen.per_user()[user]
-    kinds = dict(zip(everything["Module"]["id"].to_pylist(), everything["Module"]["kind"].to_pylist(), strict=True))
+    kinds = dict(
+        zip(
+            everything["Module"]["id"].to_pylist(),
+            everything["Module"]["kind"].to_pylist(),
+            strict=True,
+        )
+    )
     assert set(tables["Module"]["kind"].to_pylist()) <= {"fitness", "bible"}
     assert {kinds[m] for m in tables["Goal"]["moduleId"].to_pylist()} <= {"fitness", "bible"}
     goal_ids = set(tables["Goal"]["id"].to_pylist())
