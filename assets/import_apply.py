@@ -505,6 +505,8 @@ def preview_staged(
         "sourceUserId": detected.source_user_id,
         "report": [_report_entry(e) for e in detected.report[:500]],
     }
+    if not detected.is_goalport:
+        plan.file["mapping"] = mapping_summary(detected)
     storage.write_bytes(plan_key(staged.user_id, job_id), plan_to_bytes(plan))
     preview = plan.preview()
     with engine.begin() as conn:
@@ -529,6 +531,17 @@ def preview_staged(
             details={"jobId": job_id, "sourceApp": staged.source_app, "totals": plan.totals()},
         )
     return plan
+
+
+def mapping_summary(detected: DetectedImport) -> dict:
+    """The mapping report in brief: rows per target table, items skipped and flattened."""
+    counts = {str(n): c for n, c in detected.row_counts().items() if c}
+    return {
+        "imported": dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
+        "skipped": sum(e.count for e in detected.report if e.action == "skipped"),
+        "flattened": sum(e.count for e in detected.report if e.action == "flattened"),
+        "entries": len(detected.report),
+    }
 
 
 def _report_entry(entry) -> dict:

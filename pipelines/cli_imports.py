@@ -251,6 +251,7 @@ def _print_preview(preview: dict) -> None:
             f"conflicts: {preview.get('conflictPolicy')}"
             + (f", modules {', '.join(preview['modules'])}" if preview.get("modules") else "")
         )
+    _print_mapping(file)
     counts = preview.get("counts") or {}
     rows = [
         (table, *(str(c.get(k, 0)) for k in COLUMNS))
@@ -291,3 +292,27 @@ def _print_preview(preview: dict) -> None:
         click.echo(f"  ... and {more} more invalid rows (goalport import show JOB)")
     for warning in preview.get("warnings") or []:
         click.echo(f"  note: {warning}")
+
+
+def _print_mapping(file: dict) -> None:
+    """Another app's file: what became what, and every item left out with its reason."""
+    mapping = file.get("mapping")
+    if not mapping:
+        return
+    parts = [
+        f"{count} items imported as {table}" if i == 0 else f"{count} as {table}"
+        for i, (table, count) in enumerate(mapping["imported"].items())
+    ]
+    summary = ", ".join(parts) or "nothing imported"
+    extra = f"; {mapping['skipped']} skipped"
+    if mapping["flattened"]:
+        extra += f", {mapping['flattened']} moved up (the app keeps 3 goal levels)"
+    click.echo(f"mapping: {summary}{extra}")
+    report = file.get("report") or []
+    for action in ("skipped", "flattened"):
+        entries = [e for e in report if e["action"] == action]
+        for entry in entries[:SHOWN]:
+            count = f" ({entry['count']})" if entry.get("count", 1) > 1 else ""
+            click.echo(f"  {action} {entry['source']}{count}: {entry['reason']}")
+        if len(entries) > SHOWN:
+            click.echo(f"  ... and {len(entries) - SHOWN} more {action} (goalport import show JOB)")

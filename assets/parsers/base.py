@@ -621,6 +621,7 @@ class ImportBuilder:
             "Achievement": list(self.achievements.values()),
         }
         if self.goals:
+            first = min(self.goals.values(), key=lambda g: g["createdAt"])
             rows["Module"].append(
                 {
                     "id": self.module_key,
@@ -628,9 +629,12 @@ class ImportBuilder:
                     "kind": self.module_kind,
                     "name": self.module_name,
                     "isActive": True,
-                    "createdAt": min(g["createdAt"] for g in self.goals.values()),
+                    "createdAt": first["createdAt"],
                 }
             )
+            if "createdAt" in self.extras.get(first["id"], {}).get("inferred", ()):
+                # the earliest goal's time was the import's: so is the module's
+                self.extras.setdefault(self.module_key, {})["inferred"] = ["createdAt"]
         tables = {name: rows_to_table(name, rows.get(name, [])) for name in self.table_names}
         return ParsedImport(self.app, tables, self.extras, self.report, self.warnings)
 

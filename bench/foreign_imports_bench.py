@@ -1,0 +1,137 @@
+"""Foreign-import benchmark: a 50,000-task Todoist export parsed, previewed and applied into
+PostgreSQL (target: preview + apply under 20 s), then previewed again (the re-import path
+through ExternalRef, which must find nothing to change).
+
+`run(database_url)` only uses the server of `database_url` (the shared bench database is
+left alone): it works in a scratch database of its own and drops it afterwards. The
+baseline, measured in the same run, is the straightforward importer: the same staged rows
+written one by one through the SQLAlchemy ORM with their ImportChange records
+(`bench.import_bench._orm_apply`), on the first GOALPORT_BENCH_ORM_ROWS rows (2,000) and
+scaled to the whole import.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import sqlalchemy as sa
+
+TASKS = 50_000
+TARGET_SECONDS = 20.0
+
+
+def run(database_url: str) -> dict:
+    """Parse, preview, apply and re-preview a `TASKS`-task Todoist CSV; returns the numbers."""
+    from assets.import_apply import apply_import, create_import_job, preview_import
+    from assets.import_detect import detect_import
+    from assets.parsers.todoist import generate_todoist_csv
+    from assets.staging import TABLE_NAMES, app_columns
+    from bench.import_bench import _orm_apply, _scratch_database
+    from migrations import upgrade
+    from pipelines.seed import generate_population, load_population
+    from resources import schema
+    from resources.database import AppDatabase
+    from resources.storage import ObjectStorage
+
+    url, admin = _scratch_database(database_url)
+    database = AppDatabase(url=url)
+    try:
+        upgrade(url)
+        users = generate_population(1, seed=3, heavy_every=0)["User"]
+        load_population(database.engine, {"User": users})
+        user_id = users["id"][0].as_py()
+        data = generate_todoist_csv(TASKS, seed=1)
+        name = "Bench [1000000001].csv"
+
+        started = time.perf_counter()
+        detected = detect_import(data, file_name=name)
+        parse_seconds = time.perf_counter() - started
+        del detected
+
+        with tempfile.TemporaryDirectory() as folder:
+            storage = ObjectStorage(url=folder)
+
+            def job() -> str:
+                return create_import_job(database.engine, user_id=user_id, file_name=name)
+
+            first = job()
+            started = time.perf_counter()
+            preview = preview_import(database, storage, first, data)
+            preview_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            applied = apply_import(database, storage, first)
+            apply_seconds = time.perf_counter() - started
+
+            second = job()
+            started = time.perf_counter()
+            again = preview_import(database, storage, second, data)
+            repeat_seconds = time.perf_counter() - started
+
+        plan = preview.plan
+        staged = {name: app_columns(plan.tables[name].creates, name) for name in TABLE_NAMES}
+        rows = sum(t.num_rows for t in staged.values())
+        # the scratch database holds only this user: TRUNCATE, since deleting 50,000 goals
+        # row by row checks the self-reference (parentGoalId) for each one
+        names = [*(t.name for t in schema.APP_TABLES[1:]), schema.import_change.name]
+        with database.engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " CASCADE"))
+        sample = int(os.environ.get("GOALPORT_BENCH_ORM_ROWS", "2000")) or None
+        orm_seconds, orm_rows = _orm_apply(database.engine, user_id, staged, "orm", sample)
+        orm_estimate = orm_seconds / orm_rows * rows
+        total = preview_seconds + apply_seconds
+        result = {
+            "tasks": TASKS,
+            "rows": rows,
+            "file_bytes": len(data),
+            "parse_seconds": round(parse_seconds, 3),
+            "preview_seconds": round(preview_seconds, 3),
+            "apply_seconds": round(apply_seconds, 3),
+            "total_seconds": round(total, 3),
+            "target_seconds": TARGET_SECONDS,
+            "within_target": total < TARGET_SECONDS,
+            "parse_share_of_total": round(parse_seconds / total, 3),
+            "created": plan.totals()["create"],
+            "skipped_items": sum(e.count for e in preview.detected.report if e.action == "skipped"),
+            "apply_statements": applied.statements,
+            "repeat_preview_seconds": round(repeat_seconds, 3),
+            "repeat_preview_changes": again.plan.row_writes,
+            "orm_rows_measured": orm_rows,
+            "orm_ms_per_row": round(1000 * orm_seconds / orm_rows, 3),
+            "orm_apply_seconds_for_all_rows": round(orm_estimate, 1),
+            "apply_speedup_vs_orm": round(orm_estimate / apply_seconds, 1),
+        }
+        print(
+            f"Todoist export of {TASKS:,} tasks ({len(data) / 1e6:.1f} MB CSV, {rows:,} rows): "
+            f"parse {parse_seconds:.2f} s, preview (parse included) {preview_seconds:.2f} s, "
+            f"apply {apply_seconds:.2f} s ({applied.statements} statements)"
+        )
+        print(
+            f"total {total:.2f} s against the {TARGET_SECONDS:.0f} s target "
+            f"({'met' if total < TARGET_SECONDS else 'MISSED'}); parsing is "
+            f"{parse_seconds / total:.0%} of it; the same file again: preview "
+            f"{repeat_seconds:.2f} s, {again.plan.row_writes} changes"
+        )
+        print(
+            f"row by row through the ORM: {result['orm_ms_per_row']:.2f} ms a row (measured on "
+            f"{orm_rows:,} rows), {orm_estimate:.0f} s for all: bulk apply is "
+            f"{result['apply_speedup_vs_orm']:.0f}x faster"
+        )
+        return result
+    finally:
+        database.engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+            )
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    import json
+
+    server = os.environ.get(
+        "GOALPORT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
+    print(json.dumps(run(server), indent=2))
