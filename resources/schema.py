@@ -219,6 +219,9 @@ DATE_COLUMNS: dict[str, str] = {
 
 for _t in APP_TABLES:
     sa.Index(f"ix_{_t.name}_userId", _t.c.get("userId", _t.c.get("id")))
+    for _fk in _t.foreign_keys:
+        if _fk.parent.name != "userId":
+            sa.Index(f"ix_{_t.name}_{_fk.parent.name}", _fk.parent)
 
 # ---------------------------------------------------------------- goalport's own tables
 

@@ -26,3 +26,16 @@ def test_sqlite_migrates_down_and_up_again(tmp_path):
     assert _tables(url) == set()
     upgrade(url)
     assert _tables(url) == set(metadata.tables)
+
+
+def test_migrations_build_exactly_the_declared_schema(pg_url):
+    """resources/schema.py and the migrations must not drift apart."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        engine.dispose()
