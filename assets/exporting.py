@@ -3,20 +3,26 @@
 The Dagster assets, the CLI and the request processor all call this, so every export takes
 the same path. Rendering runs in a process pool when a batch has more than one user and
 more than one core is free: XLSX rendering, not extraction, sets the time of big exports.
+Before rendering, the data-quality suites (assets.quality) keep out the users whose data
+breaks a rule; after, every file is proven complete (assets.completeness).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from resources.database import AppDatabase, ExtractedBatch, ExtractFilter
 from resources.storage import ObjectStorage, StoredObject
+
+if TYPE_CHECKING:
+    from assets.quality import QualityReport
 
 # format name -> (file extension, media type)
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {
@@ -24,6 +30,7 @@ EXPORT_FORMATS: dict[str, tuple[str, str]] = {
     "csv": ("csv.zip", "application/zip"),
     "xlsx": ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
     "parquet": ("parquet.zip", "application/zip"),
+    "report": ("report.html", "text/html"),
 }
 
 
@@ -37,6 +44,9 @@ class ExportedFile:
     format: str
     stored: StoredObject
     row_counts: dict[str, int]
+    # The completeness check's result (assets.completeness): the file, read back from
+    # storage, holds every extracted row with the same content.
+    completeness: dict = field(default_factory=dict)
 
     @property
     def records(self) -> int:
@@ -47,6 +57,15 @@ class ExportedFile:
 class BatchExportResult:
     files: list[ExportedFile] = field(default_factory=list)
     missing_user_ids: list[str] = field(default_factory=list)
+    # user id -> why the user's export failed (data-quality rule or incomplete file), in
+    # words a support person can act on. Their complete files, if any, are still in `files`.
+    failed_users: dict[str, str] = field(default_factory=dict)
+    # Files that failed the completeness check; they were deleted from storage.
+    incomplete_files: list[ExportedFile] = field(default_factory=list)
+    quality: QualityReport | None = None
+    # seconds spent on the checks: "quality" (the suites, before rendering; "quality_cpu"
+    # its CPU time) and "completeness" (reading files back, summed over the workers)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def by_user(self) -> dict[str, list[ExportedFile]]:
         result: dict[str, list[ExportedFile]] = {}
@@ -102,12 +121,14 @@ def render_user_files(
 ) -> dict[str, bytes]:
     """Every requested format of one user's data, as bytes."""
     from assets import renderers
+    from assets.report_html import render_report_html
 
     render = {
         "json": renderers.render_json,
         "csv": renderers.render_csv_zip,
         "xlsx": renderers.render_xlsx,
         "parquet": renderers.render_parquet_zip,
+        "report": render_report_html,
     }
     return {
         fmt: render[fmt](tables, user_id=user_id, exported_at=exported_at, filters=filters)
@@ -116,9 +137,28 @@ def render_user_files(
 
 
 def _render_task(args: tuple) -> tuple[str, dict[str, bytes]]:
-    user_id, tables, formats, exported_at, filters = args
+    user_id, tables, formats, exported_at, filters, _ = args
     return user_id, render_user_files(
+        _unpacked(tables), formats, user_id=user_id, exported_at=exported_at, filters=filters
+    )
+
+
+def _render_and_verify_task(args: tuple) -> tuple[str, dict[str, bytes], dict[str, dict]]:
+    """Render one user's files and read each back (in the worker: XLSX reading is slow)."""
+    from assets.completeness import check_export_completeness
+
+    user_id, tables, formats, exported_at, filters, checksums = args
+    tables = _unpacked(tables)
+    files = render_user_files(
         tables, formats, user_id=user_id, exported_at=exported_at, filters=filters
+    )
+    return (
+        user_id,
+        files,
+        {
+            fmt: check_export_completeness(data, fmt, tables, expected_checksums=checksums)
+            for fmt, data in files.items()
+        },
     )
 
 
@@ -131,13 +171,44 @@ def render_batch(
     workers: int | None = None,
 ) -> Iterable[tuple[str, dict[str, bytes]]]:
     """Yield (user id, files) for every user, rendering in parallel processes when it pays."""
-    tasks = [(uid, per_user[uid], tuple(formats), exported_at, filters) for uid in sorted(per_user)]
-    workers = workers if workers is not None else min(len(tasks), os.cpu_count() or 1)
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_render_task, tasks)
+    return _map_users(_render_task, per_user, formats, exported_at, filters, workers)
+
+
+def _map_users(
+    task, per_user, formats, exported_at, filters, workers, extra: Mapping | None = None
+) -> Iterable[tuple]:
+    """`task((user id, tables, formats, exported_at, filters, extra[user id]))` for every user,
+    in a process pool when there is more than one user and more than one core."""
+    users = sorted(per_user)
+    extra = extra or {}
+    common = (tuple(formats), exported_at, filters)
+    workers = workers if workers is not None else min(len(users), os.cpu_count() or 1)
+    if workers <= 1 or len(users) <= 1:
+        yield from map(task, [(u, per_user[u], *common, extra.get(u)) for u in users])
         return
+    tasks = [(u, _packed(per_user[u]), *common, extra.get(u)) for u in users]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_render_task, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
+        yield from pool.map(task, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
+
+
+def _packed(tables: dict[str, pa.Table]) -> dict[str, bytes]:
+    """A user's tables as Arrow IPC streams, to send to a worker process. A user's tables
+    are slices of the batch's; pickled, a slice carries the whole batch's buffers along
+    (68 MB per user of a 2,000-user batch), IPC writes only the slice."""
+    packed = {}
+    for name, table in tables.items():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        packed[name] = sink.getvalue().to_pybytes()
+    return packed
+
+
+def _unpacked(tables: dict) -> dict[str, pa.Table]:
+    return {
+        name: pa.ipc.open_stream(t).read_all() if isinstance(t, bytes) else t
+        for name, t in tables.items()
+    }
 
 
 def export_users(
@@ -150,6 +221,7 @@ def export_users(
     exported_at: dt.datetime | None = None,
     on_user_done: Callable[[str, list[ExportedFile]], None] | None = None,
     workers: int | None = None,
+    quality_gate: bool = True,
 ) -> BatchExportResult:
     """Extract `user_ids` in one batch and write each user's files in every format."""
     formats = check_formats(formats)
@@ -162,6 +234,7 @@ def export_users(
         exported_at=exported_at,
         on_user_done=on_user_done,
         workers=workers,
+        quality_gate=quality_gate,
     )
 
 
@@ -174,21 +247,76 @@ def write_batch(
     on_user_done: Callable[[str, list[ExportedFile]], None] | None = None,
     workers: int | None = None,
     key_suffix: Callable[[str], str] | None = None,
+    quality_gate: bool = True,
+    quality: QualityReport | None = None,
 ) -> BatchExportResult:
-    """Render and store every found user of an extracted batch."""
+    """Render and store every found user of an extracted batch.
+
+    With `quality_gate`, the data-quality suites (assets.quality) run on the whole batch
+    first (`quality` passes a report already made for this batch), and a user with any row
+    failing a rule is not rendered: `failed_users` says which table, rule, rows and ids.
+    Every file is proven complete (assets.completeness): read with goalport's reader for
+    its format and compared, table by table, with what was extracted (in the rendering
+    worker), then read back from storage and matched byte for byte (SHA-256) with the
+    file that was checked. An incomplete file is deleted and its user failed.
+    `on_user_done` is called once per user with the files that passed (none for a user
+    the gate stopped).
+    """
+    import time
+
+    from assets.completeness import (
+        batch_checksums,
+        confirm_stored_copy,
+        describe_completeness_failure,
+    )
+
     per_user = batch.per_user()
     result = BatchExportResult(missing_user_ids=[u for u in batch.user_ids if u not in per_user])
     filters = batch.filters.as_dict()
-    for user_id, files in render_batch(
-        per_user, formats, exported_at=exported_at, filters=filters, workers=workers
+    if quality_gate:
+        from assets.quality import run_quality_suites
+
+        started, started_cpu = time.perf_counter(), time.process_time()
+        report = (
+            quality if quality is not None else run_quality_suites(batch.tables, filters=filters)
+        )
+        result.quality = report
+        result.timings["quality"] = time.perf_counter() - started
+        result.timings["quality_cpu"] = time.process_time() - started_cpu
+        for user_id in sorted(report.affected_user_ids & per_user.keys()):
+            result.failed_users[user_id] = report.user_message(user_id)
+            del per_user[user_id]
+            if on_user_done is not None:
+                on_user_done(user_id, [])
+    started = time.perf_counter()
+    checksums = batch_checksums(batch.tables, per_user)
+    verifying = time.perf_counter() - started
+    for user_id, files, completeness_by_format in _map_users(
+        _render_and_verify_task, per_user, formats, exported_at, filters, workers, checksums
     ):
         counts = {name: t.num_rows for name, t in per_user[user_id].items()}
-        written = []
+        written, problems = [], []
         for fmt, data in files.items():
             suffix = key_suffix(user_id) if key_suffix else ""
-            stored = storage.write_bytes(export_key(user_id, fmt, exported_at, suffix), data)
-            written.append(ExportedFile(user_id, fmt, stored, counts))
+            key = export_key(user_id, fmt, exported_at, suffix)
+            stored = storage.write_bytes(key, data)
+            started = time.perf_counter()
+            completeness = confirm_stored_copy(completeness_by_format[fmt], storage.read_bytes(key))
+            verifying += time.perf_counter() - started + completeness.get("seconds", 0.0)
+            exported = ExportedFile(user_id, fmt, stored, counts, completeness)
+            if completeness["passed"]:
+                written.append(exported)
+            else:
+                # A file that does not hold all of the user's data must not be handed out.
+                storage.delete(key)
+                result.incomplete_files.append(exported)
+                problems.append(describe_completeness_failure(completeness))
+        if problems:
+            result.failed_users[user_id] = (
+                "not exported: " + "; ".join(problems) + " (the file was deleted; export again)"
+            )
         result.files.extend(written)
         if on_user_done is not None:
             on_user_done(user_id, written)
+    result.timings["completeness"] = verifying
     return result

@@ -10,6 +10,12 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.exporting import check_formats, make_filter, write_batch
+from assets.requests import (
+    ExportBatchProgress,
+    deliver_notifications,
+    restrict_batch,
+    track_export_run,
+)
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage
 
@@ -22,6 +28,10 @@ class ExportConfig(dg.Config):
     modules: list[str] | None = None
     since: str | None = None
     until: str | None = None
+    # Set by the export request sensor: the DataExportJob rows this run answers. Launched by
+    # hand without them, the run records its own rows.
+    job_ids: list[str] = []
+    batch_id: str | None = None
 
 
 @dataclass
@@ -31,6 +41,8 @@ class ExportBatch:
     extracted: ExtractedBatch
     formats: tuple[str, ...]
     requested_at: dt.datetime
+    job_ids: tuple[str, ...] = ()
+    batch_id: str | None = None
 
 
 @dg.asset(group_name="export", kinds={"postgres", "arrow"})
@@ -40,14 +52,37 @@ def extracted_batch(
     """Every app table's rows for the batch's users: one query per table, not per user."""
     formats = check_formats(config.formats)
     filters = make_filter(config.modules, config.since, config.until)
-    extracted = database.extract(config.user_ids, filters)
+    progress = track_export_run(
+        database.engine,
+        job_ids=config.job_ids,
+        batch_id=config.batch_id,
+        user_ids=config.user_ids,
+        formats=formats,
+        filters=filters,
+        run_id=context.run.run_id,
+    )
+    try:
+        extracted = database.extract(progress.user_ids, filters)
+        progress.started(extracted)
+    except Exception as exc:
+        progress.abort(f"{type(exc).__name__}: {exc}")
+        deliver_notifications(database.engine, ids=progress.notification_ids)
+        raise
     missing = sorted(set(config.user_ids) - extracted.found_user_ids)
     if missing:
         context.log.warning(f"no such users, skipped: {', '.join(missing)}")
     counts = extracted.row_counts()
     return dg.Output(
-        ExportBatch(extracted, formats, dt.datetime.now(dt.UTC)),
+        ExportBatch(
+            extracted,
+            formats,
+            dt.datetime.now(dt.UTC),
+            job_ids=tuple(progress.job_ids),
+            batch_id=progress.batch_id,
+        ),
         metadata={
+            "batch_id": progress.batch_id,
+            "requests": len(progress.job_ids),
             "users": len(extracted.found_user_ids),
             "missing_users": dg.MetadataValue.json(missing),
             "rows": sum(counts.values()),
@@ -59,15 +94,35 @@ def extracted_batch(
 
 @dg.asset(group_name="export", kinds={"json", "csv", "xlsx", "parquet", "s3"})
 def export_files(
-    context: dg.AssetExecutionContext, extracted_batch: ExportBatch, storage: ObjectStorage
+    context: dg.AssetExecutionContext,
+    extracted_batch: ExportBatch,
+    storage: ObjectStorage,
+    database: AppDatabase,
 ) -> dg.MaterializeResult:
-    """Each user's export files in every requested format, written atomically to storage."""
-    result = write_batch(
-        extracted_batch.extracted,
-        storage,
-        extracted_batch.formats,
-        exported_at=extracted_batch.requested_at,
+    """Each user's export files in every requested format, written atomically to storage;
+    each request row completed (or failed, with the reason) as its user is written."""
+    progress = ExportBatchProgress.load(
+        database.engine,
+        extracted_batch.job_ids,
+        batch_id=extracted_batch.batch_id,
+        run_id=context.run.run_id,
+        reclaim_failed=True,
     )
+    try:
+        result = write_batch(
+            restrict_batch(extracted_batch.extracted, progress.user_ids),
+            storage,
+            extracted_batch.formats,
+            exported_at=extracted_batch.requested_at,
+            on_user_done=progress.user_done,
+            key_suffix=progress.key_suffix,
+        )
+    except Exception as exc:
+        progress.abort(f"{type(exc).__name__}: {exc}")
+        deliver_notifications(database.engine, ids=progress.notification_ids)
+        raise
+    outcome = progress.finished(result)
+    deliver_notifications(database.engine, ids=progress.notification_ids)
     uris = [f.stored.url for f in result.files]
     context.log.info(f"wrote {len(uris)} files for {len(result.by_user())} users")
     return dg.MaterializeResult(
@@ -76,6 +131,8 @@ def export_files(
             "bytes": sum(f.stored.size for f in result.files),
             "uris": dg.MetadataValue.json(uris[:100]),
             "records": sum(f.records for f in result.files),
+            "requests_completed": len(outcome.completed),
+            "requests_failed": dg.MetadataValue.json(outcome.failed),
         }
     )
 

@@ -166,6 +166,12 @@ def export(user_ids, formats, modules, since, until, out_url) -> None:
         )
     for f in result.files:
         click.echo(f"{f.user_id}\t{f.format}\t{f.stored.size}\t{f.stored.url}")
+    for user_id, reason in sorted(result.failed_users.items()):
+        click.echo(f"{user_id}\tFAILED\t{reason}", err=True)
+    if result.failed_users:
+        raise UserError(
+            f"{len(result.failed_users)} of {len(set(user_ids))} users not exported (see above)"
+        )
 
 
 @main.command()

@@ -7,4 +7,24 @@ import click
 
 def register(main: click.Group) -> None:
     # Add one `main.add_command(...)` line per area module, importing it inside this function.
+    from pipelines.cli_templates import template
+
+    main.add_command(template)
+    from pipelines.cli_requests import add_request_commands
+
+    add_request_commands(main)
+    from pipelines.cli_backups import backup, keys
+
+    main.add_command(backup)
+    main.add_command(keys)
+    from pipelines.cli_imports import add_import_commands
+
+    add_import_commands(main)
+    from pipelines.cli_quality import check
+
+    main.add_command(check)
+    from pipelines.cli_gdpr import gdpr, verify
+
+    main.add_command(gdpr)
+    main.add_command(verify)
     pass

@@ -3,7 +3,12 @@ with the resources configured once (from the environment, defaulting to ./var)."
 
 import dagster as dg
 
-from assets import exports
+from assets import backups, exports
+from assets import checks as quality_checks
+from assets import gdpr as gdpr_assets
+from assets import imports as import_assets
+from assets import templates as template_assets
+from pipelines import export_requests
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
@@ -15,7 +20,13 @@ def shared_resources() -> dict:
 
 # One entry per area: each module exposes a small `defs`.
 AREA_DEFINITIONS = [
+    template_assets.defs,
     exports.defs,
+    quality_checks.defs,
+    export_requests.defs,
+    backups.defs,
+    import_assets.defs,
+    gdpr_assets.defs,
 ]
 
 defs = dg.Definitions.merge(dg.Definitions(resources=shared_resources()), *AREA_DEFINITIONS)
