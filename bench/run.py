@@ -3,7 +3,8 @@ measured in the same run, and prints ratios (PERFORMANCE.md has the numbers this
 gave before). Not a test: nothing here asserts; it reports.
 
 Environment: GOALPORT_BENCH_PG_URL (the server; `make bench` passes the test server),
-GOALPORT_BENCH_USERS (default 20000), GOALPORT_BENCH_ONLY (comma-separated section names).
+GOALPORT_BENCH_USERS (default 20000), GOALPORT_BENCH_ONLY (comma-separated section names),
+GOALPORT_BENCH_DB (the database to seed once and reuse, default goalport_bench).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-BENCH_DB = "goalport_bench"
+BENCH_DB = os.environ.get("GOALPORT_BENCH_DB", "goalport_bench")
 
 
 def server_url() -> str:
