@@ -69,43 +69,46 @@ def ensure_seeded(n_users: int) -> str:
 
 
 def in_child(function: Callable, *args) -> dict:
-    """Run `function(*args)` in a fresh process; return its result with peak RSS in MiB."""
+    """Run `function(*args)` in a fresh process, so memory peaks do not mix."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
-        return pool.apply(_measured, (function, *args))
+        return pool.apply(function, args)
 
 
-def _measured(function: Callable, *args) -> dict:
-    """Peak resident memory while `function` runs, sampled from /proc every 5 ms, minus
-    the resident memory before it started."""
-    import gc
-    import threading
+class PeakMemory:
+    """Peak resident memory inside a `with` block, sampled from /proc every 5 ms, minus
+    the resident memory when the block started (after imports and warm-up)."""
 
-    def rss_bytes() -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    def __enter__(self) -> PeakMemory:
+        import gc
+        import threading
 
-    gc.collect()
-    baseline = rss_bytes()
-    peak = baseline
-    done = threading.Event()
+        gc.collect()
+        self.baseline = self.peak = _rss_bytes()
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        return self
 
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(0.005):
-            peak = max(peak, rss_bytes())
+    def _sample(self) -> None:
+        while not self._done.wait(0.005):
+            self.peak = max(self.peak, _rss_bytes())
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        result = function(*args)
-    finally:
-        done.set()
-        sampler.join()
-    peak = max(peak, rss_bytes())
-    result["peak_rss_mib"] = round(peak / 2**20, 1)
-    result["rss_growth_mib"] = round((peak - baseline) / 2**20, 1)
-    return result
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._sampler.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    def as_dict(self) -> dict:
+        return {
+            "peak_rss_mib": round(self.peak / 2**20, 1),
+            "rss_growth_mib": round((self.peak - self.baseline) / 2**20, 1),
+        }
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 # ------------------------------------------------------------------------- extraction
@@ -115,13 +118,15 @@ def binary_copy_discarded(url: str) -> dict:
     import psycopg
 
     libpq = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    started = time.perf_counter()
     with psycopg.connect(libpq) as conn, conn.cursor() as cur:
-        with cur.copy('COPY "Progress" TO STDOUT (FORMAT binary)') as copy:
-            for _block in copy:
-                pass
         rows = cur.execute('SELECT count(*) FROM "Progress"').fetchone()[0]
-    return {"rows": rows, "seconds": time.perf_counter() - started}
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            with cur.copy('COPY "Progress" TO STDOUT (FORMAT binary)') as copy:
+                for _block in copy:
+                    pass
+            seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": seconds, **memory.as_dict()}
 
 
 def goalport_extract_progress(url: str) -> dict:
@@ -130,20 +135,29 @@ def goalport_extract_progress(url: str) -> dict:
     database = AppDatabase(url=url)
     user_ids = database.all_user_ids()
     database.extract_tables(["Progress"], user_ids[:1], ExtractFilter())  # load the driver
-    started = time.perf_counter()
-    tables = database.extract_tables(["Progress"], user_ids, ExtractFilter())
-    seconds = time.perf_counter() - started
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        tables = database.extract_tables(["Progress"], user_ids, ExtractFilter())
+        seconds = time.perf_counter() - started
     table = tables["Progress"]
-    return {"rows": table.num_rows, "seconds": seconds, "arrow_mib": table.nbytes / 2**20}
+    return {
+        "rows": table.num_rows,
+        "seconds": seconds,
+        "arrow_mib": table.nbytes / 2**20,
+        **memory.as_dict(),
+    }
 
 
 def pandas_read_sql_progress(url: str) -> dict:
     import pandas as pd
 
     engine = sa.create_engine(url)
-    started = time.perf_counter()
-    frame = pd.read_sql('SELECT * FROM "Progress"', engine)
-    return {"rows": len(frame), "seconds": time.perf_counter() - started}
+    pd.read_sql('SELECT * FROM "Progress" LIMIT 1', engine)
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        frame = pd.read_sql('SELECT * FROM "Progress"', engine)
+        seconds = time.perf_counter() - started
+    return {"rows": len(frame), "seconds": seconds, **memory.as_dict()}
 
 
 def batched_users(url: str, n_users: int) -> dict:
