@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001_initial"
 down_revision = None
 branch_labels = None
@@ -410,7 +409,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("WorkTask", schema=None) as batch_op:
         batch_op.create_index("ix_WorkTask_userId", ["userId"], unique=False)
-
 
 
 def downgrade() -> None:
