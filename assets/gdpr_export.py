@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -340,7 +341,11 @@ class GdprBundleExporter:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            # forked workers start at once with everything imported (a spawned interpreter
+            # imports pyarrow, SQLAlchemy and ADBC again: seconds per worker)
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
         return self._pool
 
     def chunk_rows(self, total_rows: int) -> int:
