@@ -19,21 +19,33 @@ class UserError(click.ClickException):
     """A message for the person at the keyboard, exit status 1."""
 
 
-def friendly_errors(command):
-    """Turn goalport's own error types into one clear line and exit status 1."""
+def errors_as_user_errors(load_error_types):
+    """A decorator: the exception types `load_error_types()` returns (imported when a command
+    runs, so `--help` stays fast) end as one clear line and exit status 1."""
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from assets.exporting import ExportRequestError
-        from resources.database import DatabaseUnavailableError
-        from resources.storage import StorageError
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except load_error_types() as exc:
+                raise UserError(str(exc)) from exc
 
-        try:
-            return command(*args, **kwargs)
-        except (ExportRequestError, DatabaseUnavailableError, StorageError) as exc:
-            raise UserError(str(exc)) from exc
+        return wrapper
 
-    return wrapper
+    return decorate
+
+
+def _core_error_types() -> tuple[type[Exception], ...]:
+    from assets.exporting import ExportRequestError
+    from resources.database import DatabaseUnavailableError
+    from resources.storage import StorageError
+
+    return (ExportRequestError, DatabaseUnavailableError, StorageError)
+
+
+friendly_errors = errors_as_user_errors(_core_error_types)
+"""Turn goalport's own error types into one clear line and exit status 1."""
 
 
 def open_database(url: str | None = None):

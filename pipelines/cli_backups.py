@@ -8,30 +8,31 @@ from a prompt that does not echo.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
 import click
 
-from pipelines.cli import UserError, friendly_errors, open_database, open_storage, split_csv
+from pipelines.cli import (
+    UserError,
+    errors_as_user_errors,
+    friendly_errors,
+    open_database,
+    open_storage,
+    split_csv,
+)
 
 
-def backup_errors(command):
-    """Backup, key and age errors end as one clear line and exit status 1."""
+def _backup_error_types() -> tuple[type[Exception], ...]:
+    from assets.backup_service import BackupError
+    from resources.age import AgeError
+    from resources.keys import KeyCustodyError
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from assets.backup_service import BackupError
-        from resources.age import AgeError
-        from resources.keys import KeyCustodyError
+    return (BackupError, KeyCustodyError, AgeError)
 
-        try:
-            return command(*args, **kwargs)
-        except (BackupError, KeyCustodyError, AgeError) as exc:
-            raise UserError(str(exc)) from exc
 
-    return wrapper
+# Backup, key and age errors end as one clear line and exit status 1.
+backup_errors = errors_as_user_errors(_backup_error_types)
 
 
 def _key_vault():

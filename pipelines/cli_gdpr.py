@@ -7,30 +7,30 @@ from a named environment variable, never from the command line.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
 import click
 
-from pipelines.cli import UserError, friendly_errors, open_database, open_storage
+from pipelines.cli import (
+    UserError,
+    errors_as_user_errors,
+    friendly_errors,
+    open_database,
+    open_storage,
+)
 
 
-def gdpr_errors(command):
-    """Erasure, texts and age errors end as one clear line and exit status 1."""
+def _gdpr_error_types() -> tuple[type[Exception], ...]:
+    from assets.erasure import ErasureError
+    from assets.gdpr_bundle import GdprTextsError
+    from resources.age import AgeError
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from assets.erasure import ErasureError
-        from assets.gdpr_bundle import GdprTextsError
-        from resources.age import AgeError
+    return (ErasureError, GdprTextsError, AgeError)
 
-        try:
-            return command(*args, **kwargs)
-        except (ErasureError, GdprTextsError, AgeError) as exc:
-            raise UserError(str(exc)) from exc
 
-    return wrapper
+# Erasure, texts and age errors end as one clear line and exit status 1.
+gdpr_errors = errors_as_user_errors(_gdpr_error_types)
 
 
 def _when(moment) -> str:
