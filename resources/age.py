@@ -232,7 +232,9 @@ def _describe_unsupported_key(text: str) -> str | None:
         return "post-quantum (mlkem768x25519) identities are not supported by goalport"
     if text.startswith("AGE-PLUGIN-"):
         return "age plugin identities are not supported by goalport"
-    if text.startswith(("age1pq1", "age1tag")):
+    # Their human-readable parts end in "1" ("age1pq1...", "age1tag1..."): plain "age1tag..."
+    # is an ordinary X25519 recipient whose data happens to start with "tag".
+    if text.startswith(("age1pq1", "age1tag1")):
         return "post-quantum and hardware-tag recipients are not supported by goalport"
     if text.startswith(("ssh-", "ecdsa-sha2-")):
         return "SSH keys are not supported by goalport; use an age X25519 key (age-keygen)"

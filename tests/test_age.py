@@ -454,3 +454,15 @@ def test_goalport_decrypts_what_age_cli_encrypts_with_a_passphrase(age_cli, tmp_
     assert age.decrypt(data, passphrase="hunter2 hunter2") == plaintext
     with pytest.raises(age.AgeWrongPassphraseError):
         age.decrypt(data, passphrase="hunter3 hunter3")
+
+
+def test_an_x25519_recipient_whose_data_starts_with_tag_is_not_taken_for_a_tag_recipient():
+    """Found by a 1-in-32,768 failure: the bech32 data of a random key can begin "tag"."""
+    while True:
+        identity, recipient = age.generate_identity()
+        if recipient.startswith("age1tag"):
+            break
+    assert age.validate_recipient(recipient) == recipient
+    assert age.decrypt(age.encrypt(b"x", recipients=[recipient]), identities=[identity]) == b"x"
+    with pytest.raises(age.AgeKeyError, match="hardware-tag"):
+        age.validate_recipient("age1tag1" + recipient[len("age1tag") :])
