@@ -10,6 +10,7 @@ breaks a rule; after, every file is proven complete (assets.completeness).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -136,30 +137,46 @@ def render_user_files(
     }
 
 
-def _render_task(args: tuple) -> tuple[str, dict[str, bytes]]:
-    user_id, tables, formats, exported_at, filters, _ = args
-    return user_id, render_user_files(
-        _unpacked(tables), formats, user_id=user_id, exported_at=exported_at, filters=filters
-    )
+def _render_chunk(chunk: list[tuple], common: tuple) -> list[tuple[str, dict[str, bytes]]]:
+    formats, exported_at, filters = common
+    return [
+        (
+            user_id,
+            render_user_files(
+                _unpacked(tables),
+                formats,
+                user_id=user_id,
+                exported_at=exported_at,
+                filters=filters,
+            ),
+        )
+        for user_id, tables, _ in chunk
+    ]
 
 
-def _render_and_verify_task(args: tuple) -> tuple[str, dict[str, bytes], dict[str, dict]]:
-    """Render one user's files and read each back (in the worker: XLSX reading is slow)."""
-    from assets.completeness import check_export_completeness
+def _render_and_verify_chunk(
+    chunk: list[tuple], common: tuple
+) -> list[tuple[str, dict[str, bytes], dict[str, dict]]]:
+    """Render some users' files and read each back (in the worker: reading is slow, and
+    reading a chunk's files of one format together is faster than one by one)."""
+    from assets.completeness import check_exports_completeness
 
-    user_id, tables, formats, exported_at, filters, checksums = args
-    tables = _unpacked(tables)
-    files = render_user_files(
-        tables, formats, user_id=user_id, exported_at=exported_at, filters=filters
-    )
-    return (
-        user_id,
-        files,
-        {
-            fmt: check_export_completeness(data, fmt, tables, expected_checksums=checksums)
-            for fmt, data in files.items()
-        },
-    )
+    formats, exported_at, filters = common
+    users = [user_id for user_id, _, _ in chunk]
+    tables = [_unpacked(packed) for _, packed, _ in chunk]
+    files = [
+        render_user_files(t, formats, user_id=u, exported_at=exported_at, filters=filters)
+        for u, t in zip(users, tables, strict=True)
+    ]
+    checksums = [sums for _, _, sums in chunk]
+    completeness = {
+        fmt: check_exports_completeness([f[fmt] for f in files], fmt, tables, checksums)
+        for fmt in formats
+    }
+    return [
+        (user_id, user_files, {fmt: completeness[fmt][i] for fmt in formats})
+        for i, (user_id, user_files) in enumerate(zip(users, files, strict=True))
+    ]
 
 
 def render_batch(
@@ -171,24 +188,34 @@ def render_batch(
     workers: int | None = None,
 ) -> Iterable[tuple[str, dict[str, bytes]]]:
     """Yield (user id, files) for every user, rendering in parallel processes when it pays."""
-    return _map_users(_render_task, per_user, formats, exported_at, filters, workers)
+    return _map_users(_render_chunk, per_user, formats, exported_at, filters, workers)
+
+
+# Users per task sent to a rendering worker: enough to share the per-table costs of
+# reading files back, few enough to keep both workers busy to the end of a batch.
+USERS_PER_TASK = 16
 
 
 def _map_users(
     task, per_user, formats, exported_at, filters, workers, extra: Mapping | None = None
 ) -> Iterable[tuple]:
-    """`task((user id, tables, formats, exported_at, filters, extra[user id]))` for every user,
-    in a process pool when there is more than one user and more than one core."""
+    """Every user's result of `task(chunk, (formats, exported_at, filters))`, where a chunk
+    is a list of (user id, tables, extra[user id]), in user id order; in a process pool
+    when there is more than one user and more than one core."""
     users = sorted(per_user)
     extra = extra or {}
     common = (tuple(formats), exported_at, filters)
     workers = workers if workers is not None else min(len(users), os.cpu_count() or 1)
+    size = max(1, min(USERS_PER_TASK, len(users) // max(1, workers * 4)))
+    groups = [users[i : i + size] for i in range(0, len(users), size)]
     if workers <= 1 or len(users) <= 1:
-        yield from map(task, [(u, per_user[u], *common, extra.get(u)) for u in users])
+        for group in groups:
+            yield from task([(u, per_user[u], extra.get(u)) for u in group], common)
         return
-    tasks = [(u, _packed(per_user[u]), *common, extra.get(u)) for u in users]
+    chunks = [[(u, _packed(per_user[u]), extra.get(u)) for u in group] for group in groups]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(task, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
+        for results in pool.map(task, chunks, itertools.repeat(common)):
+            yield from results
 
 
 def _packed(tables: dict[str, pa.Table]) -> dict[str, bytes]:
@@ -292,7 +319,7 @@ def write_batch(
     checksums = batch_checksums(batch.tables, per_user)
     verifying = time.perf_counter() - started
     for user_id, files, completeness_by_format in _map_users(
-        _render_and_verify_task, per_user, formats, exported_at, filters, workers, checksums
+        _render_and_verify_chunk, per_user, formats, exported_at, filters, workers, checksums
     ):
         counts = {name: t.num_rows for name, t in per_user[user_id].items()}
         written, problems = [], []

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES
+from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, table_or_empty
 
 # A timestamp may run this far ahead of the checking clock (clock skew, time zones);
 # anything later was "recorded in the future".
@@ -667,9 +667,7 @@ def run_quality_suites(
         if recent is not None and time.monotonic() - recent[0] < REPORT_REUSE_SECONDS:
             return recent[1]
     rules = tuple(rules) if rules is not None else quality_rules(now)
-    tables = {
-        name: tables.get(name, APP_ARROW_SCHEMAS[name].empty_table()) for name in APP_TABLE_NAMES
-    }
+    tables = {name: table_or_empty(tables, name) for name in APP_TABLE_NAMES}
     active_filters = _active_filters(filters)
     by_table: dict[str, list[Rule]] = {}
     for rule in rules:

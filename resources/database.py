@@ -159,7 +159,7 @@ class AppDatabase(dg.ConfigurableResource):
             for name in table_names:
                 table = schema.metadata.tables[name]
                 if not filters.includes_table(name):
-                    tables[name] = schema.APP_ARROW_SCHEMAS[name].empty_table()
+                    tables[name] = schema.empty_app_table(name)
                     continue
                 query = extract_query(table, user_ids, filters, inline_ids=reader is not None)
                 if reader is not None:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from assets.completeness import (
     check_export_completeness,
+    check_exports_completeness,
     confirm_stored_copy,
     table_checksum,
     table_checksums,
@@ -76,6 +77,38 @@ def test_a_dropped_row_and_a_changed_value_are_caught(one_user):
     assert result["problems"] == [
         "Progress: same number of rows, but the content differs (checksum)"
     ]
+
+
+def test_files_read_together_get_the_verdicts_they_get_one_by_one():
+    tables = generate_population(6, seed=4, heavy_every=0)
+    per_user = ExtractedBatch(
+        user_ids=tuple(tables["User"]["id"].to_pylist()), tables=tables
+    ).per_user()
+    users = sorted(per_user)
+    files = [render("json", u, per_user[u]) for u in users]
+    document = json.loads(files[2])
+    goal = next(g for g in document["goals"] if g["progress"])
+    goal["progress"][0]["value"] = "12345.5"  # one changed value in the third user's file
+    files[2] = json.dumps(document).encode()
+    expected = [per_user[u] for u in users]
+
+    def verdicts(results):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in results]
+
+    together = check_exports_completeness(files, "json", expected, [None] * len(users))
+    one_by_one = [
+        check_export_completeness(f, "json", t) for f, t in zip(files, expected, strict=True)
+    ]
+    assert verdicts(together) == verdicts(one_by_one)
+    assert [r["passed"] for r in together] == [True, True, False, True, True, True]
+    assert together[2]["problems"] == [
+        "Progress: same number of rows, but the content differs (checksum)"
+    ]
+
+    files[4] = files[4][:-10]  # unreadable: every other file still gets its own verdict
+    together = check_exports_completeness(files, "json", expected, [None] * len(users))
+    assert [r["passed"] for r in together] == [True, True, False, True, False, True]
+    assert together[4]["problems"][0].startswith("the file cannot be read back:")
 
 
 def test_checksums_ignore_row_order_and_chunking_but_not_values(one_user):
