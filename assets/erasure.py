@@ -13,10 +13,13 @@ which it can be cancelled). Executing it:
    it still has to clean, so that a crash after the commit can be resumed;
 2. their files deleted: `exports/`, `backups/`, `gdpr/`, `imports/inbox/` + `<id>/` in the
    main storage, and `backups/<id>/` below their own backup destination;
-3. verification: every text column of every table in the database (found by reflection, so
-   tables added later are covered) is searched for the user id, and every storage prefix is
-   listed; both must find nothing;
-4. the request becomes `completed` (or `failed`, saying where something was found), its
+3. the orchestrator's own records (Dagster's runs and their events, `assets.run_history`):
+   every run that mentions the user is deleted, when a `run_history` is given (the erasure
+   job and the CLI give it);
+4. verification: every text column of every table in the database (found by reflection, so
+   tables added later are covered) is searched for the user id, every storage prefix is
+   listed, and the run history searched again; all must find nothing;
+5. the request becomes `completed` (or `failed`, saying where something was found), its
    `userId` is cleared, and a receipt with no personal data (pseudonym, times, tables and
    prefixes touched, counts, the verification's result) goes into the audit log.
 """
@@ -28,6 +31,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import sqlalchemy as sa
 
@@ -79,6 +83,14 @@ audit_table = schema.data_audit_log
 
 class ErasureError(ValueError):
     """The request cannot be made, cancelled or executed; the message says why."""
+
+
+class RunHistory(Protocol):
+    """An orchestrator's records of its runs (`assets.run_history.DagsterRunHistory`)."""
+
+    def runs_mentioning(self, needle: str) -> list[str]: ...
+
+    def forget(self, needle: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -274,6 +286,7 @@ def execute_erasure(
     *,
     force: bool = False,
     now: dt.datetime | None = None,
+    run_history: RunHistory | None = None,
 ) -> ErasureOutcome:
     """Carry out one request (see the module docstring); `force` skips the grace period."""
     now = now or utc_now()
@@ -291,25 +304,32 @@ def execute_erasure(
         return ErasureOutcome(request, request.receipt or {})
     user_id = request.user_id
     state["storageObjectsDeleted"] = _delete_files(storage, user_id, state["destinations"])
+    state["runsDeleted"] = run_history.forget(user_id) if run_history is not None else None
     verification = verify_erased(
         engine,
         storage,
         user_id,
         destinations=state["destinations"],
         exclude_request_id=request.id,
+        run_history=run_history,
     )
     return _finish(engine, request, state, verification)
 
 
 def execute_due_erasures(
-    engine: sa.Engine, storage: ObjectStorage, request_ids: Sequence[str] = (), *, limit: int = 100
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    request_ids: Sequence[str] = (),
+    *,
+    limit: int = 100,
+    run_history: RunHistory | None = None,
 ) -> list[ErasureOutcome]:
     """Execute the named requests, or every due one; one failing does not stop the others."""
     ids = list(request_ids) or [r.id for r in due_erasure_requests(engine, limit=limit)]
     outcomes = []
     for request_id in ids:
         try:
-            outcomes.append(execute_erasure(engine, storage, request_id))
+            outcomes.append(execute_erasure(engine, storage, request_id, run_history=run_history))
         except ErasureError:
             continue
     return outcomes
@@ -524,12 +544,14 @@ def verify_erased(
     *,
     destinations: Sequence[str] = (),
     exclude_request_id: str | None = None,
+    run_history: RunHistory | None = None,
 ) -> dict:
-    """Search every text column of every table for `user_id`, and list its storage prefixes.
+    """Search every text column of every table for `user_id`, list its storage prefixes,
+    and search the `run_history` when given.
 
     Returns counts only (never values): tables and columns scanned, where something was
-    found, how many objects remain, and `passed`. `exclude_request_id` leaves out the
-    request being executed (it names the user until it completes).
+    found, how many objects and runs remain, and `passed`. `exclude_request_id` leaves out
+    the request being executed (it names the user until it completes).
     """
     found = []
     columns_scanned = 0
@@ -565,8 +587,11 @@ def verify_erased(
         len(place.list(f"backups/{user_id}")) for place in _destination_storages(destinations)
     )
     objects_found = sum(left.values())
+    runs_found = len(run_history.runs_mentioning(user_id)) if run_history is not None else 0
     return {
-        "passed": not found and objects_found == 0,
+        "passed": not found and objects_found == 0 and runs_found == 0,
+        "runHistorySearched": run_history is not None,
+        "runsFound": runs_found,
         "tablesScanned": tables_scanned,
         "textColumnsScanned": columns_scanned,
         "rowsFound": found,
@@ -594,6 +619,7 @@ def _finish(
         "templatesAnonymised": state["templatesAnonymised"],
         "keyDestroyed": state["keyDestroyed"],
         "storageObjectsDeleted": state["storageObjectsDeleted"],
+        "runsDeleted": state.get("runsDeleted"),
         "verification": verification,
     }
     passed = verification["passed"]
@@ -604,6 +630,8 @@ def _finish(
         ]
         if verification["objectsFound"]:
             places.append(f"{verification['objectsFound']} objects in storage")
+        if verification.get("runsFound"):
+            places.append(f"{verification['runsFound']} Dagster runs")
         error = "verification found the user in " + ", ".join(places)
     with engine.begin() as conn:
         done = conn.execute(

@@ -1,7 +1,8 @@
 """Export assets: a batch of users extracted once, then rendered and written to storage.
 
-The run config names the users, formats and filters (typed `ExportConfig`); the extracted
-batch carries them on to rendering, so a run is configured in one place.
+The run config names the users (or, from the request sensor, the request rows that name
+them), formats and filters (typed `ExportConfig`); the extracted batch carries them on to
+rendering, so a run is configured in one place.
 """
 
 import datetime as dt
@@ -17,6 +18,7 @@ from assets.requests import (
     track_export_run,
 )
 from resources.database import AppDatabase, ExtractedBatch
+from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
 from resources.storage import ObjectStorage
 
 
@@ -43,9 +45,11 @@ class ExportBatch:
     requested_at: dt.datetime
     job_ids: tuple[str, ...] = ()
     batch_id: str | None = None
+    # Launched naming its users (by hand): its metadata may name them too (file URLs).
+    names_users: bool = False
 
 
-@dg.asset(group_name="export", kinds={"postgres", "arrow"})
+@dg.asset(group_name="export", kinds={"postgres", "arrow"}, io_manager_key=IN_RUN_MEMORY)
 def extracted_batch(
     context: dg.AssetExecutionContext, config: ExportConfig, database: AppDatabase
 ) -> dg.Output[ExportBatch]:
@@ -79,6 +83,7 @@ def extracted_batch(
             dt.datetime.now(dt.UTC),
             job_ids=tuple(progress.job_ids),
             batch_id=progress.batch_id,
+            names_users=bool(config.user_ids),
         ),
         metadata={
             "batch_id": progress.batch_id,
@@ -129,7 +134,9 @@ def export_files(
         metadata={
             "files": len(uris),
             "bytes": sum(f.stored.size for f in result.files),
-            "uris": dg.MetadataValue.json(uris[:100]),
+            # file URLs name their users: listed only for a run that was launched naming
+            # them; a request's files are on its row (`goalport exports show`)
+            **({"uris": dg.MetadataValue.json(uris[:100])} if extracted_batch.names_users else {}),
             "records": sum(f.records for f in result.files),
             "requests_completed": len(outcome.completed),
             "requests_failed": dg.MetadataValue.json(outcome.failed),
@@ -144,4 +151,8 @@ export_job = dg.define_asset_job(
     description="Export a batch of users in the chosen formats (one query per table per batch).",
 )
 
-defs = dg.Definitions(assets=[extracted_batch, export_files], jobs=[export_job])
+defs = dg.Definitions(
+    assets=[extracted_batch, export_files],
+    jobs=[export_job],
+    resources=IN_RUN_MEMORY_RESOURCES,
+)

@@ -16,6 +16,7 @@ from assets.erasure import due_erasure_requests, execute_due_erasures
 from assets.gdpr_bundle import load_gdpr_texts
 from assets.gdpr_export import DEFAULT_MAX_ROWS_PER_CHUNK, GdprBundleExporter, bucket_user_ids
 from assets.gdpr_partitions import gdpr_bucket_partitions
+from assets.run_history import DagsterRunHistory
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
@@ -103,9 +104,13 @@ def erase_users(
     database: AppDatabase,
     storage: ObjectStorage,
 ) -> dg.Output[int]:
-    """Erase each requested user (one transaction each), delete their files, verify that
-    nothing is left, and record a receipt without personal data."""
-    outcomes = execute_due_erasures(database.engine, storage, config.request_ids)
+    """Erase each requested user (one transaction each), delete their files and the runs
+    that mention them, verify that nothing is left, and record a receipt without personal
+    data."""
+    run_history = DagsterRunHistory(context.instance, keep_run_ids=[context.run_id])
+    outcomes = execute_due_erasures(
+        database.engine, storage, config.request_ids, run_history=run_history
+    )
     failed = [o for o in outcomes if not o.verified]
     for outcome in outcomes:
         receipt = outcome.receipt

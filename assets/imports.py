@@ -43,6 +43,7 @@ from assets.import_detect import DetectedImport, ImportFormatError
 from assets.staging import DEFAULT_MAX_BAD_SHARE, TABLE_NAMES, StagedImport, app_columns
 from resources import schema
 from resources.database import AppDatabase
+from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
 from resources.storage import ObjectStorage
 
 INBOX_PREFIX = "imports/inbox"
@@ -67,7 +68,7 @@ class StagedFile:
     fingerprint: str
 
 
-@dg.asset(group_name="imports", kinds={"postgres", "arrow"})
+@dg.asset(group_name="imports", kinds={"postgres", "arrow"}, io_manager_key=IN_RUN_MEMORY)
 def staged_import(
     context: dg.AssetExecutionContext,
     config: ImportJobConfig,
@@ -340,4 +341,5 @@ defs = dg.Definitions(
     asset_checks=[import_introduces_no_bad_data],
     jobs=[import_staging_job, import_apply_job],
     sensors=[import_inbox_sensor, confirmed_imports_sensor],
+    resources=IN_RUN_MEMORY_RESOURCES,
 )

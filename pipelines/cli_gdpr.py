@@ -14,11 +14,19 @@ import click
 
 from pipelines.cli import (
     UserError,
+    dagster_instance,
     errors_as_user_errors,
     friendly_errors,
     open_database,
     open_storage,
 )
+
+
+def _run_history():
+    """The Dagster instance's runs (DAGSTER_HOME's), searched and cleaned by erasures."""
+    from assets.run_history import DagsterRunHistory
+
+    return DagsterRunHistory(dagster_instance())
 
 
 def _gdpr_error_types() -> tuple[type[Exception], ...]:
@@ -127,7 +135,9 @@ def gdpr_erase(user_id, right_now, grace_days) -> None:
             f"{_when(request.not_before)}. Cancel before then with `goalport gdpr cancel {user_id}`."
         )
         return
-    outcome = execute_erasure(database.engine, open_storage(), request.id, force=True)
+    outcome = execute_erasure(
+        database.engine, open_storage(), request.id, force=True, run_history=_run_history()
+    )
     receipt = outcome.receipt
     click.echo(
         f"erased {user_id} ({outcome.request.id}, now {outcome.request.subject_ref}): "
@@ -207,7 +217,7 @@ def gdpr_run_due() -> None:
     from assets.erasure import execute_due_erasures
 
     database = open_database()
-    outcomes = execute_due_erasures(database.engine, open_storage())
+    outcomes = execute_due_erasures(database.engine, open_storage(), run_history=_run_history())
     for outcome in outcomes:
         click.echo(f"{outcome.request.id}\t{outcome.request.status}\t{outcome.request.subject_ref}")
     click.echo(f"{len(outcomes)} erasure requests carried out")

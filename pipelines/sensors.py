@@ -35,10 +35,12 @@ BATCH_TAG = "goalport/batch_id"
 
 
 def export_run_request(batch: ClaimedBatch) -> dg.RunRequest:
-    """One run for one claimed batch, keyed by the batch id."""
+    """One run for one claimed batch, keyed by the batch id. The run finds its users through
+    the request rows: Dagster's run record names no user (an erasure would have to delete
+    the whole batch's run otherwise)."""
     filters = batch.filters
     config = ExportConfig(
-        user_ids=list(batch.user_ids),
+        user_ids=[],
         formats=[batch.format],
         modules=filters.get("modules"),
         since=filters.get("since"),

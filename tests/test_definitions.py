@@ -2,6 +2,7 @@
 PostgreSQL database, files in a temporary folder."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -33,6 +34,8 @@ def test_export_job_writes_every_users_files_and_reports_metadata(pg_url, tmp_pa
             resources={"database": AppDatabase(url=pg_url), "storage": storage},
             instance=instance,
         )
+        instance_files = [p for p in Path(instance.root_directory).rglob("*") if p.is_file()]
+        instance_bytes = b"".join(p.read_bytes() for p in instance_files)
     assert result.success
     keys = storage.list("exports")
     assert sorted({k.split("/")[1] for k in keys}) == sorted(users)
@@ -46,3 +49,7 @@ def test_export_job_writes_every_users_files_and_reports_metadata(pg_url, tmp_pa
     assert sorted(files_meta["uris"].value) == sorted(storage.object_url(k) for k in keys)
     document = json.loads(storage.read_bytes(next(k for k in keys if k.endswith(".json"))))
     assert document["format"] == "goalport.export"
+    # the instance's disk holds no copy of the users' data (the default IO manager would
+    # have pickled the whole extracted batch there, e-mail addresses included)
+    email = document["user"]["email"].encode()
+    assert instance_files and email and email not in instance_bytes

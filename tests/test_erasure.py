@@ -394,3 +394,61 @@ def test_erasure_on_sqlite(sqlite_url, tmp_path):
     assert outcome.verified, outcome.receipt
     assert outcome.receipt["storageObjectsDeleted"]["gdpr"] == 1
     assert len(storage.list("gdpr")) == 2
+
+
+def test_erasure_deletes_the_dagster_runs_that_name_the_user_and_only_those(pg_url, tmp_path):
+    from assets.exports import ExportConfig
+    from assets.requests import request_export
+    from assets.run_history import DagsterRunHistory
+    from pipelines.definitions import defs
+    from pipelines.sensors import export_request_sensor
+
+    seed_database(pg_url, 3, seed=21, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    victim, other, third = database.all_user_ids()
+    resources = {"database": database, "storage": ObjectStorage(url=str(tmp_path))}
+    export_job = defs.resolve_job_def("export_job")
+
+    with dg.instance_for_test() as instance:
+
+        def export(run_config: dict) -> str:
+            result = export_job.execute_in_process(
+                run_config=run_config, resources=resources, instance=instance
+            )
+            assert result.success
+            return result.run_id
+
+        def by_hand(*user_ids: str) -> str:
+            config = ExportConfig(user_ids=list(user_ids), formats=["json"])
+            return export(dg.RunConfig(ops={"extracted_batch": config}))
+
+        named = by_hand(victim, other)  # launched naming the victim: must go
+        others_only = by_hand(other)
+        for user_id in (victim, third):  # a request batch, launched by the sensor
+            request_export(database.engine, user_id, "json")
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            (batch_request,) = export_request_sensor(context).run_requests
+        from_requests = export(batch_request.run_config)
+        history = DagsterRunHistory(instance)
+        assert history.runs_mentioning(victim) == [named]
+        assert sorted(history.runs_mentioning(other)) == sorted([named, others_only])
+
+        request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
+        erased = erasure_job.execute_in_process(
+            run_config=dg.RunConfig(
+                ops={"erase_users": ErasureRunConfig(request_ids=[request.id])}
+            ),
+            resources=resources,
+            instance=instance,
+        )
+        assert erased.success
+        remaining = {record.dagster_run.run_id for record in instance.get_run_records()}
+        assert remaining == {others_only, from_requests, erased.run_id}
+        assert history.runs_mentioning(victim) == []
+        assert instance.all_logs(named) == []  # its events went with it
+
+    receipt = erasure.get_erasure_request(database.engine, request.id).receipt
+    assert receipt["runsDeleted"] == 1
+    assert receipt["verification"]["runHistorySearched"]
+    assert receipt["verification"]["runsFound"] == 0 and receipt["verification"]["passed"]
+    assert victim not in json.dumps(receipt)

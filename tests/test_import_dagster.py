@@ -3,6 +3,7 @@
 its blocking check stopping bad files, and confirmed jobs applied by the apply job."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -52,9 +53,12 @@ def run_job(name: str, request: dg.RunRequest, database, storage):
         import_defs, dg.Definitions(resources={"database": database, "storage": storage})
     )
     with dg.instance_for_test() as instance:
-        return definitions.resolve_job_def(name).execute_in_process(
+        result = definitions.resolve_job_def(name).execute_in_process(
             run_config=request.run_config, instance=instance, raise_on_error=False
         )
+        # the staged data went from step to step in memory, not pickled to the instance
+        assert not [p.name for p in Path(instance.root_directory).rglob("staged_import*")]
+    return result
 
 
 def test_inbox_file_becomes_a_preview_and_a_confirmed_job_is_applied(setup):
