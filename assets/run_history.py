@@ -7,7 +7,7 @@ name request, batch and bucket ids rather than users, but an erasure must not re
 that: it deletes every run whose record or events mention the user, and its verification
 searches them again (`assets.erasure` takes this as its `run_history`).
 
-Deleting a run deletes its events, so a batch run that also exported other users goes from
+Deleting a run deletes its events and captured logs, so a batch run that also exported other users goes from
 the run history as a whole; their request rows keep what was done for them.
 """
 
@@ -34,9 +34,11 @@ class DagsterRunHistory:
         return [run.run_id for run in self._runs() if self._mentions(run, needle)]
 
     def forget(self, needle: str) -> int:
-        """Delete every run that mentions `needle`, with its events; how many."""
+        """Delete every run that mentions `needle`, with its events and its captured step
+        output (which repeats the run's log lines); how many."""
         found = self.runs_mentioning(needle)
         for run_id in found:
+            self.instance.compute_log_manager.delete_logs(prefix=[run_id])
             self.instance.delete_run(run_id)
         return len(found)
 
