@@ -58,6 +58,8 @@ ERASED = "[erased]"
 # whom or with what (file URLs, settings, filters and checksums are dropped).
 AUDIT_DETAIL_KEYS_KEPT = frozenset(
     {
+        "requestId",
+        "notBefore",
         "jobId",
         "batchId",
         "runId",
@@ -162,11 +164,14 @@ def request_erasure(
     *,
     grace: dt.timedelta | None = None,
     now: dt.datetime | None = None,
+    requested_by: str = "the user",
 ) -> ErasureRequest:
     """A pending request to erase `user_id` after the grace period (None: the configured one).
 
     A user already pending keeps their request; asking again with a shorter grace brings
-    it forward (`--now`), never later.
+    it forward (`--now`), never later. Each request (and each bringing forward) is in the
+    audit log with who asked (`requested_by`: the user, or an operator), which the
+    erasure keeps under the pseudonym.
     """
     now = now or utc_now()
     grace = erasure_grace_period() if grace is None else grace
@@ -184,6 +189,7 @@ def request_erasure(
                     .where(requests_table.c.id == existing.id)
                     .values(notBefore=not_before)
                 )
+                _audit_request(conn, user_id, existing.id, "erasure-brought-forward", requested_by)
             return _load(conn, existing.id)
         if not _holds_data(conn, user_id):
             raise ErasureError(f"no data is held about user {user_id!r}: nothing to erase")
@@ -198,7 +204,22 @@ def request_erasure(
                 notBefore=not_before,
             )
         )
+        _audit_request(conn, user_id, request_id, "erasure-request", requested_by)
         return _load(conn, request_id)
+
+
+def _audit_request(
+    conn: sa.Connection, user_id: str, request_id: str, operation: str, actor: str
+) -> None:
+    request = _load(conn, request_id)
+    record_audit(
+        conn,
+        user_id=user_id,
+        operation=operation,
+        operation_type="gdpr",
+        actor=actor,
+        details={"requestId": request_id, "notBefore": request.not_before.isoformat()},
+    )
 
 
 def _load(conn: sa.Connection, request_id: str) -> ErasureRequest:
@@ -213,8 +234,11 @@ def get_erasure_request(engine: sa.Engine, request_id: str) -> ErasureRequest:
         return _load(conn, request_id)
 
 
-def cancel_erasure(engine: sa.Engine, user_id: str) -> ErasureRequest:
-    """Cancel the user's pending request (only possible before it starts)."""
+def cancel_erasure(
+    engine: sa.Engine, user_id: str, *, cancelled_by: str = "the user"
+) -> ErasureRequest:
+    """Cancel the user's pending request (only possible before it starts); the audit log
+    says who cancelled it."""
     with engine.begin() as conn:
         row = conn.execute(
             sa.select(requests_table).where(
@@ -228,6 +252,7 @@ def cancel_erasure(engine: sa.Engine, user_id: str) -> ErasureRequest:
             .where(requests_table.c.id == row.id, requests_table.c.status == PENDING)
             .values(status=CANCELLED, completedAt=utc_now())
         )
+        _audit_request(conn, user_id, row.id, "erasure-cancel", cancelled_by)
         return _load(conn, row.id)
 
 

@@ -21,6 +21,14 @@ from pipelines.cli import (
     open_storage,
 )
 
+BY_HELP = "who asks, for the audit log (default: the operator's login, via the CLI)"
+
+
+def _operator() -> str:
+    import getpass
+
+    return f"operator {getpass.getuser()} (goalport CLI)"
+
 
 def _run_history():
     """The Dagster instance's runs (DAGSTER_HOME's), searched and cleaned by erasures."""
@@ -114,9 +122,10 @@ def gdpr_export(user_ids, everyone, out_url, workers) -> None:
     type=click.FloatRange(min=0),
     help="days before the erasure runs (default GOALPORT_ERASURE_GRACE_DAYS, else 7)",
 )
+@click.option("--by", "requested_by", help=BY_HELP)
 @friendly_errors
 @gdpr_errors
-def gdpr_erase(user_id, right_now, grace_days) -> None:
+def gdpr_erase(user_id, right_now, grace_days, requested_by) -> None:
     """Request the erasure of USER_ID: after a grace period (cancellable), or --now."""
     import datetime as dt
 
@@ -128,7 +137,9 @@ def gdpr_erase(user_id, right_now, grace_days) -> None:
         if right_now
         else (dt.timedelta(days=grace_days) if grace_days is not None else None)
     )
-    request = request_erasure(database.engine, user_id, grace=grace)
+    request = request_erasure(
+        database.engine, user_id, grace=grace, requested_by=requested_by or _operator()
+    )
     if not right_now:
         click.echo(
             f"erasure of {user_id} requested ({request.id}); it runs after "
@@ -151,19 +162,23 @@ def gdpr_erase(user_id, right_now, grace_days) -> None:
     click.echo(
         f"verified: {verification['textColumnsScanned']} text columns of "
         f"{verification['tablesScanned']} tables and {verification['storagePrefixesChecked']} "
-        "storage prefixes hold nothing of theirs"
+        f"storage prefixes hold nothing of theirs; {receipt['runsDeleted']} Dagster runs "
+        "that named them deleted, none left"
     )
 
 
 @gdpr.command("cancel")
 @click.argument("user_id")
+@click.option("--by", "cancelled_by", help=BY_HELP)
 @friendly_errors
 @gdpr_errors
-def gdpr_cancel(user_id) -> None:
+def gdpr_cancel(user_id, cancelled_by) -> None:
     """Cancel USER_ID's pending erasure request (possible during the grace period)."""
     from assets.erasure import cancel_erasure
 
-    request = cancel_erasure(open_database().engine, user_id)
+    request = cancel_erasure(
+        open_database().engine, user_id, cancelled_by=cancelled_by or _operator()
+    )
     click.echo(f"erasure request {request.id} of {user_id} cancelled")
 
 

@@ -6,6 +6,7 @@ grace period and cancellation, the sensor and job, resuming an interrupted erasu
 verification, SQLite."""
 
 import datetime as dt
+import getpass
 import hashlib
 import json
 
@@ -296,7 +297,7 @@ def test_grace_period_cancel_and_the_cli(pg_url, tmp_path, monkeypatch):
     with pytest.raises(erasure.ErasureError, match="grace period"):
         erasure.execute_erasure(database.engine, ObjectStorage(url=str(tmp_path)), request.id)
 
-    result = cli.invoke(goalport, ["gdpr", "cancel", user_id])
+    result = cli.invoke(goalport, ["gdpr", "cancel", user_id, "--by", "support agent 7"])
     assert result.exit_code == 0 and "cancelled" in result.output
     result = cli.invoke(goalport, ["gdpr", "cancel", user_id])
     assert result.exit_code == 1 and "no pending erasure" in result.output
@@ -315,6 +316,22 @@ def test_grace_period_cancel_and_the_cli(pg_url, tmp_path, monkeypatch):
     )
     result = cli.invoke(goalport, ["gdpr", "erase", "nobody"])
     assert result.exit_code == 1 and "no data is held about user 'nobody'" in result.output
+
+    # who asked and who cancelled stay in the audit log, under the pseudonym only
+    with database.engine.connect() as conn:
+        entries = conn.execute(
+            sa.select(schema.data_audit_log)
+            .where(schema.data_audit_log.c.subjectRef == request.subject_ref)
+            .where(schema.data_audit_log.c.operation.like("erasure-%"))
+            .order_by(schema.data_audit_log.c.createdAt)
+        ).all()
+    assert [(e.operation, e.actor) for e in entries] == [
+        ("erasure-request", f"operator {getpass.getuser()} (goalport CLI)"),
+        ("erasure-cancel", "support agent 7"),
+        ("erasure-request", f"operator {getpass.getuser()} (goalport CLI)"),
+    ]
+    assert {e.userId for e in entries} == {None}
+    assert all(json.loads(e.details)["requestId"].startswith("era_") for e in entries)
 
 
 def test_the_sensor_launches_due_erasures_and_the_job_carries_them_out(pg_url, tmp_path):
