@@ -83,7 +83,7 @@ def verified_backups(
         raise dg.Failure(description=str(exc)) from None
     if outcome.failed:
         context.log.error(f"{len(outcome.failed)} backups failed: {outcome.failed}")
-    urls = [r.url for r in outcome.completed]
+    # No file URLs here: they name users, and an erasure deletes every run naming its user.
     return dg.MaterializeResult(
         metadata={
             "batch_id": batch_id,
@@ -91,7 +91,6 @@ def verified_backups(
             "backups_failed": len(outcome.failed),
             "bytes": outcome.bytes_written,
             "records": sum(r.records for r in outcome.completed),
-            "uris": dg.MetadataValue.json(urls[:100]),
             "retention_deleted": sum(len(r.retention_deleted) for r in outcome.completed),
         },
         check_results=[

@@ -58,6 +58,7 @@ def gdpr_bundles(
     ) as exporter:
         result = exporter.export(user_ids)
     bundles = result.bundles
+    # No file URLs here: they name users, and an erasure deletes every run naming its user.
     metadata = {
         "bucket": bucket,
         "users": len(user_ids),
@@ -69,7 +70,6 @@ def gdpr_bundles(
         "users_per_second": round(len(bundles) / result.seconds, 1) if result.seconds else 0.0,
         "incomplete_users": dg.MetadataValue.json(result.incomplete_user_ids),
         "failed_users": dg.MetadataValue.json(result.failed),
-        "uris": dg.MetadataValue.json([b.stored.url for b in bundles[:20]]),
     }
     context.log.info(
         f"bucket {bucket}: {len(bundles)} bundles for {len(user_ids)} users "
