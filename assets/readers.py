@@ -76,7 +76,7 @@ def read_json_exports(documents: Sequence[bytes]) -> list[dict[str, pa.Table]]:
             path, index = located[document][1][name][i - starts[document]]
             return f"export.json: {path}" if index < 0 else f"export.json: {path}[{index}]"
 
-        columns = [column_from_values([row[f.name] for row in rows], f, locate) for f in schema]
+        columns = [_json_column(rows, f, locate) for f in schema]
         table = pa.Table.from_arrays(columns, schema=schema)
         if len(documents) == 1:
             results[0][name] = sort_by_id(table, name)
@@ -84,6 +84,11 @@ def read_json_exports(documents: Sequence[bytes]) -> list[dict[str, pa.Table]]:
         for result, start, count in zip(results, starts, counts, strict=False):
             result[name] = sort_by_id(table.slice(start, count), name)
     return results
+
+
+def _json_column(rows: list[dict], field: pa.Field, locate: Callable[[int], str]) -> pa.Array:
+    name = field.name  # read once: `Field.name` makes a new string at every read
+    return column_from_values([row[name] for row in rows], field, locate)
 
 
 def _json_export_rows(data: bytes) -> tuple[dict[str, list[dict]], dict[str, list[tuple]]]:
