@@ -163,13 +163,34 @@ def app_columns(table: pa.Table, name: str) -> pa.Table:
 def derived_id(seed: str, table: str, key: str) -> str:
     """A new cuid-like local id (`c` + 24 base-36 characters), the same for the same
     (seed, table, key): staging the same job twice gives the same ids."""
-    digest = hashlib.sha256(f"{seed}\x1f{table}\x1f{key}".encode()).digest()
-    number = int.from_bytes(digest[:16], "big")
-    chars = []
-    for _ in range(24):
-        number, digit = divmod(number, 36)
-        chars.append("0123456789abcdefghijklmnopqrstuvwxyz"[digit])
-    return "c" + "".join(chars)
+    return derived_ids(seed, table, [key])[0].as_py()
+
+
+_BASE36 = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+_HALF = 36**12  # 12 base-36 digits fit in 63 bits
+_ID_WIDTH = 25
+
+
+def derived_ids(seed: str, table: str, keys: Iterable[str]) -> pa.StringArray:
+    """`derived_id` of every key, as one Arrow array: a hash each, then the base-36 digits
+    of all ids at once (least significant first, as `derived_id` writes them)."""
+    prefix = f"{seed}\x1f{table}\x1f"
+    low, high = [], []
+    for key in keys:
+        number = int.from_bytes(hashlib.sha256(f"{prefix}{key}".encode()).digest()[:16], "big")
+        rest, digits = divmod(number, _HALF)
+        low.append(digits)
+        high.append(rest % _HALF)
+    n = len(low)
+    chars = np.empty((n, _ID_WIDTH), dtype=np.uint8)
+    chars[:, 0] = ord("c")
+    for half, first in ((low, 1), (high, 13)):
+        number = np.array(half, dtype=np.uint64)
+        for place in range(first, first + 12):
+            number, digit = np.divmod(number, np.uint64(36))
+            chars[:, place] = _BASE36[digit]
+    offsets = np.arange(0, _ID_WIDTH * n + 1, _ID_WIDTH, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()))
 
 
 def stage_import(
@@ -201,7 +222,7 @@ def stage_import(
         warnings.append(user_row_note)
     if detected.source_app == GOALPORT:
         if mode == "append":
-            tables = _remap_ids(tables, lambda name, key: derived_id(id_seed, name, key))
+            tables = _remap_ids(tables, lambda name, keys: derived_ids(id_seed, name, keys))
     else:
         tables = _map_external_keys(tables, known_refs, id_seed, mode)
         tables = _keep_inferred_values(tables, current, detected.extras)
@@ -277,14 +298,15 @@ def _place_user_row(tables, detected, user_id: str, user_exists: bool, mode: str
     return None
 
 
-def _remap_ids(tables: dict[str, pa.Table], new_id) -> dict[str, pa.Table]:
-    """Every row (but the account row) gets `new_id(table, old id)`; references follow."""
+def _remap_ids(tables: dict[str, pa.Table], new_ids) -> dict[str, pa.Table]:
+    """Every row (but the account row) gets its id from `new_ids(table, old ids)`;
+    references follow."""
     maps: dict[str, tuple[pa.Array, pa.Array]] = {}
     for name, table in tables.items():
         if name == "User":
             continue
         old = table["id"].combine_chunks()
-        new = pa.array([new_id(name, key) for key in old.to_pylist()], pa.string())
+        new = new_ids(name, old.to_pylist())
         maps[name] = (old, new)
         tables[name] = _replace(table, "id", new)
     return _map_references(tables, maps)
@@ -317,8 +339,9 @@ def _map_external_keys(tables, known_refs: pa.Table | None, id_seed: str, mode: 
         keys = table["id"].combine_chunks()
         known_keys, known_ids, known_times = _known(known_refs, name, mode)
         position = pc.index_in(keys, value_set=known_keys)
-        fresh = pa.array([derived_id(id_seed, name, k) for k in keys.to_pylist()], pa.string())
-        local = pc.if_else(pc.is_null(position), fresh, known_ids.take(position))
+        unseen = pc.is_null(position)
+        fresh = derived_ids(id_seed, name, keys.filter(unseen).to_pylist())
+        local = pc.replace_with_mask(known_ids.take(position), unseen, fresh)
         base = known_times.take(position)
         table = _replace(table, EXTERNAL_COLUMN, keys)
         table = _replace(table, BASE_TIME_COLUMN, base)
@@ -353,13 +376,14 @@ def _keep_inferred_values(tables, current, extras: dict[str, dict]):
     for name, table in tables.items():
         if name == "User" or table.num_rows == 0:
             continue
-        keys = table[EXTERNAL_COLUMN].to_pylist()
-        fields = {f for k in keys for f in inferred_by_key.get(k, ()) if f in table.column_names}
+        inferred = [inferred_by_key.get(k, ()) for k in table[EXTERNAL_COLUMN].to_pylist()]
+        distinct = {tuple(names) for names in inferred}
+        fields = {f for names in distinct for f in names} & set(table.column_names)
         if not fields:
             continue
         existing = pc.index_in(table["id"], value_set=current[name]["id"])
         for column in sorted(fields):
-            mask = pa.array([column in inferred_by_key.get(k, ()) for k in keys], pa.bool_())
+            mask = pa.array([column in fields_of_row for fields_of_row in inferred], pa.bool_())
             mask = pc.and_(mask, pc.is_valid(existing))
             if not pc.any(mask).as_py():
                 continue

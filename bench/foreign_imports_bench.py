@@ -57,12 +57,14 @@ def run(database_url: str) -> dict:
                 return create_import_job(database.engine, user_id=user_id, file_name=name)
 
             first = job()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             preview = preview_import(database, storage, first, data)
             preview_seconds = time.perf_counter() - started
-            started = time.perf_counter()
+            preview_cpu = time.process_time() - cpu
+            started, cpu = time.perf_counter(), time.process_time()
             applied = apply_import(database, storage, first)
             apply_seconds = time.perf_counter() - started
+            apply_cpu = time.process_time() - cpu
 
             second = job()
             started = time.perf_counter()
@@ -89,6 +91,9 @@ def run(database_url: str) -> dict:
             "preview_seconds": round(preview_seconds, 3),
             "apply_seconds": round(apply_seconds, 3),
             "total_seconds": round(total, 3),
+            # this process's CPU time (not the database's): steadier on a busy machine
+            "preview_cpu_seconds": round(preview_cpu, 3),
+            "apply_cpu_seconds": round(apply_cpu, 3),
             "target_seconds": TARGET_SECONDS,
             "within_target": total < TARGET_SECONDS,
             "parse_share_of_total": round(parse_seconds / total, 3),

@@ -17,6 +17,7 @@ from assets.parsers.base import (
     ImportFormatError,
     ParsedImport,
     base_name,
+    collector_paused,
     is_zip,
     require_content,
     safe_zip_members,
@@ -173,4 +174,5 @@ def parse_foreign_export(
             None,
             "not an export of a supported app (" + ", ".join(SOURCE_APPS) + ")",
         )
-    return PARSERS[app](data, file_name=file_name, now=now, timezone=timezone)
+    with collector_paused():
+        return PARSERS[app](data, file_name=file_name, now=now, timezone=timezone)
