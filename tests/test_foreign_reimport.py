@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from import_support import dump, import_file, populate
 
-from assets.import_apply import get_import_job
+from assets.import_apply import get_import_job, undo_import
 from pipelines.cli import main
 from resources import schema
 from resources.database import AppDatabase
@@ -256,3 +256,26 @@ def test_mapping_report_is_on_the_preview_and_printed(database, storage, tmp_pat
     assert "mapping: 5 items imported as Goal, 1 as Module; 2 skipped" in out
     assert "skipped task 'Gone' (items[0].items[3]): deleted in Google Tasks" in out
     assert "skipped task (items[0].items[4]): empty task: no title and no notes" in out
+
+
+def test_a_reimport_that_moves_a_task_under_a_new_one_can_be_undone(database, storage):
+    """The re-import updates an existing sub-task to hang under a task it creates; undoing
+    it gives the sub-task its old parent back, so nothing added later is in the way."""
+    user_id = populate(database.engine, 1, 83)[0]
+    import_file(database, storage, user_id, todoist_csv(TODOIST_V1), file_name=TODOIST_NAME)
+    before = dump(database.engine)
+    first = goals_by_title(database.engine, user_id, "todoist")
+    moved = [
+        *TODOIST_V1[:1],
+        "task,Plan the trip,,2,1,Alex (1),,,en,Europe/Paris",
+        *TODOIST_V1[1:],
+    ]
+    job_id, plan = import_file(
+        database, storage, user_id, todoist_csv(moved), file_name=TODOIST_NAME
+    )
+    now = goals_by_title(database.engine, user_id, "todoist")
+    assert now["Book photo booth"]["parentGoalId"] == now["Plan the trip"]["id"]
+    assert first["Book photo booth"]["parentGoalId"] == first["Renew passport"]["id"]
+
+    undo_import(database, job_id)
+    assert dump(database.engine) == before
