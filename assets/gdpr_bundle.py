@@ -36,7 +36,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -51,13 +51,16 @@ from assets.export_format import (
     json_default,
     prepare_export_tables,
 )
-from assets.render_json import EXPORT_JSON_SCHEMA_PATH, render_json
+from assets.render_json import EXPORT_JSON_SCHEMA_PATH, json_document, json_object_texts
 from assets.render_tabular import (
     EXCEL_ESCAPE_PREFIX,
     EXCEL_ESCAPE_TRIGGERS,
     UTF8_BOM,
     build_datapackage,
     csv_bytes,
+    csv_text_bytes,
+    csv_text_table,
+    excel_escape,
     write_zip,
 )
 from assets.report_html import CONTENT_SECURITY_POLICY, completion_bar_chart, progress_line_chart
@@ -251,6 +254,51 @@ _STANDARD_NOT_INCLUDED = [
 # ---------------------------------------------------------------- rendering
 
 
+@dataclass(frozen=True)
+class RowTexts:
+    """One table's rows as export text, in id order: each row's JSON object, the table as
+    the CSV writer takes it (timestamps as text) and, when made, its Excel flavour (else the
+    Excel CSV is made from the machine CSV's bytes). The bulk path makes them once for a
+    whole chunk of users, where Arrow's per-call costs are spread over many rows, and
+    slices them per user."""
+
+    json: pa.Array
+    csv: pa.Table
+    excel: pa.Table | None = None
+
+
+def rows_as_text(table: pa.Table, *, excel: bool = False) -> RowTexts:
+    machine = csv_text_table(table)
+    if not excel:
+        return RowTexts(json_object_texts(table), machine)
+    # the machine text with the Excel escaping of the table's own text columns: what
+    # csv_text_table(table, "excel") makes, without formatting the timestamps again
+    escaped = [
+        excel_escape(column) if pa.types.is_string(field.type) else column
+        for field, column in zip(table.schema, machine.columns, strict=True)
+    ]
+    excel_table = pa.table(escaped, names=machine.column_names)
+    return RowTexts(json_object_texts(table), machine, excel_table)
+
+
+_EMPTY_ROW_TEXTS: dict[str, RowTexts] = {}
+
+
+def _texts_of(table: pa.Table, name: str, given: RowTexts | None) -> RowTexts:
+    """`given` if it holds exactly the table's rows, else the texts made here."""
+    if (
+        given is not None
+        and len(given.json) == table.num_rows
+        and given.csv["id"].equals(table["id"])
+    ):
+        return given
+    if table.num_rows:
+        return rows_as_text(table)
+    if name not in _EMPTY_ROW_TEXTS:
+        _EMPTY_ROW_TEXTS[name] = rows_as_text(table)
+    return _EMPTY_ROW_TEXTS[name]
+
+
 def render_gdpr_bundle(
     tables: Mapping[str, pa.Table],
     *,
@@ -261,18 +309,25 @@ def render_gdpr_bundle(
     live_counts: Mapping[str, int] | None,
     records: Mapping[str, Sequence[Mapping]] | None = None,
     subject_ref: str | None = None,
+    row_texts: Mapping[str, RowTexts] | None = None,
+    dangling_references: Collection[tuple[str, str]] | None = None,
 ) -> bytes:
     """The bundle (zip bytes) of one user.
 
     `tables`: the user's app tables (APP_ARROW_SCHEMAS); `audit_rows`: their DataAuditLog
     rows as mappings; `texts`: Art. 15 texts (None: the defaults); `live_counts`: rows per
     table in the live database at export time (and "DataAuditLog"), for the completeness
-    section; `records`: goalport's other rows about the user by table (RECORD_TABLES).
+    section; `records`: goalport's other rows about the user by table (RECORD_TABLES);
+    `row_texts`: the tables' rows as export text when already made (see RowTexts);
+    `dangling_references`: the foreign keys (table, column) that the user's rows leave
+    dangling, when already worked out (see `build_datapackage`).
     """
     if exported_at.tzinfo is None:
         raise ValueError("exported_at must be timezone-aware (UTC)")
     texts = check_gdpr_texts(texts or {})
     prepared = prepare_export_tables(tables, user_id=user_id)
+    given = row_texts or {}
+    texts_of = {name: _texts_of(t, name, given.get(name)) for name, t in prepared.items()}
     stamp = format_timestamp(exported_at)
     entries = audit_entries(audit_rows)
     record_tables = (
@@ -284,16 +339,33 @@ def render_gdpr_bundle(
     files: dict[str, bytes] = {}
     files[EXPORT_SCHEMA_FILE] = _published_export_schema()
     files[PROCESSING_SCHEMA_FILE] = _processing_schema_bytes()
-    files[DATA_JSON] = render_json(prepared, user_id=user_id, exported_at=exported_at, filters=None)
+    files[DATA_JSON] = json_document(
+        prepared,
+        {name: t.json for name, t in texts_of.items()},
+        user_id=user_id,
+        exported_at=exported_at,
+        filters=None,
+    )
     package = build_datapackage(
-        prepared, flavour="machine", user_id=user_id, exported_at=exported_at, filters=None
+        prepared,
+        flavour="machine",
+        user_id=user_id,
+        exported_at=exported_at,
+        filters=None,
+        dangling_references=dangling_references,
     )
     files[DATA_PACKAGE] = _json_bytes(package)
     for name, table in prepared.items():
-        files[f"data/{name}.csv"] = table_csv(table, name)
+        files[f"data/{name}.csv"] = table_csv(table, name, texts_of[name].csv)
     files[f"{EXCEL_DIR}/datapackage.json"] = _json_bytes(excel_datapackage(package))
     for name, table in prepared.items():
-        files[f"{EXCEL_DIR}/{name}.csv"] = excel_table_csv(table, name, files[f"data/{name}.csv"])
+        machine_csv = files[f"data/{name}.csv"]
+        excel_texts = texts_of[name].excel
+        files[f"{EXCEL_DIR}/{name}.csv"] = (
+            csv_text_bytes(excel_texts, "excel")
+            if excel_texts is not None and table.num_rows
+            else excel_table_csv(table, name, machine_csv)
+        )
     files[AUDIT_JSON] = _json_bytes(
         {
             "format": AUDIT_FORMAT,
@@ -326,6 +398,7 @@ def render_gdpr_bundle(
         completeness=completeness,
         descriptions={**descriptions, README: "This page.", **_MANIFEST_DESCRIPTIONS},
         sizes={path: len(data) for path, data in files.items()},
+        shown={name: t.csv for name, t in texts_of.items()},
     )
     files = {README: readme, **files}
     descriptions[README] = "This page: an index of the bundle, readable in any browser."
@@ -394,10 +467,11 @@ def _empty_tables() -> dict[str, pa.Table]:
 _EMPTY_CSV: dict[tuple[str, str], bytes] = {}
 
 
-def table_csv(table: pa.Table, name: str) -> bytes:
-    """The machine CSV of a table (an empty table's header is made once per process)."""
+def table_csv(table: pa.Table, name: str, text_table: pa.Table | None = None) -> bytes:
+    """The machine CSV of a table, from its `csv_text_table` when that is already made (an
+    empty table's header is made once per process)."""
     if table.num_rows:
-        return csv_bytes(table, "machine")
+        return csv_text_bytes(csv_text_table(table) if text_table is None else text_table)
     if (name, "machine") not in _EMPTY_CSV:
         _EMPTY_CSV[name, "machine"] = csv_bytes(table, "machine")
     return _EMPTY_CSV[name, "machine"]
@@ -409,6 +483,12 @@ def table_csv(table: pa.Table, name: str) -> bytes:
 _EXCEL_FIELD_START = re.compile(
     rb'(^|,|\n)"([' + re.escape("".join(EXCEL_ESCAPE_TRIGGERS)).encode() + rb"])"
 )
+# the same field starts, less the one at the very start: a pattern without `^` that the
+# regex engine scans several times faster
+_FIELD_START_AFTER_SEPARATOR = re.compile(
+    rb'[,\n]"[' + re.escape("".join(EXCEL_ESCAPE_TRIGGERS)).encode() + rb"]"
+)
+_TRIGGER_BYTES = frozenset(trigger.encode() for trigger in EXCEL_ESCAPE_TRIGGERS)
 
 
 def excel_table_csv(table: pa.Table, name: str, machine_csv: bytes) -> bytes:
@@ -419,6 +499,10 @@ def excel_table_csv(table: pa.Table, name: str, machine_csv: bytes) -> bytes:
     rendered afresh instead."""
     if not machine_csv.startswith(b'"'):
         return csv_bytes(table, "excel")
+    if machine_csv[1:2] not in _TRIGGER_BYTES and not _FIELD_START_AFTER_SEPARATOR.search(
+        machine_csv
+    ):
+        return UTF8_BOM + machine_csv  # nothing to escape, the usual case, found faster
     escaped = _EXCEL_FIELD_START.sub(b'\\1"' + EXCEL_ESCAPE_PREFIX.encode() + b"\\2", machine_csv)
     return UTF8_BOM + escaped
 
@@ -765,8 +849,12 @@ def render_readme(
     completeness: Mapping,
     descriptions: Mapping[str, str],
     sizes: Mapping[str, int],
+    shown: Mapping[str, pa.Table] | None = None,
 ) -> bytes:
-    """The human-readable index of the bundle: self-contained HTML, no scripts, no links out."""
+    """The human-readable index of the bundle: self-contained HTML, no scripts, no links out.
+
+    `shown`: the tables whose first rows are shown, when not `prepared` itself: the same
+    rows with timestamps already as export text (`csv_text_table`), which read faster."""
     user_rows = prepared["User"].to_pylist()
     user = user_rows[0] if user_rows else {}
     who = user.get("name") or user.get("email") or user_id
@@ -778,7 +866,7 @@ def render_readme(
         f"as of {_e(when)}.</p>",
         _summary_section(prepared, entries, completeness),
         _charts_section(prepared),
-        _categories_section(prepared),
+        _categories_section(prepared, shown or prepared),
         _processing_section(entries),
         _art15_section(texts, prepared),
         _files_section(descriptions, sizes),
@@ -887,7 +975,7 @@ def _charts_section(prepared) -> str:
     return body + "<h3>Progress over time</h3>" + more + f'<div class="charts">{figures}</div>'
 
 
-def _categories_section(prepared) -> str:
+def _categories_section(prepared, shown) -> str:
     parts = ["<h2>Your data, by category</h2>"]
     for name in TABLE_NAMES:
         table = prepared[name]
@@ -899,12 +987,11 @@ def _categories_section(prepared) -> str:
         if table.num_rows == 0:
             continue
         columns = [c for c in table.column_names if c != "userId"]
-        shown = table.slice(0, README_ROWS_PER_TABLE).select(columns)
-        texts = [shown[c].to_pylist() for c in columns]
+        first_rows = shown[name].slice(0, README_ROWS_PER_TABLE)
+        cells = [[_cell(v) for v in first_rows[c].to_pylist()] for c in columns]
         head = "".join(f"<th>{_e(c)}</th>" for c in columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{_cell(col[i])}</td>" for col in texts) + "</tr>"
-            for i in range(shown.num_rows)
+            "<tr><td>" + "</td><td>".join(row) + "</td></tr>" for row in zip(*cells, strict=True)
         )
         parts.append(
             f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -918,6 +1005,8 @@ def _categories_section(prepared) -> str:
 
 
 def _cell(value) -> str:
+    if type(value) is str:  # most cells, and timestamps already as text
+        return _e(value)
     if value is None:
         return '<span class="note">(empty)</span>'
     if isinstance(value, bool):

@@ -11,8 +11,11 @@ and Python alike, so a bucket is one cheap query on `User`. Within a list of use
    chunk of their own), so memory is bounded by the chunk size or the largest user, never
    by the bucket or the population;
 3. each chunk goes to a worker process, which extracts it (one query per table per chunk),
-   renders every user's bundle and writes it to storage, returning only the file's
-   metadata: rendering runs on every core, and no bundle's bytes cross processes;
+   turns the whole chunk's rows into export text (JSON, CSV) and checks its foreign keys
+   at once, where Arrow's fixed cost per call is spread over many users (`split_chunk`),
+   then renders every user's bundle from their slices and writes it to storage, returning
+   only the file's metadata: rendering runs on every core, and no bundle's bytes cross
+   processes;
 4. the main process records one audit entry per bundle as each chunk finishes.
 
 A user whose bundle does not match the live counts (rows written while it was made) is
@@ -32,14 +35,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import BIT
 
+from assets.export_format import TABLE_NAMES, owner_column
+from assets.render_tabular import declared_references
 from resources import schema
 from resources.audit import new_id, subject_ref, utc_now
-from resources.database import AppDatabase
+from resources.database import AppDatabase, ExtractedBatch, pg_text_array, split_by_user
 from resources.storage import ObjectStorage, StoredObject
+
+if TYPE_CHECKING:
+    from assets.gdpr_bundle import RowTexts
 
 BUCKET_COUNT = 64
 DEFAULT_MAX_ROWS_PER_CHUNK = 20_000
@@ -92,6 +103,14 @@ def _slices(values: Sequence[str], size: int = _IN_LIST_SLICE) -> Iterator[list[
         yield list(values[start : start + size])
 
 
+def _one_of(column: sa.ColumnElement, conn: sa.Connection, ids: list[str]) -> sa.ColumnElement:
+    """`column IN ids`; on PostgreSQL as one array literal (`= ANY('{...}'::text[])`):
+    compiling thousands of bound parameters costs more than the query itself."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.literal_column(pg_text_array(ids)))
+    return column.in_(ids)
+
+
 def live_row_counts(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """{user: {table: rows}} for every app table and DataAuditLog: one query per table."""
     counts: dict[str, dict[str, int]] = {u: {} for u in user_ids}
@@ -99,7 +118,9 @@ def live_row_counts(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str, d
     owned.append((schema.data_audit_log, schema.data_audit_log.c.userId))
     for part in _slices(list(user_ids)):
         for table, owner in owned:
-            query = sa.select(owner, sa.func.count()).where(owner.in_(part)).group_by(owner)
+            query = (
+                sa.select(owner, sa.func.count()).where(_one_of(owner, conn, part)).group_by(owner)
+            )
             for user_id, n in conn.execute(query):
                 counts[user_id][table.name] = n
     for per_table in counts.values():
@@ -118,7 +139,8 @@ def fetch_processing_rows(
     }
     log = schema.data_audit_log
     for part in _slices(list(user_ids)):
-        for row in conn.execute(sa.select(log).where(log.c.userId.in_(part))).mappings():
+        query = sa.select(log).where(_one_of(log.c.userId, conn, part))
+        for row in conn.execute(query).mappings():
             audit[row["userId"]].append(dict(row))
         for name, owner_name in RECORD_SOURCES.items():
             table = schema.metadata.tables[name]
@@ -126,7 +148,7 @@ def fetch_processing_rows(
             columns = [c for c in table.columns if not isinstance(c.type, sa.LargeBinary)]
             query = (
                 sa.select(*columns)
-                .where(owner.in_(part))
+                .where(_one_of(owner, conn, part))
                 .order_by(table.primary_key.columns.values()[0])
             )
             for row in conn.execute(query).mappings():
@@ -246,6 +268,73 @@ def export_chunk_with(
     return bundles, missing, failed
 
 
+@dataclass
+class UserRows:
+    """One user's tables out of a chunk's, with what was worked out for the whole chunk at
+    once: their rows as export text, and the foreign keys their rows leave dangling."""
+
+    tables: dict[str, pa.Table]
+    texts: dict[str, RowTexts] = field(default_factory=dict)
+    dangling_references: set[tuple[str, str]] = field(default_factory=set)
+
+
+def split_chunk(batch: ExtractedBatch) -> dict[str, UserRows]:
+    """Every found user's rows: the tables as `ExtractedBatch.per_user` gives them, their
+    `RowTexts`, made once per table for the whole chunk and split along with the rows, and
+    their dangling foreign keys, also found once for the chunk."""
+    from assets.gdpr_bundle import RowTexts, rows_as_text
+
+    empty = schema.empty_app_tables()
+    result = {uid: UserRows(dict(empty)) for uid in batch.found_user_ids}
+    for name, table in batch.tables.items():
+        texts = rows_as_text(table, excel=True)
+        names, width = table.column_names, table.num_columns
+        fields = [
+            *table.schema,
+            *(f.with_name(f"csv:{f.name}") for f in texts.csv.schema),
+            *(f.with_name(f"excel:{f.name}") for f in texts.excel.schema),
+            pa.field("json:", pa.binary()),
+        ]
+        together = pa.Table.from_arrays(
+            [*table.columns, *texts.csv.columns, *texts.excel.columns, texts.json],
+            schema=pa.schema(fields),
+        )
+        for uid, part in split_by_user(together, owner_column(name)):
+            if uid in result:
+                result[uid].tables[name] = part.select(range(width))
+                result[uid].texts[name] = RowTexts(
+                    json=part.column(3 * width).combine_chunks(),
+                    csv=part.select(range(width, 2 * width)).rename_columns(names),
+                    excel=part.select(range(2 * width, 3 * width)).rename_columns(names),
+                )
+    for uid, reference in dangling_references(batch.tables):
+        if uid in result:
+            result[uid].dangling_references.add(reference)
+    return result
+
+
+def dangling_references(tables: Mapping[str, pa.Table]) -> Iterator[tuple[str, tuple[str, str]]]:
+    """(user, (table, column)) for each foreign key whose values in a user's rows are not
+    all among that user's referenced rows: each key checked once for every user in the
+    tables, as (owner, value) pairs against (owner, referenced value) pairs."""
+    for name in TABLE_NAMES:
+        for column, target, target_field, _resource in declared_references(name):
+            values = tables[name][column]
+            if values.null_count == len(values):
+                continue
+            owners = tables[name][owner_column(name)]
+            if column == owner_column(name) and target_field == owner_column(target):
+                pairs, referenced = owners, tables[target][target_field]  # (u, u): u says it
+            else:
+                pairs = pc.binary_join_element_wise(owners, values, "\x00")  # null: none
+                referenced = pc.binary_join_element_wise(
+                    tables[target][owner_column(target)], tables[target][target_field], "\x00"
+                )
+            missing = pc.and_(pc.is_valid(pairs), pc.invert(pc.is_in(pairs, referenced)))
+            for uid in pc.unique(owners.filter(missing)).to_pylist():
+                yield uid, (name, column)
+
+
 def _render_and_store(
     database: AppDatabase,
     storage: ObjectStorage,
@@ -255,19 +344,19 @@ def _render_and_store(
 ) -> tuple[list[GdprBundleFile], list[str], dict[str, str]]:
     from assets.gdpr_bundle import render_gdpr_bundle
 
-    per_user = database.extract(user_ids).per_user()
+    per_user = split_chunk(database.extract(user_ids))
     with database.engine.connect() as conn:
         audit, records = fetch_processing_rows(conn, list(per_user))
     bundles, failed = [], {}
     for user_id in user_ids:
-        tables = per_user.pop(user_id, None)
-        if tables is None:
+        rows = per_user.pop(user_id, None)
+        if rows is None:
             continue
-        counts = {name: t.num_rows for name, t in tables.items()}
+        counts = {name: t.num_rows for name, t in rows.tables.items()}
         live = dict(live_counts.get(user_id, {}))
         try:
             data = render_gdpr_bundle(
-                tables,
+                rows.tables,
                 user_id=user_id,
                 exported_at=settings.exported_at,
                 audit_rows=audit[user_id],
@@ -275,6 +364,8 @@ def _render_and_store(
                 live_counts=live,
                 records=records[user_id],
                 subject_ref=subject_ref(user_id),
+                row_texts=rows.texts,
+                dangling_references=rows.dangling_references,
             )
         except ValueError as exc:
             failed[user_id] = str(exc)

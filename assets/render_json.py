@@ -55,6 +55,19 @@ def render_json(
     # JSON text as UTF-8 bytes throughout: joining Python str of mixed widths (one emoji
     # makes a whole string four bytes per character) would cost more than everything else
     texts = {name: json_object_texts(table) for name, table in prepared.items()}
+    return json_document(prepared, texts, user_id=user_id, exported_at=exported_at, filters=filters)
+
+
+def json_document(
+    prepared: Mapping[str, pa.Table],
+    texts: Mapping[str, pa.Array],
+    *,
+    user_id: str,
+    exported_at: dt.datetime,
+    filters: dict | None,
+) -> bytes:
+    """The document from prepared tables (`prepare_export_tables`) and each table's rows as
+    JSON object texts (`json_object_texts`, in the same order), made once elsewhere."""
     header = orjson.dumps(
         {
             "format": FORMAT_NAME,
@@ -135,6 +148,8 @@ def json_value_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
 
 def json_object_texts(table: pa.Table) -> pa.Array:
     """Each row of the table as a compact JSON object (UTF-8 bytes), fields in schema order."""
+    if table.num_rows == 0:
+        return pa.array([], pa.binary())
     if table.num_rows < ARROW_TEXT_MIN_ROWS:
         columns = [as_export_text(column) for column in table.columns]
         rows = pa.table(columns, names=table.column_names).to_pylist()
@@ -150,9 +165,13 @@ def json_object_texts(table: pa.Table) -> pa.Array:
     return objects.cast(pa.binary())
 
 
+# Below this many rows, joining row texts in Python beats Arrow's fixed cost per call.
+PYTHON_JOIN_MAX_ROWS = 2000
+
+
 def _join(texts: pa.Array) -> bytes:
-    if len(texts) == 0:
-        return b""
+    if len(texts) < PYTHON_JOIN_MAX_ROWS:
+        return b",".join(texts.to_pylist())
     whole = pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts)
     return pc.binary_join(whole, b",")[0].as_py()
 
@@ -207,6 +226,19 @@ def _progress_by_goal(progress: pa.Table, texts: pa.Array) -> dict[str, bytes]:
     """goal id -> its progress objects' JSON, comma-separated, in id order."""
     if progress.num_rows == 0:
         return {}
+    if progress.num_rows < PYTHON_JOIN_MAX_ROWS:
+        rows = sorted(
+            zip(
+                progress.column("goalId").to_pylist(),
+                progress.column("id").to_pylist(),  # code point order is UTF-8 byte order
+                texts.to_pylist(),
+                strict=True,
+            )
+        )
+        grouped: dict[str, list[bytes]] = {}
+        for goal_id, _id, text in rows:
+            grouped.setdefault(goal_id, []).append(text)
+        return {goal_id: b",".join(group) for goal_id, group in grouped.items()}
     order = pc.sort_indices(progress, sort_keys=[("goalId", "ascending"), ("id", "ascending")])
     goal_of_row = progress.column("goalId").combine_chunks().take(order)
     runs = pc.run_end_encode(goal_of_row)

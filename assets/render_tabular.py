@@ -10,10 +10,13 @@ is reversed. Parquet carries the exact Arrow schema for data tools.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import re
+import struct
 import zipfile
-from collections.abc import Mapping
+import zlib
+from collections.abc import Collection, Mapping
 
 import orjson
 import pyarrow as pa
@@ -41,6 +44,7 @@ CSV_DIALECT = {
     "header": True,
 }
 UTF8_BOM = b"\xef\xbb\xbf"
+_CSV_WRITE_OPTIONS = pcsv.WriteOptions(quoting_style="needed", eol="\r\n", batch_size=8192)
 
 # Excel flavour: a text cell starting with one of these is written with a leading
 # apostrophe, so a spreadsheet never runs it as a formula. Values that start with an
@@ -89,25 +93,30 @@ def _render_csv_zip(tables, flavour, user_id, exported_at, filters) -> bytes:
 
 def csv_bytes(table: pa.Table, flavour: str = "machine") -> bytes:
     """One table as CSV: header row, CRLF, every text value quoted, nulls empty and unquoted."""
+    return csv_text_bytes(csv_text_table(table, flavour), flavour)
+
+
+def csv_text_table(table: pa.Table, flavour: str = "machine") -> pa.Table:
+    """The table as the CSV writer takes it: timestamps as export text (Arrow writes dates
+    as ISO and decimals with their exact scale by itself), Excel escaping applied."""
     columns = []
-    for field in table.schema:
-        column = table.column(field.name)
-        # Arrow writes dates as ISO and decimals with their exact scale; timestamps need
-        # the export's own text (milliseconds and Z)
+    for field, column in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):
             column = as_export_text(column)
         if flavour == "excel" and pa.types.is_string(field.type):
             column = excel_escape(column)
         columns.append(column)
-    text_table = pa.table(columns, names=table.column_names)
+    return pa.table(columns, names=table.column_names)
+
+
+def csv_text_bytes(text_table: pa.Table, flavour: str = "machine") -> bytes:
+    """The CSV of a table made by `csv_text_table`."""
     sink = io.BytesIO()
     if flavour == "excel":
         sink.write(UTF8_BOM)
     # Arrow quotes every string value ("needed" style) and leaves nulls as empty fields:
     # exactly the null / empty-string distinction the format promises.
-    pcsv.write_csv(
-        text_table, sink, pcsv.WriteOptions(quoting_style="needed", eol="\r\n", batch_size=8192)
-    )
+    pcsv.write_csv(text_table, sink, _CSV_WRITE_OPTIONS)
     return sink.getvalue()
 
 
@@ -159,27 +168,54 @@ def _frictionless_field(field: pa.Field) -> dict:
     return spec
 
 
-def _foreign_keys(table_name: str, tables: Mapping[str, pa.Table]) -> tuple[list[dict], list[dict]]:
+def _foreign_keys(
+    table_name: str,
+    tables: Mapping[str, pa.Table],
+    known_dangling: Collection[tuple[str, str]] | None = None,
+) -> tuple[list[dict], list[dict]]:
     """(foreign keys the data satisfies, those a selective export leaves dangling)."""
     declared, dangling = [], []
+    for column, target_table, target_field, resource in declared_references(table_name):
+        spec = {"fields": [column], "reference": {"resource": resource, "fields": [target_field]}}
+        if known_dangling is not None:
+            found = (table_name, column) not in known_dangling
+        else:
+            found = _references_found(
+                tables[table_name][column], tables[target_table][target_field]
+            )
+        if found:
+            declared.append(spec)
+        else:
+            dangling.append(spec)
+    return declared, dangling
+
+
+@functools.cache
+def declared_references(table_name: str) -> tuple[tuple[str, str, str, str], ...]:
+    """(column, target table, target field, its data package resource) of every foreign key
+    the schema declares on the table."""
+    references = []
     for column in metadata.tables[table_name].columns:
         for fk in column.foreign_keys:
             target_table, target_field = str(fk.column.table.name), str(fk.column.name)
-            spec = {
-                "fields": [str(column.name)],
-                "reference": {
-                    "resource": "" if target_table == table_name else resource_name(target_table),
-                    "fields": [target_field],
-                },
-            }
-            values = tables[table_name][column.name]
-            targets = tables[target_table][target_field]
-            found = pc.is_in(values, value_set=targets.combine_chunks())
-            if pc.all(pc.or_kleene(found, pc.is_null(values)), min_count=0).as_py():
-                declared.append(spec)
-            else:
-                dangling.append(spec)
-    return declared, dangling
+            resource = "" if target_table == table_name else resource_name(target_table)
+            references.append((str(column.name), target_table, target_field, resource))
+    return tuple(references)
+
+
+def _references_found(values: pa.ChunkedArray, targets: pa.ChunkedArray) -> bool:
+    """Whether every non-null value is one of the targets (few kernel calls: on one user's
+    few rows, each call's fixed cost is what counts)."""
+    if values.null_count == len(values):
+        return True
+    if values.null_count:
+        values = values.drop_null()
+    return pc.all(pc.is_in(values, value_set=targets.combine_chunks())).as_py()
+
+
+@functools.cache
+def _frictionless_fields(table_name: str) -> tuple[dict, ...]:
+    return tuple(_frictionless_field(f) for f in APP_ARROW_SCHEMAS[table_name])
 
 
 def build_datapackage(
@@ -189,14 +225,18 @@ def build_datapackage(
     user_id: str,
     exported_at: dt.datetime,
     filters: dict | None,
+    dangling_references: Collection[tuple[str, str]] | None = None,
 ) -> dict:
-    """The Frictionless data package describing the CSV files of one export."""
+    """The Frictionless data package describing the CSV files of one export.
+
+    `dangling_references`: the foreign keys, as (table, column), whose values are not all
+    among the referenced rows, when already worked out elsewhere (for many users at once);
+    None: checked here, in the tables."""
     resources = []
     for name in TABLE_NAMES:
-        schema = APP_ARROW_SCHEMAS[name]
-        foreign_keys, dangling = _foreign_keys(name, tables)
+        foreign_keys, dangling = _foreign_keys(name, tables, dangling_references)
         table_schema: dict = {
-            "fields": [_frictionless_field(f) for f in schema],
+            "fields": [dict(f) for f in _frictionless_fields(name)],
             "primaryKey": ["id"],
             "missingValues": [""],
         }
@@ -283,14 +323,91 @@ def render_parquet_zip(
 def write_zip(
     entries: list[tuple[str, bytes]], exported_at: dt.datetime, *, deflate: bool
 ) -> bytes:
-    """A zip of the entries, byte-for-byte the same for the same input (times = export time)."""
+    """A zip of the entries, byte-for-byte the same for the same input (times = export time).
+
+    The archive is laid out here, byte for byte what `zipfile` writes for it (tests hold the
+    two equal): `zipfile`'s bookkeeping per member costs more than deflating a typical
+    member's few kilobytes. Archives big enough to need ZIP64 go through `zipfile` itself."""
+    date_time = _zip_date_time(exported_at)
+    if len(entries) > 0xFFFF or sum(len(data) for _, data in entries) * 1.05 > zipfile.ZIP64_LIMIT:
+        return write_zip_with_zipfile(entries, date_time, deflate=deflate)
+    dos_time = date_time[3] << 11 | date_time[4] << 5 | date_time[5] // 2
+    dos_date = (date_time[0] - 1980) << 9 | date_time[1] << 5 | date_time[2]
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    parts: list[bytes] = []
+    directory: list[bytes] = []
+    offset = 0
+    for name, data in entries:
+        encoded, flags = _zip_name(name)
+        stored = _deflated(data) if deflate else data
+        fields = (flags, method, dos_time, dos_date, zlib.crc32(data), len(stored), len(data))
+        header = struct.pack(
+            _LOCAL_HEADER, b"PK\x03\x04", _ZIP_VERSION, 0, *fields, len(encoded), 0
+        )
+        parts += [header, encoded, stored]
+        directory.append(
+            struct.pack(
+                _CENTRAL_HEADER,
+                b"PK\x01\x02",
+                _ZIP_VERSION,
+                _ZIP_SYSTEM,
+                _ZIP_VERSION,
+                0,
+                *fields,
+                len(encoded),
+                0,  # extra field length
+                0,  # comment length
+                0,  # disk number
+                0,  # internal attributes
+                _ZIP_FILE_MODE,
+                offset,
+            )
+            + encoded
+        )
+        offset += len(header) + len(encoded) + len(stored)
+    listing = b"".join(directory)
+    count = len(entries)
+    end = struct.pack(_END_RECORD, b"PK\x05\x06", 0, 0, count, count, len(listing), offset, 0)
+    return b"".join([*parts, listing, end])
+
+
+# what zipfile writes: version 2.0 to extract and by (zipfile.DEFAULT_VERSION), the system
+# it runs on, and the record layouts (zipfile's structFileHeader, structCentralDir, ...)
+_ZIP_VERSION = zipfile.ZipInfo("").create_version
+_ZIP_SYSTEM = zipfile.ZipInfo("").create_system
+_ZIP_FILE_MODE = 0o644 << 16
+_LOCAL_HEADER = "<4s2B4HL2L2H"
+_CENTRAL_HEADER = "<4s4B4HL2L5H2L"
+_END_RECORD = "<4s4H2LH"
+
+
+def _zip_date_time(exported_at: dt.datetime) -> tuple[int, ...]:
     stamp = exported_at if exported_at.tzinfo is None else exported_at.astimezone(dt.UTC)
-    date_time = max(stamp.timetuple()[:6], (1980, 1, 1, 0, 0, 0))
+    return max(stamp.timetuple()[:6], (1980, 1, 1, 0, 0, 0))
+
+
+def _zip_name(name: str) -> tuple[bytes, int]:
+    """The name's bytes and flags, as zipfile encodes them (bit 11: the name is UTF-8)."""
+    try:
+        return name.encode("ascii"), 0
+    except UnicodeEncodeError:
+        return name.encode("utf-8"), 0x800
+
+
+def _deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(ZIP_DEFLATE_LEVEL, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def write_zip_with_zipfile(
+    entries: list[tuple[str, bytes]], date_time: tuple[int, ...], *, deflate: bool
+) -> bytes:
+    """`write_zip` through `zipfile` (ZIP64 when needed)."""
     sink = io.BytesIO()
     with zipfile.ZipFile(sink, "w") as archive:
         for name, data in entries:
             info = zipfile.ZipInfo(name, date_time=date_time)
-            info.external_attr = 0o644 << 16
+            info.external_attr = _ZIP_FILE_MODE
             info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
             archive.writestr(info, data, compresslevel=ZIP_DEFLATE_LEVEL if deflate else None)
     return sink.getvalue()

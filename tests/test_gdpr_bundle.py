@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import jsonschema
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ from assets.gdpr import GdprBulkConfig, gdpr_bundles
 from assets.gdpr_export import (
     GdprBundleExporter,
     bucket_user_ids,
+    split_chunk,
     user_bucket,
 )
 from assets.readers import read_table_csv
@@ -153,6 +155,53 @@ def test_rendering_is_deterministic_and_the_manifest_lists_every_file(pure_bundl
         if path in listed:
             assert listed[path]["sha256"] == hashlib.sha256(content).hexdigest()
             assert listed[path]["size"] == len(content) and listed[path]["description"]
+
+
+def test_bulk_texts_made_once_per_chunk_render_the_same_bundles():
+    """The bulk path formats a whole chunk's rows at once (Arrow's kernels above 1000 rows,
+    orjson below) and slices them per user: every bundle must come out byte for byte as
+    rendered from that user's tables alone."""
+    tables = generate_population(12, seed=4, heavy_every=0)
+    assert tables["Progress"].num_rows >= 1000  # the chunk takes the other JSON path
+    # one goal in a module of another user: a foreign key that user's bundle leaves dangling
+    goals, modules = tables["Goal"], tables["Module"]
+    other_module = modules.filter(pc.not_equal(modules["userId"], goals["userId"][0]))["id"][0]
+    moved = pa.concat_arrays(
+        [pa.array([other_module.as_py()]), goals["moduleId"][1:].combine_chunks()]
+    )
+    tables["Goal"] = goals.set_column(
+        goals.schema.get_field_index("moduleId"), goals.schema.field("moduleId"), moved
+    )
+    batch = ExtractedBatch(user_ids=(), tables=tables)
+    split = split_chunk(batch)
+    per_user = batch.per_user()
+    assert set(split) == set(per_user) and len(per_user) == 12
+    dangling = {
+        u: rows.dangling_references for u, rows in split.items() if rows.dangling_references
+    }
+    assert dangling == {goals["userId"][0].as_py(): {("Goal", "moduleId")}}
+    for user_id, rows in split.items():
+        for name, table in rows.tables.items():  # texts of exactly these rows: used as given
+            if name in rows.texts:
+                assert rows.texts[name].csv["id"].equals(table["id"])
+                assert len(rows.texts[name].json) == table.num_rows
+        options = {
+            "user_id": user_id,
+            "exported_at": EXPORTED_AT,
+            "audit_rows": [],
+            "texts": None,
+            "live_counts": None,
+        }
+        alone = gb.render_gdpr_bundle(per_user[user_id], **options)
+        assert (
+            gb.render_gdpr_bundle(
+                rows.tables,
+                row_texts=rows.texts,
+                dangling_references=rows.dangling_references,
+                **options,
+            )
+            == alone
+        )
 
 
 TEXT = st.text(alphabet=st.sampled_from(list("=+-@'\t\r\n\",aé ")), max_size=6)

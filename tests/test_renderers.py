@@ -33,6 +33,7 @@ from assets.readers import (
     read_xlsx_export,
 )
 from assets.render_json import EXPORT_JSON_SCHEMA_PATH, MAX_GOAL_DEPTH, export_json_schema_text
+from assets.render_tabular import _zip_date_time, write_zip, write_zip_with_zipfile
 from assets.renderers import RENDERERS
 from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES
 
@@ -786,3 +787,23 @@ def test_every_format_round_trips_random_tables(tables):
             EXPORT_VALIDATOR.validate(json.loads(data))
             assert orjson.dumps(orjson.loads(data)) + b"\n" == data
             assert render_json_through_arrow(tables) == data
+
+
+@pytest.mark.parametrize("deflate", [True, False])
+def test_zips_are_laid_out_byte_for_byte_as_zipfile_writes_them(deflate):
+    entries = [
+        ("README.html", b"<p>hello</p>" * 500),
+        ("data/empty.csv", b""),
+        ("data/Zoë.json", '{"name": "Zoë"}'.encode()),
+        ("bin/random", bytes(range(256)) * 40),
+    ]
+    for exported_at in (
+        dt.datetime(2025, 2, 3, 4, 5, 7, 123000, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        dt.datetime(1970, 1, 1),  # before zip's epoch: written as 1980-01-01
+    ):
+        data = write_zip(entries, exported_at, deflate=deflate)
+        expected = write_zip_with_zipfile(entries, _zip_date_time(exported_at), deflate=deflate)
+        assert data == expected
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            assert archive.testzip() is None
+            assert [(i.filename, archive.read(i)) for i in archive.infolist()] == entries
