@@ -58,13 +58,16 @@ def bulk_bundles(url: str, out: str, buckets_run: int) -> dict:
     phases = [range(probe_buckets), range(probe_buckets, buckets_run)]
     for phase, buckets in enumerate(phases):
         # one pool per phase: its workers' peak is known when they exit
+        # the buckets read lazily, one after another, workers busy across their boundaries
+        # (as `goalport gdpr export --all` runs)
         with GdprBundleExporter(database, storage, record_audit=False) as exporter:
-            for bucket in buckets:
-                result = exporter.export(bucket_user_ids(database.engine, bucket))
-                bundles += len(result.bundles)
-                bytes_written += sum(b.stored.size for b in result.bundles)
-                incomplete += len(result.incomplete_user_ids) + len(result.failed)
-                largest_user_rows = max([largest_user_rows, *(b.records for b in result.bundles)])
+            result = exporter.export_groups(
+                bucket_user_ids(database.engine, bucket) for bucket in buckets
+            )
+            bundles += len(result.bundles)
+            bytes_written += sum(b.stored.size for b in result.bundles)
+            incomplete += len(result.incomplete_user_ids) + len(result.failed)
+            largest_user_rows = max([largest_user_rows, *(b.records for b in result.bundles)])
         if phase == 0:
             probe = {
                 "buckets": probe_buckets,

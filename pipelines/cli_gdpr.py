@@ -82,25 +82,19 @@ def gdpr_export(user_ids, everyone, out_url, workers) -> None:
             raise UserError(f"unknown user id: {', '.join(unknown)}")
         groups = [list(dict.fromkeys(user_ids))]
         total = len(groups[0])
-    else:
-        groups = None
+    else:  # bucket by bucket, each read when the workers are about to need it
+        groups = (bucket_user_ids(database.engine, b) for b in range(BUCKET_COUNT))
         total = len(database.all_user_ids())
     storage = open_storage(out_url)
     storage.check_writable()
-    bundles, failed, incomplete = [], {}, []
     with (
         GdprBundleExporter(
             database, storage, texts=texts, workers=workers, actor="cli"
         ) as exporter,
         click.progressbar(length=total, label="bundles", file=sys.stderr) as bar,
     ):
-        buckets = range(BUCKET_COUNT) if groups is None else range(len(groups))
-        for index in buckets:
-            users = groups[index] if groups is not None else bucket_user_ids(database.engine, index)
-            result = exporter.export(users, on_user_done=lambda _bundle: bar.update(1))
-            bundles.extend(result.bundles)
-            failed.update(result.failed)
-            incomplete.extend(result.incomplete_user_ids)
+        result = exporter.export_groups(groups, on_user_done=lambda _bundle: bar.update(1))
+    bundles, failed, incomplete = result.bundles, result.failed, result.incomplete_user_ids
     for bundle in bundles if user_ids else []:
         click.echo(f"{bundle.user_id}\t{bundle.stored.size}\t{bundle.stored.url}")
     click.echo(
