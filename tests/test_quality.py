@@ -24,6 +24,7 @@ from assets.quality import (
 )
 from pipelines.seed import generate_population, load_population
 from resources.database import AppDatabase
+from resources.run_memory import IN_RUN_MEMORY_RESOURCES
 from resources.schema import APP_ARROW_SCHEMAS
 from resources.storage import ObjectStorage
 
@@ -219,6 +220,7 @@ def run_export_job(url: str, storage_root, user_ids: list[str]):
         resources={
             "database": AppDatabase(url=url),
             "storage": ObjectStorage(url=str(storage_root)),
+            **IN_RUN_MEMORY_RESOURCES,
         },
     )
     with dg.instance_for_test() as instance:
