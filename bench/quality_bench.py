@@ -9,6 +9,7 @@ render in the process pool, write), to folders it deletes afterwards. The cases:
 - 2,000 users in all four formats (XLSX is the slowest to read back);
 - one request-sized batch (100 users, JSON): a Dagster run of the request sensor, where
   importing great_expectations is paid once for little work.
+GOALPORT_BENCH_QUALITY_CASES=dataset,formats,request picks cases (default: all).
 
 Reported, for each case:
 - `gx_import_s`: importing great_expectations, once per process (a Dagster run is a
@@ -37,12 +38,20 @@ REQUEST_BATCH_USERS = 100
 
 
 def cases() -> dict[str, tuple[int | None, tuple[str, ...]]]:
-    """label -> (users, or None for all of them; formats)."""
+    """label -> (users, or None for all of them; formats); GOALPORT_BENCH_QUALITY_CASES
+    (comma-separated: dataset, formats, request) runs only some."""
     everyone = int(os.environ.get("GOALPORT_BENCH_QUALITY_USERS", "0")) or None
+    every_format = ("json", "csv", "xlsx", "parquet")
+    named = {
+        "dataset": ("json, benchmark data set", everyone, ("json",)),
+        "formats": ("json+csv+xlsx+parquet, 2,000 users", BATCH_USERS, every_format),
+        "request": ("json, one request batch", REQUEST_BATCH_USERS, ("json",)),
+    }
+    chosen = os.environ.get("GOALPORT_BENCH_QUALITY_CASES", "").split(",")
     return {
-        "json, benchmark data set": (everyone, ("json",)),
-        "json+csv+xlsx+parquet, 2,000 users": (BATCH_USERS, ("json", "csv", "xlsx", "parquet")),
-        "json, one request batch": (REQUEST_BATCH_USERS, ("json",)),
+        label: (n_users, formats)
+        for key, (label, n_users, formats) in named.items()
+        if key in chosen or chosen == [""]
     }
 
 
