@@ -28,16 +28,14 @@ def run(database_url: str) -> dict:
     from assets.import_detect import detect_import
     from assets.parsers.todoist import generate_todoist_csv
     from assets.staging import TABLE_NAMES, app_columns
-    from bench.import_bench import _orm_apply, _scratch_database
+    from bench.import_bench import _orm_apply, scratch_database
     from migrations import upgrade
     from pipelines.seed import generate_population, load_population
     from resources import schema
-    from resources.database import AppDatabase
     from resources.storage import ObjectStorage
 
-    url, admin = _scratch_database(database_url)
-    database = AppDatabase(url=url)
-    try:
+    with scratch_database(database_url) as database:
+        url = database.url
         upgrade(url)
         users = generate_population(1, seed=3, heavy_every=0)["User"]
         load_population(database.engine, {"User": users})
@@ -124,13 +122,6 @@ def run(database_url: str) -> dict:
             f"{result['apply_speedup_vs_orm']:.0f}x faster"
         )
         return result
-    finally:
-        database.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-            )
-        admin.dispose()
 
 
 if __name__ == "__main__":

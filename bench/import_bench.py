@@ -17,21 +17,40 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from resources.database import AppDatabase
 
 ROWS = 50_000
 SCRATCH_PREFIX = "goalport_import_bench_"
 
 
-def _scratch_database(server_url: str) -> tuple[str, sa.Engine]:
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[AppDatabase]:
+    """A new, empty database on the server of `server_url`, dropped afterwards: the bench
+    database is shared by every section and stays as it is."""
+    from resources.database import AppDatabase
+
     name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    return url, admin
+    database = AppDatabase(
+        url=sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    )
+    try:
+        yield database
+    finally:
+        database.engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def heavy_user_tables(rows: int = ROWS, seed: int = 7) -> tuple[str, dict[str, pa.Table]]:
@@ -108,12 +127,10 @@ def run(pg_url: str) -> dict:
     from migrations import upgrade
     from pipelines.seed import load_population
     from resources import schema
-    from resources.database import AppDatabase
     from resources.storage import ObjectStorage
 
-    url, admin = _scratch_database(pg_url)
-    database = AppDatabase(url=url)
-    try:
+    with scratch_database(pg_url) as database:
+        url = database.url
         upgrade(url)
         user_id, tables = heavy_user_tables()
         rows = sum(t.num_rows for t in tables.values())
@@ -175,13 +192,6 @@ def run(pg_url: str) -> dict:
             f"{result['apply_speedup_vs_orm']:.0f}x faster (target 10x)"
         )
         return result
-    finally:
-        database.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-            )
-        admin.dispose()
 
 
 if __name__ == "__main__":
