@@ -63,7 +63,11 @@ from assets.render_tabular import (
     excel_escape,
     write_zip,
 )
-from assets.report_html import CONTENT_SECURITY_POLICY, completion_bar_chart, progress_line_chart
+from assets.report_html import (
+    CONTENT_SECURITY_POLICY,
+    completion_bar_chart,
+    goal_chart_figures,
+)
 
 BUNDLE_FORMAT = "goalport.gdpr-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -957,20 +961,12 @@ def _charts_section(prepared) -> str:
         str(goal_ids[s]): _Series(at[s:e], values[s:e], targets[s:e])
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
     }
-    charted = sorted(
-        (g for g in series if g in titles), key=lambda g: (-len(series[g]), titles[g], g)
-    )
-    figures = "".join(
-        f"<figure><figcaption>{_e(titles[g])}</figcaption>"
-        f"{progress_line_chart(series[g], titles[g])}"
-        f'<p class="note">{len(series[g])} entries</p></figure>'
-        for g in charted[:README_GOAL_CHARTS]
-    )
+    figures, charted = goal_chart_figures(series, titles, README_GOAL_CHARTS)
     more = ""
-    if len(charted) > README_GOAL_CHARTS:
+    if charted > README_GOAL_CHARTS:
         more = (
             f'<p class="note">The {README_GOAL_CHARTS} goals with the most entries; all '
-            f"{len(charted)} goals' progress is in data/Progress.csv.</p>"
+            f"{charted} goals' progress is in data/Progress.csv.</p>"
         )
     return body + "<h3>Progress over time</h3>" + more + f'<div class="charts">{figures}</div>'
 

@@ -219,26 +219,34 @@ def _progress_by_goal(table: pa.Table) -> dict[str, _Series]:
 def _progress_section(goals: list[dict], progress: dict[str, _Series]) -> str:
     body = "<h2>Progress over time</h2>"
     titles = {g["id"]: g["title"] for g in goals}
-    charted = sorted(
-        (gid for gid in progress if gid in titles),
-        key=lambda gid: (-len(progress[gid]), titles[gid], gid),
-    )
+    figures, charted = goal_chart_figures(progress, titles, MAX_GOAL_CHARTS)
     if not charted:
         return body + '<p class="note">No progress recorded in this export.</p>'
-    figures = [
-        f"<figure><figcaption>{_e(titles[gid])}</figcaption>"
-        f"{progress_line_chart(progress[gid], titles[gid])}"
-        f'<p class="note">{len(progress[gid])} entries</p></figure>'
-        for gid in charted[:MAX_GOAL_CHARTS]
-    ]
     note = ""
-    if len(charted) > MAX_GOAL_CHARTS:
+    if charted > MAX_GOAL_CHARTS:
         note = (
             f'<p class="note">Showing the {MAX_GOAL_CHARTS} goals with the most entries; '
-            f"{len(charted) - MAX_GOAL_CHARTS} more goals have progress, all of it in the "
+            f"{charted - MAX_GOAL_CHARTS} more goals have progress, all of it in the "
             "data files of this export.</p>"
         )
-    return body + note + f'<div class="charts">{"".join(figures)}</div>'
+    return body + note + f'<div class="charts">{figures}</div>'
+
+
+def goal_chart_figures(
+    series: Mapping[str, _Series], titles: Mapping[str, str], limit: int
+) -> tuple[str, int]:
+    """A figure with a progress chart for each of the `limit` goals with the most entries
+    (then by title and id), and how many goals have progress to chart."""
+    charted = sorted(
+        (g for g in series if g in titles), key=lambda g: (-len(series[g]), titles[g], g)
+    )
+    figures = "".join(
+        f"<figure><figcaption>{_e(titles[g])}</figcaption>"
+        f"{progress_line_chart(series[g], titles[g])}"
+        f'<p class="note">{len(series[g])} entries</p></figure>'
+        for g in charted[:limit]
+    )
+    return figures, len(charted)
 
 
 def progress_line_chart(series: _Series, title: str) -> str:
