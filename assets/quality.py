@@ -142,6 +142,16 @@ def _derived_ok(table, name, description, derive, skip_when=None) -> Rule:
     )
 
 
+def _in_order(table: str, name: str, first: str, second: str, description: str = "") -> Rule:
+    """`first` is not after (not more than) `second`, where both are set."""
+    return _derived_ok(
+        table,
+        name,
+        description or f"{first} is not after {second}",
+        lambda tables: not_after(tables[table][first], tables[table][second]),
+    )
+
+
 def _in_range(table: str, column: str, low, high=None) -> Rule:
     if high is None:
         name = f"{column}_not_negative" if low == 0 else f"{column}_at_least_{low}"
@@ -278,12 +288,7 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
             "timezone",
             value_set=list(known_timezones()),
         ),
-        _derived_ok(
-            "User",
-            "created_before_updated",
-            "createdAt is not after updatedAt",
-            lambda t: not_after(t["User"]["createdAt"], t["User"]["updatedAt"]),
-        ),
+        _in_order("User", "created_before_updated", "createdAt", "updatedAt"),
         _column_rule(
             "Module",
             "kind_well_formed",
@@ -308,26 +313,17 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
             "completedAt is set exactly when isCompleted is true",
             lambda t: set_exactly_when(t["Goal"]["completedAt"], t["Goal"]["isCompleted"]),
         ),
-        _derived_ok(
-            "Goal",
-            "created_before_updated",
-            "createdAt is not after updatedAt",
-            lambda t: not_after(t["Goal"]["createdAt"], t["Goal"]["updatedAt"]),
-        ),
-        _derived_ok(
-            "Goal",
-            "created_before_completed",
-            "createdAt is not after completedAt",
-            lambda t: not_after(t["Goal"]["createdAt"], t["Goal"]["completedAt"]),
-        ),
+        _in_order("Goal", "created_before_updated", "createdAt", "updatedAt"),
+        _in_order("Goal", "created_before_completed", "createdAt", "completedAt"),
         _reference("Progress", "goalId", "Goal"),
         _in_range("Progress", "value", 0),
         _in_range("Progress", "maxValue", 0),
-        _derived_ok(
+        _in_order(
             "Progress",
             "value_within_maxValue",
+            "value",
+            "maxValue",
             "value is not more than maxValue (when maxValue is set)",
-            lambda t: not_after(t["Progress"]["value"], t["Progress"]["maxValue"]),
         ),
         _reference("Achievement", "goalId", "Goal"),
         _column_rule(
@@ -346,33 +342,16 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
             "ExpectColumnValuesToBeJsonParseable",
             "value",
         ),
-        _derived_ok(
-            "BibleReadingPlan",
-            "starts_before_end",
-            "startDate is not after endDate",
-            lambda t: not_after(
-                t["BibleReadingPlan"]["startDate"], t["BibleReadingPlan"]["endDate"]
-            ),
-        ),
+        _in_order("BibleReadingPlan", "starts_before_end", "startDate", "endDate"),
         _reference("BibleReading", "planId", "BibleReadingPlan"),
         _in_range("BibleReading", "chapter", 1, MAX_CHAPTER),
         _in_range("BibleReading", "verseStart", 1, MAX_VERSE),
         _in_range("BibleReading", "verseEnd", 1, MAX_VERSE),
-        _derived_ok(
-            "BibleReading",
-            "verses_in_order",
-            "verseStart is not after verseEnd",
-            lambda t: not_after(t["BibleReading"]["verseStart"], t["BibleReading"]["verseEnd"]),
-        ),
+        _in_order("BibleReading", "verses_in_order", "verseStart", "verseEnd"),
         _reference("BibleStudyNote", "readingId", "BibleReading", skip_when="dates"),
         _in_range("BibleStudyNote", "chapter", 1, MAX_CHAPTER),
         _in_range("BibleStudyNote", "verse", 1, MAX_VERSE),
-        _derived_ok(
-            "BibleStudyNote",
-            "created_before_updated",
-            "createdAt is not after updatedAt",
-            lambda t: not_after(t["BibleStudyNote"]["createdAt"], t["BibleStudyNote"]["updatedAt"]),
-        ),
+        _in_order("BibleStudyNote", "created_before_updated", "createdAt", "updatedAt"),
         _reference("WorkProject", "goalId", "Goal"),
         _column_rule(
             "WorkProject",
@@ -383,18 +362,8 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
             value_set=list(WORK_PROJECT_STATUSES),
         ),
         _in_range("WorkProject", "budget", 0),
-        _derived_ok(
-            "WorkProject",
-            "starts_before_due",
-            "startDate is not after dueDate",
-            lambda t: not_after(t["WorkProject"]["startDate"], t["WorkProject"]["dueDate"]),
-        ),
-        _derived_ok(
-            "WorkProject",
-            "created_before_updated",
-            "createdAt is not after updatedAt",
-            lambda t: not_after(t["WorkProject"]["createdAt"], t["WorkProject"]["updatedAt"]),
-        ),
+        _in_order("WorkProject", "starts_before_due", "startDate", "dueDate"),
+        _in_order("WorkProject", "created_before_updated", "createdAt", "updatedAt"),
         _reference("WorkTask", "projectId", "WorkProject"),
         _column_rule(
             "WorkTask",
@@ -414,12 +383,7 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
                 t["WorkTask"]["completedAt"], pc.equal(t["WorkTask"]["status"], "done")
             ),
         ),
-        _derived_ok(
-            "WorkTask",
-            "created_before_completed",
-            "createdAt is not after completedAt",
-            lambda t: not_after(t["WorkTask"]["createdAt"], t["WorkTask"]["completedAt"]),
-        ),
+        _in_order("WorkTask", "created_before_completed", "createdAt", "completedAt"),
     ]
     names = [(r.table, r.name) for r in rules]
     duplicated = {n for n in names if names.count(n) > 1}
