@@ -15,7 +15,7 @@ import io
 import itertools
 import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 
 import orjson
@@ -307,42 +307,37 @@ def unescape_ooxml_text(value: str) -> str:
 
 def read_xlsx_export(data: bytes) -> dict[str, pa.Table]:
     """The tables of a goalport XLSX export (the Summary and chart sheets are ignored)."""
-    import openpyxl
+    from assets.xlsx_cells import XlsxCells
 
-    try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, keep_links=False)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise ValueError(f"XLSX export: not a readable workbook: {exc}") from exc
-    try:
+    with XlsxCells(data, "XLSX export") as workbook:
         tables = {}
         for name in TABLE_NAMES:
-            if name not in workbook.sheetnames:
+            if name not in workbook.sheet_paths:
                 raise ValueError(f"XLSX export: sheet {name!r} is missing")
-            tables[name] = _read_sheet(workbook[name], name)
+            tables[name] = _read_sheet(workbook.rows(name), name)
         return tables
-    finally:
-        workbook.close()
 
 
-def _read_sheet(sheet, table_name: str) -> pa.Table:
+def _read_sheet(rows: Iterator[Sequence], table_name: str) -> pa.Table:
     schema = APP_ARROW_SCHEMAS[table_name]
-    rows = sheet.iter_rows(values_only=True)
     header = list(next(rows, None) or ())
     while header and header[-1] is None:
         header.pop()
     if sorted(map(str, header)) != sorted(schema.names):
         _raise_key_mismatch(f"sheet {table_name!r}, header row", header, set(schema.names))
     width = len(header)
-    positions = [header.index(f.name) for f in schema]
-    columns: list[list] = [[] for _ in schema]
+    empty = (None,) * width
+    kept: list[tuple] = []
     sheet_rows: list[int] = []  # the row number a person sees, for error messages
     for number, values in enumerate(rows, start=2):
-        values = tuple(values[:width]) + (None,) * (width - len(values))
-        if all(v is None for v in values):
+        if len(values) != width:
+            values = tuple(values[:width]) + (None,) * (width - len(values))
+        if values == empty:
             continue  # rows a spreadsheet app leaves formatted but empty
         sheet_rows.append(number)
-        for c, position in enumerate(positions):
-            columns[c].append(values[position])
+        kept.append(values)
+    by_position = list(zip(*kept, strict=True)) if kept else [()] * width
+    columns = [list(by_position[header.index(f.name)]) for f in schema]
 
     def locate(i: int) -> str:
         return f"sheet {table_name!r}, row {sheet_rows[i]}"
