@@ -463,10 +463,13 @@ class GdprBundleExporter:
         *,
         on_user_done: Callable[[GdprBundleFile], None] | None = None,
         on_group_done: Callable[[int, GdprExportResult], None] | None = None,
+        keep_bundles: bool = True,
     ) -> GdprExportResult:
         """Bundles for several lists of users (buckets), read lazily, keeping every worker
         busy across the lists' boundaries; returns the total, and reports each list's
-        result to `on_group_done(index, result)` when its last chunk is written."""
+        result to `on_group_done(index, result)` when its last chunk is written.
+        Without `keep_bundles` the total lists no bundle (one record a user would grow with
+        the population): count them in `on_user_done`."""
         started = time.perf_counter()
         total = GdprExportResult()
         results: dict[int, GdprExportResult] = {}
@@ -476,8 +479,10 @@ class GdprBundleExporter:
         def finished(index: int, outcome) -> None:
             bundles, missing, failed = outcome
             self._record_audit(bundles)
+            results[index].bundles.extend(bundles)
+            if keep_bundles:
+                total.bundles.extend(bundles)
             for result in (results[index], total):
-                result.bundles.extend(bundles)
                 result.missing_user_ids.extend(missing)
                 result.failed.update(failed)
             if on_user_done is not None:

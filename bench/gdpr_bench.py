@@ -51,41 +51,46 @@ def bulk_bundles(url: str, out: str, buckets_run: int) -> dict:
     storage = ObjectStorage(url=out)
     cpu_before = _cpu_seconds(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    bundles = bytes_written = incomplete = 0
-    largest_user_rows = 0
+    written = {"bundles": 0, "bytes": 0, "largest_user_rows": 0}  # running totals only
+
+    def count(bundle) -> None:
+        written["bundles"] += 1
+        written["bytes"] += bundle.stored.size
+        written["largest_user_rows"] = max(written["largest_user_rows"], bundle.records)
+
+    incomplete = 0
     probe: dict = {}
     probe_buckets = max(1, min(MEMORY_PROBE_BUCKETS, buckets_run // 2))
     phases = [range(probe_buckets), range(probe_buckets, buckets_run)]
     for phase, buckets in enumerate(phases):
-        # one pool per phase: its workers' peak is known when they exit
-        # the buckets read lazily, one after another, workers busy across their boundaries
-        # (as `goalport gdpr export --all` runs)
+        # one pool per phase: its workers' peak is known when they exit; the buckets are
+        # read lazily, workers busy across their boundaries (as `gdpr export --all` runs)
         with GdprBundleExporter(database, storage, record_audit=False) as exporter:
             result = exporter.export_groups(
-                bucket_user_ids(database.engine, bucket) for bucket in buckets
+                (bucket_user_ids(database.engine, bucket) for bucket in buckets),
+                on_user_done=count,
+                keep_bundles=False,
             )
-            bundles += len(result.bundles)
-            bytes_written += sum(b.stored.size for b in result.bundles)
-            incomplete += len(result.incomplete_user_ids) + len(result.failed)
-            largest_user_rows = max([largest_user_rows, *(b.records for b in result.bundles)])
+        incomplete += len(result.incomplete_user_ids) + len(result.failed)
         if phase == 0:
             probe = {
                 "buckets": probe_buckets,
-                "users": bundles,
+                "users": written["bundles"],
                 "main_peak_rss_mib": _rss_mib(resource.RUSAGE_SELF),
                 "worker_peak_rss_mib": _rss_mib(resource.RUSAGE_CHILDREN),
             }
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu_before + _cpu_seconds(resource.RUSAGE_CHILDREN)
+    bundles = written["bundles"]
     return {
         "users": bundles,
         "seconds": seconds,
         "users_per_second": bundles / seconds,
         "cpu_seconds": cpu,
         "cpu_ms_per_user": 1000 * cpu / max(bundles, 1),
-        "bytes": bytes_written,
+        "bytes": written["bytes"],
         "incomplete_or_failed": incomplete,
-        "largest_user_rows": largest_user_rows,
+        "largest_user_rows": written["largest_user_rows"],
         "buckets": buckets_run,
         "after_first_buckets": probe,
         "main_peak_rss_mib": _rss_mib(resource.RUSAGE_SELF),

@@ -93,12 +93,19 @@ def gdpr_export(user_ids, everyone, out_url, workers) -> None:
         ) as exporter,
         click.progressbar(length=total, label="bundles", file=sys.stderr) as bar,
     ):
-        result = exporter.export_groups(groups, on_user_done=lambda _bundle: bar.update(1))
-    bundles, failed, incomplete = result.bundles, result.failed, result.incomplete_user_ids
-    for bundle in bundles if user_ids else []:
+        written = {"bundles": 0, "bytes": 0}
+
+        def done(bundle) -> None:
+            written["bundles"] += 1
+            written["bytes"] += bundle.stored.size
+            bar.update(1)
+
+        result = exporter.export_groups(groups, on_user_done=done, keep_bundles=bool(user_ids))
+    failed, incomplete = result.failed, result.incomplete_user_ids
+    for bundle in result.bundles:
         click.echo(f"{bundle.user_id}\t{bundle.stored.size}\t{bundle.stored.url}")
     click.echo(
-        f"{len(bundles)} bundles, {sum(b.stored.size for b in bundles)} bytes, "
+        f"{written['bundles']} bundles, {written['bytes']} bytes, "
         f"under {storage.object_url('gdpr')}",
         err=not user_ids,
     )
