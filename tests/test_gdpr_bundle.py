@@ -500,6 +500,9 @@ def test_buckets_agree_in_sql_and_python_and_the_bulk_asset_writes_a_bucket(pg_u
     assert result.success
     metadata = result.asset_materializations_for_node("gdpr_bundles")[0].metadata
     assert metadata["bundles"].value == len(users) and metadata["chunks"].value == len(users)
+    # the run's record names no user: erasing one must not take the bucket's run with it
+    recorded = repr({name: value.value for name, value in metadata.items()})
+    assert not [u for u in users if u in recorded]
     keys = storage.list("gdpr")
     assert sorted(k.split("/")[1] for k in keys) == sorted(users)
     for key in keys:
