@@ -24,15 +24,15 @@ TARGET_SECONDS = 20.0
 
 def run(database_url: str) -> dict:
     """Parse, preview, apply and re-preview a `TASKS`-task Todoist CSV; returns the numbers."""
-    from assets.import_apply import apply_import, create_import_job, preview_import
-    from assets.import_detect import detect_import
-    from assets.parsers.todoist import generate_todoist_csv
-    from assets.staging import TABLE_NAMES, app_columns
+    from assets.imports.apply import apply_import, create_import_job, preview_import
+    from assets.imports.detect import detect_import
+    from assets.imports.parsers.todoist import generate_todoist_csv
+    from assets.imports.staging import TABLE_NAMES, app_columns
     from bench.import_bench import _orm_apply, scratch_database
     from migrations import upgrade
-    from pipelines.seed import generate_population, load_population
     from resources import schema
     from resources.storage import ObjectStorage
+    from synthetic.seed import generate_population, load_population
 
     with scratch_database(database_url) as database:
         url = database.url

@@ -1,6 +1,6 @@
 """GDPR bulk bundles for the whole seeded population, against the naive path, in one run.
 
-The bulk path is `assets.gdpr_export` (what the `gdpr_bundles` partitions and `goalport gdpr
+The bulk path is `assets.gdpr.bulk` (what the `gdpr_bundles` partitions and `goalport gdpr
 export --all` run): bucket by bucket, one query per table per chunk of users, rendering in
 one worker process per core. The naive path is what most code does: one query per user per
 table, users rendered one after another; it is measured on a sample of users and its rate
@@ -36,14 +36,14 @@ def _rss_mib(who: int) -> float:
 
 def bucket_count() -> int:
     """The buckets the bulk run covers: GOALPORT_BENCH_GDPR_BUCKETS, else all of them."""
-    from assets.gdpr_export import BUCKET_COUNT
+    from assets.gdpr.bulk import BUCKET_COUNT
 
     chosen = int(os.environ.get("GOALPORT_BENCH_GDPR_BUCKETS", "0") or 0)
     return min(chosen, BUCKET_COUNT) if chosen > 0 else BUCKET_COUNT
 
 
 def bulk_bundles(url: str, out: str, buckets_run: int) -> dict:
-    from assets.gdpr_export import GdprBundleExporter, bucket_user_ids
+    from assets.gdpr.bulk import GdprBundleExporter, bucket_user_ids
     from resources.database import AppDatabase
     from resources.storage import ObjectStorage
 
@@ -105,8 +105,8 @@ def naive_bundles(url: str, out: str, sample: int) -> dict:
     import pyarrow as pa
     import sqlalchemy as sa
 
-    from assets.gdpr_bundle import render_gdpr_bundle
-    from assets.gdpr_export import RECORD_SOURCES, gdpr_bundle_key
+    from assets.gdpr.bulk import RECORD_SOURCES, gdpr_bundle_key
+    from assets.gdpr.bundle import render_gdpr_bundle
     from resources import schema
     from resources.audit import utc_now
     from resources.storage import ObjectStorage
@@ -191,7 +191,7 @@ def in_child(function, *args) -> dict:
 
 
 def run(database_url: str) -> dict:
-    from assets.gdpr_export import BUCKET_COUNT
+    from assets.gdpr.bulk import BUCKET_COUNT
 
     load_before = os.getloadavg()[0]
     folders = [tempfile.mkdtemp(prefix="goalport-gdpr-bench-") for _ in range(2)]

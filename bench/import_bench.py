@@ -55,8 +55,8 @@ def scratch_database(server_url: str) -> Iterator[AppDatabase]:
 
 def heavy_user_tables(rows: int = ROWS, seed: int = 7) -> tuple[str, dict[str, pa.Table]]:
     """One seeded heavy user's tables, progress trimmed so that every table adds up to `rows`."""
-    from pipelines.seed import generate_population
     from resources.database import split_by_user
+    from synthetic.seed import generate_population
 
     population = generate_population(2, seed=seed, heavy_every=1)
     counts = pa.TableGroupBy(population["Progress"], "userId").aggregate([("id", "count")])
@@ -78,7 +78,7 @@ def _orm_apply(
     Returns the seconds and the rows written (the first `limit` rows, parents first)."""
     from sqlalchemy import orm
 
-    from assets.import_diff import rows_as_json
+    from assets.imports.diff import rows_as_json
     from resources import schema
 
     registry = orm.registry()
@@ -122,12 +122,12 @@ def _orm_apply(
 
 def run(pg_url: str) -> dict:
     """Measure preview, apply and the ORM baseline on `ROWS` rows; returns the numbers."""
-    from assets.import_apply import apply_import, create_import_job, preview_import
-    from assets.renderers import render_json
+    from assets.formats.registry import render_json
+    from assets.imports.apply import apply_import, create_import_job, preview_import
     from migrations import upgrade
-    from pipelines.seed import load_population
     from resources import schema
     from resources.storage import ObjectStorage
+    from synthetic.seed import load_population
 
     with scratch_database(pg_url) as database:
         url = database.url

@@ -111,7 +111,7 @@ def _batches(database_url: str, n_users: int | None):
 
 
 def _export_with_checks(database_url: str, n_users: int | None, formats: tuple[str, ...]) -> dict:
-    from assets.exporting import export_users
+    from assets.exports.batches import export_users
     from resources.storage import ObjectStorage
 
     database, batches = _batches(database_url, n_users)
@@ -154,7 +154,7 @@ def _cpu_with_children() -> float:
 def _export_without_checks(
     database_url: str, n_users: int | None, formats: tuple[str, ...]
 ) -> dict:
-    from assets.exporting import export_key, render_batch
+    from assets.exports.batches import export_key, render_batch
     from resources.storage import ObjectStorage
 
     database, batches = _batches(database_url, n_users)

@@ -27,9 +27,9 @@ LATENCY_SAMPLES = 3
 def run(database_url: str) -> dict:
     import dagster as dg
 
-    from assets.requests import request_export
+    from assets.exports.defs.sensors import EXPORT_BATCH_SIZE, export_request_sensor
+    from assets.exports.queue import request_export
     from pipelines.definitions import defs
-    from pipelines.sensors import EXPORT_BATCH_SIZE, export_request_sensor
     from resources import schema
     from resources.database import AppDatabase
     from resources.storage import ObjectStorage

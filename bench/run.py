@@ -36,7 +36,7 @@ def database_url(name: str = BENCH_DB) -> str:
 def ensure_seeded(n_users: int) -> str:
     """The benchmark database with `n_users` seeded users; seeded only if it is not already."""
     from migrations import upgrade
-    from pipelines.seed import seed_database
+    from synthetic.seed import seed_database
 
     admin = sa.create_engine(server_url(), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
     with admin.connect() as conn:
@@ -243,7 +243,7 @@ def bench_extraction(url: str, report: dict) -> None:
 
 
 def bench_rendering(url: str, report: dict) -> None:
-    from assets.exporting import render_user_files
+    from assets.exports.batches import render_user_files
     from resources.database import AppDatabase
 
     database = AppDatabase(url=url)

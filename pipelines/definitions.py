@@ -3,12 +3,12 @@ with the resources configured once (from the environment, defaulting to ./var)."
 
 import dagster as dg
 
-from assets import backups, exports
-from assets import checks as quality_checks
-from assets import gdpr as gdpr_assets
-from assets import imports as import_assets
-from assets import templates as template_assets
-from pipelines import export_requests
+from assets.backups.defs import defs as backup_defs
+from assets.exports.defs import defs as export_defs
+from assets.gdpr.defs import defs as gdpr_defs
+from assets.imports.defs import defs as import_defs
+from assets.quality.defs import defs as quality_defs
+from assets.templates.defs import defs as template_defs
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
@@ -18,15 +18,13 @@ def shared_resources() -> dict:
     return {"database": AppDatabase(), "storage": ObjectStorage()}
 
 
-# One entry per area: each module exposes a small `defs`.
 AREA_DEFINITIONS = [
-    template_assets.defs,
-    exports.defs,
-    quality_checks.defs,
-    export_requests.defs,
-    backups.defs,
-    import_assets.defs,
-    gdpr_assets.defs,
+    template_defs,
+    export_defs,
+    quality_defs,
+    backup_defs,
+    import_defs,
+    gdpr_defs,
 ]
 
 defs = dg.Definitions.merge(dg.Definitions(resources=shared_resources()), *AREA_DEFINITIONS)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.exports import ExportConfig, export_job
+from assets.exports.defs.assets import ExportConfig, export_job
 from pipelines.definitions import defs
-from pipelines.seed import seed_database
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
+from synthetic.seed import seed_database
 
 
 def test_definitions_load():

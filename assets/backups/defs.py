@@ -1,0 +1,206 @@
+"""Scheduled backups in Dagster: the hourly schedule, the batched backup job, and the sensor
+that fails the requests of a crashed run.
+
+Every hour `backup_schedule` finds the users whose backups are due (`BackupConfig`: daily,
+weekly or monthly at local 02:00, see `assets.backups.service`), records a `DataExportJob`
+row per user (exportType "backup", in flight under a backup batch id, in the same queue
+table as every export, so operators see them beside the other requests) and asks for one
+`backup_job` run per batch of users, keyed by the batch id. The run writes each user's
+encrypted backup, reads it back and verifies it (the restore drill), and only then moves
+the user's `lastBackupAt`/`nextBackupAt` and completes the row.
+
+Backup rows carry formats like "backup-json", which the generic export claimer does not
+take: they are answered only by this job.
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.backups.service import (
+    DEFAULT_BATCH_SIZE,
+    BackupKeyUnavailableError,
+    QueuedBackups,
+    check_encryption_keys,
+    queue_backup_now,
+    queue_due_backups,
+    run_backup_batch,
+)
+from resources.database import AppDatabase
+from resources.keys import KeyVault
+from resources.storage import ObjectStorage
+
+BATCH_TAG = "goalport/backup_batch_id"
+CHECK_NAME = "every_backup_verified"
+
+
+class BackupRunConfig(dg.Config):
+    """The backups one run makes: the queued requests (set by the schedule), or, launched by
+    hand, the users to back up now."""
+
+    job_ids: list[str] = []
+    batch_id: str | None = None
+    user_ids: list[str] = []
+
+
+@dg.asset(
+    group_name="backup",
+    kinds={"age", "s3"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset="verified_backups",
+            description="Every backup of the run was read back, decrypted and matched its "
+            "manifest and the database's row counts.",
+        )
+    ],
+)
+def verified_backups(
+    context: dg.AssetExecutionContext,
+    config: BackupRunConfig,
+    database: AppDatabase,
+    storage: ObjectStorage,
+    keys: KeyVault,
+) -> dg.MaterializeResult:
+    """Each user's encrypted backup, written to their destination and verified by a restore
+    drill; retention applied once the new backup is verified."""
+    if config.job_ids:
+        if not config.batch_id:
+            raise dg.Failure(description="job_ids need the batch_id they were queued under")
+        job_ids, batch_id = config.job_ids, config.batch_id
+    elif config.user_ids:
+        queued = queue_backup_now(
+            database.engine, config.user_ids, requested_by=f"dagster run {context.run.run_id}"
+        )
+        job_ids, batch_id = list(queued.job_ids), queued.batch_id
+    else:
+        raise dg.Failure(description="nothing to back up: give user_ids (or queued job_ids)")
+    try:
+        outcome = run_backup_batch(
+            database, storage, keys, job_ids, batch_id, run_id=context.run.run_id
+        )
+    except BackupKeyUnavailableError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if outcome.failed:
+        context.log.error(f"{len(outcome.failed)} backups failed: {outcome.failed}")
+    # No file URLs here: they name users, and an erasure deletes every run naming its user.
+    return dg.MaterializeResult(
+        metadata={
+            "batch_id": batch_id,
+            "backups_verified": len(outcome.completed),
+            "backups_failed": len(outcome.failed),
+            "bytes": outcome.bytes_written,
+            "records": sum(r.records for r in outcome.completed),
+            "retention_deleted": sum(len(r.retention_deleted) for r in outcome.completed),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CHECK_NAME,
+                passed=not outcome.failed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "verified": len(outcome.completed),
+                    "failed": dg.MetadataValue.json(outcome.failed),
+                },
+            )
+        ],
+    )
+
+
+backup_job = dg.define_asset_job(
+    "backup_job",
+    selection=[verified_backups],
+    executor_def=dg.in_process_executor,
+    description="Back up, verify and record a batch of users (queued by backup_schedule).",
+)
+
+
+def backup_run_request(batch: QueuedBackups) -> dg.RunRequest:
+    """One run for one batch of queued backups, keyed by the batch id."""
+    return dg.RunRequest(
+        run_key=batch.batch_id,
+        run_config=dg.RunConfig(
+            ops={
+                "verified_backups": BackupRunConfig(
+                    job_ids=list(batch.job_ids), batch_id=batch.batch_id
+                )
+            }
+        ),
+        tags={BATCH_TAG: batch.batch_id, "goalport/backups": str(len(batch.job_ids))},
+    )
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime:
+    if moment is None:
+        return dt.datetime.now(dt.UTC)
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+@dg.schedule(
+    cron_schedule="0 * * * *",
+    job=backup_job,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour: queue the backups that are due, in batched backup_job runs.",
+)
+def backup_schedule(context: dg.ScheduleEvaluationContext, database: AppDatabase, keys: KeyVault):
+    """Users whose `nextBackupAt` has passed get one backup each, however many ticks were
+    missed; users with a backup in flight are left to it."""
+    now = _utc(context.scheduled_execution_time)
+    key_problem = None
+    try:
+        check_encryption_keys(keys)
+    except BackupKeyUnavailableError as exc:
+        key_problem = str(exc)
+    outcome = queue_due_backups(
+        database.engine,
+        now,
+        encryption_available=key_problem is None,
+        batch_size=DEFAULT_BATCH_SIZE,
+    )
+    if outcome.stale_failed:
+        context.log.warning(f"failed {len(outcome.stale_failed)} backups lost in flight")
+    no_key = ""
+    if outcome.skipped_no_key:
+        no_key = (
+            f"{len(outcome.skipped_no_key)} users are due for encrypted backups, but {key_problem}"
+        )
+        context.log.error(no_key)
+    if not outcome.batches:
+        return dg.SkipReason(no_key or "no backups are due")
+    context.log.info(f"queued {outcome.user_count} backups in {len(outcome.batches)} runs")
+    return [backup_run_request(b) for b in outcome.batches]
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[backup_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the backup requests of a failed backup_job run as failed, with why.",
+)
+def backup_run_failure_sensor(context: dg.RunFailureSensorContext, database: AppDatabase):
+    """A crashed backup run's requests fail with the reason; the users stay due, so the
+    next hourly tick queues them again."""
+    from assets.exports.queue import fail_exports
+
+    run = context.dagster_run
+    config = run.run_config.get("ops", {}).get("verified_backups", {}).get("config", {})
+    batch_ids = [b for b in (config.get("batch_id"), run.tags.get(BATCH_TAG)) if b]
+    reason = context.failure_event.message or "the run failed"
+    failed = fail_exports(
+        database.engine,
+        f"backup run {run.run_id} failed: {reason}",
+        job_ids=config.get("job_ids") or [],
+        batch_ids=batch_ids,
+        run_id=run.run_id,
+    )
+    context.log.info(f"marked {len(failed)} backup requests failed")
+
+
+# master_key is left unset: the KeyVault reads GOALPORT_MASTER_KEY when a run needs it.
+defs = dg.Definitions(
+    assets=[verified_backups],
+    jobs=[backup_job],
+    schedules=[backup_schedule],
+    sensors=[backup_run_failure_sensor],
+    resources={"keys": KeyVault()},
+)

@@ -1,0 +1,168 @@
+"""GDPR in Dagster: bulk bundles for the whole user base, bucket by bucket, and erasures.
+
+`gdpr_bundles` is partitioned by user-id hash bucket (`gdpr_partitions`): a backfill of all
+partitions writes a bundle for every user, and a failed bucket is retried on its own. The
+work itself is `assets.gdpr.bulk` (one query per table per chunk of users, rendering in
+worker processes). `due_erasures_sensor` launches `erasure_job` for the erasure requests
+whose grace period is over (and for interrupted ones, which resume); the work is
+`assets.gdpr.erasure`.
+"""
+
+import hashlib
+
+import dagster as dg
+
+from assets.gdpr.bulk import DEFAULT_MAX_ROWS_PER_CHUNK, GdprBundleExporter, bucket_user_ids
+from assets.gdpr.bundle import load_gdpr_texts
+from assets.gdpr.defs.partitions import gdpr_bucket_partitions
+from assets.gdpr.defs.run_history import DagsterRunHistory
+from assets.gdpr.erasure import due_erasure_requests, execute_due_erasures
+from resources.database import AppDatabase
+from resources.storage import ObjectStorage
+
+MAX_ERASURES_PER_RUN = 50
+
+
+class GdprBulkConfig(dg.Config):
+    """Where the bundles go and how the bucket is processed."""
+
+    out_url: str | None = None  # a folder or s3:// URL; None: the storage resource
+    workers: int | None = None  # rendering processes; None: one per core
+    max_rows_per_chunk: int = DEFAULT_MAX_ROWS_PER_CHUNK
+
+
+@dg.asset(
+    partitions_def=gdpr_bucket_partitions,
+    group_name="gdpr",
+    kinds={"postgres", "zip", "s3"},
+)
+def gdpr_bundles(
+    context: dg.AssetExecutionContext,
+    config: GdprBulkConfig,
+    database: AppDatabase,
+    storage: ObjectStorage,
+) -> dg.MaterializeResult:
+    """A GDPR bundle (README.html, JSON, CSV, processing records, manifest) for every user
+    in one hash bucket, at gdpr/<user>/<time>.zip; each bundle's completeness is checked
+    against the live database."""
+    bucket = int(context.partition_key)
+    user_ids = bucket_user_ids(database.engine, bucket)
+    target = ObjectStorage(url=config.out_url) if config.out_url else storage
+    with GdprBundleExporter(
+        database,
+        target,
+        texts=load_gdpr_texts(),
+        workers=config.workers,
+        max_rows_per_chunk=config.max_rows_per_chunk,
+        actor=f"dagster:{context.run.run_id}",
+    ) as exporter:
+        result = exporter.export(user_ids)
+    bundles = result.bundles
+    # No file URLs here: they name users, and an erasure deletes every run naming its user.
+    metadata = {
+        "bucket": bucket,
+        "users": len(user_ids),
+        "bundles": len(bundles),
+        "bytes": sum(b.stored.size for b in bundles),
+        "records": sum(b.records for b in bundles),
+        "chunks": result.chunks,
+        "seconds": round(result.seconds, 2),
+        "users_per_second": round(len(bundles) / result.seconds, 1) if result.seconds else 0.0,
+        "incomplete_users": dg.MetadataValue.json(result.incomplete_user_ids),
+        "failed_users": dg.MetadataValue.json(result.failed),
+    }
+    context.log.info(
+        f"bucket {bucket}: {len(bundles)} bundles for {len(user_ids)} users "
+        f"in {result.seconds:.1f} s"
+    )
+    if result.failed:
+        raise dg.Failure(
+            description=f"{len(result.failed)} users of bucket {bucket} could not be exported: "
+            + "; ".join(f"{u}: {why}" for u, why in list(result.failed.items())[:5]),
+            metadata=metadata,
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+gdpr_bulk_job = dg.define_asset_job(
+    "gdpr_bulk_job",
+    selection=[gdpr_bundles],
+    description="GDPR bundles for one user-id hash bucket; backfill every partition for all users.",
+)
+
+
+class ErasureRunConfig(dg.Config):
+    """The erasure requests to carry out; empty: every due one."""
+
+    request_ids: list[str] = []
+
+
+@dg.op
+def erase_users(
+    context: dg.OpExecutionContext,
+    config: ErasureRunConfig,
+    database: AppDatabase,
+    storage: ObjectStorage,
+) -> dg.Output[int]:
+    """Erase each requested user (one transaction each), delete their files and the runs
+    that mention them, verify that nothing is left, and record a receipt without personal
+    data."""
+    run_history = DagsterRunHistory(context.instance, keep_run_ids=[context.run_id])
+    outcomes = execute_due_erasures(
+        database.engine, storage, config.request_ids, run_history=run_history
+    )
+    failed = [o for o in outcomes if not o.verified]
+    for outcome in outcomes:
+        receipt = outcome.receipt
+        context.log.info(
+            f"erasure {outcome.request.id} ({outcome.request.subject_ref}): "
+            f"{outcome.request.status}, {sum(receipt.get('rowsDeleted', {}).values())} rows, "
+            f"{sum(receipt.get('storageObjectsDeleted', {}).values())} files"
+        )
+    if failed:
+        raise dg.Failure(
+            description="; ".join(f"{o.request.id}: {o.request.error_message}" for o in failed)
+        )
+    return dg.Output(
+        len(outcomes),
+        metadata={
+            "erased": len(outcomes),
+            "requests": dg.MetadataValue.json([o.request.id for o in outcomes]),
+        },
+    )
+
+
+@dg.job(description="Carry out erasure requests whose grace period is over.")
+def erasure_job():
+    erase_users()
+
+
+@dg.sensor(
+    job=erasure_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches erasure_job for erasure requests past their grace period.",
+)
+def due_erasures_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
+    """Due (and interrupted) erasure requests become one run; the run key names the
+    requests and their states, so a request is launched once per state."""
+    due = due_erasure_requests(database.engine, limit=MAX_ERASURES_PER_RUN)
+    if not due:
+        return dg.SkipReason("no erasure request is due")
+    states = ",".join(f"{r.id}:{r.status}" for r in due)
+    run_key = "erasure-" + hashlib.sha256(states.encode()).hexdigest()[:24]
+    context.log.info(f"{len(due)} erasure requests due")
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config=dg.RunConfig(
+            ops={"erase_users": ErasureRunConfig(request_ids=[r.id for r in due])}
+        ),
+        tags={"goalport/erasures": str(len(due))},
+    )
+
+
+defs = dg.Definitions(
+    assets=[gdpr_bundles],
+    jobs=[gdpr_bulk_job, erasure_job],
+    sensors=[due_erasures_sensor],
+)

@@ -1,0 +1,686 @@
+"""Erasure (GDPR Art. 17): a request, a grace period, then every trace of a user removed and
+proven gone. Dagster-free: the erasure job, its sensor and the CLI all call this.
+
+A request (`ErasureRequest` row, `pending`) waits until `notBefore` (the grace period, in
+which it can be cancelled). Executing it:
+
+1. in ONE transaction: every row of the user in every app table and in goalport's own tables
+   (export/import jobs, import history, external refs, backup settings, notifications, the
+   wrapped key: crypto-shredding every backup encrypted to it), private templates they
+   authored deleted and public ones made anonymous; their audit-log entries keep only the
+   pseudonym (`subjectRef`), with every personal value taken out of `actor` and `details`.
+   The request moves to `erasing`, remembering (in `receipt`) the backup destinations
+   it still has to clean, so that a crash after the commit can be resumed;
+2. their files deleted: `exports/`, `backups/`, `gdpr/`, `imports/inbox/` + `<id>/` in the
+   main storage, and `backups/<id>/` below their own backup destination;
+3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs.run_history`):
+   every run that mentions the user is deleted, when a `run_history` is given (the erasure
+   job and the CLI give it);
+4. verification: every text column of every table in the database (found by reflection, so
+   tables added later are covered) is searched for the user id, every storage prefix is
+   listed, and the run history searched again; all must find nothing;
+5. the request becomes `completed` (or `failed`, saying where something was found), its
+   `userId` is cleared, and a receipt with no personal data (pseudonym, times, tables and
+   prefixes touched, counts, the verification's result) goes into the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from resources import schema
+from resources.audit import new_id, record_audit, subject_ref, utc_now
+from resources.storage import ObjectStorage
+
+GRACE_ENV = "GOALPORT_ERASURE_GRACE_DAYS"
+DEFAULT_GRACE = dt.timedelta(days=7)
+PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
+    "pending",
+    "erasing",
+    "completed",
+    "failed",
+    "cancelled",
+)
+STORAGE_PREFIXES = ("exports", "backups", "gdpr", "imports/inbox")
+# An erasure still `erasing` this long after its rows were deleted was interrupted: it is
+# due again (steps 2-4 are safe to repeat).
+RESUME_AFTER = dt.timedelta(minutes=15)
+ERASED = "[erased]"
+
+# What an audit entry of an erased user may keep in `details`: what was done, never about
+# whom or with what (file URLs, settings, filters and checksums are dropped).
+AUDIT_DETAIL_KEYS_KEPT = frozenset(
+    {
+        "requestId",
+        "notBefore",
+        "jobId",
+        "batchId",
+        "runId",
+        "format",
+        "exportType",
+        "sourceApp",
+        "mode",
+        "totals",
+        "changed",
+        "fileSizeBytes",
+        "encrypted",
+        "complete",
+        "verifiedRecords",
+        "templateId",
+        "templateKey",
+        "stars",
+    }
+)
+
+requests_table = schema.erasure_request
+audit_table = schema.data_audit_log
+
+
+class ErasureError(ValueError):
+    """The request cannot be made, cancelled or executed; the message says why."""
+
+
+class RunHistory(Protocol):
+    """An orchestrator's records of its runs (`assets.gdpr.defs.run_history.DagsterRunHistory`)."""
+
+    def runs_mentioning(self, needle: str) -> list[str]: ...
+
+    def forget(self, needle: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    id: str
+    user_id: str | None
+    subject_ref: str
+    status: str
+    requested_at: dt.datetime
+    not_before: dt.datetime
+    completed_at: dt.datetime | None
+    receipt: dict | None
+    error_message: str | None
+
+    @classmethod
+    def from_row(cls, row) -> ErasureRequest:
+        return cls(
+            id=row.id,
+            user_id=row.userId,
+            subject_ref=row.subjectRef,
+            status=row.status,
+            requested_at=_aware(row.requestedAt),
+            not_before=_aware(row.notBefore),
+            completed_at=_aware(row.completedAt),
+            receipt=json.loads(row.receipt) if row.receipt else None,
+            error_message=row.errorMessage,
+        )
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def erasure_grace_period() -> dt.timedelta:
+    """GOALPORT_ERASURE_GRACE_DAYS (0 allowed), else 7 days."""
+    raw = os.environ.get(GRACE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_GRACE
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if days < 0:
+        raise ErasureError(f"{GRACE_ENV}={raw!r}: give a number of days, 0 or more")
+    return dt.timedelta(days=days)
+
+
+# ---------------------------------------------------------------- requests
+
+
+def _holds_data(conn: sa.Connection, user_id: str) -> bool:
+    if conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id)).first():
+        return True
+    for table in schema.OWN_TABLES_WITH_USER:
+        if conn.execute(sa.select(sa.literal(1)).where(table.c.userId == user_id).limit(1)).first():
+            return True
+    template = schema.goal_template
+    return (
+        conn.execute(sa.select(template.c.id).where(template.c.authorId == user_id)).first()
+        is not None
+    )
+
+
+def request_erasure(
+    engine: sa.Engine,
+    user_id: str,
+    *,
+    grace: dt.timedelta | None = None,
+    now: dt.datetime | None = None,
+    requested_by: str = "the user",
+) -> ErasureRequest:
+    """A pending request to erase `user_id` after the grace period (None: the configured one).
+
+    A user already pending keeps their request; asking again with a shorter grace brings
+    it forward (`--now`), never later. Each request (and each bringing forward) is in the
+    audit log with who asked (`requested_by`: the user, or an operator), which the
+    erasure keeps under the pseudonym.
+    """
+    now = now or utc_now()
+    grace = erasure_grace_period() if grace is None else grace
+    not_before = now + grace
+    with engine.begin() as conn:
+        existing = conn.execute(
+            sa.select(requests_table).where(
+                requests_table.c.userId == user_id, requests_table.c.status.in_([PENDING, ERASING])
+            )
+        ).first()
+        if existing is not None:
+            if existing.status == PENDING and _aware(existing.notBefore) > not_before:
+                conn.execute(
+                    requests_table.update()
+                    .where(requests_table.c.id == existing.id)
+                    .values(notBefore=not_before)
+                )
+                _audit_request(conn, user_id, existing.id, "erasure-brought-forward", requested_by)
+            return _load(conn, existing.id)
+        if not _holds_data(conn, user_id):
+            raise ErasureError(f"no data is held about user {user_id!r}: nothing to erase")
+        request_id = new_id("era_")
+        conn.execute(
+            requests_table.insert().values(
+                id=request_id,
+                userId=user_id,
+                subjectRef=subject_ref(user_id),
+                status=PENDING,
+                requestedAt=now,
+                notBefore=not_before,
+            )
+        )
+        _audit_request(conn, user_id, request_id, "erasure-request", requested_by)
+        return _load(conn, request_id)
+
+
+def _audit_request(
+    conn: sa.Connection, user_id: str, request_id: str, operation: str, actor: str
+) -> None:
+    request = _load(conn, request_id)
+    record_audit(
+        conn,
+        user_id=user_id,
+        operation=operation,
+        operation_type="gdpr",
+        actor=actor,
+        details={"requestId": request_id, "notBefore": request.not_before.isoformat()},
+    )
+
+
+def _load(conn: sa.Connection, request_id: str) -> ErasureRequest:
+    row = conn.execute(sa.select(requests_table).where(requests_table.c.id == request_id)).first()
+    if row is None:
+        raise ErasureError(f"no erasure request {request_id!r}")
+    return ErasureRequest.from_row(row)
+
+
+def get_erasure_request(engine: sa.Engine, request_id: str) -> ErasureRequest:
+    with engine.connect() as conn:
+        return _load(conn, request_id)
+
+
+def cancel_erasure(
+    engine: sa.Engine, user_id: str, *, cancelled_by: str = "the user"
+) -> ErasureRequest:
+    """Cancel the user's pending request (only possible before it starts); the audit log
+    says who cancelled it."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(requests_table).where(
+                requests_table.c.userId == user_id, requests_table.c.status == PENDING
+            )
+        ).first()
+        if row is None:
+            raise ErasureError(f"user {user_id!r} has no pending erasure request to cancel")
+        conn.execute(
+            requests_table.update()
+            .where(requests_table.c.id == row.id, requests_table.c.status == PENDING)
+            .values(status=CANCELLED, completedAt=utc_now())
+        )
+        _audit_request(conn, user_id, row.id, "erasure-cancel", cancelled_by)
+        return _load(conn, row.id)
+
+
+def erasure_requests(engine: sa.Engine, user_id: str) -> list[ErasureRequest]:
+    """Every request about the user, oldest first: by id while they exist, by pseudonym after."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(requests_table)
+            .where(
+                sa.or_(
+                    requests_table.c.userId == user_id,
+                    requests_table.c.subjectRef == subject_ref(user_id),
+                )
+            )
+            .order_by(requests_table.c.requestedAt, requests_table.c.id)
+        )
+        return [ErasureRequest.from_row(r) for r in rows]
+
+
+def due_erasure_requests(
+    engine: sa.Engine, *, now: dt.datetime | None = None, limit: int = 100
+) -> list[ErasureRequest]:
+    """Pending requests past their grace period, and interrupted ones (`erasing` for longer
+    than RESUME_AFTER: while erasing, `notBefore` says when it may be resumed), oldest first."""
+    now = now or utc_now()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(requests_table)
+            .where(
+                requests_table.c.status.in_([PENDING, ERASING]),
+                requests_table.c.notBefore <= now,
+            )
+            .order_by(requests_table.c.notBefore, requests_table.c.id)
+            .limit(limit)
+        )
+        return [ErasureRequest.from_row(r) for r in rows]
+
+
+# ---------------------------------------------------------------- execution
+
+
+@dataclass(frozen=True)
+class ErasureOutcome:
+    request: ErasureRequest
+    receipt: dict
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.receipt["verification"]["passed"])
+
+
+def execute_erasure(
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    request_id: str,
+    *,
+    force: bool = False,
+    now: dt.datetime | None = None,
+    run_history: RunHistory | None = None,
+) -> ErasureOutcome:
+    """Carry out one request (see the module docstring); `force` skips the grace period."""
+    now = now or utc_now()
+    request = get_erasure_request(engine, request_id)
+    if request.status not in (PENDING, ERASING):
+        raise ErasureError(f"erasure request {request_id} is {request.status}, not pending")
+    if request.status == PENDING and request.not_before > now and not force:
+        raise ErasureError(
+            f"erasure request {request_id} is in its grace period until "
+            f"{request.not_before:%Y-%m-%d %H:%M} UTC (it can still be cancelled)"
+        )
+    state = _delete_rows(engine, request, now)
+    if state is None:  # another process finished it meanwhile
+        request = get_erasure_request(engine, request_id)
+        return ErasureOutcome(request, request.receipt or {})
+    user_id = request.user_id
+    state["storageObjectsDeleted"] = _delete_files(storage, user_id, state["destinations"])
+    state["runsDeleted"] = run_history.forget(user_id) if run_history is not None else None
+    verification = verify_erased(
+        engine,
+        storage,
+        user_id,
+        destinations=state["destinations"],
+        exclude_request_id=request.id,
+        run_history=run_history,
+    )
+    return _finish(engine, request, state, verification)
+
+
+def execute_due_erasures(
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    request_ids: Sequence[str] = (),
+    *,
+    limit: int = 100,
+    run_history: RunHistory | None = None,
+) -> list[ErasureOutcome]:
+    """Execute the named requests, or every due one; one failing does not stop the others."""
+    ids = list(request_ids) or [r.id for r in due_erasure_requests(engine, limit=limit)]
+    outcomes = []
+    for request_id in ids:
+        try:
+            outcomes.append(execute_erasure(engine, storage, request_id, run_history=run_history))
+        except ErasureError:
+            continue
+    return outcomes
+
+
+def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -> dict | None:
+    """Step 1, in one transaction; returns the state that steps 2-4 need."""
+    with engine.begin() as conn:
+        locked = conn.execute(
+            sa.select(requests_table).where(requests_table.c.id == request.id).with_for_update()
+        ).first()
+        if locked is None or locked.status not in (PENDING, ERASING):
+            return None
+        if locked.status == ERASING:  # resumed after an interruption: rows are gone already
+            return json.loads(locked.receipt)
+        user_id = locked.userId
+        destinations = [
+            url
+            for url in conn.execute(
+                sa.select(schema.backup_config.c.destinationUrl).where(
+                    schema.backup_config.c.userId == user_id
+                )
+            ).scalars()
+            if url
+        ]
+        identifying = _identifying_values(conn, user_id)
+        deleted: dict[str, int] = {}
+        for table in reversed(schema.APP_TABLES):
+            owner = table.c.id if table.name == "User" else table.c.userId
+            deleted[table.name] = conn.execute(table.delete().where(owner == user_id)).rowcount
+        key_destroyed = False
+        for table in schema.OWN_TABLES_WITH_USER:
+            if table is audit_table:
+                continue
+            count = conn.execute(table.delete().where(table.c.userId == user_id)).rowcount
+            deleted[table.name] = count
+            if table is schema.user_key:
+                key_destroyed = count > 0
+        template = schema.goal_template
+        templates_deleted = conn.execute(
+            template.delete().where(
+                template.c.authorId == user_id, template.c.visibility != "public"
+            )
+        ).rowcount
+        templates_anonymised = conn.execute(
+            template.update().where(template.c.authorId == user_id).values(authorId=None)
+        ).rowcount
+        deleted["GoalTemplate"] = templates_deleted
+        conn.execute(
+            requests_table.update()
+            .where(requests_table.c.userId == user_id, requests_table.c.id != request.id)
+            .values(userId=None)
+        )
+        pseudonymised = _pseudonymise_audit(
+            conn, user_id, request.subject_ref, identifying, destinations
+        )
+        state = {
+            "notBefore": _aware(locked.notBefore).isoformat(),
+            "startedAt": now.isoformat(),
+            "rowsDeletedAt": utc_now().isoformat(),
+            "rowsDeleted": {name: n for name, n in deleted.items()},
+            "auditEntriesPseudonymised": pseudonymised,
+            "templatesDeleted": templates_deleted,
+            "templatesAnonymised": templates_anonymised,
+            "keyDestroyed": key_destroyed,
+            # personal (a URL of the user's), kept only until the erasure completes
+            "destinations": destinations,
+        }
+        conn.execute(
+            requests_table.update()
+            .where(requests_table.c.id == request.id)
+            .values(status=ERASING, receipt=json.dumps(state), notBefore=now + RESUME_AFTER)
+        )
+        return state
+
+
+def _identifying_values(conn: sa.Connection, user_id: str) -> list[str]:
+    """What names the user anywhere: their id and e-mail address."""
+    email = conn.execute(
+        sa.select(schema.user.c.email).where(schema.user.c.id == user_id)
+    ).scalar_one_or_none()
+    return _longest_first([user_id, email])
+
+
+def _longest_first(values) -> list[str]:
+    return sorted({v for v in values if v}, key=len, reverse=True)
+
+
+def _scrub_text(text: str, personal: list[str], replacement: str) -> str:
+    for value in personal:
+        text = text.replace(value, replacement)
+    return text
+
+
+def _scrub_value(value, personal: list[str], replacement: str):
+    if isinstance(value, str):
+        return _scrub_text(value, personal, replacement)
+    if isinstance(value, list):
+        return [_scrub_value(v, personal, replacement) for v in value]
+    if isinstance(value, dict):
+        return {
+            _scrub_text(str(k), personal, replacement): _scrub_value(v, personal, replacement)
+            for k, v in value.items()
+        }
+    return value
+
+
+def scrub_audit_details(details: str | None, personal: list[str], *, own_entry: bool) -> str:
+    """An audit entry's details without personal values. The erased user's own entries keep
+    only the keys that say what was done (AUDIT_DETAIL_KEYS_KEPT); other users' entries that
+    mention them keep everything but those values."""
+    try:
+        value = json.loads(details) if details else {}
+    except json.JSONDecodeError:
+        value = details
+    if own_entry:
+        if isinstance(value, dict):
+            dropped = sorted(k for k in value if k not in AUDIT_DETAIL_KEYS_KEPT)
+            value = {k: v for k, v in value.items() if k in AUDIT_DETAIL_KEYS_KEPT}
+            if dropped:
+                value["erasedKeys"] = dropped
+        else:
+            value = {"erasedKeys": ["(not an object)"]}
+    return json.dumps(_scrub_value(value, personal, ERASED), sort_keys=True, default=str)
+
+
+def _pseudonymise_audit(
+    conn: sa.Connection,
+    user_id: str,
+    subject: str,
+    identifying: list[str],
+    destinations: list[str],
+) -> int:
+    """The user's audit entries keep their pseudonym and lose everything personal (also
+    their backup destinations); entries of others that name the user (id or e-mail) lose
+    those mentions, and nothing else. Returns the number of entries changed."""
+    mentions = [
+        audit_table.c.userId == user_id,
+        *(_contains(conn, audit_table.c.actor, v) for v in identifying),
+        *(_contains(conn, audit_table.c.details, v) for v in identifying),
+    ]
+    rows = conn.execute(
+        sa.select(
+            audit_table.c.id, audit_table.c.userId, audit_table.c.actor, audit_table.c.details
+        ).where(sa.or_(*mentions))
+    ).all()
+    updates = []
+    for row in rows:
+        own = row.userId == user_id
+        personal = _longest_first([*identifying, *destinations]) if own else identifying
+        actor = row.actor
+        if actor is not None and any(v in actor for v in personal):
+            actor = subject if own else _scrub_text(actor, personal, ERASED)
+        updates.append(
+            {
+                "audit_id": row.id,
+                "new_user": None if own else row.userId,
+                "new_actor": actor,
+                "new_details": scrub_audit_details(row.details, personal, own_entry=own),
+                "own": own,
+            }
+        )
+    for own in (True, False):
+        batch = [u for u in updates if u["own"] is own]
+        if not batch:
+            continue
+        statement = (
+            audit_table.update()
+            .where(audit_table.c.id == sa.bindparam("audit_id"))
+            .values(
+                userId=sa.bindparam("new_user"),
+                actor=sa.bindparam("new_actor"),
+                details=sa.bindparam("new_details"),
+            )
+        )
+        if own:
+            statement = statement.values(subjectRef=subject)
+        conn.execute(statement, [{k: v for k, v in u.items() if k != "own"} for u in batch])
+    return len(updates)
+
+
+def _contains(conn: sa.Connection, column: sa.ColumnElement, value: str) -> sa.ColumnElement:
+    """`value` occurs in `column` (exactly, case-sensitive, no wildcards)."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.strpos(column, value) > 0
+    return sa.func.instr(column, value) > 0
+
+
+def user_prefixes(user_id: str) -> list[str]:
+    """The folders in the main storage that hold only this user's files."""
+    if not user_id or "/" in user_id or user_id in (".", ".."):
+        raise ErasureError(f"user id {user_id!r} cannot name a storage folder")
+    return [f"{prefix}/{user_id}" for prefix in STORAGE_PREFIXES]
+
+
+def _destination_storages(destinations: Sequence[str]) -> list[ObjectStorage]:
+    return [ObjectStorage(url=url) for url in dict.fromkeys(destinations)]
+
+
+def _delete_files(storage: ObjectStorage, user_id: str, destinations: Sequence[str]) -> dict:
+    deleted = {prefix: storage.delete_prefix(f"{prefix}/{user_id}") for prefix in STORAGE_PREFIXES}
+    deleted["backupDestinations"] = sum(
+        place.delete_prefix(f"backups/{user_id}") for place in _destination_storages(destinations)
+    )
+    return deleted
+
+
+def verify_erased(
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    user_id: str,
+    *,
+    destinations: Sequence[str] = (),
+    exclude_request_id: str | None = None,
+    run_history: RunHistory | None = None,
+) -> dict:
+    """Search every text column of every table for `user_id`, list its storage prefixes,
+    and search the `run_history` when given.
+
+    Returns counts only (never values): tables and columns scanned, where something was
+    found, how many objects and runs remain, and `passed`. `exclude_request_id` leaves out
+    the request being executed (it names the user until it completes).
+    """
+    found = []
+    columns_scanned = 0
+    with engine.connect() as conn:
+        reflected = sa.MetaData()
+        reflected.reflect(bind=conn)
+        for table in reflected.sorted_tables:
+            if table.name == "alembic_version":
+                continue
+            text_columns = [c for c in table.columns if isinstance(c.type, sa.String | sa.JSON)]
+            if not text_columns:
+                continue
+            columns_scanned += len(text_columns)
+            counts = [
+                sa.func.coalesce(
+                    sa.func.sum(
+                        sa.case((_contains(conn, sa.cast(c, sa.Text), user_id), 1), else_=0)
+                    ),
+                    0,
+                ).label(c.name)
+                for c in text_columns
+            ]
+            query = sa.select(*counts).select_from(table)
+            if table.name == requests_table.name and exclude_request_id is not None:
+                query = query.where(table.c.id != exclude_request_id)
+            row = conn.execute(query).one()
+            for column, n in zip(text_columns, row, strict=True):
+                if n:
+                    found.append({"table": table.name, "column": column.name, "rows": int(n)})
+        tables_scanned = len([t for t in reflected.sorted_tables if t.name != "alembic_version"])
+    left = {prefix: len(storage.list(f"{prefix}/{user_id}")) for prefix in STORAGE_PREFIXES}
+    left["backupDestinations"] = sum(
+        len(place.list(f"backups/{user_id}")) for place in _destination_storages(destinations)
+    )
+    objects_found = sum(left.values())
+    runs_found = len(run_history.runs_mentioning(user_id)) if run_history is not None else 0
+    return {
+        "passed": not found and objects_found == 0 and runs_found == 0,
+        "runHistorySearched": run_history is not None,
+        "runsFound": runs_found,
+        "tablesScanned": tables_scanned,
+        "textColumnsScanned": columns_scanned,
+        "rowsFound": found,
+        "storagePrefixesChecked": len(STORAGE_PREFIXES) + len(set(destinations)),
+        "objectsFound": objects_found,
+    }
+
+
+def _finish(
+    engine: sa.Engine, request: ErasureRequest, state: dict, verification: dict
+) -> ErasureOutcome:
+    completed_at = utc_now()
+    receipt = {
+        "requestId": request.id,
+        "subjectRef": request.subject_ref,
+        "requestedAt": request.requested_at.isoformat(),
+        "notBefore": state["notBefore"],
+        "startedAt": state["startedAt"],
+        "rowsDeletedAt": state["rowsDeletedAt"],
+        "completedAt": completed_at.isoformat(),
+        "rowsDeleted": {k: v for k, v in state["rowsDeleted"].items() if v},
+        "tablesTouched": sorted(k for k, v in state["rowsDeleted"].items() if v),
+        "auditEntriesPseudonymised": state["auditEntriesPseudonymised"],
+        "templatesDeleted": state["templatesDeleted"],
+        "templatesAnonymised": state["templatesAnonymised"],
+        "keyDestroyed": state["keyDestroyed"],
+        "storageObjectsDeleted": state["storageObjectsDeleted"],
+        "runsDeleted": state.get("runsDeleted"),
+        "verification": verification,
+    }
+    passed = verification["passed"]
+    error = None
+    if not passed:
+        places = [
+            f"{f['table']}.{f['column']} ({f['rows']} rows)" for f in verification["rowsFound"]
+        ]
+        if verification["objectsFound"]:
+            places.append(f"{verification['objectsFound']} objects in storage")
+        if verification.get("runsFound"):
+            places.append(f"{verification['runsFound']} Dagster runs")
+        error = "verification found the user in " + ", ".join(places)
+    with engine.begin() as conn:
+        done = conn.execute(
+            requests_table.update()
+            .where(requests_table.c.id == request.id, requests_table.c.status == ERASING)
+            .values(
+                status=COMPLETED if passed else FAILED,
+                completedAt=completed_at,
+                userId=None,
+                receipt=json.dumps(receipt, sort_keys=True),
+                errorMessage=error,
+            )
+        )
+        if done.rowcount == 1:
+            record_audit(
+                conn,
+                user_id=None,
+                subject=request.subject_ref,
+                operation="erase",
+                operation_type="gdpr",
+                data_types=receipt["tablesTouched"],
+                record_count=sum(receipt["rowsDeleted"].values()),
+                actor="goalport",
+                details=receipt,
+            )
+        final = _load(conn, request.id)
+    return ErasureOutcome(final, final.receipt or receipt)

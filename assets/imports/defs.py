@@ -1,0 +1,345 @@
+"""Imports in Dagster: files dropped into the storage inbox become previews, and confirmed
+previews are applied.
+
+- `import_inbox_sensor` watches `imports/inbox/<userId>/` in object storage. Each new or
+  changed object (run key: object key + ETag, or size + mtime on a local folder) gets a
+  `DataImportJob` row (its id derived from that run key, so a retried tick never makes two)
+  and one `import_staging_job` run. The cursor remembers the version of every object seen.
+- `import_staging_job`: `staged_import` reads the file and stages it (data-quality rules
+  judged per row; invalid rows reported on the job), the blocking check
+  `import_introduces_no_bad_data` stops the run when too many rows are bad or when
+  great-expectations finds that the user's data would break a rule it did not break
+  before, and `import_preview` diffs against the user's data and stores the preview on the
+  job (status `previewed`).
+- The app (or an operator) confirms a preview by setting the job's status to `confirmed`;
+  `confirmed_imports_sensor` starts one `import_apply_job` run per confirmed job, which
+  applies the stored plan in one transaction (status `applied`).
+
+The work itself is `assets.imports.apply`, the same code the `goalport import` CLI runs.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from assets.imports.apply import (
+    ImportJobError,
+    TooManyBadRowsError,
+    apply_import,
+    create_import_job,
+    fail_job,
+    get_import_job,
+    load_user_state,
+    preview_staged,
+    read_job_file,
+    stage_job,
+)
+from assets.imports.detect import DetectedImport, ImportFormatError
+from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, TABLE_NAMES, StagedImport, app_columns
+from resources import schema
+from resources.database import AppDatabase
+from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
+from resources.storage import ObjectStorage
+
+INBOX_PREFIX = "imports/inbox"
+MAX_FILES_PER_TICK = 20
+MAX_APPLIES_PER_TICK = 50
+
+
+class ImportJobConfig(dg.Config):
+    """Which DataImportJob a run works on (its file, user, mode and policy are on the row)."""
+
+    job_id: str
+    max_bad_share: float = DEFAULT_MAX_BAD_SHARE
+
+
+@dataclass
+class StagedFile:
+    """A staged import with what the preview needs from the staging step."""
+
+    job_id: str
+    staged: StagedImport
+    detected: DetectedImport
+    fingerprint: str
+
+
+@dg.asset(group_name="imports", kinds={"postgres", "arrow"}, io_manager_key=IN_RUN_MEMORY)
+def staged_import(
+    context: dg.AssetExecutionContext,
+    config: ImportJobConfig,
+    database: AppDatabase,
+    storage: ObjectStorage,
+) -> dg.Output[StagedFile]:
+    """An import job's file, detected from its content and staged for the user: tables
+    shaped like the app's, ids mapped, every row checked (invalid rows are reported on the
+    job with file, row, field and reason)."""
+    job = get_import_job(database.engine, config.job_id)
+    try:
+        data = read_job_file(storage, job["fileUrl"])
+    except (OSError, ValueError) as exc:
+        fail_job(database.engine, config.job_id, f"cannot read {job['fileUrl']}: {exc}")
+        raise dg.Failure(f"cannot read {job['fileUrl']}: {exc}") from exc
+    try:
+        staged, detected, state = stage_job(
+            database, config.job_id, data, max_bad_share=config.max_bad_share
+        )
+    except (ImportFormatError, ImportJobError) as exc:
+        raise dg.Failure(str(exc)) from exc
+    context.log.info(
+        f"{detected.file_name}: {detected.format} from {detected.source_app}, "
+        f"{detected.total_rows} rows, {staged.bad_rows} invalid"
+    )
+    return dg.Output(
+        StagedFile(config.job_id, staged, detected, state.fingerprint),
+        metadata={
+            "job_id": config.job_id,
+            "user_id": staged.user_id,
+            "format": detected.format,
+            "source_app": detected.source_app,
+            "encrypted": detected.encrypted,
+            "rows": detected.total_rows,
+            "invalid_rows": staged.bad_rows,
+            "row_counts": dg.MetadataValue.json(staged.row_counts()),
+        },
+    )
+
+
+def _data_after(staged: StagedImport, current: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """The user's tables as they would be if every staged row were written."""
+    after = {}
+    for name in TABLE_NAMES:
+        incoming = app_columns(staged.tables[name], name)
+        existing = current[name]
+        if incoming.num_rows and existing.num_rows:
+            existing = existing.filter(
+                pc.invert(pc.is_in(existing["id"], value_set=incoming["id"]))
+            )
+        after[name] = pa.concat_tables([incoming, existing.cast(incoming.schema)])
+    return after
+
+
+@dg.asset_check(asset=staged_import, blocking=True)
+def import_introduces_no_bad_data(
+    staged_import: StagedFile, database: AppDatabase
+) -> dg.AssetCheckResult:
+    """Blocks the preview when more of the file's rows are invalid than the import accepts,
+    or when the data-quality suites (great-expectations) find that the user's data with
+    the file's rows would break a rule more often than it does now."""
+    from assets.quality.suites import run_quality_suites
+
+    staged = staged_import.staged
+    metadata = {
+        "rows": staged.total_rows,
+        "invalid_rows": staged.bad_rows,
+        "invalid_share": round(staged.bad_share, 4),
+        "max_bad_share": staged.max_bad_share,
+        "first_invalid_rows": dg.MetadataValue.json([i.as_dict() for i in staged.issues[:20]]),
+    }
+    if staged.too_many_bad_rows:
+        return dg.AssetCheckResult(
+            passed=False, metadata=metadata, description=staged.bad_rows_message()
+        )
+    current = load_user_state(database, staged.user_id).tables
+    after = run_quality_suites(_data_after(staged, current))
+    worse = []
+    if not after.passed:
+        # only failures the import adds count: the user's data may already break a rule
+        baseline = {r.key: r.unexpected_count for r in run_quality_suites(current).results}
+        worse = [r for r in after.results if r.unexpected_count > baseline.get(r.key, 0)]
+    metadata["quality_engine"] = after.engine
+    metadata["new_rule_failures"] = dg.MetadataValue.json([r.summary() for r in worse])
+    if worse:
+        message = "the import would break data-quality rules: " + "; ".join(
+            r.summary() for r in worse[:5]
+        )
+        fail_job(database.engine, staged_import.job_id, message)
+        return dg.AssetCheckResult(passed=False, metadata=metadata, description=message)
+    return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+
+@dg.asset(group_name="imports", kinds={"postgres", "json"})
+def import_preview(
+    context: dg.AssetExecutionContext,
+    staged_import: StagedFile,
+    database: AppDatabase,
+    storage: ObjectStorage,
+) -> dg.MaterializeResult:
+    """The import's preview on its DataImportJob (previewData, counts, conflictsDetected):
+    every row's fate against the user's data, with field-level changes. Nothing is written
+    to the app's tables; the plan waits in storage for confirmation."""
+    try:
+        plan = preview_staged(
+            database,
+            storage,
+            staged_import.job_id,
+            staged_import.staged,
+            staged_import.detected,
+            staged_fingerprint=staged_import.fingerprint,
+        )
+    except (ImportJobError, TooManyBadRowsError) as exc:
+        raise dg.Failure(str(exc)) from exc
+    totals = plan.totals()
+    context.log.info(f"import {staged_import.job_id} previewed: {totals}")
+    return dg.MaterializeResult(
+        metadata={
+            "job_id": staged_import.job_id,
+            "user_id": plan.user_id,
+            "totals": dg.MetadataValue.json(totals),
+            "conflicts": totals["conflict"],
+            "unresolved_conflicts": plan.unresolved_conflicts,
+            "rows_to_write": plan.row_writes,
+        }
+    )
+
+
+@dg.asset(group_name="imports", kinds={"postgres"})
+def applied_import(
+    context: dg.AssetExecutionContext,
+    config: ImportJobConfig,
+    database: AppDatabase,
+    storage: ObjectStorage,
+) -> dg.MaterializeResult:
+    """A confirmed import applied: the previewed plan written in one transaction, every
+    touched row recorded in ImportChange (undoable), the job `applied`."""
+    try:
+        result = apply_import(database, storage, config.job_id, actor="dagster")
+    except ImportJobError as exc:
+        job = get_import_job(database.engine, config.job_id)
+        if job["status"] == "confirmed":
+            fail_job(database.engine, config.job_id, str(exc))
+        raise dg.Failure(str(exc)) from exc
+    context.log.info(f"import {config.job_id} applied: {result.rows_written} rows written")
+    return dg.MaterializeResult(
+        metadata={
+            "job_id": config.job_id,
+            "rows_written": result.rows_written,
+            "changes_recorded": result.changes_recorded,
+            "statements": result.statements,
+            "seconds": round(result.seconds, 3),
+        }
+    )
+
+
+import_staging_job = dg.define_asset_job(
+    "import_staging_job",
+    selection=[staged_import, import_preview],
+    executor_def=dg.in_process_executor,
+    description="Stage an import file, check it, and store its preview on the DataImportJob.",
+)
+
+import_apply_job = dg.define_asset_job(
+    "import_apply_job",
+    selection=[applied_import],
+    executor_def=dg.in_process_executor,
+    description="Apply a confirmed import's previewed plan in one transaction.",
+)
+
+
+def inbox_objects(storage: ObjectStorage) -> list[tuple[str, str]]:
+    """(key, version) of every object under the inbox, one listing: the version is the
+    ETag on S3, size and modification time on a local folder."""
+    base = storage.path(INBOX_PREFIX)
+    try:
+        found = storage.fs.find(base, detail=True)
+    except FileNotFoundError:
+        return []
+    root = storage.root.split("://", 1)[-1].rstrip("/") + "/"
+    objects = []
+    for path, info in found.items():
+        path = path.split("://", 1)[-1]
+        key = path[len(root) :] if path.startswith(root) else path
+        if key.rsplit("/", 1)[-1].startswith(".tmp-") or info.get("type") == "directory":
+            continue
+        etag = info.get("ETag") or info.get("etag")
+        version = (
+            etag.strip('"')
+            if etag
+            else f"{info.get('size')}-{info.get('mtime') or info.get('LastModified')}"
+        )
+        objects.append((key, version))
+    return sorted(objects)
+
+
+def inbox_job_id(key: str, version: str) -> str:
+    """The DataImportJob id for one version of one inbox object (a retried tick reuses it)."""
+    return "imp_inbox_" + hashlib.sha256(f"{key}@{version}".encode()).hexdigest()[:24]
+
+
+@dg.sensor(
+    job=import_staging_job,
+    minimum_interval_seconds=30,
+    description="New files under imports/inbox/<userId>/ become import jobs and previews.",
+)
+def import_inbox_sensor(
+    context: dg.SensorEvaluationContext, database: AppDatabase, storage: ObjectStorage
+):
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    objects = inbox_objects(storage)
+    present = {key for key, _ in objects}
+    launched = 0
+    for key, version in objects:
+        if seen.get(key) == version:
+            continue
+        if launched >= MAX_FILES_PER_TICK:
+            break
+        parts = key.split("/")
+        if len(parts) < 4 or not parts[2]:
+            context.log.warning(f"{key}: not under imports/inbox/<userId>/; ignored")
+            seen[key] = version
+            continue
+        user_id, file_name = parts[2], parts[-1]
+        job_id = create_import_job(
+            database.engine,
+            user_id=user_id,
+            file_name=file_name,
+            file_url=storage.object_url(key),
+            requested_by="inbox",
+            job_id=inbox_job_id(key, version),
+        )
+        seen[key] = version
+        launched += 1
+        yield dg.RunRequest(
+            run_key=f"{key}@{version}",
+            run_config=dg.RunConfig(ops={"staged_import": ImportJobConfig(job_id=job_id)}),
+            tags={"goalport/import_job": job_id, "goalport/user": user_id},
+        )
+    # forget objects that left the inbox, so the cursor stays as small as the inbox
+    context.update_cursor(
+        json.dumps({k: v for k, v in seen.items() if k in present}, sort_keys=True)
+    )
+
+
+@dg.sensor(
+    job=import_apply_job,
+    minimum_interval_seconds=30,
+    description="Import jobs confirmed in the app are applied, one run each.",
+)
+def confirmed_imports_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
+    job = schema.data_import_job
+    with database.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(job.c.id, job.c.userId)
+            .where(job.c.status == "confirmed")
+            .order_by(job.c.createdAt, job.c.id)
+            .limit(MAX_APPLIES_PER_TICK)
+        ).fetchall()
+    for job_id, user_id in rows:
+        yield dg.RunRequest(
+            run_key=f"apply:{job_id}",
+            run_config=dg.RunConfig(ops={"applied_import": ImportJobConfig(job_id=job_id)}),
+            tags={"goalport/import_job": job_id, "goalport/user": user_id},
+        )
+
+
+defs = dg.Definitions(
+    assets=[staged_import, import_preview, applied_import],
+    asset_checks=[import_introduces_no_bad_data],
+    jobs=[import_staging_job, import_apply_job],
+    sensors=[import_inbox_sensor, confirmed_imports_sensor],
+    resources=IN_RUN_MEMORY_RESOURCES,
+)

@@ -1,0 +1,227 @@
+"""Asana: the project CSV export (project menu -> Export -> CSV).
+
+Each project named in `Projects` becomes a goal, its tasks sub-goals, and sub-tasks go under
+the task their `Parent Task` names (Asana writes the parent's *name*, not its id; a
+sub-task's `Projects` is empty, so it inherits its parent's project). Sections, assignee,
+start date, tags and custom fields go to the extras; a `Priority` custom field is mapped
+onto the app's scale. Files re-saved in a spreadsheet are read too (`M/D/YY` dates, other
+delimiters); their ids may have become `1.20341E+15`, so such rows are keyed by content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+
+from assets.imports.parsers.base import (
+    DEFAULT_PRIORITY,
+    ImportBuilder,
+    ImportFormatError,
+    ParsedImport,
+    base_name,
+    compose_description,
+    priority_from_label,
+    require_content,
+)
+from assets.imports.parsers.dates import parse_when, when_to_utc, zone
+from assets.imports.parsers.textio import decode_text, normalize_header, read_csv_table
+
+APP = "asana"
+_MANGLED_ID_RE = re.compile(r"^\d(?:[.,]\d+)?[eE]\+?\d+$")
+_KNOWN_COLUMNS = {
+    normalize_header(c)
+    for c in (
+        "Task ID",
+        "Created At",
+        "Completed At",
+        "Last Modified",
+        "Name",
+        "Section/Column",
+        "Assignee",
+        "Assignee Email",
+        "Start Date",
+        "Due Date",
+        "Tags",
+        "Notes",
+        "Projects",
+        "Parent Task",
+        "Priority",
+    )
+}
+
+
+def is_asana_header(names: set[str]) -> bool:
+    return {"task id", "name"} <= names and bool(
+        names & {"completed at", "parent task", "projects", "created at"}
+    )
+
+
+def parse_asana(
+    data: bytes,
+    *,
+    file_name: str | None = None,
+    now: dt.datetime | None = None,
+    timezone: str | None = None,
+) -> ParsedImport:
+    """An Asana project CSV as goals (project -> task -> sub-task)."""
+    name = file_name or "asana.csv"
+    require_content(data, name)
+    text = decode_text(data, file_name=name)
+    table = read_csv_table(text, file_name=name, is_header=is_asana_header)
+    if table is None:
+        raise ImportFormatError(
+            name, None, None, "no Asana header found (expected 'Task ID', 'Name', ...)"
+        )
+    builder = ImportBuilder(
+        APP, now=now, tables=("Module", "Goal"), module_kind="work", module_name="Asana"
+    )
+    tz = zone(timezone)
+    g = table.getter
+    get = {
+        "id": g("Task ID"),
+        "created": g("Created At"),
+        "completed": g("Completed At"),
+        "modified": g("Last Modified"),
+        "name": table.raw_getter("Name"),
+        "section": g("Section/Column", "Section"),
+        "assignee": g("Assignee"),
+        "email": g("Assignee Email"),
+        "start": g("Start Date"),
+        "due": g("Due Date"),
+        "tags": g("Tags"),
+        "notes": table.raw_getter("Notes"),
+        "projects": g("Projects"),
+        "parent": g("Parent Task"),
+        "priority": g("Priority"),
+    }
+    custom = [
+        (h, i) for i, h in enumerate(table.header) if normalize_header(h) not in _KNOWN_COLUMNS
+    ]
+    default_project = base_name(name).rsplit(".", 1)[0] or "Asana"
+    rows = []
+    for row, cells in table.rows:
+        values = {field: getter(cells) for field, getter in get.items()}
+        values["row"] = row
+        values["title"] = " ".join(values["name"].split())
+        if not values["title"]:
+            builder.skip(f"{name}, row {row}", "task without a name")
+            continue
+        values["custom"] = {
+            h: cells[i].strip() for h, i in custom if i < len(cells) and cells[i].strip()
+        }
+        rows.append(values)
+    by_title: dict[str, list[dict]] = {}
+    for values in rows:
+        by_title.setdefault(values["title"], []).append(values)
+    mangled = 0
+    seen: dict[tuple, int] = {}
+    for values in rows:
+        task_id = values["id"]
+        if not task_id or _MANGLED_ID_RE.match(task_id):
+            mangled += bool(task_id)
+            identity = (values["projects"], values["parent"], values["title"], values["assignee"])
+            rank = seen.get(identity, 0)
+            seen[identity] = rank + 1
+            task_id = (
+                "h" + hashlib.sha1("\x1f".join((*identity, str(rank))).encode()).hexdigest()[:20]
+            )
+        values["key"] = builder.key("task", task_id)
+    if mangled:
+        builder.warn(
+            f"{name}: {mangled} task ids are in scientific notation (the file was "
+            "re-saved in a spreadsheet); those tasks are matched by name on re-import"
+        )
+    for values in rows:
+        parent_name = values["parent"]
+        values["parent_row"] = None
+        if parent_name:
+            candidates = [
+                c for c in by_title.get(" ".join(parent_name.split()), []) if c is not values
+            ]
+            if len(candidates) > 1:
+                builder.warn(
+                    f"{name}: row {values['row']}: several tasks are named "
+                    f"'{parent_name}'; the first one is taken as the parent"
+                )
+            if candidates:
+                values["parent_row"] = candidates[0]
+            else:
+                builder.warn(
+                    f"{name}: row {values['row']}: parent task '{parent_name}' is not "
+                    "in the file; imported under its project"
+                )
+    projects: dict[str, str] = {}
+
+    def project_of(values: dict, depth: int = 0) -> str:
+        listed = [p.strip() for p in values["projects"].split(",") if p.strip()]
+        if listed:
+            return listed[0]
+        if values["parent_row"] is not None and depth < 50:
+            return project_of(values["parent_row"], depth + 1)
+        return default_project
+
+    for values in rows:
+        project = project_of(values)
+        if project not in projects:
+            projects[project] = builder.add_goal(
+                builder.key("project", project),
+                title=project,
+                source_item=f"project '{project}' ({name})",
+            )
+        parent = values["parent_row"]["key"] if values["parent_row"] else projects[project]
+        row = values["row"]
+        labels = [t.strip() for t in values["tags"].split(",") if t.strip()]
+        priority = DEFAULT_PRIORITY
+        if values["priority"]:
+            priority = priority_from_label(values["priority"]) or DEFAULT_PRIORITY
+        completed_at = _timestamp(values, "completed", "Completed At", name, tz)
+        builder.add_goal(
+            values["key"],
+            title=values["title"],
+            source_item=f"task '{values['title']}' ({name}, row {row})",
+            parent=parent,
+            description=compose_description(values["notes"], labels=labels),
+            priority=priority,
+            target_date=_day(values, "due", "Due Date", name),
+            is_completed=completed_at is not None,
+            completed_at=completed_at,
+            created_at=_timestamp(values, "created", "Created At", name, tz),
+            updated_at=_timestamp(values, "modified", "Last Modified", name, tz),
+            extras={
+                "section": values["section"],
+                "assignee": values["assignee"],
+                "assigneeEmail": values["email"],
+                "startDate": _iso_day(_day(values, "start", "Start Date", name)),
+                "labels": labels,
+                "projects": [p.strip() for p in values["projects"].split(",") if p.strip()],
+                "priority": values["priority"],
+                "customFields": values["custom"],
+                "sourceId": values["id"],
+            },
+        )
+    return builder.finish()
+
+
+def _when(values: dict, field: str, header: str, file_name: str):
+    text = values[field]
+    if not text:
+        return None
+    when = parse_when(text)
+    if when is None or when.year is None:
+        raise ImportFormatError(file_name, values["row"], header, f"'{text}' is not a date")
+    return when
+
+
+def _day(values, field, header, file_name) -> dt.date | None:
+    when = _when(values, field, header, file_name)
+    return when.date() if when else None
+
+
+def _timestamp(values, field, header, file_name, tz) -> dt.datetime | None:
+    when = _when(values, field, header, file_name)
+    return when_to_utc(when, assume_tz=tz) if when else None
+
+
+def _iso_day(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None

@@ -1,0 +1,182 @@
+"""Which app an uploaded file was exported from, judged by its content.
+
+The file name is a hint at most (a Notion CSV is recognised by its `<name> <32-hex id>`
+name *and* its CSV shape); everything else is decided by what is inside: zip member names,
+the CSV header (wherever it starts), the JSON document's keys. goalport's own exports and
+anything unrecognised are "unknown", never guessed as a foreign app.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from assets.imports.parsers.asana import is_asana_header, parse_asana
+from assets.imports.parsers.base import (
+    ImportFormatError,
+    ParsedImport,
+    base_name,
+    collector_paused,
+    is_zip,
+    require_content,
+    safe_zip_members,
+    zip_member_names,
+)
+from assets.imports.parsers.google_tasks import (
+    is_google_tasks,
+    is_takeout_tasks_member,
+    parse_google_tasks,
+)
+from assets.imports.parsers.habitica import is_habitica, parse_habitica
+from assets.imports.parsers.loop_habits import is_loop_habits_header, parse_loop_habits
+from assets.imports.parsers.notion import NOTION_ID_RE, is_notion_member, parse_notion
+from assets.imports.parsers.textio import decode_text, load_json, normalize_header, peek_csv_records
+from assets.imports.parsers.ticktick import is_ticktick_header, parse_ticktick
+from assets.imports.parsers.todoist import is_todoist_header, parse_todoist
+from assets.imports.parsers.trello import is_trello_board, is_trello_card, parse_trello
+
+UNKNOWN = "unknown"
+PARSERS: dict[str, Callable[..., ParsedImport]] = {
+    "todoist": parse_todoist,
+    "notion": parse_notion,
+    "trello": parse_trello,
+    "asana": parse_asana,
+    "ticktick": parse_ticktick,
+    "google_tasks": parse_google_tasks,
+    "habitica": parse_habitica,
+    "loop_habits": parse_loop_habits,
+}
+SOURCE_APPS = tuple(PARSERS)
+_NOTION_DATE_RE = re.compile(r"^@?[A-Z][a-z]+ \d{1,2}, \d{4}")
+_NOTION_LINK_RE = re.compile(r"%20[0-9a-f]{32}\.md\)")
+
+
+def detect_source(data: bytes, file_name: str | None = None) -> str:
+    """The app (a key of PARSERS) that exported `data`, or "unknown".
+
+    Raises ImportFormatError only for an archive that is unsafe to open.
+    """
+    name = file_name or "upload"
+    if not data:
+        return UNKNOWN
+    if is_zip(data):
+        return _detect_zip(data, name)
+    head = data[:4].lstrip(b"\xef\xbb\xbf")
+    if head.startswith(b"age-") or data.startswith(b"-----BEGIN AGE"):
+        return UNKNOWN
+    try:
+        text = decode_text(data[: 4 * 1024 * 1024], file_name=name)
+    except ImportFormatError:
+        return UNKNOWN
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        return _detect_json(data, name)
+    return _detect_csv(text, name, has_bom=data.startswith(b"\xef\xbb\xbf"))
+
+
+def _detect_json(data: bytes, name: str) -> str:
+    try:
+        doc = load_json(data, file_name=name)
+    except ImportFormatError:
+        return UNKNOWN
+    if is_trello_board(doc) or is_trello_card(doc):
+        return "trello"
+    if is_google_tasks(doc):
+        return "google_tasks"
+    if is_habitica(doc):
+        return "habitica"
+    return UNKNOWN
+
+
+def _detect_csv(text: str, name: str, *, has_bom: bool = False) -> str:
+    records = peek_csv_records(text, limit=12)
+    for record in records:
+        names = {normalize_header(c) for c in record}
+        for app, accepts in (
+            ("todoist", is_todoist_header),
+            ("ticktick", is_ticktick_header),
+            ("asana", is_asana_header),
+            ("loop_habits", is_loop_habits_header),
+        ):
+            if accepts(names):
+                return app
+    if records and records[0] and _looks_like_notion_csv(text, name, records, has_bom):
+        return "notion"
+    return UNKNOWN
+
+
+def _looks_like_notion_csv(text: str, name: str, records: list[list[str]], has_bom: bool) -> bool:
+    """A Notion database CSV has no fixed columns: its links, dates and checkboxes tell,
+    helped by its `<name> <32-hex id>.csv` name and the BOM Notion always writes."""
+    if not records[0][0].strip() or _NOTION_LINK_RE.search(text[:65536]):
+        return bool(records[0][0].strip())
+    cells = [c.strip() for record in records[1:] for c in record]
+    notion_cells = sum(1 for c in cells if _NOTION_DATE_RE.match(c))
+    checkboxes = sum(1 for c in cells if c in ("Yes", "No"))
+    stem = base_name(name).rsplit(".", 1)[0].removesuffix("_all")
+    named_like_notion = NOTION_ID_RE.match(stem) is not None
+    if named_like_notion:
+        return has_bom or notion_cells + checkboxes >= 1
+    return has_bom and notion_cells >= 2
+
+
+def _detect_zip(data: bytes, name: str) -> str:
+    names = zip_member_names(data, file_name=name)
+    bases = {base_name(n) for n in names}
+    if "Habits.csv" in bases:
+        return "loop_habits"
+    if any(is_notion_member(n) for n in names):
+        return "notion"
+    inner_zips = [n for n in names if n.casefold().endswith(".zip")]
+    if inner_zips and all(re.search(r"Part-\d+\.zip$", n, re.IGNORECASE) for n in inner_zips):
+        inner = safe_zip_members(data, file_name=name, select=lambda n: n == inner_zips[0])
+        inner_names = zip_member_names(inner[inner_zips[0]], file_name=f"{name}/{inner_zips[0]}")
+        if any(is_notion_member(n) for n in inner_names):
+            return "notion"
+    tasks = [n for n in names if is_takeout_tasks_member(n)]
+    if tasks:
+        content = safe_zip_members(data, file_name=name, select=lambda n: n == tasks[0])
+        if is_google_tasks(_json_or_none(content[tasks[0]], name)):
+            return "google_tasks"
+    csvs = [n for n in names if n.casefold().endswith(".csv")]
+    if csvs and len(csvs) == len([n for n in names if not n.endswith("/")]):
+        first = safe_zip_members(data, file_name=name, select=lambda n: n == csvs[0])
+        text = decode_text(first[csvs[0]], file_name=f"{name}/{csvs[0]}")
+        if _detect_csv(text, csvs[0]) == "todoist":
+            return "todoist"
+    return UNKNOWN
+
+
+def _json_or_none(data: bytes, name: str):
+    try:
+        return load_json(data, file_name=name)
+    except ImportFormatError:
+        return None
+
+
+def parse_foreign_export(
+    data: bytes,
+    *,
+    file_name: str | None = None,
+    now: dt.datetime | None = None,
+    timezone: str | None = None,
+) -> ParsedImport:
+    """Detect the app that exported `data` and parse it with that app's parser.
+
+    `now` stands in for times the source does not record (and resolves Todoist's relative
+    dates); `timezone` is the user's IANA zone, used where the source writes local times
+    without one. Raises ImportFormatError when the file is no supported app's export.
+    """
+    name = file_name or "upload"
+    require_content(data, name)
+    app = detect_source(data, file_name)
+    if app == UNKNOWN:
+        raise ImportFormatError(
+            name,
+            None,
+            None,
+            "not an export of a supported app (" + ", ".join(SOURCE_APPS) + ")",
+        )
+    with collector_paused():
+        return PARSERS[app](data, file_name=file_name, now=now, timezone=timezone)

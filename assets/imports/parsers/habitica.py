@@ -1,0 +1,320 @@
+"""Habitica: the user-data JSON export (`habitica-user-data.json`).
+
+Habits, dailies and to-dos each become a goal (Habitica has no projects); their check-lists
+and their history become progress entries; the user's achievements become achievements.
+Habitica's `priority` is really difficulty (0.1 trivial, 1 easy, 1.5 medium, 2 hard) and is
+mapped onto the app's difficulty 1..5; a daily's schedule is kept as recurrence text. Tags
+are UUIDs resolved through the user's tag list. Rewards have no place in the app and are
+reported as skipped.
+
+The export also holds the account's secrets (API token, e-mail, push tokens). This parser
+reads only the fields it maps, so none of them can reach the tables, extras or report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from assets.imports.parsers.base import (
+    ImportBuilder,
+    ImportFormatError,
+    ParsedImport,
+    as_dict,
+    as_list,
+    as_text,
+    compose_description,
+    reading_item,
+    require_content,
+)
+from assets.imports.parsers.dates import UTC, from_epoch_ms, iso_utc, parse_timestamp
+from assets.imports.parsers.textio import load_json
+
+APP = "habitica"
+TASK_GROUPS = {"habits": "habit", "dailys": "daily", "todos": "todo", "rewards": "reward"}
+# Habitica difficulty (its `priority` field) onto the app's 1..5: the hardest is 5.
+DIFFICULTY_MAP = {0.1: 1, 1.0: 2, 1.5: 3, 2.0: 5}
+_WEEKDAYS = (
+    ("m", "Mon"),
+    ("t", "Tue"),
+    ("w", "Wed"),
+    ("th", "Thu"),
+    ("f", "Fri"),
+    ("s", "Sat"),
+    ("su", "Sun"),
+)
+
+
+def is_habitica(doc: Any) -> bool:
+    if not isinstance(doc, dict):
+        return False
+    tasks = doc.get("tasks")
+    if isinstance(tasks, dict) and any(k in tasks for k in ("habits", "dailys", "todos")):
+        return True
+    return isinstance(tasks, list) and "stats" in doc and "preferences" in doc
+
+
+def parse_habitica(
+    data: bytes,
+    *,
+    file_name: str | None = None,
+    now: dt.datetime | None = None,
+    timezone: str | None = None,
+) -> ParsedImport:
+    """Habitica's user-data JSON as goals, progress (history, check-lists), achievements."""
+    name = file_name or "habitica-user-data.json"
+    require_content(data, name)
+    doc = load_json(data, file_name=name)
+    if not is_habitica(doc):
+        raise ImportFormatError(
+            name, None, "tasks", "not a Habitica user-data export (no tasks.habits/dailys/todos)"
+        )
+    builder = ImportBuilder(
+        APP, now=now, tables=("Module", "Goal", "Progress", "Achievement"), module_name="Habitica"
+    )
+    offset = as_dict(doc.get("preferences")).get("timezoneOffset")
+    # Habitica counts the offset in minutes *west* of UTC (480 = UTC-8).
+    tz = UTC
+    if isinstance(offset, int | float) and not isinstance(offset, bool) and abs(offset) < 1440:
+        tz = dt.timezone(dt.timedelta(minutes=-offset))
+    tags = {
+        t["id"]: t["name"]
+        for t in as_list(doc.get("tags"))
+        if isinstance(t, dict) and as_text(t.get("id")) and as_text(t.get("name"))
+    }
+    reader = _TaskReader(builder, name, tz, tags)
+    tasks = doc["tasks"]
+    if isinstance(tasks, list):
+        grouped: dict[str, list] = {}
+        for task in tasks:
+            kind = task.get("type") if isinstance(task, dict) else None
+            grouped.setdefault(f"{kind}s" if kind != "daily" else "dailys", []).append(task)
+        tasks = grouped
+    for group, kind in TASK_GROUPS.items():
+        items = tasks.get(group) or []
+        if not isinstance(items, list):
+            raise ImportFormatError(name, f"tasks.{group}", None, "is not a list")
+        for position, task in enumerate(items):
+            with reading_item(name, f"tasks.{group}[{position}]"):
+                reader.read(task, kind, f"tasks.{group}[{position}]")
+    with reading_item(name, "achievements"):
+        _achievements(builder, doc, name)
+    return builder.finish()
+
+
+class _TaskReader:
+    def __init__(self, builder: ImportBuilder, file_name: str, tz, tags: dict):
+        self.builder = builder
+        self.file_name = file_name
+        self.tz = tz
+        self.tags = tags
+
+    def read(self, task: Any, kind: str, where: str) -> None:
+        builder = self.builder
+        if not isinstance(task, dict):
+            raise ImportFormatError(self.file_name, where, None, "is not an object")
+        task_id = task.get("_id") or task.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ImportFormatError(self.file_name, where, "_id", "missing or not text")
+        title = task.get("text") if isinstance(task.get("text"), str) else ""
+        key = builder.key(kind, task_id)
+        if kind == "reward":
+            builder.skip(
+                f"reward '{title}' ({where})", "rewards have no place in the app", external_key=key
+            )
+            return
+        labels = [self.tags.get(t, t) for t in as_list(task.get("tags")) if as_text(t)]
+        recurrence = _recurrence(task) if kind == "daily" else None
+        completed = kind == "todo" and bool(task.get("completed"))
+        completed_at = parse_timestamp(_s(task.get("dateCompleted"))) if completed else None
+        due = parse_timestamp(_s(task.get("date")))
+        created_at = parse_timestamp(_s(task.get("createdAt")))
+        updated_at = parse_timestamp(_s(task.get("updatedAt")))
+        challenge = task.get("challenge") if isinstance(task.get("challenge"), dict) else {}
+        goal = builder.add_goal(
+            key,
+            title=title,
+            source_item=f"{kind} '{title}' ({where})",
+            description=compose_description(
+                _s(task.get("notes")), labels=labels, recurrence=recurrence
+            ),
+            difficulty=_difficulty(task.get("priority"), self.file_name, where),
+            target_date=due.astimezone(self.tz).date() if due else None,
+            is_completed=completed,
+            completed_at=completed_at,
+            created_at=created_at,
+            updated_at=updated_at,
+            extras={
+                "type": kind,
+                "labels": labels,
+                "recurrence": recurrence,
+                "attribute": task.get("attribute"),
+                "value": task.get("value"),
+                "up": task.get("up"),
+                "down": task.get("down"),
+                "counterUp": task.get("counterUp"),
+                "counterDown": task.get("counterDown"),
+                "streak": task.get("streak"),
+                "startDate": task.get("startDate"),
+                "challenge": challenge.get("shortName") or challenge.get("id"),
+                "reminders": [
+                    r.get("time") for r in as_list(task.get("reminders")) if isinstance(r, dict)
+                ],
+            },
+        )
+        for position, item in enumerate(as_list(task.get("checklist"))):
+            if not isinstance(item, dict):
+                continue
+            item_id = as_text(item.get("id")) or f"{task_id}:{position}"
+            builder.add_progress(
+                builder.key("checklist", item_id),
+                goal=goal,
+                value=1 if item.get("completed") else 0,
+                max_value=1,
+                notes=_s(item.get("text")),
+                source_kind="check-list items",
+                recorded_at=updated_at or created_at,
+            )
+        self._history(task, kind, task_id, goal, where)
+
+    def _history(self, task: dict, kind: str, task_id: str, goal: str, where: str) -> None:
+        builder = self.builder
+        unknown = 0
+        for position, entry in enumerate(as_list(task.get("history"))):
+            if not isinstance(entry, dict):
+                continue
+            when = _history_time(entry.get("date"))
+            if when is None:
+                raise ImportFormatError(
+                    self.file_name,
+                    f"{where}.history[{position}]",
+                    "date",
+                    f"'{entry.get('date')}' is not a date",
+                )
+            history_key = builder.key("history", f"{task_id}:{int(when.timestamp() * 1000)}")
+            if kind == "habit":
+                up, down = entry.get("scoredUp"), entry.get("scoredDown")
+                if up is None and down is None:
+                    value, notes = 1, "scored"
+                else:
+                    value, notes = up or 0, f"+{up or 0} / -{down or 0}"
+                builder.add_progress(
+                    history_key,
+                    goal=goal,
+                    value=value,
+                    notes=notes,
+                    source_kind="habit history entries",
+                    recorded_at=when,
+                    extras={"taskValue": entry.get("value")},
+                )
+            else:
+                if "completed" not in entry:
+                    unknown += 1
+                    continue
+                if not entry.get("completed") and entry.get("isDue") is False:
+                    continue
+                builder.add_progress(
+                    history_key,
+                    goal=goal,
+                    value=1 if entry.get("completed") else 0,
+                    max_value=1,
+                    source_kind="daily history entries",
+                    recorded_at=when,
+                    extras={"taskValue": entry.get("value")},
+                )
+        if unknown:
+            builder.skip(
+                f"{unknown} history entries of {kind} '{task.get('text')}'",
+                "the export does not say whether the daily was done",
+                count=unknown,
+            )
+
+
+def _s(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _history_time(value: Any) -> dt.datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return from_epoch_ms(value)
+    if isinstance(value, str):
+        if value.isdigit():
+            return from_epoch_ms(int(value))
+        return parse_timestamp(value)
+    return None
+
+
+def _difficulty(value: Any, file_name: str, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = round(float(value), 1)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number not in DIFFICULTY_MAP:
+        raise ImportFormatError(
+            file_name,
+            where,
+            "priority",
+            f"'{value}' is not a Habitica difficulty (0.1, 1, 1.5 or 2)",
+        )
+    return DIFFICULTY_MAP[number]
+
+
+def _recurrence(task: dict) -> str | None:
+    """A daily's schedule in words, e.g. `every 2 weeks on Mon, Thu`."""
+    frequency = as_text(task.get("frequency")) or "daily"
+    every = task.get("everyX") or 1
+    unit = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year"}.get(
+        frequency, frequency
+    )
+    text = f"every {unit}" if every == 1 else f"every {every} {unit}s"
+    if frequency == "weekly":
+        repeat = task.get("repeat") if isinstance(task.get("repeat"), dict) else {}
+        days = [label for code, label in _WEEKDAYS if repeat.get(code)]
+        if days and len(days) < 7:
+            text += " on " + ", ".join(days)
+    elif frequency == "monthly":
+        days = [d for d in as_list(task.get("daysOfMonth")) if isinstance(d, int)]
+        weeks = [w for w in as_list(task.get("weeksOfMonth")) if isinstance(w, int)]
+        if days:
+            text += " on day " + ", ".join(str(d) for d in days)
+        elif weeks:
+            text += " in week " + ", ".join(str(w + 1) for w in weeks)
+    return text
+
+
+def _achievements(builder: ImportBuilder, doc: dict, file_name: str) -> None:
+    achievements = doc.get("achievements")
+    if not isinstance(achievements, dict):
+        return
+    # The export does not date achievements; the last day the account was active stands in.
+    earned_at = parse_timestamp(_s(doc.get("lastCron")))
+    for name, value in achievements.items():
+        if isinstance(value, bool):
+            points = 1 if value else 0
+        elif isinstance(value, int | float):
+            points = int(value) if math.isfinite(value) else 0
+        elif isinstance(value, dict):
+            points = sum(1 for v in value.values() if v is True or (isinstance(v, int) and v > 0))
+        elif isinstance(value, list):
+            points = len(value)
+        else:
+            points = 0
+        if not 0 < points < 2**31:  # the app counts points in a 32-bit integer
+            continue
+        title = "".join(" " + c.lower() if c.isupper() else c for c in name).strip().capitalize()
+        builder.add_achievement(
+            builder.key("achievement", name),
+            kind="habitica",
+            title=title,
+            source_item=f"achievement '{name}' ({file_name})",
+            points=points,
+            earned_at=earned_at,
+            description=f"Habitica achievement '{name}' ({points})",
+            extras={
+                "raw": value if not isinstance(value, dict | list) else None,
+                "earnedAtIsLastCron": iso_utc(earned_at),
+            },
+        )

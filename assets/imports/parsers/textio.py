@@ -1,0 +1,187 @@
+"""Reading the text files of other apps' exports: encodings, BOMs, delimiters, preambles.
+
+Real exports are re-saved in spreadsheets, come from several app versions and locales, and
+put free text (multi-line notes) in quoted cells. The helpers here decode the bytes
+whatever the encoding, find the header record by the column names a parser expects (even
+after preamble lines or with `;`/tab delimiters), and keep each record's row number so an
+error can name it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from assets.imports.parsers.base import ImportFormatError
+
+DELIMITERS = (",", ";", "\t", "|")
+MAX_CELL_CHARS = 16 * 1024 * 1024
+
+# Long notes exceed the csv module's default 128 KiB cell limit; raise it, never lower it.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL_CHARS))
+
+
+def decode_text(data: bytes, *, file_name: str) -> str:
+    """The file's text: BOMs honoured, UTF-16 recognised, else UTF-8, else Windows-1252."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _text_only(_decode_strict(data, "utf-16", file_name), file_name)
+    elif len(data) >= 4 and b"\x00" in data[:64]:
+        sample = data[:4096]
+        odd_nuls = sample[1::2].count(0)
+        even_nuls = sample[0::2].count(0)
+        if odd_nuls > len(sample) // 4:
+            return _text_only(_decode_strict(data, "utf-16-le", file_name), file_name)
+        if even_nuls > len(sample) // 4:
+            return _text_only(_decode_strict(data, "utf-16-be", file_name), file_name)
+    for encoding in ("utf-8", "cp1252", "latin-1"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return _text_only(text, file_name)
+    raise AssertionError("latin-1 decodes any bytes")
+
+
+def _text_only(text: str, file_name: str) -> str:
+    sample = text[:8192]
+    controls = sum(1 for ch in sample if ch < " " and ch not in "\t\r\n\f")
+    if "\x00" in sample or controls > len(sample) // 100:
+        raise ImportFormatError(file_name, None, None, "binary data, not a text file")
+    return text.lstrip("\ufeff")
+
+
+def _decode_strict(data: bytes, encoding: str, file_name: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ImportFormatError(
+            file_name, None, None, f"not valid {encoding.upper()} text at byte {exc.start}"
+        ) from None
+
+
+def normalize_header(name: str) -> str:
+    return " ".join(name.replace("\ufeff", "").split()).casefold()
+
+
+@dataclass
+class CsvTable:
+    """The records after the header, each with its row number as a spreadsheet shows it."""
+
+    file_name: str
+    header: list[str]
+    index: dict[str, int]
+    rows: list[tuple[int, list[str]]]
+    delimiter: str
+    preamble: list[list[str]]
+
+    def has(self, *names: str) -> bool:
+        return all(normalize_header(n) in self.index for n in names)
+
+    def column(self, *names: str) -> int | None:
+        """Index of the first of these columns the file has."""
+        for name in names:
+            position = self.index.get(normalize_header(name))
+            if position is not None:
+                return position
+        return None
+
+    def getter(self, *names: str) -> Callable[[list[str]], str]:
+        """A fast accessor for one column (by any of its names); '' when absent or short."""
+        position = self.column(*names)
+        if position is None:
+            return lambda cells: ""
+        return lambda cells: cells[position].strip() if position < len(cells) else ""
+
+    def raw_getter(self, *names: str) -> Callable[[list[str]], str]:
+        """Like `getter`, without stripping (multi-line text keeps its layout)."""
+        position = self.column(*names)
+        if position is None:
+            return lambda cells: ""
+        return lambda cells: cells[position] if position < len(cells) else ""
+
+
+def _records(text: str, delimiter: str, file_name: str) -> Iterable[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    number = 0
+    try:
+        for number, cells in enumerate(reader, start=1):
+            yield number, cells
+    except csv.Error as exc:
+        raise ImportFormatError(file_name, number + 1, None, f"unreadable CSV: {exc}") from None
+
+
+def read_csv_table(
+    text: str,
+    *,
+    file_name: str,
+    is_header: Callable[[set[str]], bool],
+    max_preamble: int = 20,
+) -> CsvTable | None:
+    """The table whose header record `is_header` accepts (given normalised names), or None.
+
+    The header may follow up to `max_preamble` other records; each delimiter in DELIMITERS
+    is tried in turn. Blank records are dropped from the rows.
+    """
+    for delimiter in DELIMITERS:
+        if delimiter != "," and delimiter not in text[:65536]:
+            continue
+        records = iter(_records(text, delimiter, file_name))
+        preamble: list[list[str]] = []
+        header_cells = None
+        try:
+            for _number, cells in records:
+                if is_header({normalize_header(c) for c in cells}):
+                    header_cells = cells
+                    break
+                preamble.append(cells)
+                if len(preamble) > max_preamble:
+                    break
+        except ImportFormatError:
+            continue
+        if header_cells is None:
+            continue
+        header = [c.replace("\ufeff", "").strip() for c in header_cells]
+        index: dict[str, int] = {}
+        for position, name in enumerate(header):
+            index.setdefault(normalize_header(name), position)
+        rows = [(n, c) for n, c in records if "".join(c).strip()]
+        return CsvTable(file_name, header, index, rows, delimiter, preamble)
+    return None
+
+
+def peek_csv_records(text: str, *, limit: int = 12) -> list[list[str]]:
+    """The first records of a CSV, under whichever delimiter splits its first line most."""
+    first_line = text[:4096].split("\n", 1)[0]
+    delimiter = max(DELIMITERS, key=first_line.count)
+    reader = csv.reader(io.StringIO(text[:262144], newline=""), delimiter=delimiter)
+    records = []
+    try:
+        for cells in reader:
+            records.append(cells)
+            if len(records) >= limit:
+                break
+    except csv.Error:
+        pass
+    return records
+
+
+def load_json(data: bytes, *, file_name: str):
+    """The JSON document in `data` (any encoding, BOM or not); errors name line and column."""
+    import orjson
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    text = decode_text(data, file_name=file_name)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFormatError(
+            file_name, f"line {exc.lineno}, column {exc.colno}", None, f"invalid JSON: {exc.msg}"
+        ) from None

@@ -1,0 +1,441 @@
+"""Todoist: the project CSV ("Export as template") and the backup zip of such CSVs.
+
+A Todoist CSV is one project; its name is only in the file name (`Work [2203306141].csv`
+in backups). Rows are `task`, `section` and `note` records; the hierarchy is positional
+(INDENT), notes comment on the task above, labels are inline `@tokens`, and due dates are
+natural-language text in DATE_LANG. The file holds no task ids, so a task's external key is
+a hash of its project, its parent's key, its title and its rank among same-titled siblings:
+stable across re-exports as long as the title and place stay the same.
+
+`generate_todoist_csv` writes a large, realistic project for benchmarks.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import hashlib
+import json
+import random
+import re
+from functools import lru_cache
+
+from assets.imports.parsers.base import (
+    ImportBuilder,
+    ImportFormatError,
+    ParsedImport,
+    base_name,
+    compose_description,
+    is_zip,
+    require_content,
+    safe_zip_members,
+)
+from assets.imports.parsers.dates import UTC, parse_when, zone
+from assets.imports.parsers.textio import CsvTable, decode_text, read_csv_table
+
+APP = "todoist"
+# Todoist's CSV scale: 1 = p1 = most urgent ... 4 = p4 = no priority. Empty means p1 (doc).
+PRIORITY_MAP = {"1": 5, "2": 4, "3": 3, "4": 2, "": 5}
+_LABEL_RE = re.compile(r"(?:(?<=\s)|^)@([^\s@]+)")
+_ATTACHMENT_RE = re.compile(r"\[\[file (\{.*?\})\]\]", re.DOTALL)
+_PROJECT_ID_RE = re.compile(r"^(?P<name>.*?)\s*\[(?P<id>\d+)\]$")
+_IN_RE = re.compile(r"^in\s+(\d+)\s+(day|week|month|year)s?$")
+_WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
+_WEEKDAYS.update({name.lower(): i for i, name in enumerate(calendar.day_abbr)})
+
+
+def is_todoist_header(names: set[str]) -> bool:
+    return {"type", "content"} <= names and ("indent" in names or "priority" in names)
+
+
+def parse_todoist(
+    data: bytes,
+    *,
+    file_name: str | None = None,
+    now: dt.datetime | None = None,
+    timezone: str | None = None,
+) -> ParsedImport:
+    """A Todoist project CSV, or a backup zip of them, as goals (project -> tasks)."""
+    name = file_name or "todoist.csv"
+    require_content(data, name)
+    builder = ImportBuilder(APP, now=now, tables=("Module", "Goal"), module_name="Todoist")
+    if is_zip(data):
+        members = safe_zip_members(
+            data, file_name=name, select=lambda n: n.casefold().endswith(".csv")
+        )
+        if not members:
+            raise ImportFormatError(name, None, None, "the zip holds no Todoist CSV file")
+        for member in sorted(members):
+            _parse_project_csv(builder, members[member], f"{name}/{member}", member, timezone)
+    else:
+        _parse_project_csv(builder, data, name, name, timezone)
+    return builder.finish()
+
+
+parse_todoist_csv = parse_todoist
+
+
+def _project_identity(path: str) -> tuple[str, str]:
+    stem = base_name(path)
+    if stem.casefold().endswith(".csv"):
+        stem = stem[:-4]
+    match = _PROJECT_ID_RE.match(stem)
+    if match:
+        return match["name"] or stem, match["id"]
+    return stem, stem.casefold()
+
+
+def _parse_project_csv(
+    builder: ImportBuilder, data: bytes, label: str, path: str, default_tz: str | None
+) -> None:
+    text = decode_text(data, file_name=label)
+    table = read_csv_table(text, file_name=label, is_header=is_todoist_header)
+    if table is None:
+        raise ImportFormatError(
+            label, 1, None, "no Todoist header found (expected TYPE, CONTENT, PRIORITY, INDENT)"
+        )
+    project_name, project_id = _project_identity(path)
+    project_key = builder.add_goal(
+        builder.key("project", project_id),
+        title=project_name,
+        source_item=f"project '{project_name}' ({label})",
+        extras={"file": base_name(path)},
+    )
+    _TaskRows(builder, table, label, project_key, default_tz).read()
+
+
+class _TaskRows:
+    """Walks one project's records, keeping the indent stack and the current section."""
+
+    def __init__(self, builder, table: CsvTable, label, project_key, default_tz):
+        self.builder = builder
+        self.table = table
+        self.label = label
+        self.project_key = project_key
+        self.default_tz = default_tz
+        self.tasks: list[dict] = []
+        self.project_notes: list[str] = []
+        self.project_meta: list[str] = []
+        self.today_by_zone: dict[str, dt.date] = {}
+
+    def read(self) -> None:
+        t = self.table
+        width = len(t.header)
+        # A missing column reads as the empty cell appended after the last one.
+        self.at = {
+            name: width if t.column(name) is None else t.column(name)
+            for name in TODOIST_HEADER.split(",")
+        }
+        at_type, at_content = self.at["TYPE"], self.at["CONTENT"]
+        at_priority, at_indent = self.at["PRIORITY"], self.at["INDENT"]
+        has_priority = t.column("PRIORITY") is not None
+        stack: list[tuple[int, dict]] = []
+        seen_titles: dict[str, int] = {}
+        section = None
+        padding = [""] * (width + 1)
+        for row, cells in t.rows:
+            if len(cells) <= width:
+                cells = cells + padding[len(cells) :]
+            kind = cells[at_type].strip().casefold()
+            if kind == "task":
+                indent = self._indent(cells[at_indent].strip(), row)
+                priority_text = cells[at_priority].strip()
+                if priority_text not in PRIORITY_MAP:
+                    raise ImportFormatError(
+                        self.label,
+                        row,
+                        "PRIORITY",
+                        f"'{priority_text}' is not a Todoist priority (1 to 4)",
+                    )
+                while stack and stack[-1][0] >= indent:
+                    stack.pop()
+                task = self._task(
+                    cells,
+                    row=row,
+                    priority=PRIORITY_MAP[priority_text] if has_priority else 2,
+                    indent=indent,
+                    parent=stack[-1][1] if stack else None,
+                    section=section,
+                    seen_titles=seen_titles,
+                )
+                self.tasks.append(task)
+                stack.append((indent, task))
+            elif kind == "note":
+                target = stack[-1][1]["comments"] if stack else self.project_notes
+                target.append(cells[at_content])
+            elif kind == "section":
+                section = " ".join(cells[at_content].split())
+                stack = []
+            elif kind == "meta":
+                self.project_meta.append(cells[at_content])
+            elif not kind:
+                self.builder.skip(f"{self.label}, row {row}", "row without TYPE")
+            else:
+                self.builder.skip(f"{self.label}, row {row}", f"unknown TYPE '{kind}'")
+        self._add_all()
+
+    def _today(self, tz_name: str) -> dt.date:
+        today = self.today_by_zone.get(tz_name)
+        if today is None:
+            tz = zone(tz_name) or zone(self.default_tz) or UTC
+            today = self.today_by_zone[tz_name] = self.builder.now.astimezone(tz).date()
+        return today
+
+    def _indent(self, text: str, row: int) -> int:
+        if not text:
+            return 1
+        try:
+            indent = int(float(text))
+        except ValueError:
+            indent = 0
+        if indent < 1:
+            raise ImportFormatError(
+                self.label, row, "INDENT", f"'{text}' is not an indent level (1, 2, 3 ...)"
+            )
+        return indent
+
+    def _task(self, cells, *, row, priority, indent, parent, section, seen_titles) -> dict:
+        at = self.at
+        content = cells[at["CONTENT"]]
+        title = content.strip()
+        uncompletable = title.startswith("* ")
+        if uncompletable:
+            title = title[2:].strip()
+        labels = _LABEL_RE.findall(title) if "@" in title else []
+        if labels:
+            stripped = " ".join(_LABEL_RE.sub(" ", title).split())
+            title = stripped or title
+        parent_key = parent["key"] if parent else self.project_key
+        # The key leaves the parent out, so renaming or moving a parent keeps its children's.
+        identity = title.casefold()
+        rank = seen_titles.get(identity, 0)
+        seen_titles[identity] = rank + 1
+        digest = hashlib.sha1(
+            "\x1f".join((self.project_key, identity, str(rank))).encode()
+        ).hexdigest()[:20]
+        due_text, lang = cells[at["DATE"]].strip(), cells[at["DATE_LANG"]].strip()
+        tz_name, deadline_text = cells[at["TIMEZONE"]].strip(), cells[at["DEADLINE"]].strip()
+        duration = cells[at["DURATION"]].strip()
+        today = self._today(tz_name)
+        due = read_todoist_date(due_text, today=today)
+        deadline = read_todoist_date(deadline_text, today=today)
+        for text, reading in ((due_text, due), (deadline_text, deadline)):
+            if text and reading.day is None and reading.recurrence is None:
+                self.builder.warn(
+                    f"{self.label}, row {row}: due date '{text}' ({lang or 'no language'}) "
+                    "could not be read; kept as text in the extras"
+                )
+        return {
+            "key": self.builder.key("task", digest),
+            "parent": parent_key,
+            "row": row,
+            "title": title,
+            "description": cells[at["DESCRIPTION"]],
+            "priority": priority,
+            "labels": labels,
+            "target_date": deadline.day or due.day,
+            "recurrence": due.recurrence,
+            "comments": [],
+            "extras": {
+                "section": section,
+                "labels": labels,
+                "indent": indent,
+                "position": row,
+                "uncompletable": uncompletable or None,
+                "author": cells[at["AUTHOR"]].strip(),
+                "responsible": cells[at["RESPONSIBLE"]].strip(),
+                "dueText": due_text,
+                "dueTime": due.time,
+                "dateLang": lang,
+                "timezone": tz_name,
+                "deadlineText": deadline_text,
+                "recurrence": due.recurrence,
+                "duration": f"{duration} {cells[at['DURATION_UNIT']].strip()}".strip()
+                if duration
+                else None,
+            },
+        }
+
+    def _add_all(self) -> None:
+        builder = self.builder
+        project_extras = builder.extras.setdefault(self.project_key, {})
+        if self.project_notes:
+            project_extras["comments"] = self.project_notes
+            builder.goals[self.project_key]["description"] = compose_description(
+                None, comments=[_note_text(n)[0] for n in self.project_notes]
+            )
+        if self.project_meta:
+            project_extras["meta"] = self.project_meta
+        for task in self.tasks:
+            comments, attachments = [], []
+            for note in task["comments"]:
+                text, files = _note_text(note)
+                comments.append(text)
+                attachments.extend(files)
+            extras = task["extras"]
+            extras["comments"] = task["comments"]
+            extras["attachments"] = attachments
+            builder.add_goal(
+                task["key"],
+                title=task["title"],
+                source_item=f"task '{task['title']}' ({self.label}, row {task['row']})",
+                parent=task["parent"],
+                description=compose_description(
+                    task["description"],
+                    labels=task["labels"],
+                    recurrence=task["recurrence"],
+                    comments=comments,
+                ),
+                priority=task["priority"],
+                target_date=task["target_date"],
+                extras=extras,
+            )
+
+
+def _note_text(note: str) -> tuple[str, list[dict]]:
+    """The note with attachment markup replaced by `[file: name]`, and the attachments."""
+    files = []
+
+    def replace(match: re.Match) -> str:
+        try:
+            meta = json.loads(match.group(1))
+        except ValueError:
+            return match.group(0)
+        files.append({k: meta.get(k) for k in ("file_name", "file_type", "file_url")})
+        return f"[file: {meta.get('file_name') or 'attachment'}]"
+
+    return _ATTACHMENT_RE.sub(replace, note), files
+
+
+class DueReading:
+    __slots__ = ("day", "time", "recurrence")
+
+    def __init__(self, day=None, time=None, recurrence=None):
+        self.day, self.time, self.recurrence = day, time, recurrence
+
+
+@lru_cache(maxsize=4096)
+def read_todoist_date(text: str, *, today: dt.date) -> DueReading:
+    """Todoist's natural-language due date read as Todoist reads it at import time.
+
+    Absolute dates (`12 Mar 2024`, `2024-03-12 10:00`) stand; relative ones (`in 3 days`,
+    `tomorrow`, `12 Mar` without a year, `monday`) are taken from `today`, as Todoist itself
+    resolves a template's relative dates when it is imported. `every ...` is a recurrence:
+    kept as text, with its first day when that is plain (`every day`, `every monday`).
+    """
+    phrase = " ".join(text.split()).casefold()
+    if not phrase:
+        return DueReading()
+    if phrase.startswith(("every", "ev ", "daily", "weekly", "monthly", "yearly", "annually")):
+        return DueReading(_first_occurrence(phrase, today), None, " ".join(text.split()))
+    when = parse_when(text)
+    if when is not None:
+        time = when.time.strftime("%H:%M") if when.time else None
+        if when.year is not None:
+            return DueReading(when.date(), time)
+        candidate = _month_day(today.year, when.month, when.day)
+        if candidate < today:
+            candidate = _month_day(today.year + 1, when.month, when.day)
+        return DueReading(candidate, time)
+    simple = {
+        "today": 0,
+        "tod": 0,
+        "tomorrow": 1,
+        "tmr": 1,
+        "tom": 1,
+        "yesterday": -1,
+        "next week": 7,
+        "in a week": 7,
+    }
+    if phrase in simple:
+        return DueReading(today + dt.timedelta(days=simple[phrase]))
+    match = _IN_RE.match(phrase)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        if unit in ("day", "week"):
+            return DueReading(today + dt.timedelta(days=amount * (7 if unit == "week" else 1)))
+        months = amount * (12 if unit == "year" else 1)
+        return DueReading(_add_months(today, months))
+    weekday = _WEEKDAYS.get(phrase.removeprefix("next ").removeprefix("this "))
+    if weekday is not None:
+        return DueReading(_next_weekday(today, weekday))
+    return DueReading()
+
+
+def _first_occurrence(phrase: str, today: dt.date) -> dt.date | None:
+    rest = phrase.removeprefix("every").removeprefix("ev").strip()
+    if phrase in ("daily",) or rest in ("day", "days", "morning", "evening", "night"):
+        return today
+    weekday = _WEEKDAYS.get(rest)
+    if weekday is not None:
+        return _next_weekday(today, weekday)
+    return None
+
+
+def _next_weekday(today: dt.date, weekday: int) -> dt.date:
+    return today + dt.timedelta(days=(weekday - today.weekday()) % 7)
+
+
+def _month_day(year: int, month: int, day: int) -> dt.date:
+    return dt.date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.month - 1 + months
+    return _month_day(day.year + index // 12, index % 12 + 1, day.day)
+
+
+# ---------------------------------------------------------------- benchmark data
+
+TODOIST_HEADER = (
+    "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE,"
+    "DURATION,DURATION_UNIT,DEADLINE,DEADLINE_LANG"
+)
+_WORDS = (
+    "plan review write call book renew pay fix clean read draft send order sort "
+    "passport invoice garden café Zürich 東京 naïve résumé report taxes groceries"
+).split()
+_DATES = (
+    "",
+    "",
+    "",
+    "12 Mar 2025",
+    "2025-06-01",
+    "in 3 days",
+    "every monday",
+    "tomorrow",
+    "Mar 5 2026 10:00",
+    "every 2 weeks",
+)
+
+
+def generate_todoist_csv(task_count: int = 50_000, *, seed: int = 0) -> bytes:
+    """A Todoist project export with `task_count` tasks: sections, four indent levels, labels,
+    multi-line notes, non-ASCII titles and mixed due dates; BOM and CRLF like the real thing."""
+    rng = random.Random(seed)
+    lines = [TODOIST_HEADER]
+    blank = "," * (TODOIST_HEADER.count(","))
+    indent = 1
+    for number in range(task_count):
+        if number % 250 == 0:
+            lines.append(f"section,Section {number // 250} — étape,,,,,,,,,,,,")
+            lines.append(blank)
+            indent = 1
+        indent = max(1, min(4, indent + rng.choice((-1, 0, 0, 1)))) if number % 250 else 1
+        words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(2, 6)))
+        labels = " ".join(
+            f"@{rng.choice(('home', 'work', '15min', 'ärger'))}" for _ in range(rng.randint(0, 2))
+        )
+        title = f"{words} {number} {labels}".strip().replace('"', "'")
+        description = "Step one\nStep two" if number % 17 == 0 else ""
+        lines.append(
+            f'task,"{title}","{description}",{rng.randint(1, 4)},{indent},'
+            f"Alex (1234567),,{rng.choice(_DATES)},en,Europe/Paris,,,,"
+        )
+        if number % 10 == 0:
+            lines.append(
+                'note,"Remember:\nbring the ""blue"" folder 📁",,,,Alex (1234567),,,en,'
+                "Europe/Paris,,,,"
+            )
+        lines.append(blank)
+    return ("\ufeff" + "\r\n".join(lines)).encode("utf-8")

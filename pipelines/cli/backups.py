@@ -1,0 +1,490 @@
+"""`goalport backup ...` and `goalport keys ...`: backup configuration, backups now, their
+list, restores, passphrase-encrypted exports, and custody of the keys they are encrypted to.
+
+Secrets never travel on the command line (where `ps` and shell history would keep them):
+passphrases and new master keys are read from a named environment variable, from stdin, or
+from a prompt that does not echo.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from pipelines.cli import (
+    UserError,
+    errors_as_user_errors,
+    friendly_errors,
+    open_database,
+    open_storage,
+    split_csv,
+)
+
+
+def _backup_error_types() -> tuple[type[Exception], ...]:
+    from assets.backups.service import BackupError
+    from resources.age import AgeError
+    from resources.keys import KeyCustodyError
+
+    return (BackupError, KeyCustodyError, AgeError)
+
+
+# Backup, key and age errors end as one clear line and exit status 1.
+backup_errors = errors_as_user_errors(_backup_error_types)
+
+
+def _key_vault():
+    from resources.keys import KeyVault
+
+    return KeyVault()
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def _echo_config(config) -> None:
+    include = ", ".join(config.include) if config.include else "everything"
+    next_at = config.next_backup_at
+    if config.enabled and next_at is None:
+        next_due = "at the next hourly tick (no backup yet)"
+    elif config.enabled:
+        next_due = _when(next_at)
+    else:
+        next_due = "- (disabled)"
+    lines = [
+        ("user", config.user_id),
+        ("enabled", "yes" if config.enabled else "no"),
+        ("frequency", f"{config.frequency}, at 02:00 {config.timezone}"),
+        ("include", include),
+        ("format", config.format),
+        ("destination", config.destination_url or "main storage (backups/<user>/)"),
+        ("encryption", "age, to the user's goalport key" if config.encrypt else "OFF"),
+        ("own recipients", ", ".join(config.recipients) or "-"),
+        ("retention", config.retention.describe()),
+        ("last backup", _when(config.last_backup_at)),
+        ("last verified", f"{_when(config.last_verified_at)} {config.last_verified_url or ''}"),
+        ("next backup", next_due),
+    ]
+    for name, value in lines:
+        click.echo(f"{name + ':':16}{value}".rstrip())
+
+
+def _secret_from_env(name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise UserError(f"{what}: the environment variable {name} is not set or empty")
+    return value
+
+
+# ---------------------------------------------------------------- goalport backup
+
+
+@click.group()
+def backup() -> None:
+    """Scheduled, encrypted, verified backups (age format) and restores."""
+
+
+@backup.command("config")
+@click.argument("user_id")
+@click.option("--enable/--disable", "enabled", default=None, help="turn scheduled backups on/off")
+@click.option("--frequency", type=click.Choice(["daily", "weekly", "monthly"]))
+@click.option("--timezone", help="IANA zone for the local 02:00 backup time, e.g. Europe/Berlin")
+@click.option("--include", multiple=True, help="module kinds to back up (e.g. fitness,bible); all")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "xlsx", "parquet"]))
+@click.option("--destination", help="folder or s3://bucket/prefix; 'default' = main storage")
+@click.option("--encrypt/--no-encrypt", "encrypt", default=None, help="age encryption (default on)")
+@click.option("--recipient", "recipients", multiple=True, help="your own age1... public key")
+@click.option("--clear-recipients", is_flag=True, help="remove your own recipients")
+@click.option("--keep-last", type=click.IntRange(min=1), help="retention: keep the last N")
+@click.option("--keep-daily", type=click.IntRange(min=0), help="retention tier: N days")
+@click.option("--keep-weekly", type=click.IntRange(min=0), help="retention tier: N weeks")
+@click.option("--keep-monthly", type=click.IntRange(min=0), help="retention tier: N months")
+@friendly_errors
+@backup_errors
+def backup_config(
+    user_id,
+    enabled,
+    frequency,
+    timezone,
+    include,
+    fmt,
+    destination,
+    encrypt,
+    recipients,
+    clear_recipients,
+    keep_last,
+    keep_daily,
+    keep_weekly,
+    keep_monthly,
+) -> None:
+    """Show or change USER_ID's backup configuration (creating it on first use)."""
+    from assets.backups.service import get_backup_config, save_backup_config
+
+    database = open_database()
+    changes = {}
+    for name, value in (
+        ("enabled", enabled),
+        ("frequency", frequency),
+        ("timezone", timezone),
+        ("format", fmt),
+        ("encrypt", encrypt),
+    ):
+        if value is not None:
+            changes[name] = value
+    if include:
+        kinds = split_csv(include)
+        changes["include"] = None if [k.lower() for k in kinds] == ["all"] else kinds
+    if destination is not None:
+        changes["destination_url"] = None if destination in ("", "default") else destination
+    current = get_backup_config(database.engine, user_id)
+    if clear_recipients or recipients:
+        kept = () if clear_recipients or current is None else current.recipients
+        changes["recipients"] = [*kept, *recipients]
+    tiers = {"daily": keep_daily, "weekly": keep_weekly, "monthly": keep_monthly}
+    if keep_last is not None and any(v is not None for v in tiers.values()):
+        raise UserError("give --keep-last or --keep-daily/--keep-weekly/--keep-monthly, not both")
+    if keep_last is not None:
+        changes["retention"] = {"keep_last": keep_last}
+    elif any(v is not None for v in tiers.values()):
+        changes["retention"] = {k: v for k, v in tiers.items() if v}
+    if not changes:
+        if current is None:
+            raise UserError(
+                f"user {user_id} has no backup configuration; create one with "
+                f"`goalport backup config {user_id} --enable`"
+            )
+        _echo_config(current)
+        return
+    config = save_backup_config(database.engine, user_id, actor="cli", **changes)
+    if not config.encrypt:
+        click.echo("warning: backups are stored UNENCRYPTED (--encrypt turns it back on)", err=True)
+    _echo_config(config)
+
+
+@backup.command("run")
+@click.argument("user_ids", nargs=-1, required=True)
+@friendly_errors
+@backup_errors
+def backup_run(user_ids) -> None:
+    """Back up users now (same path as the schedule): write, verify, apply retention."""
+    from assets.backups.service import queue_backup_now, run_backup_batch
+
+    database = open_database()
+    storage = open_storage()
+    queued = queue_backup_now(database.engine, user_ids, requested_by="cli")
+    with click.progressbar(length=len(queued.user_ids), label="backing up", file=sys.stderr) as bar:
+        outcome = run_backup_batch(
+            database,
+            storage,
+            _key_vault(),
+            queued.job_ids,
+            queued.batch_id,
+            on_user_done=lambda *_: bar.update(1),
+        )
+    for result in outcome.completed:
+        click.echo(
+            f"{result.user_id}\tverified\t{result.records} records\t{result.size} bytes\t"
+            f"{result.url}"
+        )
+        for url in result.retention_deleted:
+            click.echo(f"{result.user_id}\tretention deleted\t{url}", err=True)
+    for user_id, message in outcome.failed.items():
+        click.echo(f"{user_id}\tFAILED\t{message}", err=True)
+    if outcome.failed:
+        raise UserError(f"{len(outcome.failed)} of {len(queued.user_ids)} backups failed")
+
+
+@backup.command("list")
+@click.argument("user_id")
+@friendly_errors
+@backup_errors
+def backup_list(user_id) -> None:
+    """USER_ID's backup configuration and backup files, newest first."""
+    from assets.backups.service import get_backup_config, list_backups
+
+    database = open_database()
+    config = get_backup_config(database.engine, user_id)
+    if config is not None:
+        _echo_config(config)
+        click.echo("")
+    files = list_backups(database.engine, open_storage(), user_id, config)
+    if not files:
+        click.echo(f"no backups of {user_id}")
+        return
+    for f in files:
+        state = "verified" if f.verified else "UNVERIFIED"
+        lock = "age" if f.encrypted else "plain"
+        click.echo(f"{_when(f.created_at)}\t{state}\t{lock}\t{f.size}\t{f.url}")
+
+
+def _read_file(location: str) -> tuple[bytes, str]:
+    from resources.storage import ObjectStorage
+
+    if "://" in location and not location.startswith("file://"):
+        folder, _, name = location.rstrip("/").rpartition("/")
+        return ObjectStorage(url=folder).read_bytes(name), location
+    path = location.removeprefix("file://")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(), path
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+@backup.command("restore")
+@click.argument("file")
+@click.option("--user", "user_id", required=True, help="whose backup it is (their key opens it)")
+@click.option(
+    "--identity",
+    "identity_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="an age identity file to decrypt with instead of the key goalport holds",
+)
+@click.option(
+    "--passphrase-env",
+    metavar="NAME",
+    help="read the passphrase of a passphrase-encrypted file from this variable",
+)
+@click.option("--ask-passphrase", is_flag=True, help="prompt for the passphrase")
+@click.option(
+    "--mode",
+    type=click.Choice(["replace", "merge", "append"]),
+    default="replace",
+    show_default=True,
+    help="replace: the user's data becomes the backup's; merge: bring back what is missing",
+)
+@click.option(
+    "--on-conflict",
+    "policy",
+    type=click.Choice(["keep-existing", "take-incoming", "newest-wins", "fail"]),
+    default="take-incoming",
+    show_default=True,
+    help="rows changed in the database since the backup was made",
+)
+@click.option("--yes", is_flag=True, help="apply without asking")
+@click.option("--verify-only", is_flag=True, help="decrypt and verify; change nothing")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="also save the decrypted, verified archive here",
+)
+@friendly_errors
+@backup_errors
+def backup_restore(
+    file,
+    user_id,
+    identity_file,
+    passphrase_env,
+    ask_passphrase,
+    mode,
+    policy,
+    yes,
+    verify_only,
+    out_path,
+):
+    """Decrypt FILE (a path or URL), verify it, then restore it through the import path.
+
+    Nothing is decrypted to disk or imported unless the whole file decrypts and matches its
+    manifest. The import previews what would change and asks before applying (`--yes` does
+    not ask); `goalport import undo JOB` takes a restore back.
+    """
+    from assets.backups.service import open_backup
+    from resources import age
+
+    data, name = _read_file(file)
+    passphrase = None
+    if passphrase_env:
+        passphrase = _secret_from_env(passphrase_env, "--passphrase-env")
+    elif ask_passphrase:
+        passphrase = click.prompt("passphrase", hide_input=True, err=True)
+    identities: list[str] = []
+    if identity_file:
+        with open(identity_file, "rb") as handle:
+            identities = age.parse_identity_file(handle.read())
+    elif passphrase is None and age.is_age_file(data[:64]):
+        identities = [_key_vault().identity(user_id)]
+    opened = open_backup(data, file_name=name, identities=identities, passphrase=passphrase)
+    if opened.user_id != user_id:
+        raise UserError(
+            f"{name} is a backup of user {opened.user_id}, not {user_id}: restore it with "
+            f"--user {opened.user_id}"
+        )
+    manifest = opened.manifest
+    click.echo(
+        f"{name}: verified backup of {opened.user_id} made {manifest['createdAt']} "
+        f"({manifest['exportFormat']}, {opened.records} records, "
+        f"{'encrypted' if opened.encrypted else 'not encrypted'})"
+    )
+    if out_path:
+        _write_private(out_path, opened.archive)
+        click.echo(f"decrypted archive written to {out_path}", err=True)
+    if verify_only:
+        for table, count in sorted(opened.row_counts.items()):
+            if count:
+                click.echo(f"  {table}\t{count}")
+        return
+    _restore_through_import(name, user_id, opened.archive, mode, policy, yes)
+
+
+def _restore_through_import(name, user_id, archive, mode, policy, yes) -> None:
+    """Hand the verified, decrypted archive (a goalport export bundle) to the import path."""
+    from assets.imports.apply import ImportJobError, create_import_job, preview_import
+    from assets.imports.detect import ImportFormatError
+    from assets.imports.diff import ImportPlanError
+    from pipelines.cli.imports import _apply_if_wanted, _print_preview
+
+    database = open_database()
+    storage = open_storage()
+    try:
+        job_id = create_import_job(
+            database.engine,
+            user_id=user_id,
+            file_name=name.rstrip("/").rsplit("/", 1)[-1],
+            file_url=name if "://" in name else os.path.abspath(name),
+            mode=mode,
+            conflict_policy=policy,
+            requested_by="cli backup restore",
+        )
+        click.echo(f"import job {job_id}", err=True)
+        result = preview_import(database, storage, job_id, archive)
+        _print_preview(result.plan.preview())
+        _apply_if_wanted(database, storage, job_id, result.plan, yes)
+    except (ImportFormatError, ImportJobError, ImportPlanError) as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _write_private(path: str, data: bytes) -> None:
+    """Write `data` to `path` readable by its owner only, atomically."""
+    folder = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+@backup.command("export")
+@click.argument("user_id")
+@click.option(
+    "--passphrase-env",
+    metavar="NAME",
+    help="read the passphrase from this variable (else you are asked for it)",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv", "xlsx", "parquet"]),
+    default="json",
+    show_default=True,
+)
+@click.option("--include", multiple=True, help="only these module kinds")
+@click.option("--out", "out_url", help="folder or s3://bucket/prefix (default main storage)")
+@click.option(
+    "--work-factor",
+    type=click.IntRange(10, 22),
+    default=18,
+    show_default=True,
+    help="scrypt log2(N); 18 is what `age -p` uses",
+)
+@friendly_errors
+@backup_errors
+def backup_export(user_id, passphrase_env, fmt, include, out_url, work_factor) -> None:
+    """A passphrase-encrypted copy of USER_ID's data now (opens with `age -d`)."""
+    from assets.backups.service import write_passphrase_export
+
+    if passphrase_env:
+        passphrase = _secret_from_env(passphrase_env, "--passphrase-env")
+    else:
+        passphrase = click.prompt("passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    database = open_database()
+    result = write_passphrase_export(
+        database,
+        open_storage(out_url),
+        user_id,
+        passphrase,
+        fmt=fmt,
+        include=split_csv(include) or None,
+        work_factor=work_factor,
+    )
+    click.echo(f"verified, {result.records} records, {result.size} bytes", err=True)
+    click.echo(result.url)
+
+
+# ---------------------------------------------------------------- goalport keys
+
+
+@click.group()
+def keys() -> None:
+    """The master key and the per-user keys backups are encrypted to."""
+
+
+@keys.command("new-master")
+def keys_new_master() -> None:
+    """Print a new master key (base64 of 32 random bytes) for GOALPORT_MASTER_KEY."""
+    from resources.keys import decode_master_key, master_key_id, new_master_key
+
+    key = new_master_key()
+    click.echo(key)
+    click.echo(
+        f"key id {master_key_id(decode_master_key(key))}: keep the key secret and safe; "
+        "losing it makes every encrypted backup unreadable",
+        err=True,
+    )
+
+
+@keys.command("export")
+@click.argument("user_id")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="write the identity file here (mode 600) instead of printing it",
+)
+@friendly_errors
+@backup_errors
+def keys_export(user_id, out_path) -> None:
+    """Print USER_ID's backup identity as an age identity file (`age -d -i FILE`)."""
+    open_database()
+    identity_file = _key_vault().identity_file(user_id)
+    if out_path:
+        _write_private(out_path, identity_file.encode())
+        click.echo(f"identity of {user_id} written to {out_path}", err=True)
+    else:
+        click.echo(identity_file, nl=False)
+
+
+@keys.command("rotate-master")
+@friendly_errors
+@backup_errors
+def keys_rotate_master() -> None:
+    """Rewrap every user key under a new master key, read from stdin or a prompt.
+
+    Run it with the current key in GOALPORT_MASTER_KEY; then set the new one.
+    """
+    from resources.keys import decode_master_key, master_key_id
+
+    if sys.stdin.isatty():
+        new_key = click.prompt(
+            "new master key", hide_input=True, confirmation_prompt=True, err=True
+        )
+    else:
+        new_key = sys.stdin.readline().strip()
+    if not new_key:
+        raise UserError("no new master key given (pipe it on stdin, or type it at the prompt)")
+    open_database()
+    vault = _key_vault()
+    count = vault.rotate_master(new_key)
+    new_id = master_key_id(decode_master_key(new_key, "the new master key"))
+    click.echo(
+        f"rewrapped {count} user keys under master key {new_id}; "
+        "now set GOALPORT_MASTER_KEY to the new key"
+    )

@@ -1,0 +1,232 @@
+"""`goalport request export`, `goalport exports ...` and `goalport serve-downloads`.
+
+Requests go into the same queue the Dagster sensor reads; `goalport exports process` runs
+them in this process with the same batch code, for installs without the Dagster daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from pipelines.cli import UserError, friendly_errors, open_database, open_storage, split_csv
+
+
+@click.group()
+def request() -> None:
+    """Ask for work to be done later (by the sensor or `goalport exports process`)."""
+
+
+@request.command("export")
+@click.argument("user_id")
+@click.option(
+    "--format",
+    "fmt",
+    default="json",
+    show_default=True,
+    help="json, csv, xlsx, parquet or report (one per request)",
+)
+@click.option("--modules", multiple=True, help="only these module kinds, e.g. fitness,bible")
+@click.option("--since", help="activity on or after this date (YYYY-MM-DD)")
+@click.option("--until", help="activity on or before this date (YYYY-MM-DD)")
+@click.option(
+    "--type",
+    "export_type",
+    help="full, selective, template, backup or gdpr (default: full, or selective with filters)",
+)
+@click.option("--requested-by", help="who asked (kept in the audit log)")
+@friendly_errors
+def request_export_command(user_id, fmt, modules, since, until, export_type, requested_by):
+    """Queue an export of USER_ID's data; prints the new job id on the last line."""
+    from assets.exports.queue import request_export
+
+    database = open_database()
+    job_id = request_export(
+        database.engine,
+        user_id,
+        fmt,
+        modules=split_csv(modules) or None,
+        since=since,
+        until=until,
+        export_type=export_type,
+        requested_by=requested_by or "cli",
+    )
+    click.echo(f"queued {fmt} export of {user_id}", err=True)
+    click.echo(job_id)
+
+
+@click.group()
+def exports() -> None:
+    """Export requests: process, list, show, retry, clean up."""
+
+
+@exports.command("process")
+@click.option("--once", is_flag=True, help="process what is pending now, then exit")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="seconds between looks at the queue (without --once)",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="render processes (default: cores)")
+@friendly_errors
+def exports_process(once: bool, batch_size: int, interval: float, workers: int | None) -> None:
+    """Claim pending export requests and export them here, batch by batch."""
+    from assets.exports.queue import claim_pending_exports, process_claimed_batch
+
+    database = open_database()
+    storage = open_storage()
+    storage.check_writable()
+    total_done = total_failed = 0
+    while True:
+        batches = claim_pending_exports(database.engine, batch_size=batch_size)
+        for batch in batches:
+            with click.progressbar(
+                length=len(batch.job_ids),
+                label=f"{batch.batch_id} ({batch.format})",
+                file=sys.stderr,
+            ) as bar:
+                outcome = process_claimed_batch(
+                    database, storage, batch, workers=workers, on_user_done=lambda _u: bar.update(1)
+                )
+            total_done += len(outcome.completed)
+            total_failed += len(outcome.failed)
+            for job_id in outcome.completed:
+                click.echo(f"{job_id}\tcompleted")
+            for job_id, message in outcome.failed.items():
+                click.echo(f"{job_id}\tfailed\t{message}")
+        if once and not batches:
+            break
+        if not batches:
+            time.sleep(interval)
+    click.echo(f"{total_done} exports completed, {total_failed} failed", err=True)
+    if total_failed:
+        sys.exit(1)
+
+
+@exports.command("list")
+@click.argument("user_id")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@friendly_errors
+def exports_list(user_id: str, limit: int) -> None:
+    """USER_ID's export requests, newest first, with their status."""
+    from assets.exports.queue import list_exports
+
+    jobs = list_exports(open_database().engine, user_id, limit=limit)
+    if not jobs:
+        click.echo(f"no export requests for {user_id}", err=True)
+        return
+    click.echo("id\tstatus\tformat\ttype\trequested\trecords\tbytes\texpires")
+    for job in jobs:
+        records = (
+            f"{job.records_processed}/{job.records_total}"
+            if job.records_total is not None
+            else str(job.records_processed)
+        )
+        click.echo(
+            "\t".join(
+                [
+                    job.id,
+                    job.status,
+                    job.format,
+                    job.export_type,
+                    f"{job.created_at:%Y-%m-%d %H:%M:%S}",
+                    records,
+                    str(job.file_size_bytes or ""),
+                    f"{job.expires_at:%Y-%m-%d %H:%M}" if job.expires_at else "",
+                ]
+            )
+        )
+
+
+@exports.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="print the row as JSON")
+@friendly_errors
+def exports_show(job_id: str, as_json: bool) -> None:
+    """Everything about one export request, and a download link while it is valid."""
+    from assets.exports.downloads import DownloadError, export_download_link
+    from assets.exports.queue import COMPLETED, get_export
+
+    job = get_export(open_database().engine, job_id)
+    values = job.as_dict()
+    if job.status == COMPLETED:
+        try:
+            values["downloadUrl"] = export_download_link(open_storage(), job).url
+        except DownloadError as exc:
+            values["downloadUrl"] = None
+            values["downloadProblem"] = str(exc)
+    if as_json:
+        click.echo(json.dumps(values, indent=2, sort_keys=True))
+        return
+    for name, value in values.items():
+        if value is None or value == {}:
+            continue
+        shown = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        click.echo(f"{name}: {shown}")
+
+
+@exports.command("retry")
+@click.argument("job_ids", nargs=-1, required=True)
+@friendly_errors
+def exports_retry(job_ids: tuple[str, ...]) -> None:
+    """Put failed (or expired) export requests back in the queue."""
+    from assets.exports.queue import retry_exports
+
+    for job in retry_exports(open_database().engine, list(job_ids)):
+        click.echo(f"{job.id}\t{job.status}")
+
+
+@exports.command("cleanup")
+@friendly_errors
+def exports_cleanup() -> None:
+    """Delete export files past their expiry, mark them expired, resend failed webhooks."""
+    from assets.exports.queue import deliver_notifications, expire_exports
+
+    database = open_database()
+    storage = open_storage()
+    outcome = expire_exports(database.engine, storage)
+    for job_id in outcome.expired:
+        click.echo(f"{job_id}\texpired")
+    for job_id, url in outcome.not_in_storage.items():
+        click.echo(f"{job_id}\tleft alone: {url} is not under {storage.root}", err=True)
+    delivery = deliver_notifications(database.engine)
+    click.echo(
+        f"{len(outcome.expired)} exports expired, {outcome.files_deleted} files deleted; "
+        f"{len(delivery.sent)} notifications sent, {len(delivery.failed)} failed",
+        err=True,
+    )
+
+
+@click.command("serve-downloads")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True)
+@friendly_errors
+def serve_downloads(host: str, port: int) -> None:
+    """Serve download links of a local storage folder (`/download/<token>`) over HTTP."""
+    from assets.exports.downloads import make_download_server
+
+    storage = open_storage()
+    if not storage.is_local:
+        raise UserError(
+            f"{storage.root} is object storage: its download links are presigned URLs, "
+            "served by the storage itself"
+        )
+    server = make_download_server(storage, host, port)
+    click.echo(f"serving downloads from {storage.root} on http://{host}:{server.server_port}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def add_request_commands(main: click.Group) -> None:
+    for command in (request, exports, serve_downloads):
+        main.add_command(command)

@@ -1,0 +1,471 @@
+"""Erasure removes every trace of one user and nothing of anyone else: after erasing one user
+among many, no table holds a row (or a text value) naming them, nothing is left under their
+storage prefixes (nor in their own backup destination), every other user's rows and files are
+byte-for-byte unchanged, and the receipt in the audit log holds no personal data. Also: the
+grace period and cancellation, the sensor and job, resuming an interrupted erasure, a failed
+verification, SQLite."""
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from assets.exports.batches import export_users
+from assets.gdpr import erasure
+from assets.gdpr.bulk import export_gdpr_bundles
+from assets.gdpr.defs.assets import ErasureRunConfig, due_erasures_sensor, erasure_job
+from pipelines.cli import main as goalport
+from resources import keys, schema
+from resources.audit import new_id, record_audit, subject_ref, utc_now
+from resources.database import AppDatabase
+from resources.keys import KeyVault
+from resources.storage import ObjectStorage
+from synthetic.seed import seed_database
+
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def dump_database(engine: sa.Engine) -> dict[str, list[tuple]]:
+    """Every row of every table (reflected), in primary-key order, values as text."""
+    reflected = sa.MetaData()
+    reflected.reflect(bind=engine)
+    dump = {}
+    with engine.connect() as conn:
+        for table in reflected.sorted_tables:
+            if table.name == "alembic_version":
+                continue
+            order = list(table.primary_key.columns) or list(table.columns)
+            rows = conn.execute(sa.select(table).order_by(*order)).all()
+            dump[table.name] = [
+                tuple(
+                    (c.name, v.hex() if isinstance(v, bytes) else repr(v))
+                    for c, v in zip(table.columns, row, strict=True)
+                )
+                for row in rows
+            ]
+    return dump
+
+
+def mentions(row: tuple, needle: str) -> bool:
+    return any(needle in value for _name, value in row)
+
+
+def storage_snapshot(storage: ObjectStorage) -> dict[str, str]:
+    return {k: hashlib.sha256(storage.read_bytes(k)).hexdigest() for k in storage.list()}
+
+
+def add_goalport_records(engine: sa.Engine, user_id: str, destination: str | None = None) -> None:
+    """What goalport holds about a user besides the app's rows: one row in each own table."""
+    now = utc_now()
+    with engine.begin() as conn:
+        conn.execute(
+            schema.data_export_job.insert().values(
+                id=new_id("exp_"),
+                userId=user_id,
+                exportType="full",
+                format="json",
+                status="completed",
+                requestedBy=user_id,
+                fileUrl=f"file:///s/exports/{user_id}/a.json",
+                createdAt=now,
+            )
+        )
+        import_id = new_id("imp_")
+        conn.execute(
+            schema.data_import_job.insert().values(
+                id=import_id,
+                userId=user_id,
+                status="applied",
+                sourceApp="todoist",
+                fileName="my tasks.csv",
+                createdAt=now,
+            )
+        )
+        conn.execute(
+            schema.import_change.insert().values(
+                id=new_id("chg_"),
+                importJobId=import_id,
+                userId=user_id,
+                tableName="Goal",
+                rowId="g1",
+                action="create",
+                after=json.dumps({"title": "Run"}),
+                createdAt=now,
+            )
+        )
+        conn.execute(
+            schema.external_ref.insert().values(
+                id=new_id("ext_"),
+                userId=user_id,
+                sourceApp="todoist",
+                externalId="123",
+                tableName="Goal",
+                localId="g1",
+                createdAt=now,
+                updatedAt=now,
+            )
+        )
+        conn.execute(
+            schema.backup_config.insert().values(
+                id=new_id("bc_"),
+                userId=user_id,
+                enabled=True,
+                frequency="weekly",
+                destinationUrl=destination,
+                encrypt=True,
+                createdAt=now,
+                updatedAt=now,
+            )
+        )
+        conn.execute(
+            schema.notification_outbox.insert().values(
+                id=new_id("ntf_"),
+                userId=user_id,
+                kind="export.completed",
+                payload=json.dumps({"userId": user_id}),
+                status="sent",
+                createdAt=now,
+            )
+        )
+        for visibility in ("private", "public"):
+            conn.execute(
+                schema.goal_template.insert().values(
+                    id=new_id("tpl_"),
+                    templateKey=new_id("key_"),
+                    version=1,
+                    authorId=user_id,
+                    name=f"{visibility} plan",
+                    visibility=visibility,
+                    content="{}",
+                    createdAt=now,
+                    updatedAt=now,
+                )
+            )
+        record_audit(
+            conn,
+            user_id=user_id,
+            operation="backup_config",
+            operation_type="create",
+            actor=user_id,
+            details={"config": {"destinationUrl": destination}, "changed": ["enabled"]},
+        )
+
+
+@pytest.fixture
+def population(pg_url, tmp_path, monkeypatch):
+    """Six users with app data, goalport records, keys, and files of every kind in storage."""
+    monkeypatch.setenv(keys.MASTER_KEY_ENV, keys.new_master_key())
+    seed_database(pg_url, 6, seed=13, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    users = database.all_user_ids()
+    storage = ObjectStorage(url=str(tmp_path / "storage"))
+    destination = ObjectStorage(url=str(tmp_path / "destination"))
+    KeyVault(database_url=pg_url).ensure_user_keys(users)
+    for user_id in users:
+        add_goalport_records(database.engine, user_id, destination.resolved_url)
+        storage.write_bytes(
+            f"backups/{user_id}/goalport-backup-1.zip.age", b"age..." + user_id.encode()
+        )
+        storage.write_bytes(f"imports/inbox/{user_id}/todoist.csv", b"Content\r\nRun\r\n")
+        destination.write_bytes(f"backups/{user_id}/goalport-backup-2.zip.age", b"elsewhere")
+    export_users(database, storage, users, ["json"])
+    export_gdpr_bundles(database, storage, users, workers=1)
+    return database, storage, destination, users
+
+
+def test_erasing_one_user_removes_all_of_theirs_and_nothing_else(population):
+    database, storage, destination, users = population
+    engine = database.engine
+    victim = users[2]
+    with engine.connect() as conn:
+        email = conn.execute(
+            sa.select(schema.user.c.email).where(schema.user.c.id == victim)
+        ).scalar()
+        progress_rows = conn.execute(
+            sa.select(sa.func.count()).where(schema.progress.c.userId == victim)
+        ).scalar()
+    before = dump_database(engine)
+    files_before = storage_snapshot(storage)
+    elsewhere_before = storage_snapshot(destination)
+    assert any(k.startswith(f"gdpr/{victim}/") for k in files_before)
+
+    request = erasure.request_erasure(engine, victim, grace=dt.timedelta(0))
+    outcome = erasure.execute_erasure(engine, storage, request.id)
+
+    assert outcome.verified, outcome.receipt["verification"]
+    assert outcome.request.status == "completed" and outcome.request.user_id is None
+    after = dump_database(engine)
+    for table, rows in after.items():
+        leftovers = [row for row in rows if mentions(row, victim) or mentions(row, email)]
+        assert not leftovers, f"{table} still names the erased user: {leftovers[:2]}"
+    for prefix in ("exports", "backups", "gdpr", "imports/inbox"):
+        assert storage.list(f"{prefix}/{victim}") == []
+    assert destination.list(f"backups/{victim}") == []
+
+    # every other user's rows, byte for byte (the erased user's pseudonymised audit entries,
+    # their anonymised public template, the request and its receipt aside)
+    subject = subject_ref(victim)
+    for table, rows in before.items():
+        others_before = [r for r in rows if not mentions(r, victim)]
+        others_after = [
+            r
+            for r in after[table]
+            if not mentions(r, subject)
+            and not (table == "GoalTemplate" and ("authorId", "None") in r)
+            and table != "ErasureRequest"
+        ]
+        if table == "GoalTemplate":
+            others_before = [r for r in others_before if ("authorId", "None") not in r]
+        assert others_after == others_before, table
+    assert {k: v for k, v in files_before.items() if f"/{victim}/" not in k} == storage_snapshot(
+        storage
+    )
+    assert {
+        k: v for k, v in elsewhere_before.items() if f"/{victim}/" not in k
+    } == storage_snapshot(destination)
+
+    receipt = outcome.receipt
+    assert receipt["rowsDeleted"]["Progress"] == progress_rows
+    assert receipt["rowsDeleted"]["User"] == 1 and receipt["keyDestroyed"]
+    assert receipt["templatesDeleted"] == 1 and receipt["templatesAnonymised"] == 1
+    assert receipt["storageObjectsDeleted"] == {
+        "exports": 1,
+        "backups": 1,
+        "gdpr": 1,
+        "imports/inbox": 1,
+        "backupDestinations": 1,
+    }
+    assert (
+        receipt["verification"]["rowsFound"] == [] and receipt["verification"]["objectsFound"] == 0
+    )
+    assert KeyVault(database_url=database.resolved_url).recipient(victim) is None
+    with engine.connect() as conn:
+        logged = conn.execute(
+            sa.select(schema.data_audit_log).where(schema.data_audit_log.c.subjectRef == subject)
+        ).all()
+    receipts = [r for r in logged if r.operation == "erase"]
+    assert len(receipts) == 1 and receipts[0].userId is None
+    assert json.loads(receipts[0].details)["requestId"] == request.id
+    assert {r.operation for r in logged} >= {"export", "backup_config", "erase"}
+    for row in logged:  # the pseudonymised history keeps what was done, never about whom
+        text = json.dumps([str(v) for v in row])
+        assert victim not in text and email not in text and destination.resolved_url not in text
+
+
+def test_mentions_in_other_users_audit_entries_are_scrubbed(pg_url, tmp_path):
+    seed_database(pg_url, 3, seed=4, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    victim, other, _ = database.all_user_ids()
+    with database.engine.begin() as conn:
+        record_audit(
+            conn,
+            user_id=other,
+            operation="template",
+            actor=victim,
+            details={"sharedWith": [victim], "note": f"asked by {victim}"},
+        )
+    request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
+    outcome = erasure.execute_erasure(database.engine, ObjectStorage(url=str(tmp_path)), request.id)
+    assert outcome.verified
+    with database.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(schema.data_audit_log).where(schema.data_audit_log.c.userId == other)
+        ).one()
+    assert row.actor == erasure.ERASED
+    assert json.loads(row.details) == {"sharedWith": ["[erased]"], "note": "asked by [erased]"}
+
+
+def test_grace_period_cancel_and_the_cli(pg_url, tmp_path, monkeypatch):
+    seed_database(pg_url, 3, seed=6, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    user_id = database.all_user_ids()[0]
+    monkeypatch.setenv("GOALPORT_DATABASE_URL", pg_url)
+    monkeypatch.setenv("GOALPORT_STORAGE_URL", str(tmp_path))
+    cli = CliRunner()
+
+    result = cli.invoke(goalport, ["gdpr", "erase", user_id, "--grace-days", "7"])
+    assert result.exit_code == 0, result.output
+    assert "gdpr cancel" in result.output
+    (request,) = erasure.erasure_requests(database.engine, user_id)
+    assert request.status == "pending"
+    assert erasure.due_erasure_requests(database.engine) == []
+    with pytest.raises(erasure.ErasureError, match="grace period"):
+        erasure.execute_erasure(database.engine, ObjectStorage(url=str(tmp_path)), request.id)
+
+    result = cli.invoke(goalport, ["gdpr", "cancel", user_id, "--by", "support agent 7"])
+    assert result.exit_code == 0 and "cancelled" in result.output
+    result = cli.invoke(goalport, ["gdpr", "cancel", user_id])
+    assert result.exit_code == 1 and "no pending erasure" in result.output
+    assert database.existing_user_ids([user_id]) == {user_id}
+
+    result = cli.invoke(goalport, ["gdpr", "erase", user_id, "--now"])
+    assert result.exit_code == 0, result.output
+    assert "verified:" in result.output
+    result = cli.invoke(goalport, ["gdpr", "status", user_id])
+    assert result.exit_code == 0, result.output
+    assert "not in the database" in result.output
+    assert (
+        "cancelled" in result.output
+        and "completed" in result.output
+        and "verified: yes" in result.output
+    )
+    result = cli.invoke(goalport, ["gdpr", "erase", "nobody"])
+    assert result.exit_code == 1 and "no data is held about user 'nobody'" in result.output
+
+    # who asked and who cancelled stay in the audit log, under the pseudonym only
+    with database.engine.connect() as conn:
+        entries = conn.execute(
+            sa.select(schema.data_audit_log)
+            .where(schema.data_audit_log.c.subjectRef == request.subject_ref)
+            .where(schema.data_audit_log.c.operation.like("erasure-%"))
+            .order_by(schema.data_audit_log.c.createdAt)
+        ).all()
+    assert [(e.operation, e.actor) for e in entries] == [
+        ("erasure-request", f"operator {getpass.getuser()} (goalport CLI)"),
+        ("erasure-cancel", "support agent 7"),
+        ("erasure-request", f"operator {getpass.getuser()} (goalport CLI)"),
+    ]
+    assert {e.userId for e in entries} == {None}
+    assert all(json.loads(e.details)["requestId"].startswith("era_") for e in entries)
+
+
+def test_the_sensor_launches_due_erasures_and_the_job_carries_them_out(pg_url, tmp_path):
+    seed_database(pg_url, 4, seed=8, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    first, second, later, _ = database.all_user_ids()
+    for user_id in (first, second):
+        erasure.request_erasure(database.engine, user_id, grace=dt.timedelta(0))
+    erasure.request_erasure(database.engine, later, grace=dt.timedelta(days=3))
+    resources = {"database": database, "storage": ObjectStorage(url=str(tmp_path))}
+
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            run_request = due_erasures_sensor(context)
+        assert isinstance(run_request, dg.RunRequest)
+        config = run_request.run_config["ops"]["erase_users"]["config"]
+        assert len(config["request_ids"]) == 2
+        result = erasure_job.execute_in_process(
+            run_config=dg.RunConfig(ops={"erase_users": ErasureRunConfig(**config)}),
+            resources=resources,
+            instance=instance,
+        )
+        assert result.success
+        assert result.output_for_node("erase_users") == 2
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            assert isinstance(due_erasures_sensor(context), dg.SkipReason)
+    assert database.existing_user_ids([first, second, later]) == {later}
+
+
+def test_an_interrupted_erasure_resumes_and_cleans_the_remembered_destination(population):
+    database, storage, destination, users = population
+    victim = users[0]
+    request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
+    erasure._delete_rows(database.engine, request, utc_now())  # then the process died
+    assert erasure.get_erasure_request(database.engine, request.id).status == "erasing"
+    assert destination.list(f"backups/{victim}")
+    assert erasure.due_erasure_requests(database.engine) == []  # it may still be running
+    later = utc_now() + erasure.RESUME_AFTER + dt.timedelta(minutes=1)
+    (due,) = erasure.due_erasure_requests(database.engine, now=later)
+
+    (outcome,) = erasure.execute_due_erasures(database.engine, storage, [due.id])
+
+    assert outcome.request.id == request.id and outcome.verified
+    assert destination.list(f"backups/{victim}") == [] and storage.list(f"gdpr/{victim}") == []
+    receipt = erasure.get_erasure_request(database.engine, request.id).receipt
+    assert "destinations" not in receipt and receipt["rowsDeleted"]["User"] == 1
+
+
+def test_a_trace_left_elsewhere_fails_verification_and_says_where(pg_url, tmp_path):
+    seed_database(pg_url, 3, seed=9, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    victim, other, _ = database.all_user_ids()
+    with database.engine.begin() as conn:
+        conn.execute(
+            schema.goal.update()
+            .where(schema.goal.c.userId == other)
+            .values(description=f"shared with {victim}")
+        )
+    request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
+    outcome = erasure.execute_erasure(database.engine, ObjectStorage(url=str(tmp_path)), request.id)
+    assert not outcome.verified
+    assert outcome.request.status == "failed"
+    assert "Goal.description" in outcome.request.error_message
+    assert victim not in outcome.request.error_message
+    assert database.existing_user_ids([victim]) == set()
+
+
+def test_erasure_on_sqlite(sqlite_url, tmp_path):
+    seed_database(sqlite_url, 3, seed=3, heavy_every=0)
+    database = AppDatabase(url=sqlite_url)
+    victim = database.all_user_ids()[1]
+    storage = ObjectStorage(url=str(tmp_path / "s"))
+    add_goalport_records(database.engine, victim)
+    export_gdpr_bundles(database, storage, database.all_user_ids(), workers=1)
+    request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0), now=NOW)
+    outcome = erasure.execute_erasure(database.engine, storage, request.id)
+    assert outcome.verified, outcome.receipt
+    assert outcome.receipt["storageObjectsDeleted"]["gdpr"] == 1
+    assert len(storage.list("gdpr")) == 2
+
+
+def test_erasure_deletes_the_dagster_runs_that_name_the_user_and_only_those(pg_url, tmp_path):
+    from assets.exports.defs.assets import ExportConfig
+    from assets.exports.defs.sensors import export_request_sensor
+    from assets.exports.queue import request_export
+    from assets.gdpr.defs.run_history import DagsterRunHistory
+    from pipelines.definitions import defs
+
+    seed_database(pg_url, 3, seed=21, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    victim, other, third = database.all_user_ids()
+    resources = {"database": database, "storage": ObjectStorage(url=str(tmp_path))}
+    export_job = defs.resolve_job_def("export_job")
+
+    with dg.instance_for_test() as instance:
+
+        def export(run_config: dict) -> str:
+            result = export_job.execute_in_process(
+                run_config=run_config, resources=resources, instance=instance
+            )
+            assert result.success
+            return result.run_id
+
+        def by_hand(*user_ids: str) -> str:
+            config = ExportConfig(user_ids=list(user_ids), formats=["json"])
+            return export(dg.RunConfig(ops={"extracted_batch": config}))
+
+        named = by_hand(victim, other)  # launched naming the victim: must go
+        others_only = by_hand(other)
+        for user_id in (victim, third):  # a request batch, launched by the sensor
+            request_export(database.engine, user_id, "json")
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            (batch_request,) = export_request_sensor(context).run_requests
+        from_requests = export(batch_request.run_config)
+        history = DagsterRunHistory(instance)
+        assert history.runs_mentioning(victim) == [named]
+        assert sorted(history.runs_mentioning(other)) == sorted([named, others_only])
+
+        request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
+        erased = erasure_job.execute_in_process(
+            run_config=dg.RunConfig(
+                ops={"erase_users": ErasureRunConfig(request_ids=[request.id])}
+            ),
+            resources=resources,
+            instance=instance,
+        )
+        assert erased.success
+        remaining = {record.dagster_run.run_id for record in instance.get_run_records()}
+        assert remaining == {others_only, from_requests, erased.run_id}
+        assert history.runs_mentioning(victim) == []
+        assert instance.all_logs(named) == []  # its events went with it
+
+    receipt = erasure.get_erasure_request(database.engine, request.id).receipt
+    assert receipt["runsDeleted"] == 1
+    assert receipt["verification"]["runHistorySearched"]
+    assert receipt["verification"]["runsFound"] == 0 and receipt["verification"]["passed"]
+    assert victim not in json.dumps(receipt)
