@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install system-deps postgres demo dev test bench lint lock clean
+.PHONY: install system-deps postgres demo dev test bench lint typecheck lock clean
 
 install: $(VENV)/.installed
 
@@ -41,7 +41,8 @@ dev: install
 	mkdir -p var/dagster
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: install system-deps postgres
+# The linter and the type checker run first: CI is `make test`, so it checks them too.
+test: install system-deps postgres lint typecheck
 	mkdir -p var/dagster
 	GOALPORT_TEST_PG_URL="$$(cat var/test-pg-url)" $(BIN)/pytest -q -n 2 --dist loadfile
 
@@ -51,6 +52,9 @@ bench: install postgres
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 --no-header -o requirements.lock
