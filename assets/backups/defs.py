@@ -2,7 +2,7 @@
 that fails the requests of a crashed run.
 
 Every hour `backup_schedule` finds the users whose backups are due (`BackupConfig`: daily,
-weekly or monthly at local 02:00, see `assets.backups.service`), records a `DataExportJob`
+weekly or monthly at local 02:00, see `assets.backups.config`), records a `DataExportJob`
 row per user (exportType "backup", in flight under a backup batch id, in the same queue
 table as every export, so operators see them beside the other requests) and asks for one
 `backup_job` run per batch of users, keyed by the batch id. The run writes each user's
@@ -17,13 +17,16 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.backups.service import (
+from assets.backups.config import assume_utc
+from assets.backups.due import (
     DEFAULT_BATCH_SIZE,
-    BackupKeyUnavailableError,
     QueuedBackups,
-    check_encryption_keys,
     queue_backup_now,
     queue_due_backups,
+)
+from assets.backups.runner import (
+    BackupKeyUnavailableError,
+    check_encryption_keys,
     run_backup_batch,
 )
 from resources.database import AppDatabase
@@ -130,12 +133,6 @@ def backup_run_request(batch: QueuedBackups) -> dg.RunRequest:
     )
 
 
-def _utc(moment: dt.datetime | None) -> dt.datetime:
-    if moment is None:
-        return dt.datetime.now(dt.UTC)
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
 @dg.schedule(
     cron_schedule="0 * * * *",
     job=backup_job,
@@ -146,7 +143,8 @@ def _utc(moment: dt.datetime | None) -> dt.datetime:
 def backup_schedule(context: dg.ScheduleEvaluationContext, database: AppDatabase, keys: KeyVault):
     """Users whose `nextBackupAt` has passed get one backup each, however many ticks were
     missed; users with a backup in flight are left to it."""
-    now = _utc(context.scheduled_execution_time)
+    scheduled = assume_utc(context.scheduled_execution_time) or dt.datetime.now(dt.UTC)
+    now = scheduled.astimezone(dt.UTC)
     key_problem = None
     try:
         check_encryption_keys(keys)

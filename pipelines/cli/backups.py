@@ -24,7 +24,7 @@ from pipelines.cli import (
 
 
 def _backup_error_types() -> tuple[type[Exception], ...]:
-    from assets.backups.service import BackupError
+    from assets.backups.config import BackupError
     from resources.age import AgeError
     from resources.keys import KeyCustodyError
 
@@ -121,7 +121,7 @@ def backup_config(
     keep_monthly,
 ) -> None:
     """Show or change USER_ID's backup configuration (creating it on first use)."""
-    from assets.backups.service import get_backup_config, save_backup_config
+    from assets.backups.config import get_backup_config, save_backup_config
 
     database = open_database()
     changes = {}
@@ -170,7 +170,8 @@ def backup_config(
 @backup_errors
 def backup_run(user_ids) -> None:
     """Back up users now (same path as the schedule): write, verify, apply retention."""
-    from assets.backups.service import queue_backup_now, run_backup_batch
+    from assets.backups.due import queue_backup_now
+    from assets.backups.runner import run_backup_batch
 
     database = open_database()
     storage = open_storage()
@@ -203,7 +204,8 @@ def backup_run(user_ids) -> None:
 @backup_errors
 def backup_list(user_id) -> None:
     """USER_ID's backup configuration and backup files, newest first."""
-    from assets.backups.service import get_backup_config, list_backups
+    from assets.backups.config import get_backup_config
+    from assets.backups.retention import list_backups
 
     database = open_database()
     config = get_backup_config(database.engine, user_id)
@@ -292,7 +294,7 @@ def backup_restore(
     manifest. The import previews what would change and asks before applying (`--yes` does
     not ask); `goalport import undo JOB` takes a restore back.
     """
-    from assets.backups.service import open_backup
+    from assets.backups.archive import open_backup
     from resources import age
 
     data, name = _read_file(file)
@@ -399,7 +401,7 @@ def _write_private(path: str, data: bytes) -> None:
 @backup_errors
 def backup_export(user_id, passphrase_env, fmt, include, out_url, work_factor) -> None:
     """A passphrase-encrypted copy of USER_ID's data now (opens with `age -d`)."""
-    from assets.backups.service import write_passphrase_export
+    from assets.backups.passphrase_export import write_passphrase_export
 
     if passphrase_env:
         passphrase = _secret_from_env(passphrase_env, "--passphrase-env")

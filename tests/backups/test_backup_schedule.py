@@ -11,8 +11,14 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.backups import service as bs
+from assets.backups.config import (
+    BackupConfig,
+    get_backup_config,
+    next_backup_after,
+    save_backup_config,
+)
 from assets.backups.defs import BackupRunConfig, backup_job, backup_schedule
+from assets.backups.due import STALE_AFTER, users_due
 from pipelines.definitions import defs
 from resources import keys, schema
 from resources.database import AppDatabase
@@ -59,31 +65,31 @@ def local(zone: str, *args) -> dt.datetime:
     ],
 )
 def test_next_backup_is_local_0200_at_least_half_a_period_later(moment, frequency, zone, expected):
-    assert bs.next_backup_after(moment, frequency, zone) == expected
+    assert next_backup_after(moment, frequency, zone) == expected
 
 
 def test_next_backup_across_daylight_saving_changes():
     # New York springs forward at 02:00 on 10 March 2024: 02:00 does not exist, 03:00 EDT.
-    spring = bs.next_backup_after(utc(2024, 3, 9, 7, 30), "daily", "America/New_York")
+    spring = next_backup_after(utc(2024, 3, 9, 7, 30), "daily", "America/New_York")
     assert spring == utc(2024, 3, 10, 7)
     assert spring.astimezone(ZoneInfo("America/New_York")).hour == 3
     # Berlin falls back at 03:00 on 27 October 2024: 02:00 happens twice; the first counts.
-    autumn = bs.next_backup_after(utc(2024, 10, 26, 0, 5), "daily", "Europe/Berlin")
+    autumn = next_backup_after(utc(2024, 10, 26, 0, 5), "daily", "Europe/Berlin")
     assert autumn == utc(2024, 10, 27, 0)
     # and the day after is back to 02:00 CET, 24 hours + 1 later
-    assert bs.next_backup_after(autumn, "daily", "Europe/Berlin") == utc(2024, 10, 28, 1)
+    assert next_backup_after(autumn, "daily", "Europe/Berlin") == utc(2024, 10, 28, 1)
 
 
 def test_users_due_is_next_backup_at_or_before_now():
     now = utc(2024, 3, 5, 12)
     configs = [
-        bs.BackupConfig("late", next_backup_at=now - dt.timedelta(days=30)),
-        bs.BackupConfig("exact", next_backup_at=now),
-        bs.BackupConfig("new"),
-        bs.BackupConfig("future", next_backup_at=now + dt.timedelta(seconds=1)),
-        bs.BackupConfig("off", enabled=False, next_backup_at=now - dt.timedelta(days=1)),
+        BackupConfig("late", next_backup_at=now - dt.timedelta(days=30)),
+        BackupConfig("exact", next_backup_at=now),
+        BackupConfig("new"),
+        BackupConfig("future", next_backup_at=now + dt.timedelta(seconds=1)),
+        BackupConfig("off", enabled=False, next_backup_at=now - dt.timedelta(days=1)),
     ]
-    assert bs.users_due(now, configs) == ["new", "late", "exact"]
+    assert users_due(now, configs) == ["new", "late", "exact"]
 
 
 # ---------------------------------------------------------------- the schedule
@@ -101,7 +107,7 @@ def database(pg_url, monkeypatch) -> AppDatabase:
 
 
 def configure(database, user_id, *, next_at="unset", **settings) -> None:
-    bs.save_backup_config(database.engine, user_id, **settings)
+    save_backup_config(database.engine, user_id, **settings)
     if next_at != "unset":
         with database.engine.begin() as conn:
             conn.execute(
@@ -182,8 +188,8 @@ def finish_backups(database, users, when: dt.datetime) -> None:
             .values(status="completed", completedAt=when)
         )
     for user in users:
-        config = bs.get_backup_config(database.engine, user)
-        next_at = bs.next_backup_after(when, config.frequency, config.timezone)
+        config = get_backup_config(database.engine, user)
+        next_at = next_backup_after(when, config.frequency, config.timezone)
         configure(database, user, next_at=next_at)
 
 
@@ -199,7 +205,7 @@ def test_each_user_is_queued_at_the_first_tick_after_their_local_0200(database, 
     }
     first_tick = {}
     for user, zone in zones.items():
-        next_at = bs.next_backup_after(reference, "daily", zone)
+        next_at = next_backup_after(reference, "daily", zone)
         configure(database, user, frequency="daily", timezone=zone, next_at=next_at)
         on_the_hour = next_at.replace(minute=0)
         first_tick[user] = on_the_hour + dt.timedelta(hours=next_at != on_the_hour)
@@ -209,14 +215,14 @@ def test_each_user_is_queued_at_the_first_tick_after_their_local_0200(database, 
         u[5],
         frequency="weekly",
         timezone="America/New_York",
-        next_at=bs.next_backup_after(reference, "weekly", "America/New_York"),
+        next_at=next_backup_after(reference, "weekly", "America/New_York"),
     )
     configure(
         database,
         u[6],
         frequency="monthly",
         timezone="Asia/Tokyo",
-        next_at=bs.next_backup_after(reference, "monthly", "Asia/Tokyo"),
+        next_at=next_backup_after(reference, "monthly", "Asia/Tokyo"),
     )
     monday = local("America/New_York", 2030, 1, 14, 2)
     first_of_month = local("Asia/Tokyo", 2030, 2, 1, 2)
@@ -235,7 +241,7 @@ def test_each_user_is_queued_at_the_first_tick_after_their_local_0200(database, 
             assert queued_users(database, tick(database, pg_url, instance, when)) == [user]
             configure(database, user, enabled=False)  # it would recur before the next check
     for user in zones:
-        config = bs.get_backup_config(database.engine, user)
+        config = get_backup_config(database.engine, user)
         assert config.next_backup_at - first_tick[user] < dt.timedelta(days=1, hours=1)
 
 
@@ -264,11 +270,9 @@ def test_missed_ticks_catch_up_once_and_move_next_backup_from_now(database, pg_u
         assert run.success
         (check,) = run.get_asset_check_evaluations()
         assert check.passed and check.metadata["verified"].value == 1
-        config = bs.get_backup_config(database.engine, user)
+        config = get_backup_config(database.engine, user)
         assert config.last_verified_at is not None and config.last_verified_url
-        assert config.next_backup_at == bs.next_backup_after(
-            config.last_verified_at, "daily", "UTC"
-        )
+        assert config.next_backup_at == next_backup_after(config.last_verified_at, "daily", "UTC")
         assert config.next_backup_at > dt.datetime.now(UTC) + dt.timedelta(hours=11)
         later = tick(database, pg_url, instance, now + dt.timedelta(hours=1))
         assert isinstance(later, dg.SkipReason)
@@ -301,7 +305,7 @@ def test_a_failed_backup_retried_through_the_export_queue_is_taken_by_the_backup
         (request,) = tick(database, pg_url, instance, now)
         (job_id,) = request.run_config["ops"]["verified_backups"]["config"]["job_ids"]
         # the run was lost: after a while the tick fails the request as stale
-        later = now + bs.STALE_AFTER + dt.timedelta(hours=1)
+        later = now + STALE_AFTER + dt.timedelta(hours=1)
         configure(database, user, next_at=later + dt.timedelta(days=1))
         assert isinstance(tick(database, pg_url, instance, later), dg.SkipReason)
         (retried,) = retry_exports(database.engine, [job_id])

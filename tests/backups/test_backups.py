@@ -19,7 +19,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from assets.backups import service as bs
+from assets.backups.archive import BackupVerificationError, open_backup
+from assets.backups.config import BackupConfigError, Retention, get_backup_config
+from assets.backups.retention import backups_to_delete, erase_user_backups
 from assets.formats.readers import read_json_export
 from pipelines.cli import main
 from resources import age, keys, schema
@@ -214,14 +216,14 @@ def test_destroyed_key_leaves_nothing_that_opens_old_backups(users, pg_url, mast
     held = [vault.identity(other) for other in users[1:]]
     with pytest.raises(age.AgeNoMatchError):
         age.decrypt(local_path(url).read_bytes(), identities=held)
-    with pytest.raises(bs.BackupVerificationError, match="wrong key"):
-        bs.open_backup(local_path(url).read_bytes(), identities=held)
+    with pytest.raises(BackupVerificationError, match="wrong key"):
+        open_backup(local_path(url).read_bytes(), identities=held)
     with pytest.raises(age.AgeError):
         age.decrypt(local_path(url).read_bytes(), passphrase=master)
     vault.close()
 
     storage = ObjectStorage(url=os.environ["GOALPORT_STORAGE_URL"])
-    assert bs.erase_user_backups(AppDatabase(url=pg_url).engine, storage, user) == 1
+    assert erase_user_backups(AppDatabase(url=pg_url).engine, storage, user) == 1
     assert storage.list(f"backups/{user}") == [] and storage.list(f"backups/{users[1]}")
 
 
@@ -298,23 +300,23 @@ def test_tiered_retention_keeps_the_newest_of_each_period():
 
     start = dt.datetime(2024, 1, 1, 2, tzinfo=dt.UTC)
     daily = [start + dt.timedelta(days=d) for d in range(100)]
-    tiers = bs.Retention.from_dict({"daily": 7, "weekly": 4, "monthly": 3})
-    kept = sorted(set(daily) - set(bs.backups_to_delete(daily, tiers)))
+    tiers = Retention.from_dict({"daily": 7, "weekly": 4, "monthly": 3})
+    kept = sorted(set(daily) - set(backups_to_delete(daily, tiers)))
     # The last day is Tuesday 9 April 2024: seven days back to 3 April; the weeks ending
     # Sunday 31 and 24 March (the two newer weeks are covered by the days); the month of
     # February (March's newest, the 31st, is already kept).
     day = lambda month, d: dt.datetime(2024, month, d, 2, tzinfo=dt.UTC)  # noqa: E731
     assert kept == [day(2, 29), day(3, 24), day(3, 31), *daily[-7:]]
     assert daily[-7:][0] == day(4, 3)
-    assert bs.backups_to_delete(daily, bs.Retention(keep_last=3)) == sorted(daily)[:-3][::-1]
+    assert backups_to_delete(daily, Retention(keep_last=3)) == sorted(daily)[:-3][::-1]
     for bad, message in [
         ({"keep_last": 0}, "at least 1"),
         ({"keep_last": 2, "daily": 1}, "not both"),
         ({"hourly": 3}, "unknown setting hourly"),
         ({}, "at least one"),
     ]:
-        with pytest.raises(bs.BackupConfigError, match=message):
-            bs.Retention.from_dict(bad)
+        with pytest.raises(BackupConfigError, match=message):
+            Retention.from_dict(bad)
 
 
 def test_passphrase_export_is_never_stored_or_logged(users, pg_url, monkeypatch):
@@ -327,7 +329,7 @@ def test_passphrase_export_is_never_stored_or_logged(users, pg_url, monkeypatch)
     assert url.endswith(".zip.age") and f"/exports/{user}/" in url
     data = local_path(url).read_bytes()
     assert b"\n-> scrypt " in data
-    opened = bs.open_backup(data, passphrase=secret)
+    opened = open_backup(data, passphrase=secret)
     assert opened.user_id == user and opened.records > 0
     restored = ok(
         "backup", "restore", url, "--user", user, "--passphrase-env", "MY_PASSPHRASE", "--yes"
@@ -381,7 +383,7 @@ def test_config_is_validated_and_shown(users, pg_url):
         .stderr.strip()
         .endswith("unknown user id: ghost")
     )
-    config = bs.get_backup_config(AppDatabase(url=pg_url).engine, user)
+    config = get_backup_config(AppDatabase(url=pg_url).engine, user)
     assert config.include == ("fitness", "bible") and config.timezone == "Asia/Tokyo"
 
 

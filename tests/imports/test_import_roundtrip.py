@@ -99,7 +99,7 @@ def _user_rows(snapshot: dict, user_id: str):
 def test_encrypted_backup_and_bundle_restore(database, tmp_path, monkeypatch):
     """A backup (zip with manifest.json and data/export.json, age-encrypted to the user's
     key, as the backup job writes it) and a passphrase-encrypted export both restore."""
-    from assets.backups.service import build_backup_archive
+    from assets.backups.archive import build_backup_archive
     from resources import age
     from resources.keys import KeyVault, new_master_key
 

@@ -1,0 +1,172 @@
+"""What a user's backups are, which of them to keep, deleting the rest, and erasing all.
+
+**Retention** (`{"keep_last": N}`, or tiers `{"daily": d, "weekly": w, "monthly": m}`:
+the newest backup of each of the last d days, w ISO weeks, m months, in the user's time
+zone) runs only after a newer backup has been verified, and never deletes that backup or
+anything newer than it.
+
+A backup file is known by its name (`assets.backups.archive.backup_time_of`) below
+`backups/<userId>/` at the user's destination; it counts as verified when its
+`DataExportJob` row completed, which happens only after its restore drill.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from assets.backups.archive import backup_folder, backup_time_of
+from assets.backups.config import (
+    BACKUP_EXPORT_TYPE,
+    BackupConfig,
+    Retention,
+    backup_destination,
+    delete_backup_config,
+    get_backup_config,
+)
+from resources.audit import record_audit
+from resources.schema import data_export_job as job_table
+from resources.storage import ObjectStorage
+
+
+def backups_to_delete(
+    created: Sequence[dt.datetime], retention: Retention, timezone: str = "UTC"
+) -> list[dt.datetime]:
+    """Which of these backup times the policy lets go (newest first is kept first)."""
+    ordered = sorted(set(created), reverse=True)
+    keep: set[dt.datetime] = set()
+    if retention.keep_last is not None:
+        keep.update(ordered[: retention.keep_last])
+    zone = ZoneInfo(timezone)
+    tiers = (
+        (retention.daily, lambda d: d.date()),
+        (retention.weekly, lambda d: d.isocalendar()[:2]),
+        (retention.monthly, lambda d: (d.year, d.month)),
+    )
+    for count, period in tiers:
+        if not count:
+            continue
+        seen: list = []
+        for moment in ordered:
+            bucket = period(moment.astimezone(zone))
+            if bucket in seen:
+                continue
+            if len(seen) == count:
+                break
+            seen.append(bucket)
+            keep.add(moment)
+    return [m for m in ordered if m not in keep]
+
+
+def apply_retention(
+    engine: sa.Engine,
+    destination: ObjectStorage,
+    user_id: str,
+    retention: Retention,
+    *,
+    newest_verified: str,
+    timezone: str = "UTC",
+) -> list[str]:
+    """Delete the user's backups the policy lets go, all older than `newest_verified` (a
+    backup that has just passed its restore drill); returns the deleted URLs."""
+    newest_time = backup_time_of(newest_verified)
+    files = {}
+    folder = backup_folder(user_id)
+    for key in destination.list(folder):
+        created = backup_time_of(key)
+        if created is not None and posixpath.dirname(key) == folder:
+            files[key] = created
+    doomed_times = set(backups_to_delete(list(files.values()), retention, timezone))
+    doomed = [
+        k
+        for k, t in files.items()
+        if t in doomed_times and t < newest_time and k != newest_verified
+    ]
+    deleted = []
+    for key in sorted(doomed):
+        destination.delete(key)
+        deleted.append(destination.object_url(key))
+    if deleted:
+        with engine.begin() as conn:
+            conn.execute(
+                job_table.update()
+                .where(job_table.c.fileUrl.in_(deleted), job_table.c.status == "completed")
+                .values(status="expired")
+            )
+            record_audit(
+                conn,
+                user_id=user_id,
+                operation="backup_retention",
+                operation_type="delete",
+                record_count=len(deleted),
+                details={
+                    "deleted": deleted,
+                    "retention": retention.as_dict(),
+                    "newestVerified": destination.object_url(newest_verified),
+                },
+            )
+    return deleted
+
+
+@dataclass(frozen=True)
+class BackupFile:
+    url: str
+    key: str
+    created_at: dt.datetime
+    size: int
+    encrypted: bool
+    verified: bool  # passed its restore drill when written
+
+
+def list_backups(
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    user_id: str,
+    config: BackupConfig | None = None,
+) -> list[BackupFile]:
+    """The user's backup files at their destination, newest first."""
+    config = config or get_backup_config(engine, user_id) or BackupConfig(user_id=user_id)
+    destination = backup_destination(config, storage)
+    keys = [k for k in destination.list(backup_folder(user_id)) if backup_time_of(k)]
+    urls = [destination.object_url(k) for k in keys]
+    with engine.connect() as conn:
+        verified = set(
+            conn.execute(
+                sa.select(job_table.c.fileUrl).where(
+                    job_table.c.userId == user_id,
+                    job_table.c.exportType == BACKUP_EXPORT_TYPE,
+                    job_table.c.status == "completed",
+                    job_table.c.fileUrl.in_(urls),
+                )
+            ).scalars()
+        )
+    files = [
+        BackupFile(
+            url=url,
+            key=key,
+            created_at=backup_time_of(key),
+            size=int(destination.info(key).get("size") or 0),
+            encrypted=key.endswith(".age"),
+            verified=url in verified,
+        )
+        for key, url in zip(keys, urls, strict=True)
+    ]
+    return sorted(files, key=lambda f: f.created_at, reverse=True)
+
+
+def erase_user_backups(engine: sa.Engine, storage: ObjectStorage, user_id: str) -> int:
+    """Delete every backup file of the user (main storage and their configured destination)
+    and their configuration; returns the number of files deleted. For erasure, which also
+    destroys the user's key so that copies elsewhere become unreadable."""
+    config = get_backup_config(engine, user_id)
+    places = [storage]
+    if config is not None and config.destination_url:
+        places.append(backup_destination(config, storage))
+    deleted = sum(place.delete_prefix(backup_folder(user_id)) for place in places)
+    delete_backup_config(engine, user_id)
+    return deleted
