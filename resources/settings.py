@@ -42,3 +42,15 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def dagster_home() -> str | None:
+    """DAGSTER_HOME: the Dagster instance's folder when set (runs then show in `make dev`)."""
+    return os.environ.get("DAGSTER_HOME") or None
+
+
+def secret_from_variable(name: str) -> str | None:
+    """The value of the environment variable a person named (`--passphrase-env VAR`), or
+    None when it is unset or empty: secrets travel in variables, never on command lines,
+    where `ps` and shell history would keep them."""
+    return os.environ.get(name) or None

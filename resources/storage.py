@@ -82,6 +82,17 @@ class ObjectStorage(dg.ConfigurableResource):
         path = self.path(key)
         return path if not self.is_local else "file://" + path
 
+    def key_of(self, location: str) -> str | None:
+        """The key of `location` when it names a place below this prefix (the inverse of
+        `object_url`; on a local folder its plain absolute path too), else None. The key
+        is returned unchecked: `path` refuses one that would escape the prefix."""
+        if self.is_local:
+            location = location.removeprefix("file://")
+        root = self.root.rstrip("/") + "/"
+        if not location.startswith(root):
+            return None
+        return location[len(root) :]
+
     def write_bytes(self, key: str, data: bytes) -> StoredObject:
         """Store `data` under `key` atomically; returns its URL, size and SHA-256."""
         target = self.path(key)

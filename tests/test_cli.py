@@ -1,8 +1,10 @@
 """The `goalport` command line: exports, and a clear error with a non-zero exit for each
 kind of bad input (unknown user, format, bad date, unreachable database, unwritable
 storage). Runs the installed console script, as a user would; the bad-request cases
-call the same command object in-process, to keep the suite fast."""
+call the same command object in-process, to keep the suite fast. And the package's shape:
+no area module imports `pipelines.cli` back, and `goalport --help` imports nothing heavy."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -115,3 +117,47 @@ def test_embedded_default_needs_no_configuration(tmp_path):
         )
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "var" / "goalport.db").is_file()
+
+
+CLI_PACKAGE = Path(__file__).parents[1] / "pipelines" / "cli"
+SHARED = {"pipelines.cli.common", "pipelines.cli.import_preview"}
+
+
+def test_area_modules_import_only_the_shared_cli_modules():
+    """The package's `__init__` imports the area modules to add their commands; an area
+    module importing `pipelines.cli` (or another area) back would make a cycle again."""
+    for module in sorted(CLI_PACKAGE.glob("*.py")):
+        if module.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name == "pipelines.cli" or name.startswith("pipelines.cli."):
+                    assert name in SHARED, f"{module.name} imports {name}"
+
+
+def test_help_imports_nothing_heavy():
+    """Commands import their work when they run: `goalport --help` stays fast."""
+    probe = (
+        "import sys, pipelines.cli; "
+        "print(sorted(m for m in ('pyarrow', 'sqlalchemy', 'dagster') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_import_choices_are_the_import_areas():
+    """The CLI repeats these (importing the area costs a second at `--help`); they must agree."""
+    from assets.imports import diff, staging
+    from pipelines.cli import import_preview
+
+    assert import_preview.MODES == staging.MODES
+    assert import_preview.POLICIES == diff.POLICIES
+    assert import_preview.COLUMNS == diff.COUNT_KEYS

@@ -58,6 +58,7 @@ from assets.imports.staging import (
 from resources import schema
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import AppDatabase
+from resources.sources import RUN, read_source
 from resources.storage import ObjectStorage
 
 APPLY_STATUSES = ("previewed", "confirmed")
@@ -349,16 +350,9 @@ def _in_ids(conn: sa.Connection, column: sa.Column, ids: list[str]):
 
 
 def read_job_file(storage: ObjectStorage, url: str) -> bytes:
-    """The bytes of an import's file: a key or URL in goalport's storage, or any fsspec URL."""
-    prefix = storage.object_url("x")[:-1]
-    if url.startswith(prefix):
-        return storage.read_bytes(url[len(prefix) :])
-    if "://" not in url:
-        return storage.read_bytes(url) if storage.exists(url) else open(url, "rb").read()
-    import fsspec
-
-    with fsspec.open(url, "rb") as handle:
-        return handle.read()
+    """The bytes of an import job's file, which must be an object in goalport's storage (a
+    job row never makes a run read a local path or another location: `resources.sources`)."""
+    return read_source(url, storage, rules=RUN).data
 
 
 def user_identities(database: AppDatabase, user_id: str) -> Callable[[], list[str]]:

@@ -44,7 +44,7 @@ from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, TABLE_NAMES, StagedImp
 from resources import schema
 from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
-from resources.storage import ObjectStorage
+from resources.storage import ObjectStorage, StorageError
 
 INBOX_PREFIX = "imports/inbox"
 MAX_FILES_PER_TICK = 20
@@ -81,9 +81,9 @@ def staged_import(
     job = get_import_job(database.engine, config.job_id)
     try:
         data = read_job_file(storage, job["fileUrl"])
-    except (OSError, ValueError) as exc:
-        fail_job(database.engine, config.job_id, f"cannot read {job['fileUrl']}: {exc}")
-        raise dg.Failure(f"cannot read {job['fileUrl']}: {exc}") from exc
+    except StorageError as exc:
+        fail_job(database.engine, config.job_id, str(exc))
+        raise dg.Failure(str(exc)) from exc
     try:
         staged, detected, state = stage_job(
             database, config.job_id, data, max_bad_share=config.max_bad_share

@@ -13,14 +13,18 @@ import sys
 
 import click
 
-from pipelines.cli import (
+from pipelines.cli.common import (
     UserError,
     errors_as_user_errors,
     friendly_errors,
     open_database,
     open_storage,
+    passphrase_from,
+    read_file,
     split_csv,
+    utc_minute,
 )
+from pipelines.cli.import_preview import MODES, POLICIES, import_errors, preview_then_apply
 
 
 def _backup_error_types() -> tuple[type[Exception], ...]:
@@ -41,17 +45,13 @@ def _key_vault():
     return KeyVault()
 
 
-def _when(moment) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
-
-
 def _echo_config(config) -> None:
     include = ", ".join(config.include) if config.include else "everything"
     next_at = config.next_backup_at
     if config.enabled and next_at is None:
         next_due = "at the next hourly tick (no backup yet)"
     elif config.enabled:
-        next_due = _when(next_at)
+        next_due = utc_minute(next_at)
     else:
         next_due = "- (disabled)"
     lines = [
@@ -64,19 +64,15 @@ def _echo_config(config) -> None:
         ("encryption", "age, to the user's goalport key" if config.encrypt else "OFF"),
         ("own recipients", ", ".join(config.recipients) or "-"),
         ("retention", config.retention.describe()),
-        ("last backup", _when(config.last_backup_at)),
-        ("last verified", f"{_when(config.last_verified_at)} {config.last_verified_url or ''}"),
+        ("last backup", utc_minute(config.last_backup_at)),
+        (
+            "last verified",
+            f"{utc_minute(config.last_verified_at)} {config.last_verified_url or ''}",
+        ),
         ("next backup", next_due),
     ]
     for name, value in lines:
         click.echo(f"{name + ':':16}{value}".rstrip())
-
-
-def _secret_from_env(name: str, what: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise UserError(f"{what}: the environment variable {name} is not set or empty")
-    return value
 
 
 # ---------------------------------------------------------------- goalport backup
@@ -219,21 +215,7 @@ def backup_list(user_id) -> None:
     for f in files:
         state = "verified" if f.verified else "UNVERIFIED"
         lock = "age" if f.encrypted else "plain"
-        click.echo(f"{_when(f.created_at)}\t{state}\t{lock}\t{f.size}\t{f.url}")
-
-
-def _read_file(location: str) -> tuple[bytes, str]:
-    from resources.storage import ObjectStorage
-
-    if "://" in location and not location.startswith("file://"):
-        folder, _, name = location.rstrip("/").rpartition("/")
-        return ObjectStorage(url=folder).read_bytes(name), location
-    path = location.removeprefix("file://")
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(), path
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        click.echo(f"{utc_minute(f.created_at)}\t{state}\t{lock}\t{f.size}\t{f.url}")
 
 
 @backup.command("restore")
@@ -253,7 +235,7 @@ def _read_file(location: str) -> tuple[bytes, str]:
 @click.option("--ask-passphrase", is_flag=True, help="prompt for the passphrase")
 @click.option(
     "--mode",
-    type=click.Choice(["replace", "merge", "append"]),
+    type=click.Choice(MODES),
     default="replace",
     show_default=True,
     help="replace: the user's data becomes the backup's; merge: bring back what is missing",
@@ -261,7 +243,7 @@ def _read_file(location: str) -> tuple[bytes, str]:
 @click.option(
     "--on-conflict",
     "policy",
-    type=click.Choice(["keep-existing", "take-incoming", "newest-wins", "fail"]),
+    type=click.Choice(POLICIES),
     default="take-incoming",
     show_default=True,
     help="rows changed in the database since the backup was made",
@@ -276,6 +258,7 @@ def _read_file(location: str) -> tuple[bytes, str]:
 )
 @friendly_errors
 @backup_errors
+@import_errors
 def backup_restore(
     file,
     user_id,
@@ -297,10 +280,11 @@ def backup_restore(
     from assets.backups.archive import open_backup
     from resources import age
 
-    data, name = _read_file(file)
+    source = read_file(file)
+    data, name = source.data, source.location
     passphrase = None
     if passphrase_env:
-        passphrase = _secret_from_env(passphrase_env, "--passphrase-env")
+        passphrase = passphrase_from(passphrase_env)
     elif ask_passphrase:
         passphrase = click.prompt("passphrase", hide_input=True, err=True)
     identities: list[str] = []
@@ -329,34 +313,18 @@ def backup_restore(
             if count:
                 click.echo(f"  {table}\t{count}")
         return
-    _restore_through_import(name, user_id, opened.archive, mode, policy, yes)
-
-
-def _restore_through_import(name, user_id, archive, mode, policy, yes) -> None:
-    """Hand the verified, decrypted archive (a goalport export bundle) to the import path."""
-    from assets.imports.apply import ImportJobError, create_import_job, preview_import
-    from assets.imports.detect import ImportFormatError
-    from assets.imports.diff import ImportPlanError
-    from pipelines.cli.imports import _apply_if_wanted, _print_preview
-
-    database = open_database()
-    storage = open_storage()
-    try:
-        job_id = create_import_job(
-            database.engine,
-            user_id=user_id,
-            file_name=name.rstrip("/").rsplit("/", 1)[-1],
-            file_url=name if "://" in name else os.path.abspath(name),
-            mode=mode,
-            conflict_policy=policy,
-            requested_by="cli backup restore",
-        )
-        click.echo(f"import job {job_id}", err=True)
-        result = preview_import(database, storage, job_id, archive)
-        _print_preview(result.plan.preview())
-        _apply_if_wanted(database, storage, job_id, result.plan, yes)
-    except (ImportFormatError, ImportJobError, ImportPlanError) as exc:
-        raise UserError(str(exc)) from exc
+    # the verified, decrypted archive (a goalport export bundle) goes the import's way
+    preview_then_apply(
+        open_database(),
+        open_storage(),
+        user_id=user_id,
+        location=name,
+        data=opened.archive,
+        mode=mode,
+        policy=policy,
+        requested_by="cli backup restore",
+        yes=yes,
+    )
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -404,7 +372,7 @@ def backup_export(user_id, passphrase_env, fmt, include, out_url, work_factor) -
     from assets.backups.passphrase_export import write_passphrase_export
 
     if passphrase_env:
-        passphrase = _secret_from_env(passphrase_env, "--passphrase-env")
+        passphrase = passphrase_from(passphrase_env)
     else:
         passphrase = click.prompt("passphrase", hide_input=True, confirmation_prompt=True, err=True)
     database = open_database()

@@ -1,4 +1,5 @@
-"""`goalport request export`, `goalport exports ...` and `goalport serve-downloads`.
+"""`goalport export` (now), `goalport request export` (queued), `goalport exports ...` and
+`goalport serve-downloads`.
 
 Requests go into the same queue the Dagster sensor reads; `goalport exports process` runs
 them in this process with the same batch code, for installs without the Dagster daemon.
@@ -12,7 +13,63 @@ import time
 
 import click
 
-from pipelines.cli import UserError, friendly_errors, open_database, open_storage, split_csv
+from pipelines.cli.common import (
+    UserError,
+    friendly_errors,
+    modules_option,
+    open_database,
+    open_storage,
+    out_option,
+    since_option,
+    split_csv,
+    until_option,
+)
+
+
+@click.command()
+@click.argument("user_ids", nargs=-1, required=True)
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    default=("json",),
+    show_default=True,
+    help="json, csv, xlsx or parquet; repeat or separate with commas",
+)
+@modules_option
+@since_option
+@until_option
+@out_option
+@friendly_errors
+def export(user_ids, formats, modules, since, until, out_url) -> None:
+    """Export users' data now, in one batch, and print where each file went."""
+    from assets.exports.batches import ExportRequestError, check_formats, export_users, make_filter
+
+    chosen = check_formats(split_csv(formats))
+    filters = make_filter(split_csv(modules) or None, since, until)
+    database = open_database()
+    unknown = sorted(set(user_ids) - database.existing_user_ids(user_ids))
+    if unknown:
+        raise ExportRequestError(f"unknown user id: {', '.join(unknown)}")
+    storage = open_storage(out_url)
+    storage.check_writable()
+    with click.progressbar(length=len(set(user_ids)), label="exporting", file=sys.stderr) as bar:
+        result = export_users(
+            database,
+            storage,
+            user_ids,
+            chosen,
+            filters,
+            on_user_done=lambda _uid, _files: bar.update(1),
+        )
+    for f in result.files:
+        click.echo(f"{f.user_id}\t{f.format}\t{f.stored.size}\t{f.stored.url}")
+    for user_id, reason in sorted(result.failed_users.items()):
+        click.echo(f"{user_id}\tFAILED\t{reason}", err=True)
+    if result.failed_users:
+        raise UserError(
+            f"{len(result.failed_users)} of {len(set(user_ids))} users not exported (see above)"
+        )
 
 
 @click.group()
@@ -29,9 +86,9 @@ def request() -> None:
     show_default=True,
     help="json, csv, xlsx, parquet or report (one per request)",
 )
-@click.option("--modules", multiple=True, help="only these module kinds, e.g. fitness,bible")
-@click.option("--since", help="activity on or after this date (YYYY-MM-DD)")
-@click.option("--until", help="activity on or before this date (YYYY-MM-DD)")
+@modules_option
+@since_option
+@until_option
 @click.option(
     "--type",
     "export_type",
@@ -225,8 +282,3 @@ def serve_downloads(host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
-
-
-def add_request_commands(main: click.Group) -> None:
-    for command in (request, exports, serve_downloads):
-        main.add_command(command)

@@ -7,18 +7,21 @@ from a named environment variable, never from the command line.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from pipelines.cli import (
+from pipelines.cli.common import (
     UserError,
     dagster_instance,
     errors_as_user_errors,
     friendly_errors,
     open_database,
     open_storage,
+    out_option,
+    passphrase_from,
+    read_file,
+    utc_minute,
 )
 
 BY_HELP = "who asks, for the audit log (default: the operator's login, via the CLI)"
@@ -49,10 +52,6 @@ def _gdpr_error_types() -> tuple[type[Exception], ...]:
 gdpr_errors = errors_as_user_errors(_gdpr_error_types)
 
 
-def _when(moment) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
-
-
 @click.group()
 def gdpr() -> None:
     """GDPR: data-portability bundles (Art. 15/20) and erasure (Art. 17)."""
@@ -61,9 +60,7 @@ def gdpr() -> None:
 @gdpr.command("export")
 @click.argument("user_ids", nargs=-1)
 @click.option("--all", "everyone", is_flag=True, help="every user, bucket by bucket")
-@click.option(
-    "--out", "out_url", help="folder or s3://bucket/prefix (default GOALPORT_STORAGE_URL)"
-)
+@out_option
 @click.option("--workers", type=click.IntRange(min=1), help="rendering processes (default: cores)")
 @friendly_errors
 @gdpr_errors
@@ -144,7 +141,7 @@ def gdpr_erase(user_id, right_now, grace_days, requested_by) -> None:
     if not right_now:
         click.echo(
             f"erasure of {user_id} requested ({request.id}); it runs after "
-            f"{_when(request.not_before)}. Cancel before then with `goalport gdpr cancel {user_id}`."
+            f"{utc_minute(request.not_before)}. Cancel before then with `goalport gdpr cancel {user_id}`."
         )
         return
     outcome = execute_erasure(
@@ -207,11 +204,11 @@ def gdpr_status(user_id) -> None:
         click.echo("erasure: never requested")
     for request in requests:
         line = (
-            f"erasure {request.id}: {request.status}; requested {_when(request.requested_at)}, "
-            f"not before {_when(request.not_before)}"
+            f"erasure {request.id}: {request.status}; requested {utc_minute(request.requested_at)}, "
+            f"not before {utc_minute(request.not_before)}"
         )
         if request.completed_at:
-            line += f", finished {_when(request.completed_at)}"
+            line += f", finished {utc_minute(request.completed_at)}"
         click.echo(line)
         if request.error_message:
             click.echo(f"  {request.error_message}")
@@ -242,23 +239,6 @@ def gdpr_run_due() -> None:
         raise UserError("; ".join(f"{o.request.id}: {o.request.error_message}" for o in failed))
 
 
-def _read_bundle(location: str) -> bytes:
-    from resources.storage import ObjectStorage, StorageError
-
-    if "://" in location and not location.startswith("file://"):
-        folder, _, name = location.rstrip("/").rpartition("/")
-        try:
-            return ObjectStorage(url=folder).read_bytes(name)
-        except StorageError as exc:
-            raise UserError(str(exc)) from exc
-    path = location.removeprefix("file://")
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
-
-
 @click.command("verify")
 @click.argument("bundle")
 @click.option(
@@ -284,12 +264,8 @@ def verify(bundle, identity_file, passphrase_env) -> None:
     if identity_file:
         with open(identity_file, "rb") as handle:
             identities = age.parse_identity_file(handle.read())
-    passphrase = None
-    if passphrase_env:
-        passphrase = os.environ.get(passphrase_env)
-        if not passphrase:
-            raise UserError(f"the environment variable {passphrase_env} is not set or empty")
-    report = verify_bundle(_read_bundle(bundle), identities=identities, passphrase=passphrase)
+    passphrase = passphrase_from(passphrase_env) if passphrase_env else None
+    report = verify_bundle(read_file(bundle).data, identities=identities, passphrase=passphrase)
     for line in report.lines():
         click.echo(line)
     if not report.ok:

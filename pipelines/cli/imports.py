@@ -9,58 +9,85 @@ for `goalport import confirm JOB`. The work is `assets.imports.apply`, the code 
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-from pathlib import Path
 
 import click
 
-from pipelines.cli import UserError, friendly_errors, open_database, open_storage, split_csv
+from pipelines.cli.common import (
+    friendly_errors,
+    modules_option,
+    open_database,
+    open_storage,
+    passphrase_from,
+    read_file,
+    split_csv,
+)
+from pipelines.cli.import_preview import (
+    MODES,
+    POLICIES,
+    import_errors,
+    preview_then_apply,
+    print_preview,
+    print_table,
+)
 
-MODES = ("merge", "replace", "append")
-POLICIES = ("keep-existing", "take-incoming", "newest-wins", "fail")
-COLUMNS = ("create", "update", "unchanged", "conflict", "delete", "refused", "invalid")
-SHOWN = 10
-
-
-def import_errors(command):
-    """Import errors become one line on stderr and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from assets.imports.apply import ImportJobError
-        from assets.imports.detect import ImportFormatError
-        from assets.imports.diff import ImportPlanError
-
-        try:
-            return command(*args, **kwargs)
-        except (ImportFormatError, ImportJobError, ImportPlanError) as exc:
-            raise UserError(str(exc)) from exc
-
-    return friendly_errors(wrapper)
+FILE_USAGE = "FILE --user USER [options]"
 
 
 class _ImportGroup(click.Group):
     """`goalport import FILE ...` and `goalport import confirm JOB` under one name: a first
-    argument that is not a subcommand is the file to import."""
+    argument that is not a subcommand is the file to import (the hidden `file` command).
+    The group's help is that command's: how to import a file, every option, and the
+    subcommands (click would show only the subcommands)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["file", *args]
         return super().parse_args(ctx, args)
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, FILE_USAGE)
+        formatter.write_usage(ctx.command_path, "confirm|undo|show JOB_ID", prefix="   or: ")
 
-@click.group("import", cls=_ImportGroup)
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        params = self.commands["file"].get_params(ctx)
+        records = [p.get_help_record(ctx) for p in params if isinstance(p, click.Option)]
+        with formatter.section("Options"):
+            formatter.write_dl([r for r in records if r is not None])
+        self.format_commands(ctx, formatter)
+
+
+class _ImportFileCommand(click.Command):
+    """The hidden `file` command, whose usage reads as it is typed: without `file`."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.parent.command_path if ctx.parent else "import", FILE_USAGE)
+
+
+@click.group(
+    "import", cls=_ImportGroup, short_help="Import a file; confirm, undo or show an import."
+)
 def import_group() -> None:
-    """Import a file (goalport's own exports and backups, or another app's export):
-    `goalport import FILE --user USER`; then `confirm`, `undo` or `show` a job."""
+    """Import FILE into USER's data, or confirm, undo or show an import job.
+
+    FILE is a local path or a file:// or s3:// URL: goalport's own export or backup
+    (age-encrypted too) or another app's export, recognised from its content. The import
+    previews what would change (created, updated, unchanged, in conflict, deleted, refused,
+    invalid), then asks before applying; a declined preview waits on its job for
+    `goalport import confirm JOB_ID`."""
 
 
-@import_group.command("file", hidden=True)
+@import_group.command("file", cls=_ImportFileCommand, hidden=True)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--user", "user_id", required=True, help="the user to import into")
-@click.option("--mode", type=click.Choice(MODES), default="merge", show_default=True)
+@click.option("--user", "user_id", metavar="USER", required=True, help="the user to import into")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="merge",
+    show_default=True,
+    help="merge: create and update, never delete; replace: also delete the user's rows the "
+    "file does not hold; append: every row gets a new id, nothing is updated",
+)
 @click.option(
     "--on-conflict",
     "policy",
@@ -69,7 +96,7 @@ def import_group() -> None:
     show_default=True,
     help="rows changed both in the file and in the database since the file was made",
 )
-@click.option("--modules", multiple=True, help="only these module kinds, e.g. fitness,bible")
+@modules_option
 @click.option(
     "--passphrase-env",
     metavar="VAR",
@@ -83,72 +110,31 @@ def import_group() -> None:
     help="share of invalid rows above which the import stops",
 )
 @click.option("--yes", is_flag=True, help="apply without asking")
+@friendly_errors
 @import_errors
 def import_file(file, user_id, mode, policy, modules, passphrase_env, max_bad_rows, yes) -> None:
     """Preview FILE for USER, then apply it when you say so."""
-    from assets.imports.apply import create_import_job, preview_import
-
-    passphrase = _passphrase(passphrase_env)
-    path = Path(file)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {file}: {exc.strerror or exc}") from exc
-    database = open_database()
-    storage = open_storage()
-    job_id = create_import_job(
-        database.engine,
+    passphrase = passphrase_from(passphrase_env) if passphrase_env else None
+    source = read_file(file)
+    preview_then_apply(
+        open_database(),
+        open_storage(),
         user_id=user_id,
-        file_name=path.name,
-        file_url=str(path.resolve()),
+        location=source.location,
+        data=source.data,
         mode=mode,
-        conflict_policy=policy,
+        policy=policy,
         modules=split_csv(modules) or None,
         requested_by="cli",
-    )
-    click.echo(f"import job {job_id}", err=True)
-    result = preview_import(
-        database, storage, job_id, data, passphrase=passphrase, max_bad_share=max_bad_rows
-    )
-    _print_preview(result.plan.preview())
-    _apply_if_wanted(database, storage, job_id, result.plan, yes)
-
-
-def _passphrase(variable: str | None) -> str | None:
-    if not variable:
-        return None
-    value = os.environ.get(variable)
-    if value is None:
-        raise UserError(f"--passphrase-env {variable}: that environment variable is not set")
-    return value
-
-
-def _apply_if_wanted(database, storage, job_id: str, plan, yes: bool) -> None:
-    from assets.imports.apply import apply_import
-
-    if plan.unresolved_conflicts:
-        raise UserError(
-            f"{plan.unresolved_conflicts} rows are in conflict and --on-conflict is 'fail': "
-            "nothing was applied; import again with --on-conflict keep-existing, "
-            "take-incoming or newest-wins"
-        )
-    if not plan.has_changes:
-        click.echo("nothing to change: the database already holds what the file holds")
-        if yes:
-            apply_import(database, storage, job_id, actor="cli")
-        return
-    if not yes and not click.confirm("apply these changes?", default=False, err=True):
-        click.echo(f"not applied; apply it later with: goalport import confirm {job_id}")
-        return
-    result = apply_import(database, storage, job_id, actor="cli")
-    click.echo(
-        f"applied import {job_id}: {result.rows_written} rows written in "
-        f"{result.seconds:.2f}s; undo with: goalport import undo {job_id}"
+        yes=yes,
+        passphrase=passphrase,
+        max_bad_share=max_bad_rows,
     )
 
 
 @import_group.command("confirm")
 @click.argument("job_id")
+@friendly_errors
 @import_errors
 def import_confirm(job_id: str) -> None:
     """Apply a previewed import job (the plan that was previewed, or nothing)."""
@@ -164,6 +150,7 @@ def import_confirm(job_id: str) -> None:
 
 @import_group.command("undo")
 @click.argument("job_id")
+@friendly_errors
 @import_errors
 def import_undo(job_id: str) -> None:
     """Put back every row an applied import changed (refused if they changed since)."""
@@ -175,6 +162,7 @@ def import_undo(job_id: str) -> None:
 
 @import_group.command("show")
 @click.argument("job_id")
+@friendly_errors
 @import_errors
 def import_show(job_id: str) -> None:
     """Print a job's stored preview."""
@@ -185,7 +173,7 @@ def import_show(job_id: str) -> None:
     if job["errorMessage"]:
         click.echo(f"error: {job['errorMessage']}")
     if job["previewData"]:
-        _print_preview(json.loads(job["previewData"]))
+        print_preview(json.loads(job["previewData"]))
 
 
 @click.group("imports")
@@ -195,6 +183,7 @@ def imports_group() -> None:
 
 @imports_group.command("list")
 @click.argument("user_id")
+@friendly_errors
 @import_errors
 def imports_list(user_id: str) -> None:
     """A user's import jobs, newest first."""
@@ -218,101 +207,4 @@ def imports_list(user_id: str) -> None:
         for j in jobs
     ]
     header = ("job", "status", "created (UTC)", "mode", "source", "file", "written", "conflicts")
-    _print_table(header, rows)
-
-
-def add_import_commands(main: click.Group) -> None:
-    main.add_command(import_group)
-    main.add_command(imports_group)
-
-
-# ---------------------------------------------------------------- printing
-
-
-def _print_table(header: tuple[str, ...], rows: list[tuple]) -> None:
-    widths = [max(len(str(v)) for v in column) for column in zip(header, *rows, strict=True)]
-    for line in [header, tuple("-" * w for w in widths), *rows]:
-        click.echo("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
-
-
-def _short(value, width: int = 40) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    text = text.replace("\\n", "⏎")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _print_preview(preview: dict) -> None:
-    file = preview.get("file") or {}
-    if file:
-        encrypted = ", encrypted" if file.get("encrypted") else ""
-        click.echo(
-            f"{file.get('name')}: {file.get('format')} from {file.get('sourceApp')}{encrypted}, "
-            f"{preview.get('rowsInFile')} rows; mode {preview.get('mode')}, "
-            f"conflicts: {preview.get('conflictPolicy')}"
-            + (f", modules {', '.join(preview['modules'])}" if preview.get("modules") else "")
-        )
-    _print_mapping(file)
-    counts = preview.get("counts") or {}
-    rows = [
-        (table, *(str(c.get(k, 0)) for k in COLUMNS))
-        for table, c in counts.items()
-        if any(c.values())
-    ]
-    totals = preview.get("totals") or {}
-    if rows:
-        rows.append(("total", *(str(totals.get(k, 0)) for k in COLUMNS)))
-        _print_table(("table", *COLUMNS), rows)
-    for table, entries in (preview.get("changes") or {}).items():
-        updates = [e for e in entries if e["action"] == "update"][:SHOWN]
-        for entry in updates:
-            fields = "; ".join(
-                f"{k}: {_short(old, 30)} → {_short(new, 30)}"
-                for k, (old, new) in entry["fields"].items()
-            )
-            click.echo(f"  update {table} {entry['id']}: {fields}")
-        for entry in [e for e in entries if e["action"] == "delete"][:SHOWN]:
-            click.echo(f"  delete {table} {entry['id']}")
-    for conflict in (preview.get("conflicts") or [])[:SHOWN]:
-        click.echo(
-            f"  conflict {conflict['table']} {conflict['id']} ({conflict['resolution']}): "
-            f"database changed {conflict['existingUpdatedAt']}, file has "
-            f"{conflict['incomingUpdatedAt']}; fields {', '.join(conflict['fields'])}"
-        )
-    for refused in (preview.get("refused") or [])[:SHOWN]:
-        click.echo(f"  refused {refused['table']} {refused['id']}: {refused['reason']}")
-    invalid = preview.get("invalidRows") or []
-    for issue in invalid[:SHOWN]:
-        where = f"{issue['table']} row {issue['row']}" + (
-            f" ({issue['id']})" if issue.get("id") else ""
-        )
-        field = f", field {issue['field']}" if issue.get("field") else ""
-        click.echo(f"  invalid {where}{field}: {issue['reason']}")
-    more = (preview.get("invalidRowCount") or len(invalid)) - min(len(invalid), SHOWN)
-    if more > 0:
-        click.echo(f"  ... and {more} more invalid rows (goalport import show JOB)")
-    for warning in preview.get("warnings") or []:
-        click.echo(f"  note: {warning}")
-
-
-def _print_mapping(file: dict) -> None:
-    """Another app's file: what became what, and every item left out with its reason."""
-    mapping = file.get("mapping")
-    if not mapping:
-        return
-    parts = [
-        f"{count} items imported as {table}" if i == 0 else f"{count} as {table}"
-        for i, (table, count) in enumerate(mapping["imported"].items())
-    ]
-    summary = ", ".join(parts) or "nothing imported"
-    extra = f"; {mapping['skipped']} skipped"
-    if mapping["flattened"]:
-        extra += f", {mapping['flattened']} moved up (the app keeps 3 goal levels)"
-    click.echo(f"mapping: {summary}{extra}")
-    report = file.get("report") or []
-    for action in ("skipped", "flattened"):
-        entries = [e for e in report if e["action"] == action]
-        for entry in entries[:SHOWN]:
-            count = f" ({entry['count']})" if entry.get("count", 1) > 1 else ""
-            click.echo(f"  {action} {entry['source']}{count}: {entry['reason']}")
-        if len(entries) > SHOWN:
-            click.echo(f"  ... and {len(entries) - SHOWN} more {action} (goalport import show JOB)")
+    print_table(header, rows)

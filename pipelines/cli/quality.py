@@ -12,7 +12,14 @@ import sys
 
 import click
 
-from pipelines.cli import UserError, friendly_errors, open_database, split_csv
+from pipelines.cli.common import (
+    UserError,
+    friendly_errors,
+    open_database,
+    since_option,
+    split_csv,
+    until_option,
+)
 
 LISTED_USERS = 20
 
@@ -24,8 +31,8 @@ LISTED_USERS = 20
 @click.option(
     "--modules", multiple=True, help="check only what an export of these module kinds holds"
 )
-@click.option("--since", help="activity on or after this date (YYYY-MM-DD)")
-@click.option("--until", help="activity on or before this date (YYYY-MM-DD)")
+@since_option
+@until_option
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),

@@ -6,8 +6,6 @@ new template id on their last line, so scripts can take it with `tail -n1`.
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import json
 import re
 import sys
@@ -15,25 +13,29 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli import UserError, friendly_errors, open_database, open_storage, split_csv
+from pipelines.cli.common import (
+    UserError,
+    errors_as_user_errors,
+    friendly_errors,
+    open_database,
+    open_storage,
+    split_csv,
+    utc_minute,
+)
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 _RENAME_BY_KEY = re.compile(r"^(n[1-9][0-9]*)=(.+)$", re.DOTALL)
 
 
+def _template_error_types() -> tuple[type[Exception], ...]:
+    from assets.templates.service import TemplateError
+
+    return (TemplateError,)
+
+
 def template_errors(command):
-    """TemplateError (and friends) become one line on stderr and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from assets.templates.service import TemplateError
-
-        try:
-            return command(*args, **kwargs)
-        except TemplateError as exc:
-            raise UserError(str(exc)) from exc
-
-    return friendly_errors(wrapper)
+    """TemplateError (and goalport's own errors) become one line on stderr and exit 1."""
+    return friendly_errors(errors_as_user_errors(_template_error_types)(command))
 
 
 @click.group()
@@ -265,16 +267,11 @@ def versions(template_id) -> None:
                     r.visibility,
                     f"{len(r.document['goals'])} goals",
                     f"{r.download_count} downloads",
-                    _utc(r.created_at).strftime("%Y-%m-%d %H:%M UTC"),
+                    utc_minute(r.created_at),
                     r.name,
                 ]
             )
         )
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite gives back naive datetimes; goalport stores them in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 @template.command("diff")

@@ -83,6 +83,10 @@ def test_encrypted_file_with_passphrase_from_the_environment(env, tmp_path, monk
     assert missing.exit_code == 1 and "encrypted" in missing.output
     unset = run("import", str(sealed), "--user", user_id, "--passphrase-env", "NO_SUCH_VAR")
     assert unset.exit_code == 1 and "NO_SUCH_VAR" in unset.output
+    monkeypatch.setenv("EMPTY_PASSPHRASE", "")
+    empty = run("import", str(sealed), "--user", user_id, "--passphrase-env", "EMPTY_PASSPHRASE")
+    assert empty.exit_code == 1 and "EMPTY_PASSPHRASE" in empty.output
+    assert "not set or empty" in empty.output
     monkeypatch.setenv("BACKUP_PASSPHRASE", "hunter2")
     done = run(
         "import", str(sealed), "--user", user_id, "--passphrase-env", "BACKUP_PASSPHRASE", "--yes"
@@ -95,6 +99,10 @@ def test_encrypted_file_with_passphrase_from_the_environment(env, tmp_path, monk
 BAD_INPUT = [
     (["import", "{path}", "--user", "no-such-user"], "unknown user no-such-user"),
     (["import", "/no/such/file.json", "--user", "{user}"], "cannot read /no/such/file.json"),
+    (
+        ["import", "http://127.0.0.1:9/export.json", "--user", "{user}"],
+        "give a local path, a file:// or s3:// URL (not http://)",
+    ),
     (["import", "{junk}", "--user", "{user}"], "not an export of a supported app"),
     (["import", "{path}", "--user", "{user}", "--mode", "mirror"], "Invalid value for '--mode'"),
     (["import", "confirm", "imp_nope"], "no import job imp_nope"),
@@ -113,3 +121,36 @@ def test_bad_input_is_one_clear_error(env, tmp_path):
         assert result.exit_code != 0, args
         assert message in result.output, (args, result.output)
     assert dump(database.engine) == erased
+
+
+def test_a_file_url_is_read_like_its_path(env):
+    database, user_id, path, before = env
+    result = run("import", f"file://{path}", "--user", user_id, "--yes")
+    assert result.exit_code == 0, result.output
+    assert dump(database.engine) == before
+    job = re.search(r"import job (imp_\w+)", result.output).group(1)
+    assert f"({path.name}, user {user_id})" in run("import", "show", job).output
+
+
+def test_import_help_shows_how_to_import_a_file_and_every_option():
+    """`goalport import --help` is where people look: the usage for a file, every option of
+    the import with its help, and the subcommands (not only the subcommands)."""
+    shown = CliRunner().invoke(main, ["import", "--help"], prog_name="goalport", terminal_width=200)
+    assert shown.exit_code == 0
+    text = shown.output
+    assert "Usage: goalport import FILE --user USER [options]" in text
+    assert "or: goalport import confirm|undo|show JOB_ID" in text
+    file_command = main.commands["import"].commands["file"]
+    options = [p for p in file_command.params if p.param_type_name == "option"]
+    assert {o.name for o in options} >= {"user_id", "mode", "policy", "modules", "yes"}
+    for option in options:
+        assert option.help, f"{option.opts[0]} has no help"
+        assert option.opts[0] in text and option.help[:40] in text, option.opts[0]
+    commands = text.split("Commands:")[1]
+    for name in ("confirm", "undo", "show"):
+        assert re.search(rf"^  {name} ", commands, re.M), name
+    assert not re.search(r"^  file ", commands, re.M)
+
+    for args in (["import", "x.json", "--help"], ["import"]):
+        same = CliRunner().invoke(main, args, prog_name="goalport")
+        assert "Usage: goalport import FILE --user USER [options]" in same.output, args

@@ -140,3 +140,31 @@ def test_definitions_include_the_import_area():
     assert defs.resolve_job_def("import_staging_job") is not None
     assert defs.resolve_job_def("import_apply_job") is not None
     assert {s.name for s in defs.sensors} >= {"import_inbox_sensor", "confirmed_imports_sensor"}
+
+
+@pytest.mark.parametrize(
+    "file_url",
+    ["/etc/passwd", "file:///etc/passwd", "imports/../../etc/passwd", "http://127.0.0.1:9/x"],
+)
+def test_a_job_row_naming_a_file_outside_the_storage_is_refused(pg_url, tmp_path, file_url):
+    """A DataImportJob row is written by the app or the API: its fileUrl must not make a run
+    read a local file or a URL; the run fails and the job says which location was refused."""
+    from assets.imports.apply import create_import_job
+    from assets.imports.defs import ImportJobConfig
+
+    database = AppDatabase(url=pg_url)
+    storage = ObjectStorage(url=str(tmp_path / "storage"))
+    user_id = populate(database.engine, 1, 72)[0]
+    job_id = create_import_job(
+        database.engine, user_id=user_id, file_name="passwd", file_url=file_url
+    )
+    request = dg.RunRequest(
+        run_config=dg.RunConfig(ops={"staged_import": ImportJobConfig(job_id=job_id)})
+    )
+    result = run_job("import_staging_job", request, database, storage)
+    assert not result.success
+    job = get_import_job(database.engine, job_id)
+    assert job["status"] == "failed"
+    assert f"refused to read {file_url}" in job["errorMessage"]
+    assert "only objects inside goalport's storage" in job["errorMessage"]
+    database.engine.dispose()
