@@ -6,7 +6,9 @@ somebody's production. Read when a resource or command is built, not at import t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import secrets
 from pathlib import Path
 
 DEFAULT_VAR_DIR = Path("var")
@@ -54,3 +56,63 @@ def secret_from_variable(name: str) -> str | None:
     None when it is unset or empty: secrets travel in variables, never on command lines,
     where `ps` and shell history would keep them."""
     return os.environ.get(name) or None
+
+
+class SettingError(ValueError):
+    """A variable is set to something goalport cannot use; the message names it and says
+    what to give instead."""
+
+
+DEFAULT_EXPORT_EXPIRY = dt.timedelta(days=7)
+DEFAULT_DOWNLOAD_BASE_URL = "http://127.0.0.1:8765"
+
+
+def export_expiry() -> dt.timedelta:
+    """How long a finished export stays downloadable: GOALPORT_EXPORT_EXPIRY_DAYS, else 7."""
+    raw = os.environ.get("GOALPORT_EXPORT_EXPIRY_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_EXPORT_EXPIRY
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if days <= 0:
+        raise SettingError(f"GOALPORT_EXPORT_EXPIRY_DAYS={raw!r}: give a positive number of days")
+    return dt.timedelta(days=days)
+
+
+def webhook_url() -> str:
+    """GOALPORT_WEBHOOK_URL, where export notifications are POSTed; "" when unset (the
+    outbox is then left for the app to read)."""
+    return os.environ.get("GOALPORT_WEBHOOK_URL", "").strip()
+
+
+def webhook_secret() -> str:
+    """GOALPORT_WEBHOOK_SECRET, the key webhooks are signed under; "" when unset (nothing
+    is sent: an unsigned webhook cannot be trusted)."""
+    return os.environ.get("GOALPORT_WEBHOOK_SECRET", "")
+
+
+def download_secret() -> bytes:
+    """GOALPORT_DOWNLOAD_SECRET, else this install's secret generated once into
+    ./var/download-secret (readable by its owner only), so a forgotten setting still signs."""
+    configured = os.environ.get("GOALPORT_DOWNLOAD_SECRET", "")
+    if configured:
+        return configured.encode()
+    path = DEFAULT_VAR_DIR / "download-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def download_base_url() -> str:
+    """Where `goalport serve-downloads` is reached: GOALPORT_DOWNLOAD_BASE_URL, else
+    loopback port 8765."""
+    return os.environ.get("GOALPORT_DOWNLOAD_BASE_URL", "").strip() or DEFAULT_DOWNLOAD_BASE_URL

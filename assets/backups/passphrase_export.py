@@ -23,7 +23,7 @@ from assets.backups.config import (
 )
 from assets.backups.runner import BackupResult
 from assets.exports.batches import render_batch
-from assets.exports.queue import export_expiry
+from resources.settings import export_expiry
 from resources import age
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import AppDatabase, ExtractFilter

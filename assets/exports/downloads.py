@@ -6,8 +6,8 @@ time-limited token: the object key and the expiry time, HMAC-SHA256 under a secr
 `open_download(token)` checks the signature and the time and returns the file; `goalport
 serve-downloads` serves those tokens over HTTP with nothing but the standard library.
 
-The secret is GOALPORT_DOWNLOAD_SECRET, else a random one generated once into
-./var/download-secret (readable by its owner only), so a forgotten setting still signs.
+The secret and the server's address come from `resources.settings` (`download_secret`,
+`download_base_url`).
 """
 
 from __future__ import annotations
@@ -18,22 +18,20 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import posixpath
-import secrets
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from assets.exports.batches import EXPORT_FORMATS
-from assets.exports.queue import COMPLETED, ExportJob, storage_key_of
+from assets.exports.expiry import storage_key_of
+from assets.exports.job_rows import ExportJob
+from assets.exports.job_status import ExportStatus
 from resources.audit import utc_now
-from resources.settings import DEFAULT_VAR_DIR
+from resources.settings import download_base_url, download_secret
 from resources.storage import ObjectStorage, StorageError
 
 DOWNLOAD_PATH = "/download/"
-DEFAULT_DOWNLOAD_BASE_URL = "http://127.0.0.1:8765"
 MAX_PRESIGNED_LIFETIME = dt.timedelta(days=7)
 
 
@@ -57,30 +55,6 @@ class Download:
     filename: str
     media_type: str
     data: bytes
-
-
-def download_secret() -> bytes:
-    """GOALPORT_DOWNLOAD_SECRET, else this install's generated secret under ./var."""
-    configured = os.environ.get("GOALPORT_DOWNLOAD_SECRET", "")
-    if configured:
-        return configured.encode()
-    path = Path(DEFAULT_VAR_DIR) / "download-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
-
-
-def download_base_url() -> str:
-    """Where `goalport serve-downloads` is reached: GOALPORT_DOWNLOAD_BASE_URL, else
-    loopback port 8765."""
-    return os.environ.get("GOALPORT_DOWNLOAD_BASE_URL", "").strip() or DEFAULT_DOWNLOAD_BASE_URL
 
 
 def _b64(data: bytes) -> str:
@@ -178,7 +152,7 @@ def export_download_link(
     base_url: str | None = None,
 ) -> DownloadLink:
     """A link to a completed export's file, expiring when the export does."""
-    if job.status != COMPLETED or job.expires_at is None:
+    if job.status != ExportStatus.COMPLETED or job.expires_at is None:
         raise DownloadError(f"export {job.id} is {job.status}: there is nothing to download")
     key = storage_key_of(storage, job.file_url)
     if key is None:

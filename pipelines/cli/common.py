@@ -42,9 +42,10 @@ def errors_as_user_errors(load_error_types: Callable[[], tuple[type[Exception], 
 def _core_error_types() -> tuple[type[Exception], ...]:
     from assets.exports.batches import ExportRequestError
     from resources.database import DatabaseUnavailableError
+    from resources.settings import SettingError
     from resources.storage import StorageError
 
-    return (ExportRequestError, DatabaseUnavailableError, StorageError)
+    return (ExportRequestError, DatabaseUnavailableError, SettingError, StorageError)
 
 
 friendly_errors = errors_as_user_errors(_core_error_types)

@@ -134,7 +134,8 @@ def exports() -> None:
 @friendly_errors
 def exports_process(once: bool, batch_size: int, interval: float, workers: int | None) -> None:
     """Claim pending export requests and export them here, batch by batch."""
-    from assets.exports.queue import claim_pending_exports, process_claimed_batch
+    from assets.exports.claims import claim_pending_exports
+    from assets.exports.progress import process_claimed_batch
 
     database = open_database()
     storage = open_storage()
@@ -208,11 +209,12 @@ def exports_list(user_id: str, limit: int) -> None:
 def exports_show(job_id: str, as_json: bool) -> None:
     """Everything about one export request, and a download link while it is valid."""
     from assets.exports.downloads import DownloadError, export_download_link
-    from assets.exports.queue import COMPLETED, get_export
+    from assets.exports.job_status import ExportStatus
+    from assets.exports.queue import get_export
 
     job = get_export(open_database().engine, job_id)
     values = job.as_dict()
-    if job.status == COMPLETED:
+    if job.status == ExportStatus.COMPLETED:
         try:
             values["downloadUrl"] = export_download_link(open_storage(), job).url
         except DownloadError as exc:
@@ -243,7 +245,8 @@ def exports_retry(job_ids: tuple[str, ...]) -> None:
 @friendly_errors
 def exports_cleanup() -> None:
     """Delete export files past their expiry, mark them expired, resend failed webhooks."""
-    from assets.exports.queue import deliver_notifications, expire_exports
+    from assets.exports.expiry import expire_exports
+    from assets.exports.notifications import deliver_notifications
 
     database = open_database()
     storage = open_storage()

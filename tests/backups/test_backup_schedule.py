@@ -296,7 +296,8 @@ def test_without_the_master_key_only_unencrypted_backups_are_queued(database, pg
 def test_a_failed_backup_retried_through_the_export_queue_is_taken_by_the_backup_path(
     database, pg_url
 ):
-    from assets.exports.queue import claim_pending_exports, retry_exports
+    from assets.exports.claims import claim_pending_exports
+    from assets.exports.queue import retry_exports
 
     user = database.all_user_ids()[0]
     now = utc(2030, 1, 8, 14)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from assets.exports.batches import ExportRequestError
+from assets.exports.claims import ClaimedBatch, claim_pending_exports, group_into_batches
 from assets.exports.defs import sensors
 from assets.exports.defs.sensors import export_request_sensor
 from assets.exports.downloads import (
@@ -30,20 +31,10 @@ from assets.exports.downloads import (
     make_download_token,
     open_download,
 )
-from assets.exports.queue import (
-    ClaimedBatch,
-    claim_pending_exports,
-    deliver_notifications,
-    expire_exports,
-    get_export,
-    group_into_batches,
-    list_exports,
-    process_claimed_batch,
-    process_pending_exports,
-    request_export,
-    retry_exports,
-    storage_key_of,
-)
+from assets.exports.expiry import expire_exports, storage_key_of
+from assets.exports.notifications import deliver_notifications
+from assets.exports.progress import process_claimed_batch, process_pending_exports
+from assets.exports.queue import get_export, list_exports, request_export, retry_exports
 from pipelines.cli import main as goalport_main
 from pipelines.definitions import defs
 from resources import schema

@@ -17,7 +17,8 @@ from assets.exports.defs.sensors import (
     export_request_sensor,
     export_run_failure_sensor,
 )
-from assets.exports.queue import get_export, request_export, retry_exports, storage_key_of
+from assets.exports.expiry import storage_key_of
+from assets.exports.queue import get_export, request_export, retry_exports
 from pipelines.definitions import defs
 from resources import schema
 from resources.database import AppDatabase

@@ -11,12 +11,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.exports.batches import check_formats, make_filter, write_batch
-from assets.exports.queue import (
-    ExportBatchProgress,
-    deliver_notifications,
-    restrict_batch,
-    track_export_run,
-)
+from assets.exports.notifications import deliver_notifications
+from assets.exports.progress import ExportBatchProgress, restrict_batch, track_export_run
 from resources.database import AppDatabase, ExtractedBatch
 from resources.run_memory import IN_RUN_MEMORY
 from resources.storage import ObjectStorage

@@ -7,7 +7,8 @@ says otherwise). Once a day the files past their expiry are deleted and their ro
 
 import dagster as dg
 
-from assets.exports.queue import deliver_notifications, expire_exports
+from assets.exports.expiry import expire_exports
+from assets.exports.notifications import deliver_notifications
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 

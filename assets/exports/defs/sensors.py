@@ -16,19 +16,22 @@ import json
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.exports.defs.assets import ExportConfig, export_job
-from assets.exports.queue import (
+from assets.exports.claims import (
     ADOPTED_BATCH_PREFIX,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_PER_CLAIM,
     ClaimedBatch,
     claim_pending_exports,
-    fail_exports,
     requeue_stranded_claims,
 )
+from assets.exports.defs.assets import ExportConfig, export_job
+from assets.exports.job_rows import as_utc
+from assets.exports.queue import fail_exports
 from resources import schema
 from resources.database import AppDatabase
 
-EXPORT_BATCH_SIZE = 100
-MAX_REQUESTS_PER_TICK = 1000
+EXPORT_BATCH_SIZE = DEFAULT_BATCH_SIZE
+MAX_REQUESTS_PER_TICK = DEFAULT_MAX_PER_CLAIM
 # A claim with no run after this long was lost between claiming and launching.
 STRANDED_CLAIM_AFTER = dt.timedelta(minutes=10)
 BATCH_TAG = "goalport/batch_id"
@@ -71,10 +74,7 @@ def _watermark(cursor: str | None, database: AppDatabase, batches: list[ClaimedB
             .order_by(table.c.createdAt.desc(), table.c.id.desc())
             .limit(1)
         ).first()
-    created = newest.createdAt
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=dt.UTC)
-    mark = {"createdAt": created.isoformat(), "id": newest.id}
+    mark = {"createdAt": as_utc(newest.createdAt).isoformat(), "id": newest.id}
     if previous and (previous["createdAt"], previous["id"]) > (mark["createdAt"], mark["id"]):
         mark = previous
     return json.dumps(mark, sort_keys=True)
