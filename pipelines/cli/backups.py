@@ -332,9 +332,10 @@ def backup_restore(
 
 def _restore_through_import(name, user_id, archive, mode, policy, yes) -> None:
     """Hand the verified, decrypted archive (a goalport export bundle) to the import path."""
-    from assets.imports.apply import ImportJobError, create_import_job, preview_import
     from assets.imports.detect import ImportFormatError
-    from assets.imports.diff import ImportPlanError
+    from assets.imports.jobs import ImportJobError, create_import_job
+    from assets.imports.plan import ImportPlanError
+    from assets.imports.preview import preview_import
     from pipelines.cli.imports import _apply_if_wanted, _print_preview
 
     database = open_database()

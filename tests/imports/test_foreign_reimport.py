@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from import_support import dump, import_file, populate
 
-from assets.imports.apply import get_import_job, undo_import
+from assets.imports.jobs import get_import_job
+from assets.imports.undo import undo_import
 from pipelines.cli import main
 from resources import schema
 from resources.database import AppDatabase

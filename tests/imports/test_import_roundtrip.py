@@ -20,7 +20,7 @@ from import_support import (
     reset,
 )
 
-from assets.imports.apply import get_import_job
+from assets.imports.jobs import get_import_job
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
