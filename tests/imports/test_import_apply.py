@@ -34,22 +34,9 @@ from assets.imports.preview import preview_import
 from assets.imports.undo import UndoRefusedError, undo_import
 from resources import schema
 from resources.database import AppDatabase
-from resources.storage import ObjectStorage
 
 REPO = Path(__file__).resolve().parents[2]
 TRELLO = REPO / "tests" / "imports" / "fixtures" / "trello" / "board.json"
-
-
-@pytest.fixture
-def database(pg_url):
-    database = AppDatabase(url=pg_url)
-    yield database
-    database.engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return ObjectStorage(url=str(tmp_path / "storage"))
 
 
 @pytest.fixture
