@@ -80,7 +80,7 @@ def user_identities(database: AppDatabase, user_id: str) -> Callable[[], list[st
     """The user's backup identity from the key vault, fetched only if a file needs it."""
 
     def fetch() -> list[str]:
-        from resources.keys import KeyCustodyError, KeyVault
+        from resources.keys import KeyCustodyError, KeyVault  # ~30 ms; encrypted files only
 
         try:
             return [KeyVault(database_url=database.resolved_url).identity(user_id)]
