@@ -24,9 +24,11 @@ TARGET_SECONDS = 20.0
 
 def run(database_url: str) -> dict:
     """Parse, preview, apply and re-preview a `TASKS`-task Todoist CSV; returns the numbers."""
-    from assets.imports.apply import apply_import, create_import_job, preview_import
+    from assets.imports.apply import apply_import
     from assets.imports.detect import detect_import
+    from assets.imports.jobs import create_import_job
     from assets.imports.parsers.todoist import generate_todoist_csv
+    from assets.imports.preview import preview_import
     from assets.imports.staging import TABLE_NAMES, app_columns
     from bench.import_bench import _orm_apply, scratch_database
     from migrations import upgrade

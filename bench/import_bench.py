@@ -78,7 +78,7 @@ def _orm_apply(
     Returns the seconds and the rows written (the first `limit` rows, parents first)."""
     from sqlalchemy import orm
 
-    from assets.imports.diff import rows_as_json
+    from assets.imports.row_json import rows_as_json
     from resources import schema
 
     registry = orm.registry()
@@ -123,7 +123,9 @@ def _orm_apply(
 def run(pg_url: str) -> dict:
     """Measure preview, apply and the ORM baseline on `ROWS` rows; returns the numbers."""
     from assets.formats.registry import render_json
-    from assets.imports.apply import apply_import, create_import_job, preview_import
+    from assets.imports.apply import apply_import
+    from assets.imports.jobs import create_import_job
+    from assets.imports.preview import preview_import
     from migrations import upgrade
     from resources import schema
     from resources.storage import ObjectStorage

@@ -2,11 +2,20 @@
 
 goalport's backups and encrypted exports are age files, so that their owners can open them
 with the standard `age` tool and no goalport at all. This module is the whole format:
-X25519 recipients and identities (`age1...` / `AGE-SECRET-KEY-1...`, Bech32), scrypt
-passphrases, the header and its MAC, the STREAM payload in 64 KiB chunks, and the ASCII
-armor. Decryption is strict in the way the specification and its test vectors require
-(canonical base64, exact stanza shapes, no data after the final chunk) and fails with an
-`AgeError` subclass that says what is wrong; `decrypt` never returns partial plaintext.
+X25519 recipients and identities (`age1...` / `AGE-SECRET-KEY-1...`, their Bech32 in
+`resources.bech32`), scrypt passphrases, the header and its MAC, the STREAM payload in
+64 KiB chunks, and the ASCII armor. Decryption is strict in the way the specification and
+its test vectors require (canonical base64, exact stanza shapes, no data after the final
+chunk) and fails with an `AgeError` subclass that says what is wrong; `decrypt` never
+returns partial plaintext.
+
+Why one module of about 950 lines: it is one specification, read against its test vectors
+(tests/resources/vectors/age) section by section, and its parts share one error hierarchy
+and private primitives (canonical base64, HKDF labels, the buffered reader that both the
+header parser and the armor decoder consume). Split into header, armor and payload
+modules, each would import the others' private names, and every caller, which uses the
+public names as `age.X` (a dozen modules), would have to know which part holds which
+error. Only Bech32, a separate specification with no age in it, lives apart.
 
 Post-quantum (mlkem768x25519), tagged, plugin and SSH recipients are not implemented: their
 stanzas are skipped like any unknown stanza, and their keys are refused with a clear error.
@@ -31,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from resources import bech32
 
 __all__ = [
     "AgeArmorError",
@@ -159,71 +170,6 @@ def _chunk_nonce(counter: int, last: bool) -> bytes:
     return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
-# ---------------------------------------------------------------- Bech32 (BIP 173)
-
-_BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_BECH32_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
-
-
-def _bech32_polymod(values: Iterable[int]) -> int:
-    checksum = 1
-    for value in values:
-        top = checksum >> 25
-        checksum = (checksum & 0x1FFFFFF) << 5 ^ value
-        for bit, generator in enumerate(_BECH32_GENERATOR):
-            if top >> bit & 1:
-                checksum ^= generator
-    return checksum
-
-
-def _bech32_hrp_values(hrp: str) -> list[int]:
-    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-
-
-def _regroup_bits(data: Iterable[int], from_bits: int, to_bits: int, pad: bool) -> list[int]:
-    accumulator, bits, out = 0, 0, []
-    mask = (1 << to_bits) - 1
-    for value in data:
-        accumulator = accumulator << from_bits | value
-        bits += from_bits
-        while bits >= to_bits:
-            bits -= to_bits
-            out.append(accumulator >> bits & mask)
-    if pad:
-        if bits:
-            out.append(accumulator << (to_bits - bits) & mask)
-    elif bits >= from_bits or accumulator << (to_bits - bits) & mask:
-        raise ValueError("has invalid padding in its data part")
-    return out
-
-
-def _bech32_encode(hrp: str, data: bytes) -> str:
-    """Lowercase Bech32 of `data` under `hrp` (which must be given in lowercase)."""
-    values = _regroup_bits(data, 8, 5, pad=True)
-    polymod = _bech32_polymod(_bech32_hrp_values(hrp) + values + [0] * 6) ^ 1
-    checksum = [polymod >> 5 * (5 - i) & 31 for i in range(6)]
-    return hrp + "1" + "".join(_BECH32_CHARSET[v] for v in values + checksum)
-
-
-def _bech32_decode(text: str) -> tuple[str, bytes]:
-    """(hrp as written, data); age's Bech32 has no length limit; mixed case is refused."""
-    if text != text.lower() and text != text.upper():
-        raise ValueError("mixes upper and lower case")
-    lower = text.lower()
-    separator = lower.rfind("1")
-    if separator < 1 or separator + 7 > len(lower):
-        raise ValueError("is not Bech32 (no separator, or too short)")
-    hrp = lower[:separator]
-    if any(not 33 <= ord(c) <= 126 for c in hrp):
-        raise ValueError("has invalid characters before the separator")
-    values = [_BECH32_CHARSET.find(c) for c in lower[separator + 1 :]]
-    if -1 in values:
-        raise ValueError("has characters outside the Bech32 alphabet")
-    if _bech32_polymod(_bech32_hrp_values(hrp) + values) != 1:
-        raise ValueError("has a wrong checksum (a typo, or a truncated copy)")
-    return text[:separator], bytes(_regroup_bits(values[:-6], 5, 8, pad=False))
-
-
 # ---------------------------------------------------------------- keys
 
 
@@ -251,7 +197,7 @@ def _parse_identity(identity: str) -> X25519PrivateKey:
     if not text.startswith(_IDENTITY_HRP):
         raise AgeKeyError("not an age identity: it must start with AGE-SECRET-KEY-1")
     try:
-        hrp, secret = _bech32_decode(text)
+        hrp, secret = bech32.decode(text)
     except ValueError as exc:
         raise AgeKeyError(f"malformed age identity: it {exc}") from None
     if hrp != _IDENTITY_HRP or len(secret) != 32:
@@ -273,7 +219,7 @@ def _parse_recipient(recipient: str) -> bytes:
     if not text.lower().startswith(_RECIPIENT_HRP + "1"):
         raise AgeKeyError(f"not an age recipient ({text[:12]!r}...): it must start with 'age1'")
     try:
-        hrp, public = _bech32_decode(text)
+        hrp, public = bech32.decode(text)
     except ValueError as exc:
         raise AgeKeyError(f"malformed age recipient ({text[:12]}...): it {exc}") from None
     if hrp != _RECIPIENT_HRP:
@@ -290,13 +236,13 @@ def _public_bytes(identity: X25519PrivateKey) -> bytes:
 def generate_identity() -> tuple[str, str]:
     """A fresh X25519 key pair: (identity `AGE-SECRET-KEY-1...`, recipient `age1...`)."""
     key = X25519PrivateKey.generate()
-    identity = _bech32_encode(_IDENTITY_HRP.lower(), key.private_bytes_raw()).upper()
-    return identity, _bech32_encode(_RECIPIENT_HRP, _public_bytes(key))
+    identity = bech32.encode(_IDENTITY_HRP.lower(), key.private_bytes_raw()).upper()
+    return identity, bech32.encode(_RECIPIENT_HRP, _public_bytes(key))
 
 
 def recipient_from_identity(identity: str) -> str:
     """The public `age1...` recipient of an `AGE-SECRET-KEY-1...` identity."""
-    return _bech32_encode(_RECIPIENT_HRP, _public_bytes(_parse_identity(identity)))
+    return bech32.encode(_RECIPIENT_HRP, _public_bytes(_parse_identity(identity)))
 
 
 def validate_recipient(recipient: str) -> str:

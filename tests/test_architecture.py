@@ -149,7 +149,9 @@ def test_only_dagster_modules_import_dagster():
         name
         for name, tree in TREES.items()
         if not _may_import_dagster(name)
-        and any(n == "dagster" or n.startswith(("dagster.", "dagster_")) for n in _all_imports(tree))
+        and any(
+            n == "dagster" or n.startswith(("dagster.", "dagster_")) for n in _all_imports(tree)
+        )
     ]
     assert offenders == []
 

@@ -23,11 +23,11 @@ from assets.backups.config import (
 )
 from assets.backups.runner import BackupResult
 from assets.exports.batches import render_batch
-from resources.settings import export_expiry
 from resources import age
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import AppDatabase, ExtractFilter
 from resources.schema import data_export_job as job_table
+from resources.settings import export_expiry
 from resources.storage import ObjectStorage
 
 

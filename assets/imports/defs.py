@@ -15,7 +15,8 @@ previews are applied.
   `confirmed_imports_sensor` starts one `import_apply_job` run per confirmed job, which
   applies the stored plan in one transaction (status `applied`).
 
-The work itself is `assets.imports.apply`, the same code the `goalport import` CLI runs.
+The work itself is `assets.imports.preview` and `assets.imports.apply`, the same code the
+`goalport import` CLI runs.
 """
 
 import hashlib
@@ -27,20 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from assets.imports.apply import (
-    ImportJobError,
-    TooManyBadRowsError,
-    apply_import,
-    create_import_job,
-    fail_job,
-    get_import_job,
-    load_user_state,
-    preview_staged,
-    read_job_file,
-    stage_job,
-)
+from assets.imports.apply import apply_import
 from assets.imports.detect import DetectedImport, ImportFormatError
+from assets.imports.jobs import ImportJobError, create_import_job, fail_job, get_import_job
+from assets.imports.preview import TooManyBadRowsError, preview_staged, read_job_file, stage_job
 from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, TABLE_NAMES, StagedImport, app_columns
+from assets.imports.user_state import load_user_state
 from resources import schema
 from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES

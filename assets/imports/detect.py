@@ -248,21 +248,18 @@ def _looks_like_goalport_json(data: bytes) -> bool:
     if FORMAT_MARKER in data[:65536]:
         return True
     # keys in another order (a re-saved file): only then parse the whole document
-    import orjson
-
-    try:
-        document = orjson.loads(_strip_bom(data))
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(document, dict) and document.get("format") == "goalport.export"
+    return _parses_as_export(data)
 
 
 def _is_export_document(data: bytes) -> bool:
     """A goalport JSON export itself (not a data package or manifest that names the format)."""
+    return FORMAT_MARKER in data and _parses_as_export(data)
+
+
+def _parses_as_export(data: bytes) -> bool:
+    """Whether `data` is a JSON object whose "format" is goalport's export format."""
     import orjson
 
-    if FORMAT_MARKER not in data:
-        return False
     try:
         document = orjson.loads(_strip_bom(data))
     except orjson.JSONDecodeError:

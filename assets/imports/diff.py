@@ -2,31 +2,15 @@
 then applies, exactly as previewed.
 
 Every staged row is one of: **create** (its id is new), **update** (the fields that differ,
-old and new), **unchanged**, **conflict** (see below), or **refused** (with the reason: the
-id belongs to another user's row, a reference points at a row this import deletes, a
-setting that append mode would duplicate). In replace mode, the user's rows within the
-chosen modules that the file does not hold are **deleted**, together with what the
-database would otherwise remove or clear on its own (ON DELETE CASCADE / SET NULL), so that
-every row the import touches is in the plan, recorded, and undoable.
-
-**The conflict rule.** A row is in conflict when it changed on both sides since the last
-time the file's source and the database agreed on it. goalport only knows that moment, not
-the row's history, so the rule uses timestamps:
-
-- the *sync time* of a row is when the file's copy was taken (`exportedAt` of a goalport
-  export), or, for other apps, when this row was last imported from that source (the
-  `updatedAt` of its ExternalRef);
-- a row conflicts when the file's version differs from the database's AND the database's
-  row was modified after the sync time (its `updatedAt` is later). The file then brings a
-  different version of a row the user has edited since: applying it blindly would lose that
-  edit. (A stale file, one whose row is older than the user's edit, is such a conflict too.)
-- Rows of tables without `updatedAt` (Module, Progress, Achievement, BibleReadingPlan,
-  BibleReading, WorkTask) and files without a sync time cannot show that the database
-  changed: a difference there is an update.
-
-The conflict policy decides: `keep-existing` (the database's row stays), `take-incoming`
-(the file's row is written), `newest-wins` (the row with the later `updatedAt`; a tie keeps
-the existing row), `fail` (the preview lists them and the apply refuses).
+old and new), **unchanged**, **conflict** (changed on both sides: `assets.imports.conflicts`
+says when, and what each policy keeps), or **refused** (with the reason: the id belongs to
+another user's row, a reference points at a row this import deletes, a setting that append
+mode would duplicate). In replace mode, the user's rows within the chosen modules that the
+file does not hold are **deleted**, together with what the database would otherwise remove
+or clear on its own (ON DELETE CASCADE / SET NULL), so that every row the import touches is
+in the plan, recorded, and undoable. For another app's file, the plan also says which
+ExternalRef rows (source id -> local id) to add or update, so a re-import updates instead
+of duplicating.
 
 Everything here is vectorised over Arrow (index lookups and column comparisons), so a
 50,000-row file previews in well under a second.
@@ -35,151 +19,39 @@ Everything here is vectorised over Arrow (index lookups and column comparisons),
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.formats.common import as_export_text
+from assets.imports.conflicts import conflicting_rows, resolve_conflicts
+from assets.imports.plan import (
+    COUNT_KEYS,
+    EXTERNAL_REF_SCHEMA,
+    SAMPLE_ROWS,
+    ImportPlan,
+    ImportPlanError,
+    TablePlan,
+    change_samples,
+    check_request,
+)
 from assets.imports.staging import (
-    BASE_TIME_COLUMN,
     EXTERNAL_COLUMN,
     GOALPORT,
-    MODES,
+    REFERENCES,
+    REFERENCES_FROM,
     ROW_COLUMN,
-    STAGING_COLUMNS,
     TABLE_NAMES,
     StagedImport,
-    app_columns,
+    derived_ids,
+    with_blank_staging_columns,
 )
-from resources.schema import APP_ARROW_SCHEMAS, MODULE_TABLES, UTC_TIMESTAMP
-
-POLICIES = ("keep-existing", "take-incoming", "newest-wins", "fail")
-COUNT_KEYS = ("create", "update", "unchanged", "conflict", "delete", "refused", "invalid")
-PLAN_VERSION = 1
-SAMPLE_ROWS = 20
-DETAIL_LIMIT = 200
-
-CONFLICT_RULE = (
-    "A row conflicts when the file's version differs from the database's and the database's "
-    "row was modified (updatedAt) after the file's copy was taken (exportedAt), or, for other "
-    "apps, after the row was last imported from that source."
-)
-
-EXTERNAL_REF_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string()),
-        pa.field("tableName", pa.string()),
-        pa.field("externalId", pa.string()),
-        pa.field("localId", pa.string()),
-        pa.field("extra", pa.string()),
-        pa.field("existed", pa.bool_()),
-        pa.field("before", pa.string()),  # the ref row as JSON before the import, if any
-    ]
-)
-
-
-class ImportPlanError(ValueError):
-    """The request cannot be planned (bad mode, policy or module name); says which."""
-
-
-@dataclass
-class TablePlan:
-    """What one table's rows become. Tables hold app columns (and staging's for incoming)."""
-
-    creates: pa.Table
-    updates: pa.Table
-    before: pa.Table  # the current rows that `updates` replace, in the same order
-    deletes: pa.Table  # the current rows to delete
-    counts: dict[str, int]
-
-    @property
-    def writes(self) -> int:
-        return self.creates.num_rows + self.updates.num_rows + self.deletes.num_rows
-
-
-@dataclass
-class ImportPlan:
-    user_id: str
-    mode: str
-    conflict_policy: str
-    modules: tuple[str, ...] | None
-    source_app: str
-    file_name: str
-    exported_at: dt.datetime | None
-    tables: dict[str, TablePlan]
-    external_refs: pa.Table
-    conflicts: list[dict] = field(default_factory=list)
-    unresolved_conflicts: int = 0
-    refused: list[dict] = field(default_factory=list)
-    issues: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    changes: dict[str, list[dict]] = field(default_factory=dict)
-    fingerprint: str = ""
-    total_rows: int = 0
-    file: dict = field(default_factory=dict)
-
-    @property
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {name: dict(plan.counts) for name, plan in self.tables.items()}
-
-    def totals(self) -> dict[str, int]:
-        totals = dict.fromkeys(COUNT_KEYS, 0)
-        for plan in self.tables.values():
-            for key in COUNT_KEYS:
-                totals[key] += plan.counts.get(key, 0)
-        return totals
-
-    @property
-    def row_writes(self) -> int:
-        return sum(plan.writes for plan in self.tables.values())
-
-    @property
-    def has_changes(self) -> bool:
-        return self.row_writes > 0 or self.external_refs.num_rows > 0
-
-    def preview(self) -> dict:
-        """The JSON preview stored on the DataImportJob and shown by the CLI."""
-        return {
-            "version": PLAN_VERSION,
-            "file": self.file,
-            "userId": self.user_id,
-            "mode": self.mode,
-            "conflictPolicy": self.conflict_policy,
-            "modules": list(self.modules) if self.modules else None,
-            "counts": self.counts,
-            "totals": self.totals(),
-            "rowsInFile": self.total_rows,
-            "changes": self.changes,
-            "conflicts": self.conflicts[:DETAIL_LIMIT],
-            "unresolvedConflicts": self.unresolved_conflicts,
-            "refused": self.refused[:DETAIL_LIMIT],
-            "invalidRows": self.issues[:DETAIL_LIMIT],
-            "invalidRowCount": len(self.issues),
-            "warnings": self.warnings,
-            "externalRefs": self.external_refs.num_rows,
-            "conflictRule": CONFLICT_RULE,
-        }
-
+from resources.schema import APP_ARROW_SCHEMAS, MODULE_TABLES
 
 # ---------------------------------------------------------------- scope
-
-
-def check_request(mode: str, policy: str, modules: Sequence[str] | None) -> tuple[str, ...] | None:
-    if mode not in MODES:
-        raise ImportPlanError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
-    if policy not in POLICIES:
-        raise ImportPlanError(
-            f"unknown conflict policy {policy!r}: choose from {', '.join(POLICIES)}"
-        )
-    if not modules:
-        return None
-    return tuple(dict.fromkeys(m.strip().lower() for m in modules if m.strip())) or None
 
 
 def scope_masks(
@@ -316,7 +188,7 @@ def diff_import(
         _add_delete_side_effects(plan, current)
     if staged.source_app != GOALPORT and mode != "append":
         plan.external_refs = _external_ref_changes(plan, staged, known_refs)
-    plan.changes = _change_samples(plan, sample_rows)
+    plan.changes = change_samples(plan, sample_rows)
     return plan
 
 
@@ -405,15 +277,13 @@ def _diff_table(
 
     conflict = _mask(matched_rows.num_rows)
     if "updatedAt" in schema.names and matched_rows.num_rows:
-        base = matched_rows[BASE_TIME_COLUMN]
-        if plan.exported_at is not None:
-            base = pc.coalesce(base, pa.scalar(plan.exported_at, UTC_TIMESTAMP))
-        db_newer = pc.fill_null(pc.greater(existing["updatedAt"], base), False)
-        conflict = pc.and_(changed, db_newer)
+        conflict = conflicting_rows(matched_rows, existing, changed, plan.exported_at)
     take = pc.and_(changed, pc.invert(conflict))
     n_conflicts = pc.sum(conflict).as_py() or 0 if matched_rows.num_rows else 0
     if n_conflicts:
-        take = pc.or_(take, _resolve(plan, name, matched_rows, existing, conflict, changed_columns))
+        take = pc.or_(
+            take, resolve_conflicts(plan, name, matched_rows, existing, conflict, changed_columns)
+        )
 
     creates = incoming.filter(create_mask)
     updates = matched_rows.filter(take)
@@ -456,55 +326,6 @@ def _any(masks: list, n: int) -> pa.Array:
     return result
 
 
-def _resolve(plan: ImportPlan, name, incoming, existing, conflict, changed_columns) -> pa.Array:
-    """Which conflicting rows the policy writes; each conflict is listed for the preview."""
-    policy = plan.conflict_policy
-    newer = pc.fill_null(pc.greater(incoming["updatedAt"], existing["updatedAt"]), False)
-    if policy == "take-incoming":
-        write = conflict
-    elif policy == "newest-wins":
-        write = pc.and_(conflict, newer)
-    else:
-        write = _mask(len(conflict))
-    if policy == "fail":
-        plan.unresolved_conflicts += pc.sum(conflict).as_py()
-    indices = np.flatnonzero(conflict.to_numpy(zero_copy_only=False))
-    names = APP_ARROW_SCHEMAS[name].names
-    write_list = write.to_numpy(zero_copy_only=False)
-    for i in indices[: DETAIL_LIMIT - min(len(plan.conflicts), DETAIL_LIMIT)]:
-        fields = {
-            column: [
-                _export_value(existing[column][int(i)]),
-                _export_value(incoming[column][int(i)]),
-            ]
-            for column, mask in zip(names, changed_columns, strict=True)
-            if mask[int(i)].as_py()
-        }
-        resolution = (
-            "unresolved"
-            if policy == "fail"
-            else ("take-incoming" if write_list[i] else "keep-existing")
-        )
-        plan.conflicts.append(
-            {
-                "table": name,
-                "id": incoming["id"][int(i)].as_py(),
-                "existingUpdatedAt": _export_value(existing["updatedAt"][int(i)]),
-                "incomingUpdatedAt": _export_value(incoming["updatedAt"][int(i)]),
-                "fields": fields,
-                "resolution": resolution,
-            }
-        )
-    return write
-
-
-def _export_value(scalar: pa.Scalar):
-    """A value as the export formats write it (timestamps, dates, decimals as text)."""
-    if not scalar.is_valid:
-        return None
-    return as_export_text(pa.array([scalar.as_py()], scalar.type))[0].as_py()
-
-
 # ---------------------------------------------------------------- replace: references
 
 
@@ -517,8 +338,6 @@ def _refuse_dangling_references(plan: ImportPlan, current: dict[str, pa.Table]) 
     rows that are not deleted, or rows it creates. Others are refused (a row pointing at a
     row a replace deletes, or at a refused row, e.g. one whose id another user holds);
     repeated, since a refused new row no longer exists for the rows pointing at it."""
-    from assets.imports.staging import REFERENCES_FROM
-
     while True:
         will_exist = {}
         for name in TABLE_NAMES:
@@ -582,8 +401,6 @@ def _add_delete_side_effects(plan: ImportPlan, current: dict[str, pa.Table]) -> 
     point at deleted rows are deleted too (CASCADE) or have the reference cleared (SET NULL).
     Only rows the file does not write are affected (incoming rows that still pointed at a
     deleted row were refused above)."""
-    from assets.imports.staging import REFERENCES
-
     cascade = {name: set(_ids(plan.tables[name].deletes).to_pylist()) for name in TABLE_NAMES}
     planned = {name: set(ids) for name, ids in cascade.items()}
     nulls: dict[str, dict[str, set[str]]] = {name: {} for name in TABLE_NAMES}
@@ -630,17 +447,10 @@ def _add_delete_side_effects(plan: ImportPlan, current: dict[str, pa.Table]) -> 
             )
             new_rows = new_rows.set_column(index, new_rows.schema.field(index), nulled)
         table_plan.updates = pa.concat_tables(
-            [table_plan.updates, _with_blank_staging_columns(new_rows)]
+            [table_plan.updates, with_blank_staging_columns(new_rows)]
         )
         table_plan.before = pa.concat_tables([table_plan.before, affected])
         table_plan.counts["update"] += affected.num_rows
-
-
-def _with_blank_staging_columns(table: pa.Table) -> pa.Table:
-    n = table.num_rows
-    table = table.append_column(ROW_COLUMN, pa.nulls(n, pa.int32()))
-    table = table.append_column(EXTERNAL_COLUMN, pa.nulls(n, pa.string()))
-    return table.append_column(BASE_TIME_COLUMN, pa.nulls(n, UTC_TIMESTAMP))
 
 
 # ---------------------------------------------------------------- external refs
@@ -671,8 +481,6 @@ def _table_ref_changes(
     refused_ids: list[str],
 ) -> pa.Table:
     """`_external_ref_changes` for the staged rows of one table, in their order."""
-    from assets.imports.staging import derived_ids
-
     imported = pc.and_(
         pc.is_valid(table[EXTERNAL_COLUMN]),
         pc.invert(pc.is_in(table["id"], value_set=pa.array(refused_ids, pa.string()))),
@@ -716,8 +524,6 @@ def _table_ref_changes(
 
 
 def _extra_text(extra: dict | None) -> str | None:
-    import orjson
-
     return orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode() if extra else None
 
 
@@ -736,181 +542,3 @@ def _text(table: pa.Table, column: str) -> pa.Array:
 
 def _json_ready(row: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
-
-
-# ---------------------------------------------------------------- preview samples
-
-
-def _change_samples(plan: ImportPlan, limit: int) -> dict[str, list[dict]]:
-    samples: dict[str, list[dict]] = {}
-    for name, table_plan in plan.tables.items():
-        entries: list[dict] = []
-        for row in _export_rows(app_columns(table_plan.creates, name).slice(0, limit)):
-            entries.append({"action": "create", "id": row["id"], "row": row})
-        updates = _export_rows(app_columns(table_plan.updates, name).slice(0, limit))
-        befores = _export_rows(table_plan.before.slice(0, limit))
-        for new, old in zip(updates, befores, strict=True):
-            fields = {k: [old[k], new[k]] for k in new if old[k] != new[k]}
-            entries.append({"action": "update", "id": new["id"], "fields": fields})
-        for row in _export_rows(table_plan.deletes.slice(0, limit)):
-            entries.append({"action": "delete", "id": row["id"], "row": row})
-        if entries:
-            samples[name] = entries
-    return samples
-
-
-def _export_rows(table: pa.Table) -> list[dict]:
-    names = table.column_names
-    columns = [as_export_text(table[n]).to_pylist() for n in names]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-
-
-def rows_as_json(table: pa.Table) -> list[str]:
-    """Each row as compact JSON with export-format values: ImportChange's before/after."""
-    return rows_json_array(table).to_pylist()
-
-
-# what orjson escapes in a string; any other character it writes as it is
-_JSON_ESCAPED = r'["\\\x00-\x1f]'
-
-
-def rows_json_array(table: pa.Table) -> pa.StringArray:
-    """`rows_as_json` as one Arrow array, joined column by column rather than row by row:
-    byte for byte what orjson writes for each row as a dict of its export values."""
-    import orjson
-
-    if table.num_rows == 0:
-        return pa.array([], pa.string())
-    pieces = []
-    for i, name in enumerate(table.column_names):
-        pieces.append(("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":")
-        pieces.append(_json_values(as_export_text(table[name])))
-    return pc.binary_join_element_wise(*pieces, "}", "")
-
-
-def _json_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Each value of the column as JSON text (as orjson writes it)."""
-    import orjson
-
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    t = column.type
-    if pa.types.is_integer(t):
-        text = column.cast(pa.string())
-    elif pa.types.is_boolean(t):
-        text = pc.if_else(column, "true", "false")
-    elif pa.types.is_string(t):
-        text = pc.binary_join_element_wise('"', column, '"', "")
-        escaped = pc.fill_null(pc.match_substring_regex(column, _JSON_ESCAPED), False)
-        if pc.any(escaped).as_py():
-            written = [orjson.dumps(v).decode() for v in column.filter(escaped).to_pylist()]
-            text = pc.replace_with_mask(text, escaped, pa.array(written, pa.string()))
-    else:
-        return pa.array([orjson.dumps(v).decode() for v in column.to_pylist()], pa.string())
-    return pc.fill_null(text, "null")
-
-
-# ---------------------------------------------------------------- persistence
-
-
-def plan_to_bytes(plan: ImportPlan) -> bytes:
-    """The whole plan as one zip of Arrow IPC files and a JSON header (stored uncompressed:
-    it lives for minutes, between preview and apply)."""
-    import orjson
-
-    header = {
-        "version": PLAN_VERSION,
-        "userId": plan.user_id,
-        "mode": plan.mode,
-        "conflictPolicy": plan.conflict_policy,
-        "modules": list(plan.modules) if plan.modules else None,
-        "sourceApp": plan.source_app,
-        "fileName": plan.file_name,
-        "exportedAt": plan.exported_at.isoformat() if plan.exported_at else None,
-        "unresolvedConflicts": plan.unresolved_conflicts,
-        "fingerprint": plan.fingerprint,
-        "counts": plan.counts,
-        "preview": plan.preview(),
-    }
-    sink = io.BytesIO()
-    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("plan.json", orjson.dumps(header))
-        for name, table_plan in plan.tables.items():
-            for part in ("creates", "updates", "before", "deletes"):
-                table = getattr(table_plan, part)
-                if table.num_rows:
-                    archive.writestr(f"{name}.{part}.arrow", _ipc_bytes(table))
-        if plan.external_refs.num_rows:
-            archive.writestr("ExternalRef.arrow", _ipc_bytes(plan.external_refs))
-    return sink.getvalue()
-
-
-def plan_from_bytes(data: bytes) -> ImportPlan:
-    import orjson
-
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        header = orjson.loads(archive.read("plan.json"))
-        if header.get("version") != PLAN_VERSION:
-            raise ImportPlanError("the stored plan was written by another goalport version")
-        names = set(archive.namelist())
-
-        def part(name: str, kind: str, staged_columns: bool) -> pa.Table:
-            member = f"{name}.{kind}.arrow"
-            if member in names:
-                return _from_ipc(archive.read(member))
-            table = APP_ARROW_SCHEMAS[name].empty_table()
-            return _with_blank_staging_columns(table) if staged_columns else table
-
-        tables = {}
-        for name in TABLE_NAMES:
-            tables[name] = TablePlan(
-                creates=part(name, "creates", True),
-                updates=part(name, "updates", True),
-                before=part(name, "before", False),
-                deletes=part(name, "deletes", False),
-                counts=header["counts"][name],
-            )
-        refs = (
-            _from_ipc(archive.read("ExternalRef.arrow"))
-            if "ExternalRef.arrow" in names
-            else EXTERNAL_REF_SCHEMA.empty_table()
-        )
-    preview = header["preview"]
-    plan = ImportPlan(
-        user_id=header["userId"],
-        mode=header["mode"],
-        conflict_policy=header["conflictPolicy"],
-        modules=tuple(header["modules"]) if header["modules"] else None,
-        source_app=header["sourceApp"],
-        file_name=header["fileName"],
-        exported_at=dt.datetime.fromisoformat(header["exportedAt"])
-        if header["exportedAt"]
-        else None,
-        tables=tables,
-        external_refs=refs,
-        conflicts=preview["conflicts"],
-        unresolved_conflicts=header["unresolvedConflicts"],
-        refused=preview["refused"],
-        issues=preview["invalidRows"],
-        warnings=preview["warnings"],
-        changes=preview["changes"],
-        fingerprint=header["fingerprint"],
-        total_rows=preview["rowsInFile"],
-        file=preview["file"],
-    )
-    return plan
-
-
-def _ipc_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_file(pa.BufferReader(data)).read_all()
-
-
-def without_staging_columns(table: pa.Table) -> pa.Table:
-    return table.drop_columns([c for c in STAGING_COLUMNS if c in table.column_names])

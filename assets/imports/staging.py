@@ -269,6 +269,15 @@ def _with_staging_columns(table: pa.Table | None, name: str) -> pa.Table:
     return table.append_column(BASE_TIME_COLUMN, pa.nulls(n, UTC_TIMESTAMP))
 
 
+def with_blank_staging_columns(table: pa.Table) -> pa.Table:
+    """Rows of the user's current data with staging's columns added, all null: the shape
+    of incoming rows, for the rows a plan updates that no file row stands for."""
+    n = table.num_rows
+    table = table.append_column(ROW_COLUMN, pa.nulls(n, pa.int32()))
+    table = table.append_column(EXTERNAL_COLUMN, pa.nulls(n, pa.string()))
+    return table.append_column(BASE_TIME_COLUMN, pa.nulls(n, UTC_TIMESTAMP))
+
+
 def _replace(table: pa.Table, column: str, values) -> pa.Table:
     index = table.schema.get_field_index(column)
     return table.set_column(index, table.schema.field(index), values)

@@ -11,7 +11,7 @@ import json
 
 import dagster as dg
 
-from assets.templates.service import catalog_fingerprint, rebuild_catalog
+from assets.templates.catalog import catalog_fingerprint, rebuild_catalog
 from assets.templates.template_file import TemplateFormatError, catalog_index_key, load_template
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage

@@ -5,10 +5,10 @@ priorities, difficulty and structure, with target dates turned into days from th
 start. It carries no personal data, no progress and no ids of the creator's rows (goals are
 named by local keys "n1", "n2", ... in depth-first order, parents first). The file is JSON,
 `{"format": "goalport.template", "formatVersion": 1, ...}`, described by the published
-JSON Schema `assets/schemas/template-v1.schema.json` and validated on every load.
+JSON Schema `assets/templates/schemas/template-v1.schema.json` and validated on every load.
 
-Pure code: rows in, documents out (and back), so the service, the CLI, the Dagster assets
-and the tests share one definition of the format.
+Pure code: rows in, documents out (and back), so the database side (`versions`, `apply`,
+`catalog`), the CLI, the Dagster assets and the tests share one definition of the format.
 """
 
 from __future__ import annotations

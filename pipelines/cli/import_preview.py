@@ -22,9 +22,9 @@ SHOWN = 10
 
 
 def _import_error_types() -> tuple[type[Exception], ...]:
-    from assets.imports.apply import ImportJobError
-    from assets.imports.detect import ImportFormatError
-    from assets.imports.diff import ImportPlanError
+    from assets.imports.jobs import ImportJobError
+    from assets.imports.parsers.base import ImportFormatError
+    from assets.imports.plan import ImportPlanError
 
     return (ImportFormatError, ImportJobError, ImportPlanError)
 
@@ -49,7 +49,8 @@ def preview_then_apply(
 ) -> None:
     """Make an import job for the file at `location` holding `data`, print its preview, and
     apply it when the person says so (or `yes`); a declined preview waits on its job."""
-    from assets.imports.apply import create_import_job, preview_import
+    from assets.imports.jobs import create_import_job
+    from assets.imports.preview import preview_import
 
     job_id = create_import_job(
         database.engine,

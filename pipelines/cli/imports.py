@@ -154,7 +154,7 @@ def import_confirm(job_id: str) -> None:
 @import_errors
 def import_undo(job_id: str) -> None:
     """Put back every row an applied import changed (refused if they changed since)."""
-    from assets.imports.apply import undo_import
+    from assets.imports.undo import undo_import
 
     result = undo_import(open_database(), job_id, actor="cli")
     click.echo(f"undid import {job_id}: {result.rows_restored} rows restored")
@@ -166,7 +166,7 @@ def import_undo(job_id: str) -> None:
 @import_errors
 def import_show(job_id: str) -> None:
     """Print a job's stored preview."""
-    from assets.imports.apply import get_import_job
+    from assets.imports.jobs import get_import_job
 
     job = get_import_job(open_database().engine, job_id)
     click.echo(f"import job {job_id}: {job['status']} ({job['fileName']}, user {job['userId']})")
@@ -187,7 +187,7 @@ def imports_group() -> None:
 @import_errors
 def imports_list(user_id: str) -> None:
     """A user's import jobs, newest first."""
-    from assets.imports.apply import list_import_jobs
+    from assets.imports.jobs import list_import_jobs
 
     jobs = list_import_jobs(open_database().engine, user_id)
     if not jobs:

@@ -1,6 +1,6 @@
 """`goalport template ...`: make goal plans shareable, browse them, and start from one.
 
-Thin wrappers over `assets.templates.service`; the commands that create something print the
+Thin wrappers over `assets.templates` (versions, apply, catalog); the commands that create something print the
 new template id on their last line, so scripts can take it with `tail -n1`.
 """
 
@@ -28,7 +28,7 @@ _RENAME_BY_KEY = re.compile(r"^(n[1-9][0-9]*)=(.+)$", re.DOTALL)
 
 
 def _template_error_types() -> tuple[type[Exception], ...]:
-    from assets.templates.service import TemplateError
+    from assets.templates.versions import TemplateError
 
     return (TemplateError,)
 
@@ -65,7 +65,7 @@ def _echo_record(record, verb: str) -> None:
 @template_errors
 def create(user_id, goal_ids, name, description, category, tags, public, start) -> None:
     """Make a template from USER's goals GOAL_ID... (each with its whole sub-goal tree)."""
-    from assets.templates.service import create_template
+    from assets.templates.versions import create_template
 
     record = create_template(
         open_database().engine,
@@ -95,7 +95,7 @@ def create(user_id, goal_ids, name, description, category, tags, public, start) 
 @template_errors
 def update(template_id, goal_ids, user_id, name, description, category, tags, public, start):
     """Make version n+1 of a template, from GOAL_IDs or from the latest version's goals."""
-    from assets.templates.service import create_version
+    from assets.templates.versions import create_version
 
     record = create_version(
         open_database().engine,
@@ -119,7 +119,7 @@ def update(template_id, goal_ids, user_id, name, description, category, tags, pu
 @template_errors
 def export_(template_id, out) -> None:
     """Write a template (a version id, or a key for its latest version) to a JSON file."""
-    from assets.templates.service import export_template
+    from assets.templates.versions import export_template
 
     record, data = export_template(open_database().engine, template_id)
     if out == "-":
@@ -138,7 +138,7 @@ def export_(template_id, out) -> None:
 @template_errors
 def import_(file, user_id) -> None:
     """Add a template file as a private template of USER."""
-    from assets.templates.service import import_template, read_template_file
+    from assets.templates.versions import import_template, read_template_file
 
     record = import_template(
         open_database().engine, read_template_file(file), user_id, where=str(file), actor="cli"
@@ -158,7 +158,8 @@ def import_(file, user_id) -> None:
 @template_errors
 def list_(category, tag, search, user_id, from_catalog, as_json) -> None:
     """Browse templates: id, key, latest version, downloads, rating, category, tags, name."""
-    from assets.templates.service import list_templates, search_catalog
+    from assets.templates.catalog import search_catalog
+    from assets.templates.versions import list_templates
 
     if from_catalog:
         if user_id:
@@ -222,7 +223,8 @@ def _rename_option(values: tuple[str, ...], document: dict) -> str | dict[str, s
 @template_errors
 def apply(template_id, user_id, start, rename, module_kind, without_subgoals, preview) -> None:
     """Create USER's own goals from a template (a new, independent plan every time)."""
-    from assets.templates.service import ApplyOptions, apply_template, get_template, preview_apply
+    from assets.templates.apply import ApplyOptions, apply_template, preview_apply
+    from assets.templates.versions import get_template
 
     engine = open_database().engine
     record = get_template(engine, template_id, user_id=user_id)
@@ -256,7 +258,7 @@ def apply(template_id, user_id, start, rename, module_kind, without_subgoals, pr
 @template_errors
 def versions(template_id) -> None:
     """Every version of a template: id, version, visibility, goals, downloads, created."""
-    from assets.templates.service import template_versions
+    from assets.templates.versions import template_versions
 
     for r in template_versions(open_database().engine, template_id):
         click.echo(
@@ -281,7 +283,7 @@ def versions(template_id) -> None:
 @template_errors
 def diff(template_id, from_version, to_version) -> None:
     """What changed between two versions: + added, - removed, ~ changed goals."""
-    from assets.templates.service import version_diff
+    from assets.templates.versions import version_diff
 
     result = version_diff(open_database().engine, template_id, from_version, to_version)
     for line in result.describe():
@@ -293,7 +295,7 @@ def diff(template_id, from_version, to_version) -> None:
 @template_errors
 def applied(user_id) -> None:
     """Templates USER applied, and what changed in them since."""
-    from assets.templates.service import applied_templates
+    from assets.templates.apply import applied_templates
 
     found = applied_templates(open_database().engine, user_id)
     if not found:
@@ -313,7 +315,7 @@ def applied(user_id) -> None:
 @template_errors
 def rate(template_id, user_id, stars) -> None:
     """Rate a template version 1-5 stars (once per user)."""
-    from assets.templates.service import rate_template
+    from assets.templates.versions import rate_template
 
     record = rate_template(open_database().engine, template_id, user_id, stars, actor="cli")
     click.echo(f"{record.name}: {record.rating:.2f}/5 from {record.rating_count} ratings")
@@ -323,7 +325,7 @@ def rate(template_id, user_id, stars) -> None:
 @template_errors
 def catalog() -> None:
     """Rebuild the public catalog in storage now (what the template_catalog asset does)."""
-    from assets.templates.service import rebuild_catalog
+    from assets.templates.catalog import rebuild_catalog
 
     storage = open_storage()
     result = rebuild_catalog(open_database().engine, storage)

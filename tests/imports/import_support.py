@@ -8,7 +8,9 @@ import datetime as dt
 import sqlalchemy as sa
 
 from assets.formats.registry import RENDERERS
-from assets.imports.apply import apply_import, create_import_job, preview_import
+from assets.imports.apply import apply_import
+from assets.imports.jobs import create_import_job
+from assets.imports.preview import preview_import
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage

@@ -8,16 +8,14 @@ stored on the job's preview and summarised by `goalport import`."""
 import json
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from import_support import dump, import_file, populate
 
-from assets.imports.apply import get_import_job, undo_import
+from assets.imports.jobs import get_import_job
+from assets.imports.undo import undo_import
 from pipelines.cli import main
 from resources import schema
-from resources.database import AppDatabase
-from resources.storage import ObjectStorage
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 HEADER = "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE"
@@ -64,18 +62,6 @@ def google_tasks_v2() -> bytes:
         }
     ]
     return json.dumps(document).encode()
-
-
-@pytest.fixture
-def database(pg_url):
-    database = AppDatabase(url=pg_url)
-    yield database
-    database.engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return ObjectStorage(url=str(tmp_path / "storage"))
 
 
 def goals_by_title(engine: sa.Engine, user_id: str, source: str) -> dict[str, dict]:

@@ -23,34 +23,20 @@ from import_support import (
     populate,
 )
 
-from assets.imports.apply import (
+from assets.imports.apply import apply_import
+from assets.imports.jobs import (
     ImportJobError,
     StalePreviewError,
-    UndoRefusedError,
-    apply_import,
     create_import_job,
     get_import_job,
-    preview_import,
-    undo_import,
 )
+from assets.imports.preview import preview_import
+from assets.imports.undo import UndoRefusedError, undo_import
 from resources import schema
 from resources.database import AppDatabase
-from resources.storage import ObjectStorage
 
 REPO = Path(__file__).resolve().parents[2]
 TRELLO = REPO / "tests" / "imports" / "fixtures" / "trello" / "board.json"
-
-
-@pytest.fixture
-def database(pg_url):
-    database = AppDatabase(url=pg_url)
-    yield database
-    database.engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return ObjectStorage(url=str(tmp_path / "storage"))
 
 
 @pytest.fixture
@@ -380,7 +366,7 @@ def test_invalid_rows_are_reported_and_too_many_stop_the_import(database, storag
     assert len(dependent) == len(goal["progress"]) + len(goal["subGoals"])
     assert bad_title not in json.dumps(plan.changes)
 
-    from assets.imports.apply import TooManyBadRowsError
+    from assets.imports.preview import TooManyBadRowsError
 
     job_id = create_import_job(database.engine, user_id=user_id, file_name="x.json")
     with pytest.raises(TooManyBadRowsError, match="more than the 0.1%"):

@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 
 from assets.formats.common import as_export_text
-from assets.imports.diff import rows_as_json, rows_json_array
+from assets.imports.row_json import rows_as_json, rows_json_array
 from assets.imports.staging import derived_id, derived_ids
 
 # ids the one-key-at-a-time implementation derived for these keys (seed "job9", Goal)

@@ -10,7 +10,6 @@ import pytest
 import sqlalchemy as sa
 from import_support import dump, erase_user_rows, export_user, populate
 
-from assets.imports.apply import get_import_job
 from assets.imports.defs import (
     confirmed_imports_sensor,
     import_inbox_sensor,
@@ -19,6 +18,7 @@ from assets.imports.defs import (
 from assets.imports.defs import (
     defs as import_defs,
 )
+from assets.imports.jobs import get_import_job
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage

@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from assets.imports.detect import DetectedImport
-from assets.imports.diff import diff_import, plan_from_bytes, plan_to_bytes
+from assets.imports.diff import diff_import
 from assets.imports.staging import derived_id, stage_import
+from assets.imports.stored_plans import plan_from_bytes, plan_to_bytes
 from resources.schema import APP_ARROW_SCHEMAS, empty_app_tables
 
 USER = "cuser00000000000000000001"

@@ -20,19 +20,11 @@ from import_support import (
     reset,
 )
 
-from assets.imports.apply import get_import_job
-from resources.database import AppDatabase
+from assets.imports.jobs import get_import_job
 from resources.storage import ObjectStorage
 
 FORMATS = ["json", "csv", "csv-excel", "xlsx", "parquet"]
 DAMAGE = ["erase-account", "erase-rows", "corrupt", "corrupt-touching-updatedAt"]
-
-
-@pytest.fixture
-def database(pg_url):
-    database = AppDatabase(url=pg_url)
-    yield database
-    database.engine.dispose()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -21,23 +21,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from assets.templates import defs as template_assets
-from assets.templates.service import (
-    ApplyOptions,
-    TemplateError,
-    applied_templates,
-    apply_template,
-    create_template,
-    create_version,
-    get_template,
-    import_template,
-    list_templates,
-    preview_apply,
-    rate_template,
-    rebuild_catalog,
-    search_catalog,
-    template_versions,
-    version_diff,
-)
+from assets.templates.apply import ApplyOptions, applied_templates, apply_template, preview_apply
+from assets.templates.catalog import rebuild_catalog, search_catalog
 from assets.templates.template_file import (
     GOAL_FIELDS,
     TemplateFormatError,
@@ -46,6 +31,17 @@ from assets.templates.template_file import (
     find_personal_data,
     iter_texts,
     load_template,
+)
+from assets.templates.versions import (
+    TemplateError,
+    create_template,
+    create_version,
+    get_template,
+    import_template,
+    list_templates,
+    rate_template,
+    template_versions,
+    version_diff,
 )
 from pipelines.cli import main
 from resources import schema

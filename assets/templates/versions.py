@@ -1,70 +1,49 @@
-"""Goal templates in the database: create, version, list, export, import, apply and rate.
+"""Goal templates in the database: create, version, import, read, list, export and rate.
 
-The CLI and the Dagster assets call these functions with a SQLAlchemy engine (and, for the
-catalog, anything with ObjectStorage's `write_bytes`/`list`/`delete`/`exists`): no Dagster
-here. The file format, the personal-data check, planning and diffs live in
-`assets.templates.template_file`; this module reads and writes `GoalTemplate`, `Goal`, `Module`,
-`ExternalRef` and the audit log.
-
-Every version of a template is its own `GoalTemplate` row (same `templateKey`, version n+1);
-its `content` is the validated template file. Applying a template creates goals in one
-transaction, counts a download, and records which template version was applied (an audit
-row, plus an `ExternalRef` with sourceApp "template" per goal created) so the user can later
-see what changed in newer versions.
+Every version of a template is its own `GoalTemplate` row (same `templateKey`, version
+n+1); its `content` is the validated template file (`assets.templates.template_file`: the
+format, the personal-data check, planning and diffs). Creating, versioning, importing and
+rating each write an audit row. Applying a template is `assets.templates.apply`; the
+public catalog in object storage is `assets.templates.catalog`. No Dagster here: the CLI
+and the Dagster assets call these functions with a SQLAlchemy engine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 
 from assets.templates.template_file import (
-    CATALOG_PREFIX,
     PersonalDataError,
-    PlannedGoal,
     TemplateDiff,
     TemplateFormatError,
     build_catalog_index,
     build_template_document,
-    catalog_index_key,
-    catalog_version_key,
     check_no_personal_data,
     diff_templates,
     dump_template,
     filter_templates,
     load_template,
     make_document,
-    plan_goals,
     validate_template,
 )
 from resources import schema
 from resources.audit import new_id, record_audit, utc_now
 
 AUDIT_OPERATION = "template"
-TEMPLATE_SOURCE_APP = "template"
-MODULE_KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
 
 _t = schema.goal_template
 
 
 class TemplateError(ValueError):
     """A template request cannot be done; the message says why and what to do."""
-
-
-class Storage(Protocol):
-    def write_bytes(self, key: str, data: bytes) -> Any: ...
-    def read_bytes(self, key: str) -> bytes: ...
-    def exists(self, key: str) -> bool: ...
-    def list(self, prefix: str = "") -> list[str]: ...
-    def delete(self, key: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -115,7 +94,7 @@ class TemplateRecord:
         }
 
 
-def _record(row: Mapping[str, Any]) -> TemplateRecord:
+def record_from_row(row: Mapping[str, Any]) -> TemplateRecord:
     return TemplateRecord(
         id=row["id"],
         template_key=row["templateKey"],
@@ -153,7 +132,7 @@ def create_template(
 ) -> TemplateRecord:
     """Version 1 of a new template made from the trees of the user's goals `goal_ids`."""
     with engine.begin() as conn:
-        creator = _user(conn, user_id)
+        creator = require_user(conn, user_id)
         document = _document_from_goals(
             conn,
             user_id,
@@ -189,8 +168,8 @@ def create_version(
     else the latest version's goals; details not given are kept from the latest version.
     `public` publishes or unpublishes the template, all its versions."""
     with engine.begin() as conn:
-        creator = _user(conn, user_id)
-        latest = _latest_version(conn, _resolve(conn, template_ref).template_key)
+        creator = require_user(conn, user_id)
+        latest = _latest_version(conn, resolve_template(conn, template_ref).template_key)
         if latest.author_id != user_id:
             raise TemplateError(
                 f"template {template_ref} belongs to another user; only its author can add "
@@ -235,7 +214,7 @@ def import_template(
     except TemplateFormatError as exc:
         raise TemplateError(str(exc)) from exc
     with engine.begin() as conn:
-        owner = _user(conn, user_id)
+        owner = require_user(conn, user_id)
         document = make_document(
             source["goals"],
             template_key=new_id("tk_"),
@@ -259,7 +238,8 @@ def import_template(
         )
 
 
-def _user(conn: sa.Connection, user_id: str) -> Mapping[str, Any]:
+def require_user(conn: sa.Connection, user_id: str) -> Mapping[str, Any]:
+    """The user's row; TemplateError when there is no such user."""
     row = conn.execute(sa.select(schema.user).where(schema.user.c.id == user_id)).mappings().first()
     if row is None:
         raise TemplateError(f"no user with id {user_id!r}")
@@ -340,7 +320,7 @@ def _insert_version(
             **(details or {}),
         },
     )
-    return _record(row)
+    return record_from_row(row)
 
 
 # ---------------------------------------------------------------- reading
@@ -352,21 +332,22 @@ def get_template(
     """A version by its id, or the latest version of a template by its key. With `user_id`,
     only what that user may see: public templates and their own."""
     with engine.connect() as conn:
-        return _resolve(conn, template_ref, user_id=user_id)
+        return resolve_template(conn, template_ref, user_id=user_id)
 
 
-def _resolve(
+def resolve_template(
     conn: sa.Connection, template_ref: str, *, user_id: str | None = None
 ) -> TemplateRecord:
+    """`get_template` in the caller's transaction."""
     query = sa.select(_t).where(sa.or_(_t.c.id == template_ref, _t.c.templateKey == template_ref))
     if user_id is not None:
         query = query.where(sa.or_(_t.c.visibility == "public", _t.c.authorId == user_id))
     rows = conn.execute(query).mappings().all()
     exact = [r for r in rows if r["id"] == template_ref]
     if exact:
-        return _record(exact[0])
+        return record_from_row(exact[0])
     if rows:
-        return _record(max(rows, key=lambda r: r["version"]))
+        return record_from_row(max(rows, key=lambda r: r["version"]))
     hint = " (or it is private to another user)" if user_id is not None else ""
     raise TemplateError(
         f"no template with id or key {template_ref!r}{hint}; `goalport template list` shows them"
@@ -381,17 +362,17 @@ def _latest_version(conn: sa.Connection, template_key: str) -> TemplateRecord:
         .mappings()
         .first()
     )
-    return _record(row)
+    return record_from_row(row)
 
 
 def template_versions(engine: sa.Engine, template_ref: str) -> list[TemplateRecord]:
     """Every version of the template `template_ref` belongs to, oldest first."""
     with engine.connect() as conn:
-        key = _resolve(conn, template_ref).template_key
+        key = resolve_template(conn, template_ref).template_key
         rows = conn.execute(
             sa.select(_t).where(_t.c.templateKey == key).order_by(_t.c.version)
         ).mappings()
-        return [_record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
 
 def version_diff(
@@ -421,7 +402,7 @@ def list_templates(
     if user_id is not None:
         query = sa.select(_t).where(sa.or_(_t.c.visibility == "public", _t.c.authorId == user_id))
     with engine.connect() as conn:
-        records = [_record(r) for r in conn.execute(query).mappings()]
+        records = [record_from_row(r) for r in conn.execute(query).mappings()]
     visibility = {}
     for r in sorted(records, key=lambda r: r.version):
         visibility[r.template_key] = r.visibility
@@ -436,248 +417,6 @@ def export_template(engine: sa.Engine, template_ref: str) -> tuple[TemplateRecor
     return record, dump_template(record.document)
 
 
-# ---------------------------------------------------------------- applying
-
-
-@dataclass(frozen=True)
-class ApplyOptions:
-    """How a user customises a template before it becomes their goals."""
-
-    start: dt.date
-    rename: str | Mapping[str, str] | None = None
-    module_kind: str | None = None
-    keep_subgoals: bool = True
-
-
-@dataclass
-class ApplyPlan:
-    """What applying would do: the goals it creates and the modules it must add."""
-
-    template: TemplateRecord
-    goals: list[PlannedGoal]
-    modules_to_create: list[str]
-
-
-@dataclass
-class ApplyResult:
-    plan: ApplyPlan
-    application_id: str
-    goal_ids: dict[str, str] = field(default_factory=dict)  # template key -> new Goal.id
-    module_ids_created: dict[str, str] = field(default_factory=dict)  # kind -> new Module.id
-
-
-def preview_apply(
-    engine: sa.Engine, template_ref: str, user_id: str, options: ApplyOptions
-) -> ApplyPlan:
-    """The goals applying would create, changing nothing."""
-    with engine.connect() as conn:
-        _user(conn, user_id)
-        return _plan(conn, _resolve(conn, template_ref, user_id=user_id), user_id, options)
-
-
-def apply_template(
-    engine: sa.Engine,
-    template_ref: str,
-    user_id: str,
-    options: ApplyOptions,
-    *,
-    actor: str | None = None,
-) -> ApplyResult:
-    """Create the template's goals for the user in one transaction and count a download.
-    Every application is a new, independent plan."""
-    with engine.begin() as conn:
-        _user(conn, user_id)
-        record = _resolve(conn, template_ref, user_id=user_id)
-        plan = _plan(conn, record, user_id, options)
-        result = ApplyResult(plan=plan, application_id=new_id("app_"))
-        now = utc_now()
-        module_ids = _module_ids_by_kind(conn, user_id)
-        for kind in plan.modules_to_create:
-            module_id = new_id()
-            conn.execute(
-                schema.module.insert().values(
-                    id=module_id,
-                    userId=user_id,
-                    kind=kind,
-                    name=kind.replace("_", " ").replace("-", " ").capitalize(),
-                    isActive=True,
-                    createdAt=now,
-                )
-            )
-            module_ids[kind] = result.module_ids_created[kind] = module_id
-        goal_rows, ref_rows = [], []
-        for planned in plan.goals:
-            goal_id = result.goal_ids[planned.key] = new_id()
-            goal_rows.append(
-                {
-                    "id": goal_id,
-                    "userId": user_id,
-                    "moduleId": module_ids.get(planned.module_kind)
-                    if planned.module_kind
-                    else None,
-                    "parentGoalId": result.goal_ids.get(planned.parent_key)
-                    if planned.parent_key
-                    else None,
-                    "title": planned.title,
-                    "description": planned.description,
-                    "priority": planned.priority,
-                    "difficulty": planned.difficulty,
-                    "targetDate": planned.target_date,
-                    "isCompleted": False,
-                    "completedAt": None,
-                    "createdAt": now,
-                    "updatedAt": now,
-                }
-            )
-            ref_rows.append(
-                {
-                    "id": new_id("xr_"),
-                    "userId": user_id,
-                    "sourceApp": TEMPLATE_SOURCE_APP,
-                    "externalId": f"{record.template_key}/v{record.version}/{result.application_id}/{planned.key}",
-                    "tableName": "Goal",
-                    "localId": goal_id,
-                    "extra": json.dumps(
-                        {
-                            "templateKey": record.template_key,
-                            "version": record.version,
-                            "applicationId": result.application_id,
-                            "key": planned.key,
-                        }
-                    ),
-                    "createdAt": now,
-                    "updatedAt": now,
-                }
-            )
-        conn.execute(schema.goal.insert(), goal_rows)
-        conn.execute(schema.external_ref.insert(), ref_rows)
-        conn.execute(
-            _t.update().where(_t.c.id == record.id).values(downloadCount=_t.c.downloadCount + 1)
-        )
-        record_audit(
-            conn,
-            user_id=user_id,
-            operation=AUDIT_OPERATION,
-            operation_type="apply",
-            data_types=["Goal", "Module"] if plan.modules_to_create else ["Goal"],
-            record_count=len(goal_rows),
-            actor=actor,
-            details={
-                "templateId": record.id,
-                "templateKey": record.template_key,
-                "version": record.version,
-                "applicationId": result.application_id,
-                "start": options.start.isoformat(),
-                "modulesCreated": plan.modules_to_create,
-            },
-        )
-    return result
-
-
-def _plan(
-    conn: sa.Connection, record: TemplateRecord, user_id: str, options: ApplyOptions
-) -> ApplyPlan:
-    kind = options.module_kind.strip().lower() if options.module_kind else None
-    if kind is not None and not MODULE_KIND_PATTERN.match(kind):
-        raise TemplateError(
-            f"module kind {options.module_kind!r} is not valid: use a lowercase word such as "
-            "fitness, learning, bible, work or personal"
-        )
-    try:
-        goals = plan_goals(
-            record.document,
-            start=options.start,
-            rename=options.rename,
-            keep_subgoals=options.keep_subgoals,
-            module_kind=kind,
-        )
-    except TemplateFormatError as exc:
-        raise TemplateError(str(exc)) from exc
-    existing = _module_ids_by_kind(conn, user_id)
-    wanted = dict.fromkeys(g.module_kind for g in goals if g.module_kind)
-    return ApplyPlan(
-        template=record, goals=goals, modules_to_create=[k for k in wanted if k not in existing]
-    )
-
-
-def _module_ids_by_kind(conn: sa.Connection, user_id: str) -> dict[str, str]:
-    """The user's module of each kind: an active one first, then the oldest."""
-    m = schema.module
-    rows = conn.execute(
-        sa.select(m.c.id, m.c.kind)
-        .where(m.c.userId == user_id)
-        .order_by(m.c.isActive.desc(), m.c.createdAt, m.c.id)
-    ).all()
-    result: dict[str, str] = {}
-    for module_id, kind in rows:
-        result.setdefault(kind, module_id)
-    return result
-
-
-# ---------------------------------------------------------------- after applying
-
-
-@dataclass(frozen=True)
-class AppliedTemplate:
-    """The last version of a template a user applied, and the newest they could have."""
-
-    template_key: str
-    name: str
-    applied_version: int
-    applied_at: dt.datetime
-    latest_version: int
-    changes: TemplateDiff | None  # None when the applied version is the latest
-
-
-def applied_templates(engine: sa.Engine, user_id: str) -> list[AppliedTemplate]:
-    """Each template the user applied, with what changed since the version they applied."""
-    a = schema.data_audit_log
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(a.c.details, a.c.createdAt)
-            .where(
-                a.c.userId == user_id,
-                a.c.operation == AUDIT_OPERATION,
-                a.c.operationType == "apply",
-            )
-            .order_by(a.c.createdAt, a.c.id)
-        ).all()
-        last: dict[str, tuple[int, dt.datetime]] = {}
-        for details, created in rows:
-            d = json.loads(details)
-            last[d["templateKey"]] = (d["version"], created)
-        result = []
-        for key, (applied_version, applied_at) in last.items():
-            versions = {
-                r["version"]: r
-                for r in conn.execute(
-                    sa.select(_t).where(
-                        _t.c.templateKey == key,
-                        sa.or_(_t.c.visibility == "public", _t.c.authorId == user_id),
-                    )
-                ).mappings()
-            }
-            if not versions:
-                continue
-            latest = _record(versions[max(versions)])
-            changes = None
-            if latest.version > applied_version and applied_version in versions:
-                changes = diff_templates(
-                    _record(versions[applied_version]).document, latest.document
-                )
-            result.append(
-                AppliedTemplate(
-                    template_key=key,
-                    name=latest.name,
-                    applied_version=applied_version,
-                    applied_at=applied_at,
-                    latest_version=latest.version,
-                    changes=changes,
-                )
-            )
-    return result
-
-
 def rate_template(
     engine: sa.Engine, template_ref: str, user_id: str, stars: int, *, actor: str | None = None
 ) -> TemplateRecord:
@@ -686,8 +425,8 @@ def rate_template(
         raise TemplateError(f"a rating is 1 to 5 stars, not {stars}")
     a = schema.data_audit_log
     with engine.begin() as conn:
-        _user(conn, user_id)
-        record = _resolve(conn, template_ref, user_id=user_id)
+        require_user(conn, user_id)
+        record = resolve_template(conn, template_ref, user_id=user_id)
         if record.author_id == user_id:
             raise TemplateError("authors cannot rate their own templates")
         earlier = conn.execute(
@@ -714,102 +453,7 @@ def rate_template(
             actor=actor,
             details={"templateId": record.id, "templateKey": record.template_key, "stars": stars},
         )
-        return _resolve(conn, record.id)
-
-
-# ---------------------------------------------------------------- the public catalog
-
-
-@dataclass(frozen=True)
-class CatalogResult:
-    index_key: str
-    index_url: str
-    index_bytes: int
-    templates: int
-    versions: int
-    files_written: list[str]
-    files_deleted: list[str]
-    fingerprint: str
-
-
-def catalog_fingerprint(engine: sa.Engine) -> str:
-    """Changes whenever a public template is added, edited, unpublished, downloaded or rated."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.max(_t.c.createdAt),
-                sa.func.max(_t.c.updatedAt),
-                sa.func.sum(_t.c.downloadCount),
-                sa.func.sum(_t.c.ratingCount),
-                sa.func.sum(_t.c.ratingSum),
-            ).where(_t.c.visibility == "public")
-        ).one()
-    values = [v.isoformat() if isinstance(v, dt.datetime) else v for v in row]
-    return hashlib.sha256(json.dumps(values, default=str).encode()).hexdigest()[:16]
-
-
-def rebuild_catalog(
-    engine: sa.Engine, storage: Storage, *, generated_at: dt.datetime | None = None
-) -> CatalogResult:
-    """Write one file per public template version (once: versions never change), then the
-    index, then delete catalog files of versions that are no longer public."""
-    fingerprint = catalog_fingerprint(engine)
-    with engine.connect() as conn:
-        records = [
-            _record(r)
-            for r in conn.execute(sa.select(_t).where(_t.c.visibility == "public")).mappings()
-        ]
-    wanted = {catalog_version_key(r.template_key, r.version): r for r in records}
-    written = []
-    for key, record in sorted(wanted.items()):
-        if not storage.exists(key):
-            storage.write_bytes(key, dump_template(record.document))
-            written.append(key)
-    index = build_catalog_index(
-        [r.as_row() for r in records], generated_at=generated_at or utc_now()
-    )
-    index_key = catalog_index_key()
-    stored = storage.write_bytes(
-        index_key, json.dumps(index, ensure_ascii=False, indent=2).encode("utf-8")
-    )
-    deleted = [k for k in storage.list(CATALOG_PREFIX) if k != index_key and k not in wanted]
-    for key in deleted:
-        storage.delete(key)
-    return CatalogResult(
-        index_key=index_key,
-        index_url=stored.url,
-        index_bytes=stored.size,
-        templates=index["templateCount"],
-        versions=len(wanted),
-        files_written=written,
-        files_deleted=deleted,
-        fingerprint=fingerprint,
-    )
-
-
-def read_catalog(storage: Storage) -> dict:
-    """The published catalog index; TemplateError when none has been built yet."""
-    key = catalog_index_key()
-    if not storage.exists(key):
-        raise TemplateError(
-            "no template catalog has been published yet; run `goalport template catalog` or "
-            "the template_catalog asset"
-        )
-    return json.loads(storage.read_bytes(key))
-
-
-def search_catalog(
-    storage: Storage,
-    *,
-    category: str | None = None,
-    tag: str | None = None,
-    search: str | None = None,
-) -> list[dict]:
-    """Entries of the published catalog that match category, tag and text."""
-    return filter_templates(
-        read_catalog(storage)["templates"], category=category, tag=tag, text=search
-    )
+        return resolve_template(conn, record.id)
 
 
 def read_template_file(path: Path) -> bytes:

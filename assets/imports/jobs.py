@@ -1,0 +1,122 @@
+"""DataImportJob rows: an import's job from upload to applied, and the errors its steps raise.
+
+A job is created `pending`; the preview step (`assets.imports.preview`) makes it `staged`
+and `previewed` (the plan stored, the preview on the row), the app may mark it
+`confirmed`, the apply (`assets.imports.apply`) makes it `applied` and the undo
+(`assets.imports.undo`) `undone`; `stale` (the user's data changed after the preview) and
+`failed` end it, with the reason in `errorMessage`. Those steps write the row through
+`update_job` and `fail_job`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from assets.imports.plan import check_request
+from resources import schema
+from resources.audit import new_id, utc_now
+
+
+class ImportJobError(RuntimeError):
+    """An import step refused; the message says why and what to do."""
+
+
+class StalePreviewError(ImportJobError):
+    """The user's data changed after the preview: a new preview is needed."""
+
+
+def create_import_job(
+    engine: sa.Engine,
+    *,
+    user_id: str,
+    file_name: str,
+    file_url: str | None = None,
+    mode: str = "merge",
+    conflict_policy: str = "fail",
+    modules: Sequence[str] | None = None,
+    requested_by: str | None = None,
+    job_id: str | None = None,
+) -> str:
+    """Insert a pending DataImportJob; returns its id (an existing `job_id` is kept as is,
+    so a sensor that retries does not create a second job)."""
+    chosen = check_request(mode, conflict_policy, modules)
+    job_id = job_id or new_id("imp_")
+    with engine.begin() as conn:
+        exists = conn.execute(
+            sa.select(schema.data_import_job.c.id).where(schema.data_import_job.c.id == job_id)
+        ).first()
+        if exists:
+            return job_id
+        conn.execute(
+            schema.data_import_job.insert().values(
+                id=job_id,
+                userId=user_id,
+                status="pending",
+                fileName=file_name,
+                fileUrl=file_url,
+                mode=mode,
+                conflictPolicy=conflict_policy,
+                modules=json.dumps(list(chosen)) if chosen else None,
+                requestedBy=requested_by,
+                createdAt=utc_now(),
+            )
+        )
+    return job_id
+
+
+def get_import_job(engine: sa.Engine, job_id: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(schema.data_import_job).where(schema.data_import_job.c.id == job_id)
+        ).first()
+    if row is None:
+        raise ImportJobError(f"no import job {job_id}")
+    return dict(row._mapping)
+
+
+def list_import_jobs(engine: sa.Engine, user_id: str) -> list[dict]:
+    """The user's import jobs, newest first (without the large preview)."""
+    job = schema.data_import_job
+    columns = [c for c in job.columns if c.name != "previewData"]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(*columns).where(job.c.userId == user_id).order_by(job.c.createdAt.desc())
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def update_job(engine_or_conn, job_id: str, **values) -> None:
+    """Set columns of the job row, in the caller's transaction or in one of its own."""
+    statement = (
+        schema.data_import_job.update()
+        .where(schema.data_import_job.c.id == job_id)
+        .values(**values)
+    )
+    if isinstance(engine_or_conn, sa.Engine):
+        with engine_or_conn.begin() as conn:
+            conn.execute(statement)
+    else:
+        engine_or_conn.execute(statement)
+
+
+def fail_job(
+    engine: sa.Engine, job_id: str, message: str, status: str = "failed", **values
+) -> None:
+    """End the job as `status` (failed, or stale) with the reason a user reads."""
+    update_job(engine, job_id, status=status, errorMessage=message[:4000], **values)
+
+
+def lock_job(conn: sa.Connection, job_id: str) -> dict:
+    """The job row, locked until the caller's transaction ends on PostgreSQL: one apply or
+    undo of a job at a time."""
+    job = schema.data_import_job
+    query = sa.select(job).where(job.c.id == job_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise ImportJobError(f"no import job {job_id}")
+    return dict(row._mapping)
