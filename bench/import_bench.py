@@ -122,7 +122,7 @@ def _orm_apply(
 
 def run(pg_url: str) -> dict:
     """Measure preview, apply and the ORM baseline on `ROWS` rows; returns the numbers."""
-    from assets.formats.registry import render_json
+    from assets.formats.json import render_json
     from assets.imports.apply import apply_import
     from assets.imports.jobs import create_import_job
     from assets.imports.preview import preview_import

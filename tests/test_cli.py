@@ -155,9 +155,9 @@ def test_help_imports_nothing_heavy():
 
 def test_import_choices_are_the_import_areas():
     """The CLI repeats these (importing the area costs a second at `--help`); they must agree."""
-    from assets.imports import diff, staging
+    from assets.imports import plan, staging
     from pipelines.cli import import_preview
 
     assert import_preview.MODES == staging.MODES
-    assert import_preview.POLICIES == diff.POLICIES
-    assert import_preview.COLUMNS == diff.COUNT_KEYS
+    assert import_preview.POLICIES == plan.POLICIES
+    assert import_preview.COLUMNS == plan.COUNT_KEYS

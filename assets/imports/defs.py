@@ -29,8 +29,9 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from assets.imports.apply import apply_import
-from assets.imports.detect import DetectedImport, ImportFormatError
+from assets.imports.detect import DetectedImport
 from assets.imports.jobs import ImportJobError, create_import_job, fail_job, get_import_job
+from assets.imports.parsers.base import ImportFormatError
 from assets.imports.preview import TooManyBadRowsError, preview_staged, read_job_file, stage_job
 from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, TABLE_NAMES, StagedImport, app_columns
 from assets.imports.user_state import load_user_state

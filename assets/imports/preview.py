@@ -17,13 +17,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.compute as pc
 
-from assets.imports.detect import (
-    DEFAULT_LIMITS,
-    DetectedImport,
-    ImportFormatError,
-    ImportLimits,
-    detect_import,
-)
+from assets.imports.detect import DEFAULT_LIMITS, DetectedImport, ImportLimits, detect_import
 from assets.imports.diff import diff_import
 from assets.imports.jobs import (
     ImportJobError,
@@ -32,7 +26,7 @@ from assets.imports.jobs import (
     get_import_job,
     update_job,
 )
-from assets.imports.parsers.base import collector_paused
+from assets.imports.parsers.base import ImportFormatError, collector_paused
 from assets.imports.plan import ImportPlan
 from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, StagedImport, stage_import
 from assets.imports.stored_plans import plan_key, plan_to_bytes

@@ -149,8 +149,8 @@ def test_definitions_include_the_import_area():
 def test_a_job_row_naming_a_file_outside_the_storage_is_refused(pg_url, tmp_path, file_url):
     """A DataImportJob row is written by the app or the API: its fileUrl must not make a run
     read a local file or a URL; the run fails and the job says which location was refused."""
-    from assets.imports.apply import create_import_job
     from assets.imports.defs import ImportJobConfig
+    from assets.imports.jobs import create_import_job
 
     database = AppDatabase(url=pg_url)
     storage = ObjectStorage(url=str(tmp_path / "storage"))

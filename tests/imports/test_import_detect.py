@@ -13,13 +13,8 @@ import pyarrow as pa
 import pytest
 
 from assets.formats.registry import RENDERERS
-from assets.imports.detect import (
-    EncryptedImportError,
-    ImportFormatError,
-    ImportLimits,
-    detect_import,
-)
-from assets.imports.parsers.base import ZipLimits
+from assets.imports.detect import EncryptedImportError, ImportLimits, detect_import
+from assets.imports.parsers.base import ImportFormatError, ZipLimits
 from resources import age
 from resources.database import split_by_user
 from synthetic.seed import generate_population

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from assets.imports.parsers import ParsedImport
+from assets.imports.parsers.base import ParsedImport
 from resources.schema import APP_ARROW_SCHEMAS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from parser_checks import NOW, assert_contract, by_id, by_title, fixture_bytes, rows
 
-from assets.imports.parsers import ImportFormatError, detect_source, parse_foreign_export
 from assets.imports.parsers.asana import parse_asana
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import detect_source, parse_foreign_export
 
 UTC = dt.UTC
 NAME = "Website_Relaunch.csv"

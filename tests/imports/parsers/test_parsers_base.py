@@ -10,8 +10,14 @@ from decimal import Decimal
 import pytest
 from parser_checks import NOW, assert_contract, by_id, zip_bytes
 
-from assets.imports.parsers import ImportFormatError, ZipLimits, safe_zip_members
-from assets.imports.parsers.base import ImportBuilder, compose_description, priority_from_label
+from assets.imports.parsers.base import (
+    ImportBuilder,
+    ImportFormatError,
+    ZipLimits,
+    compose_description,
+    priority_from_label,
+    safe_zip_members,
+)
 from assets.imports.parsers.dates import iso_utc, parse_date, parse_timestamp, parse_when, zone
 from assets.imports.parsers.textio import decode_text, read_csv_table
 

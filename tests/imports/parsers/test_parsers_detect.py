@@ -8,13 +8,8 @@ import random
 import pytest
 from parser_checks import NOW, foreign_exports, zip_bytes
 
-from assets.imports.parsers import (
-    SOURCE_APPS,
-    UNKNOWN,
-    ImportFormatError,
-    detect_source,
-    parse_foreign_export,
-)
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import SOURCE_APPS, UNKNOWN, detect_source, parse_foreign_export
 
 
 @pytest.mark.parametrize("app", SOURCE_APPS)

@@ -8,7 +8,8 @@ import json
 import pytest
 from parser_checks import NOW, assert_contract, by_title, fixture_bytes, rows, zip_bytes
 
-from assets.imports.parsers import ImportFormatError, detect_source, parse_foreign_export
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from assets.imports.parsers.google_tasks import parse_google_tasks
 
 UTC = dt.UTC

@@ -9,7 +9,8 @@ import json
 import pytest
 from parser_checks import NOW, assert_contract, by_title, fixture_bytes, rows
 
-from assets.imports.parsers import ImportFormatError, detect_source
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import detect_source
 from assets.imports.parsers.habitica import parse_habitica
 
 UTC = dt.UTC

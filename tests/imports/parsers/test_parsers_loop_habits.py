@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from parser_checks import FIXTURES, NOW, assert_contract, by_title, rows, zip_bytes
 
-from assets.imports.parsers import ImportFormatError, detect_source, parse_foreign_export
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from assets.imports.parsers.loop_habits import parse_loop_habits, sanitized_habit_name
 
 UTC = dt.UTC

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from parser_checks import FIXTURES, NOW, assert_contract, by_title, rows, zip_bytes
 
-from assets.imports.parsers import ImportFormatError, ZipLimits, detect_source, parse_foreign_export
+from assets.imports.parsers.base import ImportFormatError, ZipLimits
+from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from assets.imports.parsers.notion import parse_notion
 
 UTC = dt.UTC

@@ -9,7 +9,8 @@ import random
 import pytest
 from parser_checks import NOW, fixture_bytes, foreign_exports
 
-from assets.imports.parsers import PARSERS, SOURCE_APPS, ImportFormatError, parse_foreign_export
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import PARSERS, SOURCE_APPS, parse_foreign_export
 
 JSON_FIXTURES = {
     "trello": "board.json",

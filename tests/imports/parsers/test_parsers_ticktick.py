@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from parser_checks import NOW, assert_contract, by_title, fixture_bytes, rows
 
-from assets.imports.parsers import ImportFormatError, detect_source, parse_foreign_export
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from assets.imports.parsers.ticktick import parse_ticktick
 
 UTC = dt.UTC

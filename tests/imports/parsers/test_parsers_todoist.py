@@ -8,7 +8,8 @@ import time
 import pytest
 from parser_checks import NOW, assert_contract, by_id, by_title, fixture_bytes, rows, zip_bytes
 
-from assets.imports.parsers import ImportFormatError, detect_source, parse_foreign_export
+from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from assets.imports.parsers.todoist import generate_todoist_csv, parse_todoist, read_todoist_date
 
 HOME = "Home [2203306141].csv"
