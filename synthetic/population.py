@@ -110,9 +110,6 @@ def _heavy_users(n_users: int, heavy_every: int) -> np.ndarray:
     return heavy
 
 
-# ------------------------------------------------------------------------- generation
-
-
 def generate_population(
     n_users: int, seed: int = 0, heavy_every: int = 2000
 ) -> dict[str, pa.Table]:
