@@ -34,7 +34,7 @@ def run(database_url: str) -> dict:
     from migrations import upgrade
     from resources import schema
     from resources.storage import ObjectStorage
-    from synthetic.seed import generate_population, load_population
+    from synthetic import generate_population, load_population
 
     with scratch_database(database_url) as database:
         url = database.url

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from synthetic.seed import seed_database
+from synthetic import seed_database
 
 GOALPORT = str(Path(sys.executable).parent / "goalport")
 

@@ -28,7 +28,7 @@ from resources import age, keys, schema
 from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.storage import ObjectStorage
-from synthetic.seed import generate_population, load_population
+from synthetic import generate_population, load_population
 
 
 @pytest.fixture

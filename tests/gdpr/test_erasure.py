@@ -25,7 +25,7 @@ from resources.audit import new_id, record_audit, subject_ref, utc_now
 from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.storage import ObjectStorage
-from synthetic.seed import seed_database
+from synthetic import seed_database
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 

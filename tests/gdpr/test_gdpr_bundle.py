@@ -40,7 +40,7 @@ from resources import age, schema
 from resources.audit import record_audit
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage
-from synthetic.seed import generate_population, load_population, seed_database
+from synthetic import generate_population, load_population, seed_database
 
 FRICTIONLESS = str(Path(sys.executable).parent / "frictionless")
 EXPORTED_AT = dt.datetime(2025, 2, 3, 4, 5, 6, 789000, tzinfo=dt.UTC)

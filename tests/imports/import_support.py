@@ -14,7 +14,7 @@ from assets.imports.preview import preview_import
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic.seed import generate_population, load_population
+from synthetic import generate_population, load_population
 
 EXPORTED_AT = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)
 OWN_TABLES = ("DataImportJob", "ImportChange", "ExternalRef", "DataAuditLog")

@@ -26,7 +26,7 @@ from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY_RESOURCES
 from resources.schema import APP_ARROW_SCHEMAS
 from resources.storage import ObjectStorage
-from synthetic.seed import generate_population, load_population
+from synthetic import generate_population, load_population
 
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 

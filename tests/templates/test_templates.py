@@ -231,7 +231,7 @@ def _pick_rich_user(tables) -> str:
 
 
 def test_template_from_a_rich_goal_tree_holds_no_personal_data_or_progress(engine):
-    from synthetic.seed import generate_population, load_population
+    from synthetic import generate_population, load_population
 
     tables = generate_population(10, seed=7, heavy_every=0)
     load_population(engine, tables)
