@@ -25,6 +25,13 @@ from assets.backups.config import (
     backup_job_format,
     load_configs,
 )
+from assets.exports.job_status import (
+    IN_FLIGHT,
+    ExportStatus,
+    claim_jobs,
+    fail_jobs,
+    insert_jobs,
+)
 from resources import schema
 from resources.audit import new_id, utc_now
 from resources.schema import backup_config as config_table
@@ -97,7 +104,7 @@ def fail_stale_backups(engine: sa.Engine, now: dt.datetime) -> list[str]:
             conn.execute(
                 sa.select(job_table.c.id).where(
                     job_table.c.exportType == BACKUP_EXPORT_TYPE,
-                    job_table.c.status == "processing",
+                    job_table.c.status == ExportStatus.PROCESSING.value,
                     job_table.c.startedAt < cutoff,
                 )
             )
@@ -105,15 +112,12 @@ def fail_stale_backups(engine: sa.Engine, now: dt.datetime) -> list[str]:
             .all()
         )
         if stale:
-            conn.execute(
-                job_table.update()
-                .where(job_table.c.id.in_(stale), job_table.c.status == "processing")
-                .values(
-                    status="failed",
-                    completedAt=now,
-                    errorMessage=f"the backup did not finish within {STALE_AFTER} "
-                    "(its run was lost); it is queued again while the user is due",
-                )
+            fail_jobs(
+                conn,
+                stale,
+                f"the backup did not finish within {STALE_AFTER} "
+                "(its run was lost); it is queued again while the user is due",
+                now=now,
             )
     return list(stale)
 
@@ -127,7 +131,7 @@ def _in_flight_users(conn: sa.Connection, user_ids: Sequence[str]) -> set[str]:
                 sa.select(job_table.c.userId)
                 .where(
                     job_table.c.exportType == BACKUP_EXPORT_TYPE,
-                    job_table.c.status.in_(["pending", "processing"]),
+                    job_table.c.status.in_([s.value for s in IN_FLIGHT]),
                     job_table.c.userId.in_(chunk),
                 )
                 .distinct()
@@ -162,7 +166,7 @@ def queue_due_backups(
             sa.select(job_table.c.id, job_table.c.userId)
             .where(
                 job_table.c.exportType == BACKUP_EXPORT_TYPE,
-                job_table.c.status == "pending",
+                job_table.c.status == ExportStatus.PENDING.value,
                 job_table.c.format.like(backup_job_format("%")),
             )
             .order_by(job_table.c.createdAt)
@@ -199,20 +203,9 @@ def queue_due_backups(
         batch_of = {j: b.batch_id for b in batches for j in b.job_ids}
         for row in rows:
             row["batchId"] = batch_of[row["id"]]
-        if rows:
-            conn.execute(job_table.insert(), rows)
+        insert_jobs(conn, rows, ExportStatus.PROCESSING)
         for batch in batches:
-            conn.execute(
-                job_table.update()
-                .where(job_table.c.id.in_(batch.job_ids), job_table.c.status == "pending")
-                .values(
-                    status="processing",
-                    batchId=batch.batch_id,
-                    startedAt=now,
-                    attempts=job_table.c.attempts + 1,
-                    errorMessage=None,
-                )
-            )
+            claim_jobs(conn, batch.job_ids, batch_id=batch.batch_id, now=now)
     outcome.batches = batches
     return outcome
 
@@ -237,7 +230,6 @@ def _request_row(user_id: str, job_format: str, requested_by: str, now: dt.datet
         "exportType": BACKUP_EXPORT_TYPE,
         "format": job_format,
         "filters": None,
-        "status": "processing",
         "batchId": None,
         "requestedBy": requested_by,
         "recordsProcessed": 0,
@@ -270,5 +262,5 @@ def queue_backup_now(
             row = _request_row(user_id, config.job_format, requested_by, now)
             row["batchId"] = batch_id
             rows.append(row)
-        conn.execute(job_table.insert(), rows)
+        insert_jobs(conn, rows, ExportStatus.PROCESSING)
     return QueuedBackups(batch_id, tuple(r["id"] for r in rows), tuple(user_ids))

@@ -23,10 +23,10 @@ from assets.backups.config import (
 )
 from assets.backups.runner import BackupResult
 from assets.exports.batches import render_batch
+from assets.exports.job_status import ExportStatus, insert_jobs
 from resources import age
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import AppDatabase, ExtractFilter
-from resources.schema import data_export_job as job_table
 from resources.settings import export_expiry
 from resources.storage import ObjectStorage
 
@@ -90,27 +90,25 @@ def write_passphrase_export(
     now = utc_now()
     records = sum(counts.values())
     with database.engine.begin() as conn:
-        conn.execute(
-            job_table.insert().values(
-                id=job_id,
-                userId=user_id,
-                exportType=BACKUP_EXPORT_TYPE,
-                format=backup_job_format(fmt),
-                filters=json.dumps(extracted.filters.as_dict()),
-                status="completed",
-                requestedBy=requested_by,
-                recordsProcessed=records,
-                recordsTotal=records,
-                fileUrl=stored.url,
-                fileSizeBytes=stored.size,
-                checksum="sha256:" + stored.sha256,
-                attempts=1,
-                createdAt=created_at,
-                startedAt=created_at,
-                completedAt=now,
-                expiresAt=now + export_expiry(),
-            )
-        )
+        row = {
+            "id": job_id,
+            "userId": user_id,
+            "exportType": BACKUP_EXPORT_TYPE,
+            "format": backup_job_format(fmt),
+            "filters": json.dumps(extracted.filters.as_dict()),
+            "requestedBy": requested_by,
+            "recordsProcessed": records,
+            "recordsTotal": records,
+            "fileUrl": stored.url,
+            "fileSizeBytes": stored.size,
+            "checksum": "sha256:" + stored.sha256,
+            "attempts": 1,
+            "createdAt": created_at,
+            "startedAt": created_at,
+            "completedAt": now,
+            "expiresAt": now + export_expiry(),
+        }
+        insert_jobs(conn, [row], ExportStatus.COMPLETED)
         record_audit(
             conn,
             user_id=user_id,

@@ -29,6 +29,7 @@ from assets.backups.config import (
     delete_backup_config,
     get_backup_config,
 )
+from assets.exports.job_status import ExportStatus, expire_jobs
 from resources.audit import record_audit
 from resources.schema import data_export_job as job_table
 from resources.storage import ObjectStorage
@@ -93,11 +94,7 @@ def apply_retention(
         deleted.append(destination.object_url(key))
     if deleted:
         with engine.begin() as conn:
-            conn.execute(
-                job_table.update()
-                .where(job_table.c.fileUrl.in_(deleted), job_table.c.status == "completed")
-                .values(status="expired")
-            )
+            expire_jobs(conn, file_urls=deleted)
             record_audit(
                 conn,
                 user_id=user_id,
@@ -140,7 +137,7 @@ def list_backups(
                 sa.select(job_table.c.fileUrl).where(
                     job_table.c.userId == user_id,
                     job_table.c.exportType == BACKUP_EXPORT_TYPE,
-                    job_table.c.status == "completed",
+                    job_table.c.status == ExportStatus.COMPLETED.value,
                     job_table.c.fileUrl.in_(urls),
                 )
             ).scalars()

@@ -40,6 +40,7 @@ from assets.backups.config import (
 )
 from assets.backups.retention import apply_retention
 from assets.exports.batches import render_batch
+from assets.exports.job_status import ExportStatus, complete_job, fail_jobs
 from resources import age
 from resources.audit import record_audit, utc_now
 from resources.database import AppDatabase, ExtractFilter
@@ -93,7 +94,7 @@ def _load_backup_jobs(engine: sa.Engine, job_ids: Sequence[str], batch_id: str) 
     held = []
     for row in rows:
         if (
-            row["status"] == "processing"
+            row["status"] == ExportStatus.PROCESSING
             and row["batchId"] == batch_id
             and row["exportType"] == BACKUP_EXPORT_TYPE
         ):
@@ -111,17 +112,7 @@ def _load_backup_jobs(engine: sa.Engine, job_ids: Sequence[str], batch_id: str) 
 
 def _fail_job(engine: sa.Engine, job: dict, message: str, run_id: str | None) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            job_table.update()
-            .where(
-                job_table.c.id == job["id"],
-                job_table.c.status == "processing",
-                job_table.c.batchId == job["batchId"],
-            )
-            .values(
-                status="failed", errorMessage=message[:4000], completedAt=utc_now(), runId=run_id
-            )
-        )
+        fail_jobs(conn, [job["id"]], message, batch_id=job["batchId"], run_id=run_id)
 
 
 def check_encryption_keys(keys: KeyVault) -> str:
@@ -268,26 +259,18 @@ def _write_and_verify(
     next_at = next_backup_after(verified_at, config.frequency, config.timezone)
     records = sum(counts.values())
     with engine.begin() as conn:
-        done = conn.execute(
-            job_table.update()
-            .where(
-                job_table.c.id == job["id"],
-                job_table.c.status == "processing",
-                job_table.c.batchId == job["batchId"],
-            )
-            .values(
-                status="completed",
-                recordsProcessed=records,
-                recordsTotal=records,
-                fileUrl=stored.url,
-                fileSizeBytes=stored.size,
-                checksum="sha256:" + stored.sha256,
-                completedAt=verified_at,
-                errorMessage=None,
-                runId=run_id,
-            )
+        done = complete_job(
+            conn,
+            job["id"],
+            batch_id=job["batchId"],
+            run_id=run_id,
+            records=records,
+            file_url=stored.url,
+            file_size_bytes=stored.size,
+            checksum="sha256:" + stored.sha256,
+            completed_at=verified_at,
         )
-        if done.rowcount != 1:
+        if not done:
             raise BackupError(f"backup request {job['id']} was taken from batch {job['batchId']}")
         if config.id is not None:
             conn.execute(
