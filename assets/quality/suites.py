@@ -30,7 +30,7 @@ from assets.quality.report import EXAMPLE_IDS, QualityReport, RuleResult
 from assets.quality.rules import Rule, Tables, quality_rules
 from resources.schema import APP_TABLE_NAMES, table_or_empty
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # resources.database imports dagster; the suites only read a batch
     from resources.database import ExtractedBatch
 
 
