@@ -34,7 +34,8 @@ def run(database_url: str) -> dict:
     from migrations import upgrade
     from resources import schema
     from resources.storage import ObjectStorage
-    from synthetic import generate_population, load_population
+    from synthetic.load import load_population
+    from synthetic.population import generate_population
 
     with scratch_database(database_url) as database:
         url = database.url

@@ -56,7 +56,7 @@ def scratch_database(server_url: str) -> Iterator[AppDatabase]:
 def heavy_user_tables(rows: int = ROWS, seed: int = 7) -> tuple[str, dict[str, pa.Table]]:
     """One seeded heavy user's tables, progress trimmed so that every table adds up to `rows`."""
     from resources.database import split_by_user
-    from synthetic import generate_population
+    from synthetic.population import generate_population
 
     population = generate_population(2, seed=seed, heavy_every=1)
     counts = pa.TableGroupBy(population["Progress"], "userId").aggregate([("id", "count")])
@@ -129,7 +129,7 @@ def run(pg_url: str) -> dict:
     from migrations import upgrade
     from resources import schema
     from resources.storage import ObjectStorage
-    from synthetic import load_population
+    from synthetic.load import load_population
 
     with scratch_database(pg_url) as database:
         url = database.url

@@ -40,7 +40,8 @@ def run(pg_url: str) -> dict:
     import psycopg  # noqa: F401
 
     from migrations import upgrade
-    from synthetic import generate_population, load_population
+    from synthetic.load import load_population
+    from synthetic.population import generate_population
 
     users = [int(u) for u in os.environ.get("GOALPORT_BENCH_SEED_USERS", "2000,20000").split(",")]
     rounds = int(os.environ.get("GOALPORT_BENCH_SEED_ROUNDS", "2"))

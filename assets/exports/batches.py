@@ -3,7 +3,8 @@
 The Dagster assets, the CLI and the request processor all call this, so every export takes
 the same path. Rendering runs in a process pool when a batch has more than one user and
 more than one core is free: XLSX rendering, not extraction, sets the time of big exports.
-Before rendering, the data-quality suites (assets.quality.suites) keep out the users whose data
+Before rendering, the data-quality report of the batch (assets.quality: made once per batch,
+by the `extracted_batch` asset or, without Dagster, here) keeps out the users whose data
 breaks a rule; after, every file is proven complete (assets.exports.completeness).
 """
 
@@ -15,15 +16,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from assets.quality.report import QualityReport
+from assets.quality.suites import check_batch_quality
 from resources.database import AppDatabase, ExtractedBatch, ExtractFilter
 from resources.storage import ObjectStorage, StoredObject
-
-if TYPE_CHECKING:
-    from assets.quality.suites import QualityReport
 
 # format name -> (file extension, media type)
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {
@@ -250,7 +249,8 @@ def export_users(
     workers: int | None = None,
     quality_gate: bool = True,
 ) -> BatchExportResult:
-    """Extract `user_ids` in one batch and write each user's files in every format."""
+    """Extract `user_ids` in one batch and write each user's files in every format; with
+    `quality_gate`, the suites run once on the batch and keep out the users that fail."""
     formats = check_formats(formats)
     exported_at = exported_at or dt.datetime.now(dt.UTC)
     batch = database.extract(user_ids, filters)
@@ -279,9 +279,10 @@ def write_batch(
 ) -> BatchExportResult:
     """Render and store every found user of an extracted batch.
 
-    With `quality_gate`, the data-quality suites (assets.quality.suites) run on the whole batch
-    first (`quality` passes a report already made for this batch), and a user with any row
-    failing a rule is not rendered: `failed_users` says which table, rule, rows and ids.
+    With `quality_gate`, a user with any row failing a data-quality rule is not rendered:
+    `failed_users` says which table, rule, rows and ids. `quality` is the report of the
+    suites already run on this batch (or on a batch it was cut from: the `extracted_batch`
+    asset's); without one the suites run here, once.
     Every file is proven complete (assets.exports.completeness): read with goalport's reader for
     its format and compared, table by table, with what was extracted (in the rendering
     worker), then read back from storage and matched byte for byte (SHA-256) with the
@@ -301,15 +302,10 @@ def write_batch(
     result = BatchExportResult(missing_user_ids=[u for u in batch.user_ids if u not in per_user])
     filters = batch.filters.as_dict()
     if quality_gate:
-        from assets.quality.suites import run_quality_suites
-
-        started, started_cpu = time.perf_counter(), time.process_time()
-        report = (
-            quality if quality is not None else run_quality_suites(batch.tables, filters=filters)
-        )
+        report = quality if quality is not None else check_batch_quality(batch)
         result.quality = report
-        result.timings["quality"] = time.perf_counter() - started
-        result.timings["quality_cpu"] = time.process_time() - started_cpu
+        result.timings["quality"] = report.seconds
+        result.timings["quality_cpu"] = report.cpu_seconds
         for user_id in sorted(report.affected_user_ids & per_user.keys()):
             result.failed_users[user_id] = report.user_message(user_id)
             del per_user[user_id]

@@ -468,7 +468,7 @@ def _repeated_ids(ids) -> pa.Array | None:
     return pc.fill_null(pc.not_equal(first, positions), False)
 
 
-# Expectation types of assets.quality.suites that are judged here row by row (the suites' own
+# Expectation types of assets.quality.rules that are judged here row by row (the suites' own
 # run through great-expectations is the import's blocking check; this says which rows).
 def _failing_rows(rule, values) -> pa.Array | None:
     """True for each value the quality rule rejects (nulls pass, as in great-expectations)."""
@@ -537,7 +537,7 @@ def _check_quality_rules(
     with the user's existing rows (a goal's parent or a plan may already be there): rows
     that break a rule are out, each reported with the rule's description. References are
     left to `_drop_unresolved_references`, which also follows them through dropped rows."""
-    from assets.quality.suites import quality_rules
+    from assets.quality.rules import quality_rules
 
     rules = [
         r

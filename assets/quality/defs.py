@@ -1,16 +1,18 @@
-"""Data-quality gates in front of rendering: the great-expectations suites of
-`assets.quality.suites`, as blocking Dagster asset checks on `extracted_batch`.
+"""Data-quality gates in front of rendering: the great-expectations suites
+(`assets.quality.suites`) as blocking Dagster asset checks on `extracted_batch`.
 
-One check per app table (`Goal_quality`, `Progress_quality`, ...), all evaluated by one op
-so the suites run once per batch. Each reports, per failing rule, how many rows fail, a
-few of their ids and how many users they belong to.
+The `extracted_batch` asset runs the suites once and carries their report on its output;
+the checks read that report and run nothing again. One check per app table
+(`Goal_quality`, `Progress_quality`, ...), all evaluated by one op. Each reports, per
+failing rule, how many rows fail, a few of their ids and how many users they belong to.
 
 A failing rule stops only the users it concerns. So a check that finds bad rows fails
-with WARN severity, and the render step (`assets.exports.batches.write_batch`, which runs the
-same suites as its gate) leaves those users out and fails their requests with the reason;
-the rest of the batch is exported. Only when no user of the batch can be exported do the
-failing checks fail with ERROR severity, and being blocking, they stop the run before
-rendering; the batch's export requests are then failed here, each with its user's reason.
+with WARN severity, and the render step (`export_files`, through
+`assets.exports.batches.write_batch`, with the same report) leaves those users out and
+fails their requests with the reason; the rest of the batch is exported. Only when no user
+of the batch can be exported do the failing checks fail with ERROR severity, and being
+blocking, they stop the run before rendering; the batch's export requests are then failed
+here, each with its user's reason.
 """
 
 from collections.abc import Mapping, Sequence
@@ -19,7 +21,9 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.exports.defs.assets import ExportBatch
-from assets.quality.suites import QualityReport, RuleResult, quality_rules, run_quality_suites
+from assets.exports.queue import fail_exports
+from assets.quality.report import QualityReport, RuleResult
+from assets.quality.rules import quality_rules
 from resources.database import AppDatabase
 from resources.schema import APP_TABLE_NAMES, data_export_job
 
@@ -59,9 +63,9 @@ QUALITY_CHECK_SPECS = [
 def extracted_batch_quality(
     context: dg.AssetCheckExecutionContext, extracted_batch: ExportBatch, database: AppDatabase
 ):
-    """Run every table's expectation suite on the extracted batch (great-expectations 1.x)."""
-    batch = extracted_batch.extracted
-    report = run_quality_suites(batch.tables, filters=batch.filters.as_dict())
+    """Every table's expectation suite on the extracted batch (great-expectations 1.x), as
+    reported by the run of the suites that `extracted_batch` made."""
+    report = extracted_batch.quality
     if report.blocks_batch:
         context.log.error(
             f"every one of the {len(report.user_ids)} users fails a data-quality rule: "
@@ -87,8 +91,6 @@ def fail_requests_of_users(
     engine: sa.Engine, job_ids: Sequence[str], messages: Mapping[str, str], run_id: str
 ) -> list[str]:
     """Fail the export requests (DataExportJob rows) of these users, each with its message."""
-    from assets.exports.queue import fail_exports
-
     if not job_ids:
         return []
     with engine.connect() as conn:

@@ -45,7 +45,8 @@ LISTED_USERS = 20
 def check(users, modules, since, until, batch_size, as_json) -> None:
     """Run the data-quality suites and report every failing rule (exit 1 if any fails)."""
     from assets.exports.batches import make_filter
-    from assets.quality.suites import merge_reports, run_quality_suites
+    from assets.quality.report import merge_reports
+    from assets.quality.suites import run_quality_suites
 
     filters = make_filter(split_csv(modules) or None, since, until)
     database = open_database()

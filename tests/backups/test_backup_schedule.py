@@ -24,7 +24,8 @@ from resources import keys, schema
 from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.storage import ObjectStorage
-from synthetic import generate_population, load_population
+from synthetic.load import load_population
+from synthetic.population import generate_population
 
 UTC = dt.UTC
 

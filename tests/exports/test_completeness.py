@@ -22,7 +22,8 @@ from assets.formats.readers import READERS
 from assets.formats.registry import RENDERERS
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage, StoredObject
-from synthetic import generate_population, seed_database
+from synthetic import seed_database
+from synthetic.population import generate_population
 
 FORMATS = [f for f in EXPORT_FORMATS if f in READERS]
 EXPORTED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)

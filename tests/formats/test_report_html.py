@@ -23,7 +23,7 @@ from assets.exports.batches import render_user_files
 from assets.formats.report import MAX_GOAL_CHARTS, MAX_POINTS_PER_CHART, render_report_html
 from resources.database import ExtractedBatch
 from resources.schema import APP_ARROW_SCHEMAS, empty_app_tables
-from synthetic import generate_population
+from synthetic.population import generate_population
 
 CHROMIUM = "/usr/bin/chromium"
 EXPORTED_AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -21,7 +21,7 @@ from test_renderers import as_tables, render, rich_rows
 from assets.formats.readers import read_xlsx_export
 from assets.formats.xlsx_reader import XlsxCells
 from resources.database import ExtractedBatch
-from synthetic import generate_population
+from synthetic.population import generate_population
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 

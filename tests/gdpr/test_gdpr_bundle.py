@@ -40,7 +40,9 @@ from resources import age, schema
 from resources.audit import record_audit
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage
-from synthetic import generate_population, load_population, seed_database
+from synthetic import seed_database
+from synthetic.load import load_population
+from synthetic.population import generate_population
 
 FRICTIONLESS = str(Path(sys.executable).parent / "frictionless")
 EXPORTED_AT = dt.datetime(2025, 2, 3, 4, 5, 6, 789000, tzinfo=dt.UTC)

@@ -14,7 +14,8 @@ from assets.imports.preview import preview_import
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import generate_population, load_population
+from synthetic.load import load_population
+from synthetic.population import generate_population
 
 EXPORTED_AT = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)
 OWN_TABLES = ("DataImportJob", "ImportChange", "ExternalRef", "DataAuditLog")

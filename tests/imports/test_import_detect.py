@@ -17,7 +17,7 @@ from assets.imports.detect import EncryptedImportError, ImportLimits, detect_imp
 from assets.imports.parsers.base import ImportFormatError, ZipLimits
 from resources import age
 from resources.database import split_by_user
-from synthetic import generate_population
+from synthetic.population import generate_population
 
 EXPORTED_AT = dt.datetime(2026, 10, 1, 8, 30, tzinfo=dt.UTC)
 

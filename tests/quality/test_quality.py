@@ -1,7 +1,7 @@
 """Data-quality gates: broken rows in a real PostgreSQL database make exactly their rule
 fail, naming the right ids and users, and stop only those users' exports; the Dagster
 asset checks show the same, WARN while some users can be exported and ERROR (blocking the
-run) when none can."""
+run) when none can. The suites run once per batch, in a run and without one."""
 
 import datetime as dt
 import json
@@ -15,18 +15,17 @@ from click.testing import CliRunner
 
 from assets.exports.batches import export_users
 from assets.exports.defs.assets import ExportConfig, export_files, export_job, extracted_batch
+from assets.quality import suites
 from assets.quality.defs import extracted_batch_quality
-from assets.quality.suites import (
-    goal_tree_reaches_root,
-    merge_reports,
-    quality_rules,
-    run_quality_suites,
-)
+from assets.quality.report import merge_reports
+from assets.quality.rules import goal_tree_reaches_root, quality_rules
+from assets.quality.suites import run_quality_suites
 from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY_RESOURCES
 from resources.schema import APP_ARROW_SCHEMAS
 from resources.storage import ObjectStorage
-from synthetic import generate_population, load_population
+from synthetic.load import load_population
+from synthetic.population import generate_population
 
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 
@@ -291,6 +290,47 @@ def test_asset_checks_block_the_run_when_no_user_can_be_exported(broken_database
     assert cases["Goal.priority_in_range"][1][0] in jobs[chosen[0]]
 
 
+@pytest.fixture
+def validations(monkeypatch) -> list[set[str]]:
+    """The tables of every great-expectations validation made while the test runs."""
+    made: list[set[str]] = []
+    validate = suites._validate_with_gx
+
+    def counted(frames):
+        made.append(set(frames))
+        return validate(frames)
+
+    monkeypatch.setattr(suites, "_validate_with_gx", counted)
+    return made
+
+
+def test_an_export_run_validates_its_batch_once_and_every_step_uses_that_report(
+    broken_database, tmp_path, validations
+):
+    url, cases, good = broken_database
+    user_id, bad_ids = cases["Goal.priority_in_range"]
+    result = run_export_job(url, tmp_path, [user_id, *good[:2]])
+    assert result.success
+    assert len(validations) == 1, "the check and the render step reuse extracted_batch's report"
+
+    extracted = result.asset_materializations_for_node("extracted_batch")[0].metadata
+    assert extracted["users_failing_quality"].value == 1
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["Goal_quality"].metadata["unexpected: priority_in_range"].value == 1
+    assert result.output_for_node("extracted_batch").quality.affected_user_ids == {user_id}
+    assert result.asset_materializations_for_node("export_files")[0].metadata["files"].value == 2
+
+
+def test_an_export_without_dagster_validates_its_batch_once(broken_database, tmp_path, validations):
+    url, cases, good = broken_database
+    user_id, _ = cases["User.email_well_formed"]
+    database = AppDatabase(url=url)
+    result = export_users(database, ObjectStorage(url=str(tmp_path)), [user_id, good[0]], ["json"])
+    assert len(validations) == 1
+    assert set(result.failed_users) == {user_id} and set(result.by_user()) == {good[0]}
+    assert result.timings["quality"] == result.quality.seconds > 0
+
+
 # ---------------------------------------------------------------- pure: rules GX is given
 
 
@@ -392,13 +432,13 @@ def test_reports_of_several_batches_merge_into_one():
     assert not merged.blocks_batch
 
 
-def test_the_same_batch_is_validated_once_per_process():
+def test_every_call_validates_the_data_it_is_given():
     tables = small_population()
     first = run_quality_suites(tables)
-    assert run_quality_suites({name: t.slice(0) for name, t in tables.items()}) is first
+    assert first.passed
     goals = tables["Goal"].to_pylist()
     goals[0]["difficulty"] = 7
     tables["Goal"] = pa.Table.from_pylist(goals, schema=tables["Goal"].schema)
     changed = run_quality_suites(tables)
-    assert changed is not first
     assert [r.key for r in changed.failures] == ["Goal.difficulty_in_range"]
+    assert first.passed, "a report is not changed by a later run"

@@ -21,13 +21,13 @@ import sqlalchemy as sa
 
 from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, APP_TABLES
 from resources.schema import progress as progress_table
-from synthetic import (
+from synthetic import seed_database
+from synthetic.load import load_population
+from synthetic.population import (
     MAX_SUBGOAL_DEPTH,
     MODULE_KINDS,
     generate_population,
     generated_user_ids,
-    load_population,
-    seed_database,
 )
 
 LIMIT = datetime(2026, 11, 1, tzinfo=UTC)

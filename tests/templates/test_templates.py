@@ -231,7 +231,8 @@ def _pick_rich_user(tables) -> str:
 
 
 def test_template_from_a_rich_goal_tree_holds_no_personal_data_or_progress(engine):
-    from synthetic import generate_population, load_population
+    from synthetic.load import load_population
+    from synthetic.population import generate_population
 
     tables = generate_population(10, seed=7, heavy_every=0)
     load_population(engine, tables)

@@ -1,8 +1,10 @@
-"""Export assets: a batch of users extracted once, then rendered and written to storage.
+"""Export assets: a batch of users extracted and checked once, then rendered and written.
 
 The run config names the users (or, from the request sensor, the request rows that name
 them), formats and filters (typed `ExportConfig`); the extracted batch carries them on to
-rendering, so a run is configured in one place.
+rendering, so a run is configured in one place. It carries the data-quality report too:
+the suites run once, in `extracted_batch`, and both the blocking checks
+(`assets.quality.defs`) and `export_files` read that report.
 """
 
 import datetime as dt
@@ -13,6 +15,8 @@ import dagster as dg
 from assets.exports.batches import check_formats, make_filter, write_batch
 from assets.exports.notifications import deliver_notifications
 from assets.exports.progress import ExportBatchProgress, restrict_batch, track_export_run
+from assets.quality.report import QualityReport
+from assets.quality.suites import check_batch_quality
 from resources.database import AppDatabase, ExtractedBatch
 from resources.run_memory import IN_RUN_MEMORY
 from resources.storage import ObjectStorage
@@ -34,9 +38,11 @@ class ExportConfig(dg.Config):
 
 @dataclass
 class ExportBatch:
-    """The extracted tables with the request they answer."""
+    """The extracted tables, what the quality suites found in them, and the request they
+    answer."""
 
     extracted: ExtractedBatch
+    quality: QualityReport
     formats: tuple[str, ...]
     requested_at: dt.datetime
     job_ids: tuple[str, ...] = ()
@@ -49,7 +55,9 @@ class ExportBatch:
 def extracted_batch(
     context: dg.AssetExecutionContext, config: ExportConfig, database: AppDatabase
 ) -> dg.Output[ExportBatch]:
-    """Every app table's rows for the batch's users: one query per table, not per user."""
+    """Every app table's rows for the batch's users (one query per table, not per user),
+    validated by the data-quality suites: one great-expectations run per batch, whose
+    report the blocking checks and the render step share."""
     formats = check_formats(config.formats)
     filters = make_filter(config.modules, config.since, config.until)
     progress = track_export_run(
@@ -64,6 +72,7 @@ def extracted_batch(
     try:
         extracted = database.extract(progress.user_ids, filters)
         progress.started(extracted)
+        quality = check_batch_quality(extracted)
     except Exception as exc:
         progress.abort(f"{type(exc).__name__}: {exc}")
         deliver_notifications(database.engine, ids=progress.notification_ids)
@@ -75,6 +84,7 @@ def extracted_batch(
     return dg.Output(
         ExportBatch(
             extracted,
+            quality,
             formats,
             dt.datetime.now(dt.UTC),
             job_ids=tuple(progress.job_ids),
@@ -89,6 +99,8 @@ def extracted_batch(
             "rows": sum(counts.values()),
             "row_counts": dg.MetadataValue.json(counts),
             "filters": dg.MetadataValue.json(filters.as_dict()),
+            "quality_seconds": round(quality.seconds, 3),
+            "users_failing_quality": len(quality.affected_user_ids),
         },
     )
 
@@ -115,6 +127,7 @@ def export_files(
             storage,
             extracted_batch.formats,
             exported_at=extracted_batch.requested_at,
+            quality=extracted_batch.quality,
             on_user_done=progress.user_done,
             key_suffix=progress.key_suffix,
         )
