@@ -26,8 +26,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from assets.exports.batches import EXPORT_FORMATS
 from assets.exports.queue import COMPLETED, ExportJob, storage_key_of
+from assets.formats.registry import media_type_of
 from resources.audit import utc_now
 from resources.settings import DEFAULT_VAR_DIR
 from resources.storage import ObjectStorage, StorageError
@@ -115,13 +115,6 @@ def read_download_token(
     if (now or utc_now()) >= expires_at:
         raise DownloadError(f"this download link expired at {expires_at:%Y-%m-%d %H:%M} UTC")
     return key, expires_at
-
-
-def media_type_of(key: str) -> str:
-    for extension, media_type in EXPORT_FORMATS.values():
-        if key.endswith("." + extension):
-            return media_type
-    return "application/octet-stream"
 
 
 def open_download(

@@ -13,7 +13,8 @@ so a value means the same thing in JSON, CSV, XLSX and Parquet and comes back ex
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -224,6 +225,22 @@ def column_from_values(
         row = first_true(pc.is_null(array))
         raise ValueError(f"{locate(row)}, field {field.name!r}: required, but empty")
     return array
+
+
+def raise_key_mismatch(where: str, keys: Iterable[Any], expected: set[str]) -> None:
+    """Raise the ValueError for a row or header whose fields are not the table's columns,
+    naming the missing and the unknown ones."""
+    missing = sorted(expected - set(keys))
+    extra = sorted(set(keys) - expected)
+    detail = "; ".join(
+        part
+        for part in (
+            f"missing field(s) {', '.join(missing)}" if missing else "",
+            f"unknown field(s) {', '.join(extra)}" if extra else "",
+        )
+        if part
+    )
+    raise ValueError(f"{where}: {detail}")
 
 
 def _raise_first_bad_value(values, field: pa.Field, source: pa.DataType, locate) -> None:

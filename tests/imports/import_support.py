@@ -7,7 +7,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from assets.formats.registry import RENDERERS
+from assets.formats.registry import FORMATS
 from assets.imports.apply import apply_import, create_import_job, preview_import
 from resources import schema
 from resources.database import AppDatabase
@@ -43,7 +43,7 @@ def dump(engine: sa.Engine) -> dict[str, list[tuple]]:
 
 def export_user(database: AppDatabase, user_id: str, fmt: str, exported_at=EXPORTED_AT) -> bytes:
     tables = database.extract([user_id]).per_user()[user_id]
-    return RENDERERS[fmt](tables, user_id=user_id, exported_at=exported_at, filters=None)
+    return FORMATS[fmt].render(tables, user_id=user_id, exported_at=exported_at, filters=None)
 
 
 def import_file(
