@@ -47,6 +47,9 @@ ManyReader = Callable[[Sequence[bytes]], list[dict[str, pa.Table]]]
 
 @dataclass(frozen=True)
 class ExportFormat:
+    """One file format: its name, how its files are named and served, how they are made and
+    read back."""
+
     name: str
     extension: str  # without the leading dot: "csv.zip"
     media_type: str
@@ -70,37 +73,56 @@ class UnknownFormatError(KeyError):
 
 
 _ZIP = "application/zip"
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 FORMATS: Mapping[str, ExportFormat] = MappingProxyType(
     {
         f.name: f
         for f in (
             ExportFormat(
-                "json",
-                "json",
-                "application/json",
-                render_json,
-                read_json_export,
+                name="json",
+                extension="json",
+                media_type="application/json",
+                render=render_json,
+                read=read_json_export,
                 read_many=read_json_exports,
             ),
-            ExportFormat("csv", "csv.zip", _ZIP, render_csv_zip, read_csv_zip),
             ExportFormat(
-                "csv-excel",
-                "csv.zip",
-                _ZIP,
-                render_csv_excel_zip,
-                read_csv_zip,
+                name="csv",
+                extension="csv.zip",
+                media_type=_ZIP,
+                render=render_csv_zip,
+                read=read_csv_zip,
+            ),
+            ExportFormat(
+                name="csv-excel",
+                extension="csv.zip",
+                media_type=_ZIP,
+                render=render_csv_excel_zip,
+                read=read_csv_zip,  # one reader for both flavours: the data package says which
                 requestable=False,
             ),
             ExportFormat(
-                "xlsx",
-                "xlsx",
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                render_xlsx,
-                read_xlsx_export,
+                name="xlsx",
+                extension="xlsx",
+                media_type=_XLSX,
+                render=render_xlsx,
+                read=read_xlsx_export,
             ),
-            ExportFormat("parquet", "parquet.zip", _ZIP, render_parquet_zip, read_parquet_zip),
-            ExportFormat("report", "report.html", "text/html", render_report_html, None),
+            ExportFormat(
+                name="parquet",
+                extension="parquet.zip",
+                media_type=_ZIP,
+                render=render_parquet_zip,
+                read=read_parquet_zip,
+            ),
+            ExportFormat(
+                name="report",
+                extension="report.html",
+                media_type="text/html",
+                render=render_report_html,
+                read=None,
+            ),
         )
     }
 )
