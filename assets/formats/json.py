@@ -438,6 +438,7 @@ def _flatten_goals(goals: list, add: Callable) -> None:
 
 def _field_schema(field: pa.Field) -> dict:
     t = field.type
+    schema: dict
     if pa.types.is_timestamp(t):
         schema = {
             "type": "string",

@@ -474,7 +474,7 @@ def _cells_to_values(values: list, field: pa.Field, locate: Callable[[int], str]
             f"{locate(i)}, field {field.name!r}: {value!r} is not {type_description(t)}"
         )
 
-    out = []
+    out: list = []
     if pa.types.is_string(t):
         for i, value in enumerate(values):
             if value is None:

@@ -16,6 +16,8 @@ import struct
 import zipfile
 import zlib
 
+ZipDateTime = tuple[int, int, int, int, int, int]  # year, month, day, hour, minute, second
+
 ZIP_DEFLATE_LEVEL = 1  # a third of level 6's time for a fifth more bytes
 # A declared entry size above this is refused before anything is decompressed.
 MAX_ZIP_ENTRY_BYTES = 2 * 1024**3
@@ -82,11 +84,12 @@ _CENTRAL_HEADER = "<4s4B4HL2L5H2L"
 _END_RECORD = "<4s4H2LH"
 
 
-def zip_date_time(exported_at: dt.datetime) -> tuple[int, ...]:
+def zip_date_time(exported_at: dt.datetime) -> ZipDateTime:
     """The members' time: the export time in UTC (a naive one is taken as UTC), 1980 at
     the earliest (the first time a zip can hold)."""
     stamp = exported_at if exported_at.tzinfo is None else exported_at.astimezone(dt.UTC)
-    return max(stamp.timetuple()[:6], (1980, 1, 1, 0, 0, 0))
+    date_time = (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second)
+    return max(date_time, (1980, 1, 1, 0, 0, 0))
 
 
 def _zip_name(name: str) -> tuple[bytes, int]:
@@ -103,7 +106,7 @@ def _deflated(data: bytes) -> bytes:
 
 
 def write_zip_with_zipfile(
-    entries: list[tuple[str, bytes]], date_time: tuple[int, ...], *, deflate: bool
+    entries: list[tuple[str, bytes]], date_time: ZipDateTime, *, deflate: bool
 ) -> bytes:
     """`write_zip` through `zipfile` (ZIP64 when needed)."""
     sink = io.BytesIO()
