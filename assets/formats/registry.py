@@ -133,6 +133,10 @@ REQUESTABLE_FORMATS: tuple[str, ...] = tuple(n for n, f in FORMATS.items() if f.
 # The formats whose files goalport reads back (import, restore, completeness).
 READABLE_FORMATS: tuple[str, ...] = tuple(n for n, f in FORMATS.items() if f.read is not None)
 
+# The requestable formats that carry the data and are read back, i.e. all but the report:
+# what a backup can be made in and restored from.
+DATA_FORMATS: tuple[str, ...] = tuple(n for n in REQUESTABLE_FORMATS if n in READABLE_FORMATS)
+
 
 def export_format(name: str) -> ExportFormat:
     """The format called `name`; UnknownFormatError naming it and the known ones if none."""

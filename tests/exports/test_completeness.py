@@ -18,12 +18,11 @@ from assets.exports.completeness import (
     table_checksum,
     table_checksums,
 )
-from assets.formats.registry import FORMATS, READABLE_FORMATS, REQUESTABLE_FORMATS
+from assets.formats.registry import DATA_FORMATS, FORMATS
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage, StoredObject
 from synthetic.seed import generate_population, seed_database
 
-CHECKED_FORMATS = [f for f in REQUESTABLE_FORMATS if f in READABLE_FORMATS]
 EXPORTED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
 
@@ -40,7 +39,7 @@ def render(fmt, user_id, tables) -> bytes:
     return FORMATS[fmt].render(tables, user_id=user_id, exported_at=EXPORTED_AT, filters=None)
 
 
-@pytest.mark.parametrize("fmt", CHECKED_FORMATS)
+@pytest.mark.parametrize("fmt", DATA_FORMATS)
 def test_a_complete_file_passes_and_a_truncated_one_fails(one_user, fmt):
     user_id, tables = one_user
     data = render(fmt, user_id, tables)

@@ -17,6 +17,7 @@ import pytest
 
 from assets.exports.batches import export_key
 from assets.formats.registry import (
+    DATA_FORMATS,
     FORMATS,
     READABLE_FORMATS,
     REQUESTABLE_FORMATS,
@@ -43,6 +44,7 @@ def test_the_requestable_formats_are_the_cli_choices_in_their_order():
 def test_every_format_but_the_report_is_read_back():
     assert READABLE_FORMATS == ("json", "csv", "csv-excel", "xlsx", "parquet")
     assert FORMATS["report"].read is None
+    assert DATA_FORMATS == ("json", "csv", "xlsx", "parquet")
 
 
 def test_files_of_different_requestable_formats_never_share_a_name():
