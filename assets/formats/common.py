@@ -16,6 +16,8 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -118,8 +120,6 @@ def first_true(mask: pa.Array | pa.ChunkedArray) -> int:
 
 def timestamp_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """UTC timestamps as ISO 8601 text: milliseconds, or microseconds when they are needed."""
-    import numpy as np
-
     values = values.cast(UTC_US)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -159,8 +159,6 @@ def json_default(value):
 
 def filters_json(filters: dict | None) -> bytes:
     """The export's filters as JSON text (dates as ISO, sets as sorted lists)."""
-    import orjson
-
     return orjson.dumps(filters, default=json_default)
 
 

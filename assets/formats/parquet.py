@@ -38,7 +38,7 @@ def render_parquet_zip(
     filters: dict | None = None,
 ) -> bytes:
     """A zip of one Parquet file per table (`<Table>.parquet`) with the exact Arrow schema."""
-    import pyarrow.parquet as pq  # ~30 ms to import: only when a Parquet file is made
+    import pyarrow.parquet as pq  # ~30 ms to import: only when Parquet is made or read
 
     prepared = prepare_export_tables(tables, user_id=user_id)
     file_metadata = {
