@@ -243,7 +243,7 @@ def bench_extraction(url: str, report: dict) -> None:
 
 
 def bench_rendering(url: str, report: dict) -> None:
-    from assets.exports.batches import render_user_files
+    from assets.formats.registry import DATA_FORMATS, export_format
     from resources.database import AppDatabase
 
     database = AppDatabase(url=url)
@@ -262,11 +262,11 @@ def bench_rendering(url: str, report: dict) -> None:
         tables = database.extract([uid]).per_user()[uid]
         counts = f"{tables['Goal'].num_rows} goals / {tables['Progress'].num_rows} progress"
         timings = {}
-        for fmt in ("json", "csv", "xlsx", "parquet"):
+        for fmt in DATA_FORMATS:
             started = time.perf_counter()
-            data = render_user_files(
-                tables, [fmt], user_id=uid, exported_at=dt.datetime.now(dt.UTC), filters=None
-            )[fmt]
+            data = export_format(fmt).render(
+                tables, user_id=uid, exported_at=dt.datetime.now(dt.UTC), filters=None
+            )
             timings[fmt] = {"ms": (time.perf_counter() - started) * 1000, "bytes": len(data)}
         report["rendering"][label] = {"rows": counts, **timings}
         print(

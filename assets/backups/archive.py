@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from assets.backups.config import BackupError
-from assets.exports.batches import EXPORT_FORMATS
-from assets.formats import readers
+from assets.formats.registry import DATA_FORMATS, FORMATS, reader_of
 from assets.imports.parsers.base import ImportFormatError, safe_zip_members
 from resources import age
 
@@ -67,7 +66,7 @@ def backup_time_of(key: str) -> dt.datetime | None:
 
 
 def data_member_name(fmt: str) -> str:
-    return f"data/export.{EXPORT_FORMATS[fmt][0]}"
+    return f"data/export.{FORMATS[fmt].extension}"
 
 
 def build_backup_archive(
@@ -122,14 +121,6 @@ class OpenedBackup:
     @property
     def records(self) -> int:
         return sum(self.row_counts.values())
-
-
-_READERS = {
-    "json": "read_json_export",
-    "csv": "read_csv_zip",
-    "xlsx": "read_xlsx_export",
-    "parquet": "read_parquet_zip",
-}
 
 
 def decrypt_backup(
@@ -222,7 +213,7 @@ def open_backup(
     if manifest.get("version") != MANIFEST_VERSION:
         raise bad(f"backup version {manifest.get('version')!r} is not supported (expected 1)")
     fmt = manifest.get("exportFormat")
-    if fmt not in _READERS:
+    if not isinstance(fmt, str) or fmt not in DATA_FORMATS:
         raise bad(f"manifest.json: unknown exportFormat {fmt!r}")
     for entry in manifest.get("files") or []:
         path, digest = entry.get("path"), entry.get("sha256")
@@ -235,7 +226,7 @@ def open_backup(
     if member not in {e.get("path") for e in manifest.get("files") or []}:
         raise bad(f"manifest.json does not list the data file {member!r}")
     try:
-        tables = getattr(readers, _READERS[fmt])(members[member])
+        tables = reader_of(fmt)(members[member])
     except (ValueError, KeyError, pa.ArrowException, zipfile.BadZipFile) as exc:
         raise bad(f"{member} cannot be read as a goalport {fmt} export: {exc}") from None
     opened = OpenedBackup(file_name, encrypted, manifest, plain, tables)

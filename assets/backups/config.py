@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from assets.formats.registry import DATA_FORMATS
 from resources import age, schema
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import ExtractFilter
@@ -33,7 +34,7 @@ from resources.storage import ObjectStorage
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 # Formats the importer reads back exactly (the HTML report is for people, not restores).
-BACKUP_FORMATS = ("json", "csv", "xlsx", "parquet")
+BACKUP_FORMATS = DATA_FORMATS
 BACKUP_LOCAL_TIME = dt.time(2, 0)
 # The next backup is at least this long after the last one, so a late or catch-up backup
 # is not followed by another one an hour later.

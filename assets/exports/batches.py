@@ -19,19 +19,11 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from assets.formats.registry import REQUESTABLE_FORMATS, export_format
 from assets.quality.report import QualityReport
 from assets.quality.suites import check_batch_quality
 from resources.database import AppDatabase, ExtractedBatch, ExtractFilter
 from resources.storage import ObjectStorage, StoredObject
-
-# format name -> (file extension, media type)
-EXPORT_FORMATS: dict[str, tuple[str, str]] = {
-    "json": ("json", "application/json"),
-    "csv": ("csv.zip", "application/zip"),
-    "xlsx": ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-    "parquet": ("parquet.zip", "application/zip"),
-    "report": ("report.html", "text/html"),
-}
 
 
 class ExportRequestError(ValueError):
@@ -76,11 +68,11 @@ class BatchExportResult:
 
 def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(f.strip().lower() for f in formats))
-    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    unknown = [f for f in formats if f not in REQUESTABLE_FORMATS]
     if unknown or not formats:
         raise ExportRequestError(
             f"unknown export format {', '.join(unknown) or '(none given)'}: "
-            f"choose from {', '.join(EXPORT_FORMATS)}"
+            f"choose from {', '.join(REQUESTABLE_FORMATS)}"
         )
     return formats
 
@@ -108,7 +100,7 @@ def export_key(user_id: str, fmt: str, exported_at: dt.datetime, suffix: str = "
     """exports/<user>/<UTC time>[-<suffix>].<ext>: one folder per user, erasable as a whole."""
     stamp = exported_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     tail = f"-{suffix}" if suffix else ""
-    return f"exports/{user_id}/{stamp}{tail}.{EXPORT_FORMATS[fmt][0]}"
+    return f"exports/{user_id}/{stamp}{tail}.{export_format(fmt).extension}"
 
 
 def render_user_files(
@@ -120,18 +112,10 @@ def render_user_files(
     filters: dict | None,
 ) -> dict[str, bytes]:
     """Every requested format of one user's data, as bytes."""
-    from assets.formats import registry as renderers
-    from assets.formats.report import render_report_html
-
-    render = {
-        "json": renderers.render_json,
-        "csv": renderers.render_csv_zip,
-        "xlsx": renderers.render_xlsx,
-        "parquet": renderers.render_parquet_zip,
-        "report": render_report_html,
-    }
     return {
-        fmt: render[fmt](tables, user_id=user_id, exported_at=exported_at, filters=filters)
+        fmt: export_format(fmt).render(
+            tables, user_id=user_id, exported_at=exported_at, filters=filters
+        )
         for fmt in formats
     }
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from assets.exports.batches import EXPORT_FORMATS
 from assets.exports.job_rows import filter_from_dict, filters_json
 from assets.exports.job_status import (
     ExportStatus,
@@ -31,6 +30,7 @@ from assets.exports.job_status import (
     job_table,
     requeue_unlaunched_claims,
 )
+from assets.formats.registry import REQUESTABLE_FORMATS
 from resources.audit import new_id, utc_now
 from resources.database import ExtractFilter
 
@@ -119,7 +119,7 @@ def claim_pending_exports(
         sa.select(job_table.c.id, job_table.c.userId, job_table.c.format, job_table.c.filters)
         .where(
             job_table.c.status == ExportStatus.PENDING.value,
-            job_table.c.format.in_(list(EXPORT_FORMATS)),
+            job_table.c.format.in_(list(REQUESTABLE_FORMATS)),
         )
         .order_by(job_table.c.createdAt, job_table.c.id)
         .limit(max_requests)

@@ -1,6 +1,6 @@
 """Proof that an export file holds everything that was extracted for its user.
 
-Each file is read with goalport's own reader for its format (`assets.formats.readers`) and
+Each file is read with goalport's own reader for its format (`assets.formats.registry`) and
 compared, table by table, with the Arrow tables it was rendered from: the number of rows,
 and a checksum of the content. Then the copy in storage is read back and must be the same
 file, byte for byte (SHA-256), so what was checked is what is handed out. "100% export
@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.formats.common import owner_column
+from assets.formats.registry import export_format
 from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, table_or_empty
 
 
@@ -88,7 +90,7 @@ def batch_checksums(
     users = list(user_ids)
     result: dict[str, dict[str, str]] = {u: {} for u in users}
     for name in APP_TABLE_NAMES:
-        owner = "id" if name == "User" else "userId"
+        owner = owner_column(name)
         empty = "sha256:" + hashlib.sha256(_header(name)).hexdigest()
         table = tables.get(name)
         table = _conformed(table, name) if table is not None else None
@@ -130,10 +132,10 @@ def check_export_completeness(
     the file's `sha256`; `rows` and `expected_rows`; per-table counts and checksums; and
     `problems` saying what is missing or different. `expected_checksums` (from
     `table_checksums(expected)`) saves recomputing them for each format of one user."""
-    from assets.formats.readers import READERS
-
     started = time.perf_counter()
-    result = _compare_with_extracted(data, fmt, READERS.get(fmt), expected, expected_checksums)
+    result = _compare_with_extracted(
+        data, fmt, export_format(fmt).read, expected, expected_checksums
+    )
     result["seconds"] = round(time.perf_counter() - started, 4)
     return result
 
@@ -145,8 +147,8 @@ def check_exports_completeness(
     expected_checksums: Sequence[Mapping[str, str] | None],
 ) -> list[dict]:
     """`check_export_completeness` for several files of one format (one per user), reading
-    them together where the format's reader can (JSON): the same results, faster."""
-    from assets.formats.readers import read_json_exports
+    them together where the format can (`ExportFormat.read_many`): the same results, faster."""
+    read_many = export_format(fmt).read_many
 
     def one_by_one() -> list[dict]:
         return [
@@ -154,11 +156,11 @@ def check_exports_completeness(
             for data, tables, sums in zip(files, expected, expected_checksums, strict=True)
         ]
 
-    if fmt != "json" or len(files) < 2:
+    if read_many is None or len(files) < 2:
         return one_by_one()
     started = time.perf_counter()
     try:
-        found = read_json_exports(files)
+        found = read_many(files)
     except ValueError:
         return one_by_one()  # one of them is unreadable: each result says its own
     seconds = (time.perf_counter() - started) / len(files)

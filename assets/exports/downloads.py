@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from assets.exports.batches import EXPORT_FORMATS
 from assets.exports.expiry import storage_key_of
 from assets.exports.job_rows import ExportJob
 from assets.exports.job_status import ExportStatus
+from assets.formats.registry import media_type_of
 from resources.audit import utc_now
 from resources.settings import download_base_url, download_secret
 from resources.storage import ObjectStorage, StorageError
@@ -89,13 +89,6 @@ def read_download_token(
     if (now or utc_now()) >= expires_at:
         raise DownloadError(f"this download link expired at {expires_at:%Y-%m-%d %H:%M} UTC")
     return key, expires_at
-
-
-def media_type_of(key: str) -> str:
-    for extension, media_type in EXPORT_FORMATS.values():
-        if key.endswith("." + extension):
-            return media_type
-    return "application/octet-stream"
 
 
 def open_download(

@@ -13,8 +13,11 @@ so a value means the same thing in JSON, CSV, XLSX and Parquet and comes back ex
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -117,8 +120,6 @@ def first_true(mask: pa.Array | pa.ChunkedArray) -> int:
 
 def timestamp_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """UTC timestamps as ISO 8601 text: milliseconds, or microseconds when they are needed."""
-    import numpy as np
-
     values = values.cast(UTC_US)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -158,8 +159,6 @@ def json_default(value):
 
 def filters_json(filters: dict | None) -> bytes:
     """The export's filters as JSON text (dates as ISO, sets as sorted lists)."""
-    import orjson
-
     return orjson.dumps(filters, default=json_default)
 
 
@@ -224,6 +223,22 @@ def column_from_values(
         row = first_true(pc.is_null(array))
         raise ValueError(f"{locate(row)}, field {field.name!r}: required, but empty")
     return array
+
+
+def raise_key_mismatch(where: str, keys: Iterable[Any], expected: set[str]) -> None:
+    """Raise the ValueError for a row or header whose fields are not the table's columns,
+    naming the missing and the unknown ones."""
+    missing = sorted(expected - set(keys))
+    extra = sorted(set(keys) - expected)
+    detail = "; ".join(
+        part
+        for part in (
+            f"missing field(s) {', '.join(missing)}" if missing else "",
+            f"unknown field(s) {', '.join(extra)}" if extra else "",
+        )
+        if part
+    )
+    raise ValueError(f"{where}: {detail}")
 
 
 def _raise_first_bad_value(values, field: pa.Field, source: pa.DataType, locate) -> None:

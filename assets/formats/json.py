@@ -3,15 +3,19 @@
 The document nests what people think of together (each goal holds its progress and its
 sub-goals) and keeps every other table as a flat array under its table name, so a third
 party can read it with nothing but a JSON parser and the published schema
-(`assets/schemas/export-v1.schema.json`). Values that JSON cannot hold exactly travel as
-text (see `assets.formats.common`): decimals with their scale, ISO timestamps and dates.
+(`assets/formats/schemas/export-v1.schema.json`). Values that JSON cannot hold exactly
+travel as text (see `assets.formats.common`): decimals with their scale, ISO timestamps and
+dates. The reader flattens the document back into the app's tables, exactly, and names the
+JSON path of anything wrong.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -23,11 +27,14 @@ from assets.formats.common import (
     FORMAT_VERSION,
     TABLE_NAMES,
     as_export_text,
+    column_from_values,
     format_timestamp,
     json_default,
     prepare_export_tables,
+    raise_key_mismatch,
+    sort_by_id,
 )
-from resources.schema import APP_ARROW_SCHEMAS
+from resources.schema import APP_ARROW_SCHEMAS, empty_table
 
 EXPORT_JSON_SCHEMA_PATH = Path(__file__).parent / "schemas" / "export-v1.schema.json"
 EXPORT_JSON_SCHEMA_ID = "urn:goalport:schema:export-v1"
@@ -296,11 +303,142 @@ def nest_goals(ids: list[str], parents: list[str | None]) -> list[tuple[int, lis
     return [nodes[i] for i in sorted(roots)]
 
 
+# ---------------------------------------------------------------- reading
+
+
+def read_json_export(data: bytes) -> dict[str, pa.Table]:
+    """The tables of a goalport JSON export document."""
+    return read_json_exports([data])[0]
+
+
+def read_json_exports(documents: Sequence[bytes]) -> list[dict[str, pa.Table]]:
+    """The tables of several JSON export documents, as `read_json_export` gives them.
+
+    Every document is checked on its own, but each column is built once for all of them
+    and each table sorted once: per document, building ~90 small columns costs more than
+    the values in them (the completeness check reads a worker's whole share of a batch)."""
+    located = [_json_export_rows(data) for data in documents]
+    results: list[dict[str, pa.Table]] = [{} for _ in documents]
+    for name in TABLE_NAMES:
+        schema = APP_ARROW_SCHEMAS[name]
+        per_document = [rows[name] for rows, _ in located]
+        counts = [len(rows) for rows in per_document]
+        if not any(counts):
+            for result in results:
+                result[name] = empty_table(schema)
+            continue
+        rows = [row for document_rows in per_document for row in document_rows]
+        starts = list(itertools.accumulate(counts, initial=0))
+
+        def locate(i: int, name=name, starts=starts) -> str:
+            document = bisect.bisect_right(starts, i) - 1
+            path, index = located[document][1][name][i - starts[document]]
+            return f"export.json: {path}" if index < 0 else f"export.json: {path}[{index}]"
+
+        columns = [_json_column(rows, f, locate) for f in schema]
+        table = pa.Table.from_arrays(columns, schema=schema)
+        if len(documents) == 1:
+            results[0][name] = sort_by_id(table, name)
+            continue
+        for result, start, count in zip(results, starts, counts, strict=False):
+            result[name] = sort_by_id(table.slice(start, count), name)
+    return results
+
+
+def _json_column(rows: list[dict], field: pa.Field, locate: Callable[[int], str]) -> pa.Array:
+    name = field.name  # read once: `Field.name` makes a new string at every read
+    return column_from_values([row[name] for row in rows], field, locate)
+
+
+def _json_export_rows(data: bytes) -> tuple[dict[str, list[dict]], dict[str, list[tuple]]]:
+    """One document's rows per table, and where each came from (a JSON path and index),
+    with every row's fields checked against the table's columns."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"export.json: not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ValueError("export.json: expected a JSON object at the top level")
+    if document.get("format") != FORMAT_NAME:
+        raise ValueError(
+            f"export.json: 'format' is {document.get('format')!r}, expected {FORMAT_NAME!r}"
+        )
+    if document.get("formatVersion") != FORMAT_VERSION:
+        raise ValueError(
+            f"export.json: formatVersion {document.get('formatVersion')!r} is not supported "
+            f"(this goalport reads version {FORMAT_VERSION})"
+        )
+
+    rows: dict[str, list[dict]] = {name: [] for name in TABLE_NAMES}
+    paths: dict[str, list[tuple[str, int]]] = {name: [] for name in TABLE_NAMES}
+
+    def add(table_name: str, row, path: str, index: int) -> None:
+        if not isinstance(row, dict):
+            raise ValueError(f"export.json: {path}[{index}] is not an object")
+        rows[table_name].append(row)
+        paths[table_name].append((path, index))
+
+    user = _member(document, "user", (dict, type(None)))
+    if user is not None:
+        add("User", user, "user", -1)
+    for i, row in enumerate(_member(document, "modules", list)):
+        add("Module", row, "modules", i)
+    for i, row in enumerate(_member(document, "unattachedProgress", list)):
+        add("Progress", row, "unattachedProgress", i)
+    for name in FLAT_TABLES:
+        for i, row in enumerate(_member(document, name, list)):
+            add(name, row, name, i)
+    _flatten_goals(_member(document, "goals", list), add)
+
+    for name in TABLE_NAMES:
+        expected = set(APP_ARROW_SCHEMAS[name].names)
+        for row, (path, index) in zip(rows[name], paths[name], strict=True):
+            if row.keys() != expected:
+                where = f"export.json: {path}" if index < 0 else f"export.json: {path}[{index}]"
+                raise_key_mismatch(where, row.keys(), expected)
+    return rows, paths
+
+
+def _member(document: dict, key: str, kind):
+    if key not in document:
+        raise ValueError(f"export.json: the document has no {key!r}")
+    value = document[key]
+    if not isinstance(value, kind):
+        expected = "an array" if kind is list else "an object or null"
+        raise ValueError(f"export.json: {key!r} must be {expected}")
+    return value
+
+
+def _flatten_goals(goals: list, add: Callable) -> None:
+    """Goal and Progress rows out of the nested tree (without recursion: depth is free)."""
+    stack = [("goals", goals)]
+    while stack:
+        path, nodes = stack.pop()
+        for i, node in enumerate(nodes):
+            if not isinstance(node, dict):
+                raise ValueError(f"export.json: {path}[{i}] is not an object")
+            here = f"{path}[{i}]"
+            progress = node.get("progress")
+            sub_goals = node.get("subGoals")
+            if not isinstance(progress, list) or not isinstance(sub_goals, list):
+                raise ValueError(f"export.json: {here} needs arrays 'progress' and 'subGoals'")
+            add(
+                "Goal",
+                {k: v for k, v in node.items() if k not in ("progress", "subGoals")},
+                path,
+                i,
+            )
+            for j, row in enumerate(progress):
+                add("Progress", row, f"{here}.progress", j)
+            stack.append((f"{here}.subGoals", sub_goals))
+
+
 # ---------------------------------------------------------------- the published schema
 
 
 def _field_schema(field: pa.Field) -> dict:
     t = field.type
+    schema: dict
     if pa.types.is_timestamp(t):
         schema = {
             "type": "string",

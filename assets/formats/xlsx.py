@@ -8,6 +8,10 @@ millisecond), booleans as booleans, and user text always as text, never as a for
 XlsxWriter in constant_memory mode keeps memory flat for users with tens of thousands of
 progress rows; it flushes a row as soon as the next one starts, so every sheet is written
 strictly top to bottom.
+
+The reader takes a goalport workbook back to the app's tables exactly (the Summary and
+chart sheets are ignored), through the streaming cell reader of `assets.formats.xlsx_cells`:
+a cell that does not hold its column's type is named by sheet, row and field.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import datetime as dt
 import functools
 import io
 import os
+import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,11 +32,17 @@ import pyarrow.compute as pc
 from assets.formats.common import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    TABLE_NAMES,
     as_export_text,
+    column_from_values,
     filters_json,
     format_timestamp,
     prepare_export_tables,
+    raise_key_mismatch,
+    sort_by_id,
+    type_description,
 )
+from resources.schema import APP_ARROW_SCHEMAS
 
 SUMMARY_SHEET = "Summary"
 CHART_DATA_SHEET = "Chart data"
@@ -57,7 +69,7 @@ def render_xlsx(
     filters: dict | None = None,
 ) -> bytes:
     """One user's data as an XLSX workbook (bytes)."""
-    import xlsxwriter
+    import xlsxwriter  # ~40 ms to import: only when a workbook is made
 
     prepared = prepare_export_tables(tables, user_id=user_id)
     stamp = exported_at if exported_at.tzinfo else exported_at.replace(tzinfo=dt.UTC)
@@ -393,3 +405,127 @@ def _write_summary(sheet, tables, styles: _Styles, user_id, exported_at, filters
         sheet.insert_chart(2, 6, chart, {"x_scale": 1.8, "y_scale": 1.5})
     else:
         sheet.write_string(row + 1, 0, "No progress recorded yet: no chart.")
+
+
+# ---------------------------------------------------------------- reading
+
+_OOXML_ESCAPE = re.compile("_x([0-9A-Fa-f]{4})_")
+
+
+def unescape_ooxml_text(value: str) -> str:
+    """Text as Excel means it: OOXML writes characters XML cannot hold as `_xHHHH_`."""
+    if "_x" not in value:
+        return value
+    return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def read_xlsx_export(data: bytes) -> dict[str, pa.Table]:
+    """The tables of a goalport XLSX export (the Summary and chart sheets are ignored)."""
+    # openpyxl, under the cell reader, takes ~80 ms to import: only when a workbook is read
+    from assets.formats.xlsx_cells import XlsxCells
+
+    with XlsxCells(data, "XLSX export") as workbook:
+        tables = {}
+        for name in TABLE_NAMES:
+            if name not in workbook.sheet_paths:
+                raise ValueError(f"XLSX export: sheet {name!r} is missing")
+            tables[name] = _read_sheet(workbook.rows(name), name)
+        return tables
+
+
+def _read_sheet(rows: Iterator[Sequence], table_name: str) -> pa.Table:
+    schema = APP_ARROW_SCHEMAS[table_name]
+    header = list(next(rows, None) or ())
+    while header and header[-1] is None:
+        header.pop()
+    if sorted(map(str, header)) != sorted(schema.names):
+        raise_key_mismatch(f"sheet {table_name!r}, header row", header, set(schema.names))
+    width = len(header)
+    empty = (None,) * width
+    kept: list[tuple] = []
+    sheet_rows: list[int] = []  # the row number a person sees, for error messages
+    for number, values in enumerate(rows, start=2):
+        if len(values) != width:
+            values = tuple(values[:width]) + (None,) * (width - len(values))
+        if values == empty:
+            continue  # rows a spreadsheet app leaves formatted but empty
+        sheet_rows.append(number)
+        kept.append(values)
+    by_position = list(zip(*kept, strict=True)) if kept else [()] * width
+    columns = [list(by_position[header.index(f.name)]) for f in schema]
+
+    def locate(i: int) -> str:
+        return f"sheet {table_name!r}, row {sheet_rows[i]}"
+
+    arrays = []
+    for field, values in zip(schema, columns, strict=True):
+        converted = _cells_to_values(values, field, locate)
+        arrays.append(column_from_values(converted, field, locate))
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    return sort_by_id(table, f"sheet {table_name!r}")
+
+
+def _cells_to_values(values: list, field: pa.Field, locate: Callable[[int], str]) -> list:
+    """Spreadsheet cell values as the Python values `column_from_values` expects."""
+    t = field.type
+
+    def bad(i: int, value) -> ValueError:
+        return ValueError(
+            f"{locate(i)}, field {field.name!r}: {value!r} is not {type_description(t)}"
+        )
+
+    out: list = []
+    if pa.types.is_string(t):
+        for i, value in enumerate(values):
+            if value is None:
+                out.append(None)
+            elif isinstance(value, str):
+                out.append(unescape_ooxml_text(value))
+            else:
+                raise bad(i, value)
+        return out
+    if pa.types.is_timestamp(t):
+        for i, value in enumerate(values):
+            if value is None or isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, dt.datetime):
+                text = value.isoformat(timespec="microseconds")
+                out.append(text + "Z" if value.tzinfo is None else text)
+            else:
+                raise bad(i, value)
+        return out
+    if pa.types.is_date(t):
+        for i, value in enumerate(values):
+            if value is None or isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, dt.datetime) and value.time() == dt.time(0):
+                out.append(value.date().isoformat())
+            elif type(value) is dt.date:
+                out.append(value.isoformat())
+            else:
+                raise bad(i, value)
+        return out
+    if pa.types.is_decimal(t):
+        quantum = Decimal(1).scaleb(-t.scale)
+        for i, value in enumerate(values):
+            if value is None:
+                out.append(None)
+                continue
+            if type(value) not in (int, float):
+                raise bad(i, value)
+            try:
+                # repr is the shortest text that reads back as the same double: the decimal
+                exact = Decimal(repr(value))
+                rounded = exact.quantize(quantum)
+            except InvalidOperation:
+                raise bad(i, value) from None
+            if rounded != exact:
+                raise bad(i, value)
+            out.append(str(rounded))
+        return out
+    if pa.types.is_boolean(t):
+        for i, value in enumerate(values):
+            if value is not None and type(value) is not bool:
+                raise bad(i, value)
+        return values
+    return values  # integers: column_from_values checks them

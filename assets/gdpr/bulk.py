@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import BIT
 
 from assets.formats.common import TABLE_NAMES, owner_column
-from assets.formats.tabular import declared_references
+from assets.formats.csv import declared_references
 from resources import schema
 from resources.audit import new_id, subject_ref, utc_now
 from resources.database import AppDatabase, ExtractedBatch, pg_text_array, split_by_user

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from assets.formats.registry import reader_of
 from assets.imports.parsers.base import (
     ZIP_LIMITS,
     ImportFormatError,
@@ -290,11 +291,10 @@ _HEADER_TEXT = re.compile(rb'"(exportedAt|userId)"\s*:\s*"([^"\\]*)"')
 
 
 def _read_goalport_json(data: bytes, name: str) -> DetectedImport:
-    from assets.formats.readers import read_json_export
 
     data = _strip_bom(data)
     check_utf8(data, name)
-    tables = _read_with(read_json_export, data, name)
+    tables = _read_with(reader_of("json"), data, name)
     header = {k.decode(): v.decode() for k, v in _HEADER_TEXT.findall(data[:4096])}
     if "exportedAt" not in header or "userId" not in header:
         import orjson
@@ -360,8 +360,6 @@ def _read_csv_zip(
 ) -> DetectedImport:
     import orjson
 
-    from assets.formats.readers import read_csv_zip
-
     for member, content in members.items():
         if member.endswith(".csv"):
             check_utf8(content, f"{name}: {member}")
@@ -374,7 +372,7 @@ def _read_csv_zip(
         meta = package.get("goalport") or {}
     except (orjson.JSONDecodeError, AttributeError) as exc:
         raise ImportFormatError(name, "member 'datapackage.json'", None, f"{exc}") from exc
-    tables = _read_with(read_csv_zip, data, name)
+    tables = _read_with(reader_of("csv"), data, name)
     return DetectedImport(
         file_name=name,
         format="csv",
@@ -392,8 +390,6 @@ def _read_parquet_zip(
     data: bytes, name: str, members: dict[str, bytes], limits: ImportLimits
 ) -> DetectedImport:
     import pyarrow.parquet as pq
-
-    from assets.formats.readers import read_parquet_zip
 
     rows = 0
     inflated = 0
@@ -426,7 +422,7 @@ def _read_parquet_zip(
         )
     if metadata.get(b"goalport.format") != b"goalport.export":
         raise ImportFormatError(name, None, None, "Parquet files without goalport's metadata")
-    tables = _read_with(read_parquet_zip, data, name)
+    tables = _read_with(reader_of("parquet"), data, name)
     filters = None
     if metadata.get(b"goalport.filters"):
         import orjson
@@ -448,7 +444,6 @@ def _read_parquet_zip(
 def _read_xlsx(
     data: bytes, name: str, members: dict[str, bytes], options: _Options
 ) -> DetectedImport:
-    from assets.formats.readers import read_xlsx_export
 
     limits = options.limits
     for member, content in members.items():
@@ -468,7 +463,7 @@ def _read_xlsx(
         raise ImportFormatError(
             name, None, None, f"holds {rows:,} rows; an import takes at most {limits.max_rows:,}"
         )
-    tables = _read_with(read_xlsx_export, data, name)
+    tables = _read_with(reader_of("xlsx"), data, name)
     return DetectedImport(
         file_name=name,
         format="xlsx",

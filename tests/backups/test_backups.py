@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from assets.backups.archive import BackupVerificationError, open_backup
 from assets.backups.config import BackupConfigError, Retention, get_backup_config
 from assets.backups.retention import backups_to_delete, erase_user_backups
-from assets.formats.readers import read_json_export
+from assets.formats.json import read_json_export
 from pipelines.cli import main
 from resources import age, keys, schema
 from resources.database import AppDatabase

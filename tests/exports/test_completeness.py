@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from assets.exports.batches import EXPORT_FORMATS, export_users
+from assets.exports.batches import export_users
 from assets.exports.completeness import (
     check_export_completeness,
     check_exports_completeness,
@@ -18,14 +18,12 @@ from assets.exports.completeness import (
     table_checksum,
     table_checksums,
 )
-from assets.formats.readers import READERS
-from assets.formats.registry import RENDERERS
+from assets.formats.registry import DATA_FORMATS, FORMATS
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage, StoredObject
 from synthetic import seed_database
 from synthetic.population import generate_population
 
-FORMATS = [f for f in EXPORT_FORMATS if f in READERS]
 EXPORTED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
 
@@ -39,10 +37,10 @@ def one_user():
 
 
 def render(fmt, user_id, tables) -> bytes:
-    return RENDERERS[fmt](tables, user_id=user_id, exported_at=EXPORTED_AT, filters=None)
+    return FORMATS[fmt].render(tables, user_id=user_id, exported_at=EXPORTED_AT, filters=None)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", DATA_FORMATS)
 def test_a_complete_file_passes_and_a_truncated_one_fails(one_user, fmt):
     user_id, tables = one_user
     data = render(fmt, user_id, tables)

@@ -25,16 +25,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets.formats import json as render_json_module
-from assets.formats.json import EXPORT_JSON_SCHEMA_PATH, MAX_GOAL_DEPTH, export_json_schema_text
-from assets.formats.readers import (
-    READERS,
-    read_csv_zip,
+from assets.formats.csv import read_csv_zip
+from assets.formats.json import (
+    EXPORT_JSON_SCHEMA_PATH,
+    MAX_GOAL_DEPTH,
+    export_json_schema_text,
     read_json_export,
-    read_parquet_zip,
-    read_xlsx_export,
 )
-from assets.formats.registry import RENDERERS
-from assets.formats.tabular import _zip_date_time, write_zip, write_zip_with_zipfile
+from assets.formats.parquet import read_parquet_zip
+from assets.formats.registry import FORMATS, READABLE_FORMATS, reader_of
+from assets.formats.xlsx import read_xlsx_export
+from assets.formats.zip_archive import write_zip, write_zip_with_zipfile, zip_date_time
 from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES
 
 UID = "user-Zoë-1"
@@ -278,7 +279,7 @@ def rich_tables(rich) -> dict[str, pa.Table]:
 
 def render(fmt: str, tables, **options) -> bytes:
     options = {"user_id": UID, "exported_at": EXPORTED_AT, "filters": None, **options}
-    return RENDERERS[fmt](tables, **options)
+    return FORMATS[fmt].render(tables, **options)
 
 
 # ---------------------------------------------------------------- independent expectations
@@ -575,10 +576,10 @@ def test_parquet_files_carry_the_exact_schema_and_values(rich):
 # ---------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("fmt", sorted(RENDERERS))
+@pytest.mark.parametrize("fmt", sorted(READABLE_FORMATS))
 def test_render_then_read_gives_back_exactly_the_input(fmt, rich_tables):
     data = render(fmt, rich_tables)
-    back = READERS[fmt](data)
+    back = reader_of(fmt)(data)
     assert list(back) == list(APP_TABLE_NAMES)
     for name in APP_TABLE_NAMES:
         assert back[name].schema.equals(APP_ARROW_SCHEMAS[name]), name
@@ -595,8 +596,8 @@ def test_selective_export_keeps_progress_whose_goal_is_left_out(rich, tmp_path):
     document = json.loads(render("json", tables, filters={"since": "2023-05-01"}))
     assert [p["id"] for p in document["unattachedProgress"]] == ["p08"]
     assert document["filters"] == {"since": "2023-05-01"}
-    for fmt in RENDERERS:
-        back = READERS[fmt](render(fmt, tables))
+    for fmt in READABLE_FORMATS:
+        back = reader_of(fmt)(render(fmt, tables))
         assert back["Progress"].equals(tables["Progress"].sort_by("id")), fmt
 
     from frictionless import validate
@@ -646,7 +647,7 @@ def test_a_very_deep_goal_chain_stays_within_json_nesting_limits():
 def test_renderers_refuse_another_users_rows():
     rows = rich_rows()
     rows["Progress"][0]["userId"] = "someone-else"
-    for fmt in RENDERERS:
+    for fmt in FORMATS:
         with pytest.raises(ValueError, match="Progress holds rows of a user other than"):
             render(fmt, as_tables(rows))
 
@@ -778,9 +779,9 @@ def render_json_through_arrow(tables) -> bytes:
 )
 @given(tables=random_user_tables())
 def test_every_format_round_trips_random_tables(tables):
-    for fmt, render_format in RENDERERS.items():
-        data = render_format(tables, user_id=UID, exported_at=EXPORTED_AT, filters=None)
-        back = READERS[fmt](data)
+    for fmt in READABLE_FORMATS:
+        data = FORMATS[fmt].render(tables, user_id=UID, exported_at=EXPORTED_AT, filters=None)
+        back = reader_of(fmt)(data)
         for name in APP_TABLE_NAMES:
             assert back[name].equals(tables[name].sort_by("id")), (fmt, name)
         if fmt == "json":
@@ -802,7 +803,7 @@ def test_zips_are_laid_out_byte_for_byte_as_zipfile_writes_them(deflate):
         dt.datetime(1970, 1, 1),  # before zip's epoch: written as 1980-01-01
     ):
         data = write_zip(entries, exported_at, deflate=deflate)
-        expected = write_zip_with_zipfile(entries, _zip_date_time(exported_at), deflate=deflate)
+        expected = write_zip_with_zipfile(entries, zip_date_time(exported_at), deflate=deflate)
         assert data == expected
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             assert archive.testzip() is None

@@ -18,8 +18,8 @@ import pytest
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 from test_renderers import as_tables, render, rich_rows
 
-from assets.formats.readers import read_xlsx_export
-from assets.formats.xlsx_reader import XlsxCells
+from assets.formats.xlsx import read_xlsx_export
+from assets.formats.xlsx_cells import XlsxCells
 from resources.database import ExtractedBatch
 from synthetic.population import generate_population
 

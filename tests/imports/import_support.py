@@ -7,7 +7,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from assets.formats.registry import RENDERERS
+from assets.formats.registry import FORMATS
 from assets.imports.apply import apply_import
 from assets.imports.jobs import create_import_job
 from assets.imports.preview import preview_import
@@ -46,7 +46,7 @@ def dump(engine: sa.Engine) -> dict[str, list[tuple]]:
 
 def export_user(database: AppDatabase, user_id: str, fmt: str, exported_at=EXPORTED_AT) -> bytes:
     tables = database.extract([user_id]).per_user()[user_id]
-    return RENDERERS[fmt](tables, user_id=user_id, exported_at=exported_at, filters=None)
+    return FORMATS[fmt].render(tables, user_id=user_id, exported_at=exported_at, filters=None)
 
 
 def import_file(

@@ -12,7 +12,7 @@ import zipfile
 import pyarrow as pa
 import pytest
 
-from assets.formats.registry import RENDERERS
+from assets.formats.registry import FORMATS
 from assets.imports.detect import EncryptedImportError, ImportLimits, detect_import
 from assets.imports.parsers.base import ImportFormatError, ZipLimits
 from resources import age
@@ -35,7 +35,7 @@ def user_tables() -> tuple[str, dict[str, pa.Table]]:
 
 def render(user_tables, fmt: str) -> bytes:
     user_id, tables = user_tables
-    return RENDERERS[fmt](tables, user_id=user_id, exported_at=EXPORTED_AT, filters=None)
+    return FORMATS[fmt].render(tables, user_id=user_id, exported_at=EXPORTED_AT, filters=None)
 
 
 def assert_same_tables(found: dict[str, pa.Table], expected: dict[str, pa.Table]) -> None:

@@ -10,6 +10,11 @@ cell), which made reading goalport's exports cost more than writing them.
 
 Sheets are parsed with `iterparse` on the zip member's stream and every row is cleared
 once read, so memory does not grow with the file beyond the row being read.
+
+It knows nothing of goalport's tables (`assets.formats.xlsx` reads the export through it),
+and it is a module of its own because it is a general SpreadsheetML reader, held to
+openpyxl's results cell by cell, and because it imports openpyxl (~80 ms), which only a
+workbook being read should pay.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from openpyxl.utils.cell import coordinate_to_tuple, range_boundaries
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, WINDOWS_EPOCH, from_excel, from_ISO8601
 from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
 
-from assets.formats.readers import _open_zip, _zip_member
+from assets.formats.zip_archive import open_zip, zip_member
 
 MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 RELATIONSHIPS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
@@ -97,7 +102,7 @@ class XlsxCells:
     # ------------------------------------------------------------ workbook parts
 
     def _xml(self, path: str) -> ElementTree.Element:
-        data = _zip_member(self.archive, path, self.problem)
+        data = zip_member(self.archive, path, self.problem)
         try:
             return ElementTree.fromstring(data)
         except ElementTree.ParseError as exc:
@@ -173,7 +178,7 @@ class XlsxCells:
 
 def _open_workbook_zip(data: bytes, problem: str) -> zipfile.ZipFile:
     try:
-        return _open_zip(data, problem)
+        return open_zip(data, problem)
     except ValueError as exc:
         if isinstance(exc.__cause__, zipfile.BadZipFile):
             # the message goalport gave when openpyxl opened the zip
