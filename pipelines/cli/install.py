@@ -68,7 +68,7 @@ def demo(n_users: int) -> None:
     """Migrate, seed demo users if the database is empty, run the export job, show the files."""
     import dagster as dg
 
-    from assets.exports.defs.assets import ExportConfig, export_job
+    from assets.exports.defs import ExportConfig, export_job
     from migrations import upgrade
     from pipelines.definitions import defs
     from synthetic import seed_database

@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.exports.defs.assets import ExportConfig
-from assets.exports.defs.schedules import expire_exports_schedule
-from assets.exports.defs.sensors import (
+from assets.exports.defs import (
     BATCH_TAG,
+    ExportConfig,
+    expire_exports_schedule,
     export_request_sensor,
     export_run_failure_sensor,
 )

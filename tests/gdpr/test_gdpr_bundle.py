@@ -34,7 +34,7 @@ from assets.gdpr.bulk import (
     split_chunk,
     user_bucket,
 )
-from assets.gdpr.defs.assets import GdprBulkConfig, gdpr_bundles
+from assets.gdpr.defs import GdprBulkConfig, gdpr_bundles
 from pipelines.cli import main as goalport
 from resources import age, schema
 from resources.audit import record_audit

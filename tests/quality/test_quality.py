@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from assets.exports.batches import export_users
-from assets.exports.defs.assets import ExportConfig, export_files, export_job, extracted_batch
+from assets.exports.defs import ExportConfig, export_files, export_job, extracted_batch
 from assets.quality import suites
 from assets.quality.defs import extracted_batch_quality
 from assets.quality.report import merge_reports
