@@ -10,7 +10,7 @@ from assets.exports.defs import ExportConfig, export_job
 from pipelines.definitions import defs
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 
 def test_definitions_load():

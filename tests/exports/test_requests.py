@@ -35,12 +35,12 @@ from assets.exports.expiry import expire_exports, storage_key_of
 from assets.exports.notifications import deliver_notifications
 from assets.exports.progress import process_claimed_batch, process_pending_exports
 from assets.exports.queue import get_export, list_exports, request_export, retry_exports
-from pipelines.cli import main as goalport_main
+from pipelines.cli.main import main as goalport_main
 from pipelines.definitions import defs
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 SECRET = b"test-download-secret"
 jobs_table = schema.data_export_job

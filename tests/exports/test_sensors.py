@@ -23,7 +23,7 @@ from pipelines.definitions import defs
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 jobs_table = schema.data_export_job
 

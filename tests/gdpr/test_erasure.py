@@ -19,13 +19,13 @@ from assets.exports.batches import export_users
 from assets.gdpr import erasure
 from assets.gdpr.bulk import export_gdpr_bundles
 from assets.gdpr.defs import ErasureRunConfig, due_erasures_sensor, erasure_job
-from pipelines.cli import main as goalport
+from pipelines.cli.main import main as goalport
 from resources import keys, schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
 from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
