@@ -29,6 +29,7 @@ from assets.backups.runner import (
     check_encryption_keys,
     run_backup_batch,
 )
+from assets.exports.defs import launched_config
 from assets.exports.queue import fail_exports
 from resources.database import AppDatabase
 from resources.keys import KeyVault
@@ -124,13 +125,6 @@ def backup_run_config(config: BackupRunConfig) -> dg.RunConfig:
     return dg.RunConfig(ops={verified_backups.op.name: config})
 
 
-def launched_backup_config(run: dg.DagsterRun) -> BackupRunConfig:
-    """The `BackupRunConfig` a backup_job run was launched with, validated again by the same
-    class (every field has a default, so a run launched without config reads as empty)."""
-    step = run.run_config.get("ops", {}).get(verified_backups.op.name, {})
-    return BackupRunConfig(**step.get("config", {}))
-
-
 def backup_run_request(batch: QueuedBackups) -> dg.RunRequest:
     """One run for one batch of queued backups, keyed by the batch id."""
     return dg.RunRequest(
@@ -189,7 +183,7 @@ def backup_run_failure_sensor(context: dg.RunFailureSensorContext, database: App
     next hourly tick queues them again."""
     run = context.dagster_run
     try:
-        config = launched_backup_config(run)
+        config = launched_config(run, verified_backups, BackupRunConfig) or BackupRunConfig()
     except ValueError as exc:  # launched by an older version of BackupRunConfig
         context.log.warning(f"run {run.run_id}: its config no longer validates ({exc})")
         config = BackupRunConfig()

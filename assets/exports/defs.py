@@ -22,7 +22,9 @@ marks their rows `expired`, and tries again the notifications whose webhook deli
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dagster as dg
 import sqlalchemy as sa
@@ -53,6 +55,7 @@ MAX_REQUESTS_PER_TICK = DEFAULT_MAX_PER_CLAIM
 # A claim with no run after this long was lost between claiming and launching.
 STRANDED_CLAIM_AFTER = dt.timedelta(minutes=10)
 BATCH_TAG = "goalport/batch_id"
+ConfigT = TypeVar("ConfigT", bound=dg.Config)
 
 
 class ExportConfig(dg.Config):
@@ -199,11 +202,15 @@ def export_run_config(config: ExportConfig) -> dg.RunConfig:
     return dg.RunConfig(ops={extracted_batch.op.name: config})
 
 
-def launched_export_config(run: dg.DagsterRun) -> ExportConfig | None:
-    """The `ExportConfig` an export_job run was launched with, validated again by the same
-    class; None for a run that left the extraction step out."""
-    step = run.run_config.get("ops", {}).get(extracted_batch.op.name)
-    return ExportConfig(**step.get("config", {})) if step is not None else None
+def launched_config(
+    run: dg.DagsterRun, asset: dg.AssetsDefinition, config_type: type[ConfigT]
+) -> ConfigT | None:
+    """The typed config one asset of a run was launched with, validated again by the class
+    that validated it at launch (a ValueError if it no longer does); None for a run that
+    left the asset out. The backup area's failure sensor reads its runs through it too."""
+    ops = run.run_config.get("ops")
+    step = ops.get(asset.op.name) if isinstance(ops, Mapping) else None
+    return None if step is None else config_type(**step.get("config", {}))
 
 
 def export_run_request(batch: ClaimedBatch) -> dg.RunRequest:
@@ -293,7 +300,7 @@ def export_run_failure_sensor(context: dg.RunFailureSensorContext, database: App
     """A failed export run's requests are failed with the reason, ready for a retry."""
     run = context.dagster_run
     try:
-        config = launched_export_config(run)
+        config = launched_config(run, extracted_batch, ExportConfig)
     except ValueError as exc:  # launched by an older version of ExportConfig
         context.log.warning(f"run {run.run_id}: its config no longer validates ({exc})")
         config = None
