@@ -27,7 +27,7 @@ LATENCY_SAMPLES = 3
 def run(database_url: str) -> dict:
     import dagster as dg
 
-    from assets.exports.defs.sensors import EXPORT_BATCH_SIZE, export_request_sensor
+    from assets.exports.defs import EXPORT_BATCH_SIZE, export_request_sensor
     from assets.exports.queue import request_export
     from pipelines.definitions import defs
     from resources import schema

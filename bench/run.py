@@ -36,7 +36,7 @@ def database_url(name: str = BENCH_DB) -> str:
 def ensure_seeded(n_users: int) -> str:
     """The benchmark database with `n_users` seeded users; seeded only if it is not already."""
     from migrations import upgrade
-    from synthetic import seed_database
+    from synthetic.seed import seed_database
 
     admin = sa.create_engine(server_url(), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
     with admin.connect() as conn:

@@ -12,9 +12,9 @@ and the difference is the client: encoding and sending. The loaders take turns i
 alternating order for GOALPORT_BENCH_SEED_ROUNDS rounds (default 2); the medians are
 reported, with the client's CPU seconds (threads included).
 
-The baseline, `hand_binary_copy`, is the encoder `synthetic/seed.py` had: each column as
-numpy arrays of big-endian length headers and values, joined row by row with Arrow's
-element-wise binary join, sent through psycopg's COPY from a writer thread.
+The baseline, `hand_binary_copy`, is the encoder the seeder had before `synthetic.load`:
+each column as numpy arrays of big-endian length headers and values, joined row by row with
+Arrow's element-wise binary join, sent through psycopg's COPY from a writer thread.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import dagster as dg
 
 from assets.backups.defs import defs as backup_defs
 from assets.exports.defs import defs as export_defs
-from assets.gdpr.defs.assets import defs as gdpr_defs
+from assets.gdpr.defs import defs as gdpr_defs
 from assets.imports.defs import defs as import_defs
 from assets.quality.defs import defs as quality_defs
 from assets.templates.defs import defs as template_defs

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.exports.defs.assets import ExportConfig, export_job
+from assets.exports.defs import ExportConfig, export_job
 from pipelines.definitions import defs
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 
 def test_definitions_load():

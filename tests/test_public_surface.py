@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.definitions import defs
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "public_surface.json"

@@ -29,6 +29,8 @@ from assets.backups.runner import (
     check_encryption_keys,
     run_backup_batch,
 )
+from assets.exports.defs import launched_config
+from assets.exports.queue import fail_exports
 from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.storage import ObjectStorage
@@ -118,16 +120,17 @@ backup_job = dg.define_asset_job(
 )
 
 
+def backup_run_config(config: BackupRunConfig) -> dg.RunConfig:
+    """A backup_job run's config: the typed `BackupRunConfig` of its one step."""
+    return dg.RunConfig(ops={verified_backups.op.name: config})
+
+
 def backup_run_request(batch: QueuedBackups) -> dg.RunRequest:
     """One run for one batch of queued backups, keyed by the batch id."""
     return dg.RunRequest(
         run_key=batch.batch_id,
-        run_config=dg.RunConfig(
-            ops={
-                "verified_backups": BackupRunConfig(
-                    job_ids=list(batch.job_ids), batch_id=batch.batch_id
-                )
-            }
+        run_config=backup_run_config(
+            BackupRunConfig(job_ids=list(batch.job_ids), batch_id=batch.batch_id)
         ),
         tags={BATCH_TAG: batch.batch_id, "goalport/backups": str(len(batch.job_ids))},
     )
@@ -178,16 +181,18 @@ def backup_schedule(context: dg.ScheduleEvaluationContext, database: AppDatabase
 def backup_run_failure_sensor(context: dg.RunFailureSensorContext, database: AppDatabase):
     """A crashed backup run's requests fail with the reason; the users stay due, so the
     next hourly tick queues them again."""
-    from assets.exports.queue import fail_exports
-
     run = context.dagster_run
-    config = run.run_config.get("ops", {}).get("verified_backups", {}).get("config", {})
-    batch_ids = [b for b in (config.get("batch_id"), run.tags.get(BATCH_TAG)) if b]
+    try:
+        config = launched_config(run, verified_backups, BackupRunConfig) or BackupRunConfig()
+    except ValueError as exc:  # launched by an older version of BackupRunConfig
+        context.log.warning(f"run {run.run_id}: its config no longer validates ({exc})")
+        config = BackupRunConfig()
+    batch_ids = [b for b in (config.batch_id, run.tags.get(BATCH_TAG)) if b]
     reason = context.failure_event.message or "the run failed"
     failed = fail_exports(
         database.engine,
         f"backup run {run.run_id} failed: {reason}",
-        job_ids=config.get("job_ids") or [],
+        job_ids=config.job_ids,
         batch_ids=batch_ids,
         run_id=run.run_id,
     )

@@ -370,7 +370,7 @@ def process_claimed_batch(
 ) -> BatchOutcome:
     """Export one claimed batch in this process and keep its rows in step.
 
-    The same steps the Dagster run takes (`assets.exports.defs.assets`), without a run: for
+    The same steps the Dagster run takes (`assets.exports.defs`), without a run: for
     `goalport exports process`. An error fails the batch's unfinished rows with its message
     and is returned in the outcome, so one bad batch does not stop the next.
     """

@@ -13,7 +13,7 @@ which it can be cancelled). Executing it:
    it still has to clean, so that a crash after the commit can be resumed;
 2. their files deleted: `exports/`, `backups/`, `gdpr/`, `imports/inbox/` + `<id>/` in the
    main storage, and `backups/<id>/` below their own backup destination;
-3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs.run_history`):
+3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs`):
    every run that mentions the user is deleted, when a `run_history` is given (the erasure
    job and the CLI give it);
 4. verification: every text column of every table in the database (found by reflection, so
@@ -88,7 +88,7 @@ class ErasureError(ValueError):
 
 
 class RunHistory(Protocol):
-    """An orchestrator's records of its runs (`assets.gdpr.defs.run_history.DagsterRunHistory`)."""
+    """An orchestrator's records of its runs (`assets.gdpr.defs.DagsterRunHistory`)."""
 
     def runs_mentioning(self, needle: str) -> list[str]: ...
 

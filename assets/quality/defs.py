@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.exports.defs.assets import ExportBatch
+from assets.exports.defs import ExportBatch
 from assets.exports.queue import fail_exports
 from assets.quality.report import QualityReport, RuleResult
 from assets.quality.rules import quality_rules

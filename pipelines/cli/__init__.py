@@ -1,44 +1,8 @@
 """The `goalport` command line: the same code paths as the Dagster jobs, for operators,
 scripts and installs without the Dagster daemon.
 
-This module only builds the root group and adds each area's commands to it, in one place;
-the commands live in one module per area, which share `pipelines.cli.common` and never
-import this package back. Commands import their heavy modules when they run, so
-`goalport --help` stays fast.
+`main` builds the root group (the console script's entry point, `pipelines.cli.main:main`);
+the commands live in one module per area, which share `common` (and the import commands'
+`import_preview`). This package's `__init__` imports nothing, so importing any of its
+modules runs no other.
 """
-
-from __future__ import annotations
-
-import click
-
-from pipelines.cli import backups, exports, gdpr, imports, install, quality, templates
-
-
-@click.group()
-@click.version_option(package_name="goalport")
-def main() -> None:
-    """goalport: export, back up, erase and import Goal Assistant data.
-
-    Configured by GOALPORT_DATABASE_URL and GOALPORT_STORAGE_URL; without them, a SQLite
-    database and a storage folder under ./var.
-    """
-
-
-main.add_command(install.db)
-main.add_command(install.seed)
-main.add_command(install.demo)
-main.add_command(exports.export)
-main.add_command(exports.request)
-main.add_command(exports.exports)
-main.add_command(exports.serve_downloads)
-main.add_command(backups.backup)
-main.add_command(backups.keys)
-main.add_command(imports.import_group)
-main.add_command(imports.imports_group)
-main.add_command(templates.template)
-main.add_command(quality.check)
-main.add_command(gdpr.gdpr)
-main.add_command(gdpr.verify)
-
-if __name__ == "__main__":
-    main()

@@ -2,8 +2,8 @@
 and storage it works on, reading the file a person names, and the options several areas
 spell the same way.
 
-Area modules import this module and their areas' services, never `pipelines.cli` (whose
-`__init__` imports them: that was the import cycle). Heavy modules are imported when a
+Area modules import this module and their areas' services, never `pipelines.cli.main`
+(which imports them: that would be an import cycle). Heavy modules are imported when a
 command runs, so `goalport --help` stays fast.
 """
 

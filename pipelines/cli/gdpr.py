@@ -35,7 +35,7 @@ def _operator() -> str:
 
 def _run_history():
     """The Dagster instance's runs (DAGSTER_HOME's), searched and cleaned by erasures."""
-    from assets.gdpr.defs.run_history import DagsterRunHistory
+    from assets.gdpr.defs import DagsterRunHistory
 
     return DagsterRunHistory(dagster_instance())
 

@@ -52,7 +52,7 @@ def db_upgrade() -> None:
 @friendly_errors
 def seed(n_users: int, seed: int, heavy_every: int) -> None:
     """Fill the database with deterministic, realistic synthetic users."""
-    from synthetic import seed_database
+    from synthetic.seed import seed_database
 
     try:
         counts = seed_database(settings.database_url(), n_users, seed=seed, heavy_every=heavy_every)
@@ -68,10 +68,10 @@ def demo(n_users: int) -> None:
     """Migrate, seed demo users if the database is empty, run the export job, show the files."""
     import dagster as dg
 
-    from assets.exports.defs.assets import ExportConfig, export_job
+    from assets.exports.defs import ExportConfig, export_job
     from migrations import upgrade
     from pipelines.definitions import defs
-    from synthetic import seed_database
+    from synthetic.seed import seed_database
 
     database_url = settings.database_url()
     upgrade(database_url)

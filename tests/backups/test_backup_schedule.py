@@ -324,3 +324,50 @@ def test_the_backup_area_is_in_the_code_location():
     assert schedule.cron_schedule == "0 * * * *" and schedule.execution_timezone == "UTC"
     assert defs.resolve_sensor_def("backup_run_failure_sensor").name == "backup_run_failure_sensor"
     assert isinstance(BackupRunConfig(user_ids=["u"]), dg.Config)
+
+
+def export_rows(database) -> list:
+    with database.engine.connect() as conn:
+        return conn.execute(sa.select(schema.data_export_job)).all()
+
+
+def test_a_crashed_backup_run_fails_its_queued_rows_through_the_failure_sensor(
+    database, pg_url, tmp_path, monkeypatch
+):
+    """The run died before it could record anything: the sensor reads the batch back from
+    the run's typed config and fails its rows, so the next tick queues the users again."""
+    from assets.backups import defs as backup_defs
+
+    user = database.all_user_ids()[0]
+    now = utc(2030, 1, 8, 14)
+    configure(database, user, next_at=now - dt.timedelta(hours=1))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the worker was killed")
+
+    monkeypatch.setattr(backup_defs, "run_backup_batch", crash)
+    with dg.instance_for_test() as instance:
+        (request,) = tick(database, pg_url, instance, now)
+        run = defs.resolve_job_def(backup_job.name).execute_in_process(
+            run_config=request.run_config,
+            resources={
+                "database": database,
+                "storage": ObjectStorage(url=str(tmp_path)),
+                "keys": KeyVault(database_url=pg_url),
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not run.success
+        assert export_rows(database)[0].status == "processing"
+        with dg.build_run_status_sensor_context(
+            sensor_name=backup_defs.backup_run_failure_sensor.name,
+            dagster_instance=instance,
+            dagster_run=run.dagster_run,
+            dagster_event=run.get_run_failure_event(),
+            resources={"database": database},
+        ) as context:
+            backup_defs.backup_run_failure_sensor(context.for_run_failure())
+    (job,) = export_rows(database)
+    assert job.status == "failed" and job.runId == run.run_id
+    assert f"backup run {run.run_id} failed" in job.errorMessage

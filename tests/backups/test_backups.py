@@ -23,7 +23,7 @@ from assets.backups.archive import BackupVerificationError, open_backup
 from assets.backups.config import BackupConfigError, Retention, get_backup_config
 from assets.backups.retention import backups_to_delete, erase_user_backups
 from assets.formats.json import read_json_export
-from pipelines.cli import main
+from pipelines.cli.main import main
 from resources import age, keys, schema
 from resources.database import AppDatabase
 from resources.keys import KeyVault

@@ -21,8 +21,8 @@ from assets.exports.completeness import (
 from assets.formats.registry import DATA_FORMATS, FORMATS
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage, StoredObject
-from synthetic import seed_database
 from synthetic.population import generate_population
+from synthetic.seed import seed_database
 
 EXPORTED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 

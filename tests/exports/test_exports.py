@@ -21,7 +21,7 @@ from assets.exports.batches import export_users, make_filter
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 SAMPLED = 3
 

@@ -10,7 +10,7 @@ from assets.exports.job_status import ExportStatus, job_table
 from resources import schema
 from resources.audit import utc_now
 from resources.database import AppDatabase
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -20,10 +20,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from assets.exports import defs as export_defs
 from assets.exports.batches import ExportRequestError
 from assets.exports.claims import ClaimedBatch, claim_pending_exports, group_into_batches
-from assets.exports.defs import sensors
-from assets.exports.defs.sensors import export_request_sensor
+from assets.exports.defs import export_request_sensor
 from assets.exports.downloads import (
     DownloadError,
     export_download_link,
@@ -35,12 +35,12 @@ from assets.exports.expiry import expire_exports, storage_key_of
 from assets.exports.notifications import deliver_notifications
 from assets.exports.progress import process_claimed_batch, process_pending_exports
 from assets.exports.queue import get_export, list_exports, request_export, retry_exports
-from pipelines.cli import main as goalport_main
+from pipelines.cli.main import main as goalport_main
 from pipelines.definitions import defs
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 SECRET = b"test-download-secret"
 jobs_table = schema.data_export_job
@@ -258,7 +258,7 @@ def test_requests_inserted_while_claimers_and_the_sensor_run_are_exported_exactl
     """Four threads insert 32 requests while two in-process claimers and the sensor tick
     concurrently; the sensor's runs then execute. Every request is exported once."""
     # A small cap per tick keeps the number of Dagster runs (seconds each) down.
-    monkeypatch.setattr(sensors, "MAX_REQUESTS_PER_TICK", 5)
+    monkeypatch.setattr(export_defs, "MAX_REQUESTS_PER_TICK", 5)
     user_ids = users(database)
     inserted: list[str] = []
     inserting = threading.Event()

@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.exports.defs.assets import ExportConfig
-from assets.exports.defs.schedules import expire_exports_schedule
-from assets.exports.defs.sensors import (
+from assets.exports.defs import (
     BATCH_TAG,
+    ExportConfig,
+    expire_exports_schedule,
     export_request_sensor,
     export_run_failure_sensor,
 )
@@ -23,7 +23,7 @@ from pipelines.definitions import defs
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 jobs_table = schema.data_export_job
 

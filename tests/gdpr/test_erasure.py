@@ -18,14 +18,14 @@ from click.testing import CliRunner
 from assets.exports.batches import export_users
 from assets.gdpr import erasure
 from assets.gdpr.bulk import export_gdpr_bundles
-from assets.gdpr.defs.assets import ErasureRunConfig, due_erasures_sensor, erasure_job
-from pipelines.cli import main as goalport
+from assets.gdpr.defs import ErasureRunConfig, due_erasures_sensor, erasure_job
+from pipelines.cli.main import main as goalport
 from resources import keys, schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
 from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.storage import ObjectStorage
-from synthetic import seed_database
+from synthetic.seed import seed_database
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -414,10 +414,9 @@ def test_erasure_on_sqlite(sqlite_url, tmp_path):
 
 
 def test_erasure_deletes_the_dagster_runs_that_name_the_user_and_only_those(pg_url, tmp_path):
-    from assets.exports.defs.assets import ExportConfig
-    from assets.exports.defs.sensors import export_request_sensor
+    from assets.exports.defs import ExportConfig, export_request_sensor
     from assets.exports.queue import request_export
-    from assets.gdpr.defs.run_history import DagsterRunHistory
+    from assets.gdpr.defs import DagsterRunHistory
     from pipelines.definitions import defs
 
     seed_database(pg_url, 3, seed=21, heavy_every=0)

@@ -34,15 +34,15 @@ from assets.gdpr.bulk import (
     split_chunk,
     user_bucket,
 )
-from assets.gdpr.defs.assets import GdprBulkConfig, gdpr_bundles
-from pipelines.cli import main as goalport
+from assets.gdpr.defs import GdprBulkConfig, gdpr_bundles
+from pipelines.cli.main import main as goalport
 from resources import age, schema
 from resources.audit import record_audit
 from resources.database import AppDatabase, ExtractedBatch
 from resources.storage import ObjectStorage
-from synthetic import seed_database
 from synthetic.load import load_population
 from synthetic.population import generate_population
+from synthetic.seed import seed_database
 
 FRICTIONLESS = str(Path(sys.executable).parent / "frictionless")
 EXPORTED_AT = dt.datetime(2025, 2, 3, 4, 5, 6, 789000, tzinfo=dt.UTC)

@@ -14,7 +14,7 @@ from import_support import dump, import_file, populate
 
 from assets.imports.jobs import get_import_job
 from assets.imports.undo import undo_import
-from pipelines.cli import main
+from pipelines.cli.main import main
 from resources import schema
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from import_support import dump, erase_user_rows, export_user, populate
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from resources import age
 from resources.database import AppDatabase
 

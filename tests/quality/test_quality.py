@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from assets.exports.batches import export_users
-from assets.exports.defs.assets import ExportConfig, export_files, export_job, extracted_batch
+from assets.exports.defs import ExportConfig, export_files, export_job, extracted_batch
 from assets.quality import suites
 from assets.quality.defs import extracted_batch_quality
 from assets.quality.report import merge_reports
@@ -170,7 +170,7 @@ def test_each_broken_rule_fails_alone_with_its_ids_and_the_other_users_are_expor
 
 
 def test_goalport_check_prints_the_failing_rules_and_exits_nonzero(broken_database, monkeypatch):
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     url, cases, _ = broken_database
     monkeypatch.setenv("GOALPORT_DATABASE_URL", url)
@@ -198,7 +198,7 @@ def test_goalport_check_prints_the_failing_rules_and_exits_nonzero(broken_databa
 def test_goalport_export_reports_failed_users_and_exits_nonzero(
     broken_database, monkeypatch, tmp_path
 ):
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     url, cases, good = broken_database
     monkeypatch.setenv("GOALPORT_DATABASE_URL", url)

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 
 from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, APP_TABLES
 from resources.schema import progress as progress_table
-from synthetic import seed_database
 from synthetic.load import load_population
 from synthetic.population import (
     MAX_SUBGOAL_DEPTH,
@@ -29,6 +28,7 @@ from synthetic.population import (
     generate_population,
     generated_user_ids,
 )
+from synthetic.seed import seed_database
 
 LIMIT = datetime(2026, 11, 1, tzinfo=UTC)
 ID = re.compile(r"^c[0-9a-z]{24}$")

@@ -43,7 +43,7 @@ from assets.templates.versions import (
     template_versions,
     version_diff,
 )
-from pipelines.cli import main
+from pipelines.cli.main import main
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage

@@ -1,26 +1,54 @@
 """GDPR in Dagster: bulk bundles for the whole user base, bucket by bucket, and erasures.
 
-`gdpr_bundles` is partitioned by user-id hash bucket (`gdpr_partitions`): a backfill of all
-partitions writes a bundle for every user, and a failed bucket is retried on its own. The
+`gdpr_bundles` is partitioned by user-id hash bucket (`gdpr_bucket_partitions`): a backfill
+of all partitions writes a bundle for every user, and a failed bucket is retried on its
+own. A bucket is `assets.gdpr.bulk.user_bucket(user_id)` (first 32 bits of MD5, mod
+BUCKET_COUNT), which PostgreSQL computes in the query that lists a bucket's users. The
+count is fixed: partition keys must not change under a backfill, and 64 buckets of a
+20,000-user base are about 300 users each, a few seconds of work to watch and retry. The
 work itself is `assets.gdpr.bulk` (one query per table per chunk of users, rendering in
-worker processes). `due_erasures_sensor` launches `erasure_job` for the erasure requests
-whose grace period is over (and for interrupted ones, which resume); the work is
-`assets.gdpr.erasure`.
+worker processes).
+
+`due_erasures_sensor` launches `erasure_job` for the erasure requests whose grace period is
+over (and for interrupted ones, which resume); the work is `assets.gdpr.erasure`, which
+also forgets what Dagster itself remembers about the user (`DagsterRunHistory`, used by
+`goalport gdpr erase` too). Dagster keeps its own record of every run, outside goalport's
+tables: the run config and tags (an export launched by hand from the Launchpad or
+`goalport export` names its users), and the event log (log lines, asset metadata, asset
+check results). goalport's own runs name request, batch and bucket ids rather than users,
+but an erasure must not rely on that: it deletes every run whose record or events mention
+the user, and its verification searches them again. Deleting a run deletes its events and
+captured logs, so a batch run that also exported other users goes from the run history as
+a whole; their request rows keep what was done for them.
 """
 
 import hashlib
+import json
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
 
-from assets.gdpr.bulk import DEFAULT_MAX_ROWS_PER_CHUNK, GdprBundleExporter, bucket_user_ids
+from assets.gdpr.bulk import (
+    BUCKET_COUNT,
+    DEFAULT_MAX_ROWS_PER_CHUNK,
+    GdprBundleExporter,
+    bucket_user_ids,
+)
 from assets.gdpr.bundle import load_gdpr_texts
-from assets.gdpr.defs.partitions import gdpr_bucket_partitions
-from assets.gdpr.defs.run_history import DagsterRunHistory
 from assets.gdpr.erasure import due_erasure_requests, execute_due_erasures
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
 MAX_ERASURES_PER_RUN = 50
+# Runs read per page while searching Dagster's run history.
+RUN_HISTORY_PAGE = 200
+
+
+def bucket_key(bucket: int) -> str:
+    return f"{bucket:02d}"
+
+
+gdpr_bucket_partitions = dg.StaticPartitionsDefinition([bucket_key(b) for b in range(BUCKET_COUNT)])
 
 
 class GdprBulkConfig(dg.Config):
@@ -89,6 +117,46 @@ gdpr_bulk_job = dg.define_asset_job(
     selection=[gdpr_bundles],
     description="GDPR bundles for one user-id hash bucket; backfill every partition for all users.",
 )
+
+
+class DagsterRunHistory:
+    """The runs of one Dagster instance; `keep_run_ids` (the erasure's own run) are never
+    searched or deleted."""
+
+    def __init__(self, instance: dg.DagsterInstance, keep_run_ids: Iterable[str] = ()):
+        self.instance = instance
+        self.keep_run_ids = frozenset(keep_run_ids)
+
+    def runs_mentioning(self, needle: str) -> list[str]:
+        """Ids of the runs whose config, tags or events contain `needle`."""
+        return [run.run_id for run in self._runs() if self._mentions(run, needle)]
+
+    def forget(self, needle: str) -> int:
+        """Delete every run that mentions `needle`, with its events and its captured step
+        output (which repeats the run's log lines); how many."""
+        found = self.runs_mentioning(needle)
+        for run_id in found:
+            self.instance.compute_log_manager.delete_logs(prefix=[run_id])
+            self.instance.delete_run(run_id)
+        return len(found)
+
+    def _runs(self) -> Iterator[dg.DagsterRun]:
+        cursor = None
+        while True:
+            records = self.instance.get_run_records(limit=RUN_HISTORY_PAGE, cursor=cursor)
+            for record in records:
+                if record.dagster_run.run_id not in self.keep_run_ids:
+                    yield record.dagster_run
+            if len(records) < RUN_HISTORY_PAGE:
+                return
+            cursor = records[-1].dagster_run.run_id
+
+    def _mentions(self, run: dg.DagsterRun, needle: str) -> bool:
+        if needle in json.dumps([run.run_config, dict(run.tags)], default=str):
+            return True
+        return any(
+            needle in dg.serialize_value(entry) for entry in self.instance.all_logs(run.run_id)
+        )
 
 
 class ErasureRunConfig(dg.Config):
