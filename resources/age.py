@@ -496,7 +496,7 @@ def _read_header(source: _Source) -> _Header:
             f"unsupported age format version {version[len(_VERSION_PREFIX) :][:20]!r}; "
             "goalport reads v1"
         )
-    stanzas = []
+    stanzas: list[_Stanza] = []
     while True:
         line = next_line()
         if line.startswith(b"-> "):
@@ -527,7 +527,7 @@ def _read_stanza(arg_line: bytes, next_line: Callable[[], bytes], number: int) -
                 f"stanza {number} has an empty argument or one with characters outside "
                 "printable ASCII"
             )
-    body_lines = []
+    body_lines: list[bytes] = []
     while True:
         line = next_line()
         if line.startswith((b"-> ", b"---")) and not body_lines:

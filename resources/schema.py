@@ -218,7 +218,7 @@ DATE_COLUMNS: dict[str, str] = {
 }
 
 for _t in APP_TABLES:
-    sa.Index(f"ix_{_t.name}_userId", _t.c.get("userId", _t.c.get("id")))
+    sa.Index(f"ix_{_t.name}_userId", _t.c.get("userId", _t.c["id"]))  # User: its own id
     for _fk in _t.foreign_keys:
         if _fk.parent.name != "userId":
             sa.Index(f"ix_{_t.name}_{_fk.parent.name}", _fk.parent)

@@ -150,7 +150,7 @@ def format_timestamp(value: dt.datetime) -> str:
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
-def json_default(value):
+def json_default(value: object) -> list[Any]:
     """JSON for what orjson does not write by itself: sets (in filters), as sorted lists."""
     if isinstance(value, set | frozenset):
         return sorted(value)
@@ -241,7 +241,12 @@ def raise_key_mismatch(where: str, keys: Iterable[Any], expected: set[str]) -> N
     raise ValueError(f"{where}: {detail}")
 
 
-def _raise_first_bad_value(values, field: pa.Field, source: pa.DataType, locate) -> None:
+def _raise_first_bad_value(
+    values: list[Any] | pa.Array,
+    field: pa.Field,
+    source: pa.DataType,
+    locate: Callable[[int], str],
+) -> None:
     if isinstance(values, pa.Array):  # text read from a file (CSV): every value is a string
         items, source = values.to_pylist(), values.type
     else:
@@ -256,13 +261,13 @@ def _raise_first_bad_value(values, field: pa.Field, source: pa.DataType, locate)
             )
 
 
-def _is_whole_number(value) -> bool:
+def _is_whole_number(value: object) -> bool:
     if type(value) is int:
         return True
     return type(value) is float and value.is_integer()
 
 
-def _value_fits(value, t: pa.DataType, source: pa.DataType) -> bool:
+def _value_fits(value: object, t: pa.DataType, source: pa.DataType) -> bool:
     if pa.types.is_string(source) != isinstance(value, str):
         return False
     if pa.types.is_integer(source) and not _is_whole_number(value):
@@ -274,6 +279,6 @@ def _value_fits(value, t: pa.DataType, source: pa.DataType) -> bool:
     return True
 
 
-def _shorten(value) -> str:
+def _shorten(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -17,6 +17,7 @@ import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -133,11 +134,11 @@ def json_string_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunk
     return _quoted(text)
 
 
-def _matches(text, pattern: str) -> bool:
+def _matches(text: pa.Array | pa.ChunkedArray, pattern: str) -> bool:
     return bool(pc.any(pc.match_substring_regex(text, pattern)).as_py())
 
 
-def _quoted(text):
+def _quoted(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), "null")
 
 
@@ -330,7 +331,7 @@ def read_json_exports(documents: Sequence[bytes]) -> list[dict[str, pa.Table]]:
         rows = [row for document_rows in per_document for row in document_rows]
         starts = list(itertools.accumulate(counts, initial=0))
 
-        def locate(i: int, name=name, starts=starts) -> str:
+        def locate(i: int, name: str = name, starts: list[int] = starts) -> str:
             document = bisect.bisect_right(starts, i) - 1
             path, index = located[document][1][name][i - starts[document]]
             return f"export.json: {path}" if index < 0 else f"export.json: {path}[{index}]"
@@ -372,7 +373,7 @@ def _json_export_rows(data: bytes) -> tuple[dict[str, list[dict]], dict[str, lis
     rows: dict[str, list[dict]] = {name: [] for name in TABLE_NAMES}
     paths: dict[str, list[tuple[str, int]]] = {name: [] for name in TABLE_NAMES}
 
-    def add(table_name: str, row, path: str, index: int) -> None:
+    def add(table_name: str, row: object, path: str, index: int) -> None:
         if not isinstance(row, dict):
             raise ValueError(f"export.json: {path}[{index}] is not an object")
         rows[table_name].append(row)
@@ -399,7 +400,7 @@ def _json_export_rows(data: bytes) -> tuple[dict[str, list[dict]], dict[str, lis
     return rows, paths
 
 
-def _member(document: dict, key: str, kind):
+def _member(document: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     if key not in document:
         raise ValueError(f"export.json: the document has no {key!r}")
     value = document[key]

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +44,12 @@ from assets.formats.common import (
     type_description,
 )
 from resources.schema import APP_ARROW_SCHEMAS
+
+if TYPE_CHECKING:  # XlsxWriter has no type information: these read as Any, for the reader
+    from xlsxwriter.chart import Chart
+    from xlsxwriter.format import Format
+    from xlsxwriter.workbook import Workbook
+    from xlsxwriter.worksheet import Worksheet
 
 SUMMARY_SHEET = "Summary"
 CHART_DATA_SHEET = "Chart data"
@@ -128,7 +135,7 @@ def _scratch_dir() -> str | None:
 class _Styles:
     """The workbook's cell formats, created once (XlsxWriter keeps one per distinct style)."""
 
-    def __init__(self, workbook) -> None:
+    def __init__(self, workbook: Workbook) -> None:
         self.workbook = workbook
         self.header = workbook.add_format({"bold": True, "bottom": 1, "bg_color": "#E8EEF4"})
         self.title = workbook.add_format({"bold": True, "font_size": 14})
@@ -137,9 +144,9 @@ class _Styles:
         self.timestamp = workbook.add_format({"num_format": TIMESTAMP_FORMAT})
         self.integer = workbook.add_format({"num_format": "0"})
         self.percent = workbook.add_format({"num_format": "0%"})
-        self._decimals: dict[int, object] = {}
+        self._decimals: dict[int, Format] = {}
 
-    def decimal(self, scale: int):
+    def decimal(self, scale: int) -> Format:
         if scale not in self._decimals:
             pattern = "0." + "0" * scale if scale else "0"
             self._decimals[scale] = self.workbook.add_format({"num_format": pattern})
@@ -157,7 +164,7 @@ class _ExcelColumn:
     width: float
 
 
-def write_table_sheet(sheet, table_name: str, table: pa.Table, styles: _Styles) -> None:
+def write_table_sheet(sheet: Worksheet, table_name: str, table: pa.Table, styles: _Styles) -> None:
     """Header row, then every row with typed cells; frozen header, autofilter, widths."""
     columns = [
         excel_column(table_name, table.schema.field(i), table.column(i), styles)
@@ -181,7 +188,7 @@ def write_table_sheet(sheet, table_name: str, table: pa.Table, styles: _Styles) 
                 write(row, c, value, style)
 
 
-def _cell_writer(sheet, kind: str) -> Callable:
+def _cell_writer(sheet: Worksheet, kind: str) -> Callable[..., object]:
     if kind == "text":
         return sheet.write_string  # text is text: never write(), which may make a formula
     if kind == "number":
@@ -189,7 +196,7 @@ def _cell_writer(sheet, kind: str) -> Callable:
     if kind == "boolean":
         return sheet.write_boolean
 
-    def number_or_text(row, col, value, style):
+    def number_or_text(row: int, col: int, value: float | str, style: Format | None) -> None:
         if type(value) is str:
             sheet.write_string(row, col, value)
         else:
@@ -236,7 +243,13 @@ def excel_column(
     return _ExcelColumn(values, "text", None, width)
 
 
-def _dates_or_text(column, days, exact, style, width) -> _ExcelColumn:
+def _dates_or_text(
+    column: pa.ChunkedArray,
+    days: pa.ChunkedArray,
+    exact: pa.ChunkedArray | None,
+    style: Format,
+    width: int,
+) -> _ExcelColumn:
     """Spreadsheet dates where the calendar allows it, ISO text elsewhere (never lost)."""
     fits = pc.and_(pc.greater_equal(days, EXCEL_FIRST_DAY), pc.less(days, EXCEL_LAST_DAY + 1))
     if exact is not None:
@@ -318,7 +331,12 @@ def progress_chart_series(
     return [(titles.get(goal_id, goal_id), points) for goal_id, points in series.items()]
 
 
-def _write_chart_data(workbook, sheet, series, styles: _Styles):
+def _write_chart_data(
+    workbook: Workbook,
+    sheet: Worksheet,
+    series: list[tuple[str, dict[dt.date, float]]],
+    styles: _Styles,
+) -> Chart:
     """The chart's helper sheet (day, one column per goal) and the line chart reading it."""
     days = sorted({day for _, points in series for day in points})
     sheet.set_column(0, 0, 12)
@@ -352,7 +370,15 @@ def _write_chart_data(workbook, sheet, series, styles: _Styles):
     return chart
 
 
-def _write_summary(sheet, tables, styles: _Styles, user_id, exported_at, filters, chart) -> None:
+def _write_summary(
+    sheet: Worksheet,
+    tables: Mapping[str, pa.Table],
+    styles: _Styles,
+    user_id: str,
+    exported_at: dt.datetime,
+    filters: dict | None,
+    chart: Chart | None,
+) -> None:
     sheet.set_column(0, 0, 22)
     sheet.set_column(1, 1, 40)
     sheet.set_column(2, 4, 12)
@@ -435,14 +461,14 @@ def read_xlsx_export(data: bytes) -> dict[str, pa.Table]:
 
 def _read_sheet(rows: Iterator[Sequence], table_name: str) -> pa.Table:
     schema = APP_ARROW_SCHEMAS[table_name]
-    header = list(next(rows, None) or ())
+    header = list(next(rows, ()))
     while header and header[-1] is None:
         header.pop()
     if sorted(map(str, header)) != sorted(schema.names):
         raise_key_mismatch(f"sheet {table_name!r}, header row", header, set(schema.names))
     width = len(header)
     empty = (None,) * width
-    kept: list[tuple] = []
+    kept: list[Sequence[Any]] = []
     sheet_rows: list[int] = []  # the row number a person sees, for error messages
     for number, values in enumerate(rows, start=2):
         if len(values) != width:
@@ -469,7 +495,7 @@ def _cells_to_values(values: list, field: pa.Field, locate: Callable[[int], str]
     """Spreadsheet cell values as the Python values `column_from_values` expects."""
     t = field.type
 
-    def bad(i: int, value) -> ValueError:
+    def bad(i: int, value: object) -> ValueError:
         return ValueError(
             f"{locate(i)}, field {field.name!r}: {value!r} is not {type_description(t)}"
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import posixpath
 import zipfile
 from collections.abc import Iterator
+from typing import IO, Any
 from xml.etree import ElementTree
 
 from openpyxl.formula.translate import Translator
@@ -78,11 +79,11 @@ class XlsxCells:
     def __enter__(self) -> XlsxCells:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
-    def sheet_names(self) -> list[str]:
+    def sheet_names(self) -> list[str | None]:
         return list(self.sheet_paths)
 
     def rows(self, sheet_name: str) -> Iterator[tuple | list]:
@@ -108,11 +109,12 @@ class XlsxCells:
         except ElementTree.ParseError as exc:
             raise ValueError(f"{self.problem}: {path} is not well-formed XML: {exc}") from exc
 
-    def _read_workbook(self) -> tuple[dict[str, str], str | None, object]:
+    def _read_workbook(self) -> tuple[dict[str | None, str], str | None, object]:
         """Sheet name -> worksheet part (the sheets whose part exists, as openpyxl lists
-        them), the shared strings part, and the date system's epoch."""
-        targets: dict[str, str] = {}
-        kinds: dict[str, str] = {}
+        them), the shared strings part, and the date system's epoch. A part or a sheet
+        without its (required) id or name is kept under None, as read."""
+        targets: dict[str | None, str] = {}
+        kinds: dict[str | None, str] = {}
         for relation in self._xml(WORKBOOK_RELS_PATH).iter(RELATIONSHIPS + "Relationship"):
             if relation.get("TargetMode") == "External":
                 continue
@@ -127,7 +129,7 @@ class XlsxCells:
         properties = workbook.find(MAIN + "workbookPr")
         date1904 = properties is not None and properties.get("date1904", "") not in _FALSE_TEXTS
         present = set(self.archive.namelist())
-        sheets = {}
+        sheets: dict[str | None, str] = {}
         for sheet in workbook.iterfind(f"{MAIN}sheets/{MAIN}sheet"):
             relation_id = sheet.get(RELATIONSHIP_ID)
             if not relation_id:
@@ -162,7 +164,7 @@ class XlsxCells:
             return frozenset(), frozenset()
         styles = self._xml(STYLES_PATH)
         custom = {
-            int(fmt.get("numFmtId")): fmt.get("formatCode")
+            _int_attribute(fmt, "numFmtId"): fmt.get("formatCode")
             for fmt in styles.iterfind(f"{MAIN}numFmts/{MAIN}numFmt")
         }
         dates, durations = set(), set()
@@ -213,16 +215,24 @@ def _local_name(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+def _int_attribute(element: ElementTree.Element, name: str) -> int:
+    """An integer attribute the schema requires; a TypeError without it, as in openpyxl."""
+    value = element.get(name)
+    if value is None:
+        raise TypeError(f"<{_local_name(element.tag)}> has no {name}")
+    return int(value)
+
+
 class _SheetReader:
     """One pass over a worksheet part: openpyxl's read-only row logic, without a cell object."""
 
-    def __init__(self, workbook: XlsxCells, stream) -> None:
+    def __init__(self, workbook: XlsxCells, stream: IO[bytes]) -> None:
         self.stream = stream
         self.shared_strings = workbook.shared_strings
         self.date_styles = workbook.date_styles
         self.timedelta_styles = workbook.timedelta_styles
         self.epoch = workbook.epoch
-        self.shared_formulae: dict[str, Translator] = {}
+        self.shared_formulae: dict[str | None, Translator] = {}
         self.columns: dict[str, int] = {}  # column letters -> number
         # a cell's `s` text -> whether it is a date style and, if so, a duration style
         self.plain_styles: set[str | None] = set()
@@ -243,7 +253,7 @@ class _SheetReader:
 
     def rows(self) -> Iterator[tuple | list]:
         # XMLPullParser fed by hand rather than iterparse: one generator less per element
-        parser = ElementTree.XMLPullParser(("end",))
+        parser: ElementTree.XMLPullParser[ElementTree.Element] = ElementTree.XMLPullParser(("end",))
         while not self.past_last_row:
             chunk = self.stream.read(CHUNK_BYTES)
             if not chunk:
@@ -256,8 +266,11 @@ class _SheetReader:
             for _ in range(self.expected, self.max_row + 1):
                 yield self.empty_row
 
-    def _rows_of(self, events) -> Iterator[tuple | list]:
-        """The rows among these parser events, with the rows the file leaves out."""
+    def _rows_of(self, events: Iterator[Any]) -> Iterator[tuple | list]:
+        """The rows among these parser events, with the rows the file leaves out.
+
+        The events are `("end", element)` pairs: the parser asks for no other kind, which
+        its typeshed signature cannot know (hence `Any`)."""
         for _, element in events:
             tag = element.tag
             if tag == ROW:
@@ -309,38 +322,40 @@ class _SheetReader:
             if reference:
                 letters = reference.rstrip("0123456789")
                 digits = reference[len(letters) :]
-                column = column_numbers.get(letters) if digits and digits[0] != "0" else None
-                if column is None:
-                    column = self._column_of(reference, letters)
+                known = column_numbers.get(letters) if digits and digits[0] != "0" else None
+                column = self._column_of(reference, letters) if known is None else known
             else:
                 column += 1
             kind = get("t", "n")
-            value = None if kind == "inlineStr" else (cell.findtext(VALUE) or None)
-            if cell.find(FORMULA) is not None:
-                value = self._formula(cell, reference)
-            elif value is not None:
+            raw = None if kind == "inlineStr" else (cell.findtext(VALUE) or None)
+            value: object = raw
+            formula = cell.find(FORMULA)
+            if formula is not None:
+                value = self._formula(formula, reference)
+            elif raw is not None:
                 if kind == "n":
-                    if "." in value or "E" in value or "e" in value:
-                        value = float(value)
+                    number: int | float
+                    if "." in raw or "E" in raw or "e" in raw:
+                        number = float(raw)
                     else:
-                        value = int(value)
+                        number = int(raw)
                     style = get("s")
                     if style in self.plain_styles:
-                        pass
+                        value = number
                     elif style in self.date_styles_by_text:
-                        value = self._date(value, self.date_styles_by_text[style])
+                        value = self._date(number, self.date_styles_by_text[style])
                     else:
-                        value = self._number_in_style(value, style)
+                        value = self._number_in_style(number, style)
                 elif kind == "s":
-                    value = self.shared_strings[int(value)]
+                    value = self.shared_strings[int(raw)]
                 elif kind == "b":
-                    value = bool(int(value))
+                    value = bool(int(raw))
                 elif kind == "d":
-                    value = from_ISO8601(value)
+                    value = from_ISO8601(raw)
             elif kind == "inlineStr":
-                text = cell.find(INLINE_STRING)
-                if text is not None:
-                    value = text_content(text)
+                inline = cell.find(INLINE_STRING)
+                if inline is not None:
+                    value = text_content(inline)
             columns.append(column)
             values.append(value)
         return columns, values
@@ -352,11 +367,12 @@ class _SheetReader:
             self.columns[letters] = column
         return column
 
-    def _number_in_style(self, value: int | float, style: str):
+    def _number_in_style(self, value: int | float, style: str | None) -> object:
         """A number whose style text was not seen yet: learn whether the style is a date."""
         if style == "":
             self.plain_styles.add(style)  # openpyxl keeps s="" as text: no date style
             return value
+        assert style is not None, "a cell without a style is settled in __init__"
         style_id = int(style)
         if style_id not in self.date_styles:
             self.plain_styles.add(style)
@@ -365,14 +381,13 @@ class _SheetReader:
         self.date_styles_by_text[style] = duration
         return self._date(value, duration)
 
-    def _date(self, value: int | float, duration: bool):
+    def _date(self, value: int | float, duration: bool) -> object:
         try:
             return from_excel(value, self.epoch, timedelta=duration)
         except (OverflowError, ValueError):
             return "#VALUE!"  # what openpyxl gives a date cell outside the calendar
 
-    def _formula(self, cell: ElementTree.Element, reference: str | None):
-        formula = cell.find(FORMULA)
+    def _formula(self, formula: ElementTree.Element, reference: str | None) -> object:
         kind = formula.get("t")
         value = "=" + (formula.text or "")
         if kind == "array":

@@ -118,7 +118,9 @@ class BulkWriter:
     def _copy(self, table_name: str, rows: pa.Table) -> None:
         import pyarrow.csv as pacsv  # PostgreSQL only; ~5 ms to import
 
-        cursor = self.conn.connection.driver_connection.cursor()
+        driver = self.conn.connection.driver_connection
+        assert driver is not None, "a connection in use holds its driver's connection"
+        cursor = driver.cursor()
         columns = ", ".join(f'"{c}"' for c in rows.column_names)
         options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
         with cursor.copy(f'COPY "{table_name}" ({columns}) FROM STDIN (FORMAT csv)') as copy:

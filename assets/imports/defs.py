@@ -22,6 +22,7 @@ The work itself is `assets.imports.preview` and `assets.imports.apply`, the same
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -127,7 +128,7 @@ def import_introduces_no_bad_data(
     from assets.quality.suites import run_quality_suites
 
     staged = staged_import.staged
-    metadata = {
+    metadata: dict[str, Any] = {  # raw values: Dagster's own alias for them is private
         "rows": staged.total_rows,
         "invalid_rows": staged.bad_rows,
         "invalid_share": round(staged.bad_share, 4),

@@ -185,9 +185,9 @@ def derived_ids(seed: str, table: str, keys: Iterable[str]) -> pa.StringArray:
     chars = np.empty((n, _ID_WIDTH), dtype=np.uint8)
     chars[:, 0] = ord("c")
     for half, first in ((low, 1), (high, 13)):
-        number = np.array(half, dtype=np.uint64)
+        numbers = np.array(half, dtype=np.uint64)
         for place in range(first, first + 12):
-            number, digit = np.divmod(number, np.uint64(36))
+            numbers, digit = np.divmod(numbers, np.uint64(36))
             chars[:, place] = _BASE36[digit]
     offsets = np.arange(0, _ID_WIDTH * n + 1, _ID_WIDTH, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()))
@@ -379,7 +379,7 @@ def _keep_inferred_values(tables, current, extras: dict[str, dict]):
     """Values a parser had to invent (`extras[key]["inferred"]`, e.g. a creation time the
     source does not have) keep what the user's existing row holds: a re-import must not
     report them as changes."""
-    inferred_by_key = {k: v.get("inferred") for k, v in extras.items() if v.get("inferred")}
+    inferred_by_key = {k: v["inferred"] for k, v in extras.items() if v.get("inferred")}
     if not inferred_by_key:
         return tables
     for name, table in tables.items():

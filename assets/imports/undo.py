@@ -70,7 +70,7 @@ def undo_import(database: AppDatabase, job_id: str, *, actor: str | None = None)
             rows = [json.loads(t) for t in texts]
             arrays = [
                 column_from_values(
-                    [r[f.name] for r in rows], f, lambda i, n=name: f"ImportChange of {n} #{i}"
+                    [r[f.name] for r in rows], f, lambda i: f"ImportChange of {name} #{i}"
                 )
                 for f in target
             ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -40,13 +42,13 @@ def fingerprint_user_data(conn: sa.Connection, user_id: str) -> str:
         conn.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
         parts = []
         for table in tables:
-            owner = "id" if table.name == "User" else "userId"
+            owner_name = "id" if table.name == "User" else "userId"
             # each row hashed from its values (no text form to build, no sort: 4x faster
             # than an md5 of the rows' text), the 64-bit hashes added up
             parts.append(
                 f"SELECT '{table.name}' AS t, count(*) AS n, "
                 f"coalesce(sum(hash_record_extended(x, 0)::numeric), 0)::text AS h "
-                f'FROM "{table.name}" x WHERE x."{owner}" = :u'
+                f'FROM "{table.name}" x WHERE x."{owner_name}" = :u'
             )
         for name, count, hashed in conn.execute(sa.text(" UNION ALL ".join(parts)), {"u": user_id}):
             digest.update(f"{name}:{count}:{hashed};".encode())
@@ -97,7 +99,7 @@ def _read_refs(engine_or_conn, user_id: str) -> pa.Table:
 
 def _arrow_rows(table: sa.Table, rows) -> pa.Table:
     target = schema.arrow_schema(table)
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in target]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in target]
     arrays = []
     for values, f in zip(columns, target, strict=True):
         if pa.types.is_timestamp(f.type):
@@ -144,7 +146,7 @@ def ids_owned_by_others(
 
 def read_rows_by_id(conn: sa.Connection, table: sa.Table, ids: list[str]) -> pa.Table:
     """The rows of `table` with these ids, whoever they belong to, as Arrow."""
-    rows = []
+    rows: list[sa.Row[Any]] = []
     for clause in in_ids(conn, table.c.id, ids):
         rows += conn.execute(sa.select(table).where(clause)).fetchall()
     return _arrow_rows(table, rows)

@@ -233,7 +233,7 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
                 "ExpectColumnValuesToNotBeNull",
                 "id (code)",
                 {},
-                lambda tables, _t=table: id_codes(tables[_t]),
+                _id_codes_of(table),
             ),
             Rule(
                 table,
@@ -242,7 +242,7 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
                 "ExpectColumnValuesToBeUnique",
                 "id (code)",
                 {},
-                lambda tables, _t=table: id_codes(tables[_t]),
+                _id_codes_of(table),
             ),
         ]
         if table != "User":
@@ -381,6 +381,11 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
 
 
 # ---------------------------------------------------------------- derived columns
+
+
+def _id_codes_of(table: str) -> Callable[[Tables], pa.Array]:
+    """`derive` of the id rules: the id codes of `table` in the batch."""
+    return lambda tables: id_codes(tables[table])
 
 
 def id_codes(table: pa.Table) -> pa.Array:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 FORMAT_NAME = "goalport.template"
 FORMAT_VERSION = 1
@@ -58,7 +58,7 @@ class PersonalDataError(ValueError):
 
 
 def build_template_document(
-    goals: Sequence[Mapping[str, Any]],
+    goals: Sequence[Mapping[Any, Any]],  # dicts or SQLAlchemy RowMappings (keyed by name)
     *,
     selected_ids: Sequence[str],
     module_kinds: Mapping[str, str],
@@ -590,13 +590,16 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_Entry = TypeVar("_Entry", bound=Mapping[str, Any])  # a catalog entry, as the caller holds it
+
+
 def filter_templates(
-    entries: Sequence[Mapping[str, Any]],
+    entries: Sequence[_Entry],
     *,
     category: str | None = None,
     tag: str | None = None,
     text: str | None = None,
-) -> list[Mapping[str, Any]]:
+) -> list[_Entry]:
     """Entries (with name, description, category, tags) in that category, with that tag and
     containing every word of `text` in their name, description, category or tags; all
     comparisons ignore case."""

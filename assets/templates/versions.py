@@ -94,7 +94,7 @@ class TemplateRecord:
         }
 
 
-def record_from_row(row: Mapping[str, Any]) -> TemplateRecord:
+def record_from_row(row: Mapping[str, Any] | sa.RowMapping) -> TemplateRecord:
     return TemplateRecord(
         id=row["id"],
         template_key=row["templateKey"],
@@ -175,7 +175,7 @@ def create_version(
                 f"template {template_ref} belongs to another user; only its author can add "
                 "versions (import it to make your own copy)"
             )
-        details = {
+        details: dict[str, Any] = {
             "template_key": latest.template_key,
             "version": latest.version + 1,
             "name": name if name is not None else latest.name,
@@ -238,7 +238,7 @@ def import_template(
         )
 
 
-def require_user(conn: sa.Connection, user_id: str) -> Mapping[str, Any]:
+def require_user(conn: sa.Connection, user_id: str) -> sa.RowMapping:
     """The user's row; TemplateError when there is no such user."""
     row = conn.execute(sa.select(schema.user).where(schema.user.c.id == user_id)).mappings().first()
     if row is None:
@@ -267,7 +267,7 @@ def _document_from_goals(
 def _insert_version(
     conn: sa.Connection,
     document: dict,
-    author: Mapping[str, Any],
+    author: Mapping[str, Any] | sa.RowMapping,
     *,
     public: bool,
     operation_type: str,
@@ -362,6 +362,7 @@ def _latest_version(conn: sa.Connection, template_key: str) -> TemplateRecord:
         .mappings()
         .first()
     )
+    assert row is not None, "the key was just resolved in this transaction: it has versions"
     return record_from_row(row)
 
 

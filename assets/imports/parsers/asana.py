@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from typing import Any
 
 from assets.imports.parsers.base import (
     DEFAULT_PRIORITY,
@@ -24,7 +25,7 @@ from assets.imports.parsers.base import (
     priority_from_label,
     require_content,
 )
-from assets.imports.parsers.dates import parse_when, when_to_utc, zone
+from assets.imports.parsers.dates import When, parse_when, when_to_utc, zone
 from assets.imports.parsers.textio import decode_text, normalize_header, read_csv_table
 
 APP = "asana"
@@ -99,9 +100,9 @@ def parse_asana(
         (h, i) for i, h in enumerate(table.header) if normalize_header(h) not in _KNOWN_COLUMNS
     ]
     default_project = base_name(name).rsplit(".", 1)[0] or "Asana"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for row, cells in table.rows:
-        values = {field: getter(cells) for field, getter in get.items()}
+        values: dict[str, Any] = {field: getter(cells) for field, getter in get.items()}
         values["row"] = row
         values["title"] = " ".join(values["name"].split())
         if not values["title"]:
@@ -111,7 +112,7 @@ def parse_asana(
             h: cells[i].strip() for h, i in custom if i < len(cells) and cells[i].strip()
         }
         rows.append(values)
-    by_title: dict[str, list[dict]] = {}
+    by_title: dict[str, list[dict[str, Any]]] = {}
     for values in rows:
         by_title.setdefault(values["title"], []).append(values)
     mangled = 0
@@ -153,7 +154,7 @@ def parse_asana(
                 )
     projects: dict[str, str] = {}
 
-    def project_of(values: dict, depth: int = 0) -> str:
+    def project_of(values: dict[str, Any], depth: int = 0) -> str:
         listed = [p.strip() for p in values["projects"].split(",") if p.strip()]
         if listed:
             return listed[0]
@@ -203,7 +204,7 @@ def parse_asana(
     return builder.finish()
 
 
-def _when(values: dict, field: str, header: str, file_name: str):
+def _when(values: dict[str, Any], field: str, header: str, file_name: str) -> When | None:
     text = values[field]
     if not text:
         return None
@@ -213,12 +214,14 @@ def _when(values: dict, field: str, header: str, file_name: str):
     return when
 
 
-def _day(values, field, header, file_name) -> dt.date | None:
+def _day(values: dict[str, Any], field: str, header: str, file_name: str) -> dt.date | None:
     when = _when(values, field, header, file_name)
     return when.date() if when else None
 
 
-def _timestamp(values, field, header, file_name, tz) -> dt.datetime | None:
+def _timestamp(
+    values: dict[str, Any], field: str, header: str, file_name: str, tz: dt.tzinfo | None
+) -> dt.datetime | None:
     when = _when(values, field, header, file_name)
     return when_to_utc(when, assume_tz=tz) if when else None
 

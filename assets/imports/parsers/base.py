@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, overload
 
 import pyarrow as pa
 
@@ -253,7 +253,9 @@ def zip_member_names(data: bytes, *, file_name: str, limits: ZipLimits = ZIP_LIM
     ]
 
 
-def _checked_infos(data: bytes, file_name: str, limits: ZipLimits):
+def _checked_infos(
+    data: bytes, file_name: str, limits: ZipLimits
+) -> list[tuple[str, zipfile.ZipInfo]]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
@@ -371,6 +373,10 @@ def clean_extras(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v or v == 0}
 
 
+@overload
+def _ms(value: dt.datetime) -> dt.datetime: ...
+@overload
+def _ms(value: dt.datetime | None) -> dt.datetime | None: ...
 def _ms(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
@@ -660,7 +666,7 @@ class ImportBuilder:
         return ParsedImport(self.app, tables, self.extras, self.report, self.warnings)
 
 
-def _decimal(value) -> Decimal | None:
+def _decimal(value: object) -> Decimal | None:
     if value is None:
         return None
     try:

@@ -79,7 +79,9 @@ class When:
     tz: dt.tzinfo | None = None
 
     def date(self, year: int | None = None) -> dt.date:
-        return dt.date(self.year if self.year is not None else year, self.month, self.day)
+        resolved = self.year if self.year is not None else year
+        assert resolved is not None, "a date written without its year needs the year it is in"
+        return dt.date(resolved, self.month, self.day)
 
 
 def truncate_to_ms(value: dt.datetime) -> dt.datetime:
@@ -115,7 +117,7 @@ def _offset(text: str | None) -> dt.tzinfo | None:
     return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
 
 
-def _time(match: re.Match) -> dt.time | None:
+def _time(match: re.Match[str]) -> dt.time | None:
     hour = match.group("H")
     if hour is None:
         return None
@@ -177,7 +179,9 @@ def parse_when(text: str, *, day_first: bool = False) -> When | None:
     return None
 
 
-def _when(year, month, day, match, tz) -> When | None:
+def _when(
+    year: int | None, month: int, day: int, match: re.Match[str], tz: dt.tzinfo | None
+) -> When | None:
     dt.date(year if year is not None else 2000, month, day)  # raises ValueError if impossible
     return When(year, month, day, _time(match), tz)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from typing import Any
 
 from assets.imports.parsers.asana import is_asana_header, parse_asana
 from assets.imports.parsers.base import (
@@ -148,7 +149,7 @@ def _detect_zip(data: bytes, name: str) -> str:
     return UNKNOWN
 
 
-def _json_or_none(data: bytes, name: str):
+def _json_or_none(data: bytes, name: str) -> Any:
     try:
         return load_json(data, file_name=name)
     except ImportFormatError:

@@ -87,7 +87,7 @@ def parse_google_tasks(
         tasks = task_list.get("items") or []
         if not isinstance(tasks, list):
             raise ImportFormatError(name, where, "items", "is not a list of tasks")
-        ids = {t.get("id") for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
+        ids = {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
         for position, task in enumerate(tasks):
             task_where = f"{where}.items[{position}]"
             task_id = _required_text(task, "id", name, task_where)
@@ -96,7 +96,16 @@ def parse_google_tasks(
     return builder.finish()
 
 
-def _add_task(builder, task, task_id, where, list_key, ids, tz, file_name) -> None:
+def _add_task(
+    builder: ImportBuilder,
+    task: dict[str, Any],
+    task_id: str,
+    where: str,
+    list_key: str,
+    ids: set[str],
+    tz: dt.tzinfo,
+    file_name: str,
+) -> None:
     title = _text(task.get("title")).strip()
     notes = _text(task.get("notes"))
     key = builder.key("task", task_id)
@@ -149,7 +158,7 @@ def _add_task(builder, task, task_id, where, list_key, ids, tz, file_name) -> No
     )
 
 
-def _due_day(text: str, due: dt.datetime | None, tz) -> dt.date | None:
+def _due_day(text: str, due: dt.datetime | None, tz: dt.tzinfo) -> dt.date | None:
     if due is None:
         return None
     if "T00:00:00" in text:  # the API's date-only form: the day itself, whatever the zone

@@ -104,7 +104,9 @@ def parse_habitica(
 
 
 class _TaskReader:
-    def __init__(self, builder: ImportBuilder, file_name: str, tz, tags: dict):
+    def __init__(
+        self, builder: ImportBuilder, file_name: str, tz: dt.tzinfo, tags: dict[str, str]
+    ) -> None:
         self.builder = builder
         self.file_name = file_name
         self.tz = tz
@@ -117,7 +119,7 @@ class _TaskReader:
         task_id = task.get("_id") or task.get("id")
         if not isinstance(task_id, str) or not task_id:
             raise ImportFormatError(self.file_name, where, "_id", "missing or not text")
-        title = task.get("text") if isinstance(task.get("text"), str) else ""
+        title = _s(task.get("text"))
         key = builder.key(kind, task_id)
         if kind == "reward":
             builder.skip(
@@ -131,7 +133,7 @@ class _TaskReader:
         due = parse_timestamp(_s(task.get("date")))
         created_at = parse_timestamp(_s(task.get("createdAt")))
         updated_at = parse_timestamp(_s(task.get("updatedAt")))
-        challenge = task.get("challenge") if isinstance(task.get("challenge"), dict) else {}
+        challenge = as_dict(task.get("challenge"))
         goal = builder.add_goal(
             key,
             title=title,
@@ -271,15 +273,15 @@ def _recurrence(task: dict) -> str | None:
     )
     text = f"every {unit}" if every == 1 else f"every {every} {unit}s"
     if frequency == "weekly":
-        repeat = task.get("repeat") if isinstance(task.get("repeat"), dict) else {}
+        repeat = as_dict(task.get("repeat"))
         days = [label for code, label in _WEEKDAYS if repeat.get(code)]
         if days and len(days) < 7:
             text += " on " + ", ".join(days)
     elif frequency == "monthly":
-        days = [d for d in as_list(task.get("daysOfMonth")) if isinstance(d, int)]
+        month_days = [d for d in as_list(task.get("daysOfMonth")) if isinstance(d, int)]
         weeks = [w for w in as_list(task.get("weeksOfMonth")) if isinstance(w, int)]
-        if days:
-            text += " on day " + ", ".join(str(d) for d in days)
+        if month_days:
+            text += " on day " + ", ".join(str(d) for d in month_days)
         elif weeks:
             text += " in week " + ", ".join(str(w + 1) for w in weeks)
     return text

@@ -20,6 +20,7 @@ import datetime as dt
 import io
 import re
 from decimal import Decimal
+from typing import Any
 
 from assets.imports.parsers.base import (
     ImportBuilder,
@@ -40,6 +41,8 @@ YES_MANUAL = 2
 _SKIPPED_NAMES = {1: "not needed that day", 0: "not done", -1: "unknown", 3: "skipped"}
 _ENTRY_RE = re.compile(r"Entry\(timestamp=[^,)]*,\s*value=(-?\d+)\)")
 _FOLDER_RE = re.compile(r"^(?P<number>\d{3}) ?(?P<name>.*)$")
+# One check mark as read: file label, row, day, raw value, notes.
+_Mark = tuple[str, int, dt.date, str, str]
 
 
 def is_loop_habits_header(names: set[str]) -> bool:
@@ -79,7 +82,14 @@ def parse_loop_habits(
 
 
 class _Export:
-    def __init__(self, builder, file_name, root, members, bare=False):
+    def __init__(
+        self,
+        builder: ImportBuilder,
+        file_name: str,
+        root: str,
+        members: dict[str, bytes],
+        bare: bool = False,
+    ) -> None:
         self.builder = builder
         self.file_name = file_name
         self.root = root
@@ -113,9 +123,9 @@ class _Export:
             "target": g("Target Value"),
             "archived": g("Archived?", "Archived"),
         }
-        habits = []
+        habits: list[dict[str, Any]] = []
         for row, cells in table.rows:
-            values = {field: getter(cells) for field, getter in get.items()}
+            values: dict[str, Any] = {field: getter(cells) for field, getter in get.items()}
             values["row"] = row
             if not values["name"]:
                 raise ImportFormatError(label, row, "Name", "a habit needs a name")
@@ -134,7 +144,7 @@ class _Export:
             )
         for index, habit in enumerate(habits):
             folder = self._folder_for(habit, index, folders)
-            marks = None
+            marks: list[_Mark] | None = None
             if folder is not None:
                 marks = self._habit_checkmarks(f"{folder}Checkmarks.csv")
             if not marks:
@@ -152,7 +162,7 @@ class _Export:
                 folders[parts[0]] = f"{self.root}{parts[0]}/"
         return folders
 
-    def _folder_for(self, habit: dict, index: int, folders: dict[str, str]) -> str | None:
+    def _folder_for(self, habit: dict[str, Any], index: int, folders: dict[str, str]) -> str | None:
         wanted = sanitized_habit_name(habit["name"])
         by_name = [f for f in folders if (m := _FOLDER_RE.match(f)) and m["name"] == wanted]
         if len(by_name) == 1:
@@ -166,12 +176,12 @@ class _Export:
                 return folders[folder]
         return None
 
-    def _habit_checkmarks(self, path: str) -> list[tuple[str, int, dt.date, str, str]]:
+    def _habit_checkmarks(self, path: str) -> list[_Mark]:
         data = self.members.get(path)
         if not data or not data.strip():
             return []
         label = self._label(path)
-        marks = []
+        marks: list[_Mark] = []
         reader = csv.reader(io.StringIO(decode_text(data, file_name=label), newline=""))
         for row, cells in enumerate(reader, start=1):
             if not cells or not "".join(cells).strip():
@@ -185,7 +195,7 @@ class _Export:
             marks.append((label, row, day, cells[1].strip(), notes))
         return marks
 
-    def _root_checkmarks(self, habit_names: list[str]) -> dict[str, list]:
+    def _root_checkmarks(self, habit_names: list[str]) -> dict[str | None, list[_Mark]]:
         path = f"{self.root}Checkmarks.csv"
         data = self.members.get(path)
         if not data or not data.strip():
@@ -193,7 +203,7 @@ class _Export:
         label = self._label(path)
         lines = decode_text(data, file_name=label).splitlines()
         columns = _root_columns(lines[0].split(",")[1:], habit_names)
-        marks: dict[str, list] = {name: [] for name in columns}
+        marks: dict[str | None, list[_Mark]] = {name: [] for name in columns}
         for row, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
@@ -208,7 +218,7 @@ class _Export:
                     marks[name].append((label, row, day, value, ""))
         return marks
 
-    def _habit(self, habit: dict, marks: list, label: str) -> None:
+    def _habit(self, habit: dict[str, Any], marks: list[_Mark], label: str) -> None:
         builder, name = self.builder, habit["name"]
         key = builder.key("habit", name)
         codes = []

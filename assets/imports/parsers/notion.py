@@ -172,6 +172,10 @@ class _Database:
     pages_by_title: dict[str, list[_Page]] = field(default_factory=dict)
 
 
+# One database row as read: row number, cells, title, its page (if exported), page id.
+_Row = tuple[int, list[str], str, _Page | None, str]
+
+
 def _page(path: str, text: str, known_properties: set[str] | None) -> _Page:
     lines = text.splitlines()
     stem = base_name(path).rsplit(".", 1)[0]
@@ -215,8 +219,13 @@ def _title_key(title: str) -> str:
 
 class _Export:
     def __init__(
-        self, builder: ImportBuilder, file_name: str, files: dict[str, bytes], tz, bare: bool
-    ):
+        self,
+        builder: ImportBuilder,
+        file_name: str,
+        files: dict[str, bytes],
+        tz: dt.tzinfo | None,
+        bare: bool,
+    ) -> None:
         self.builder = builder
         self.file_name = file_name
         self.files = files
@@ -307,7 +316,7 @@ class _Export:
             self._habit_tracker(database, db_key, db_ref, label)
             return
         roles = _column_roles(database.header)
-        rows = []
+        rows: list[_Row] = []
         seen: dict[str, int] = {}
         for row, cells in database.rows:
             title = cells[0].strip() if cells else ""
@@ -351,7 +360,13 @@ class _Export:
             or None
         )
 
-    def _parents(self, rows, roles, page_ids, titles) -> dict[str, str]:
+    def _parents(
+        self,
+        rows: list[_Row],
+        roles: dict[str, list[int]],
+        page_ids: set[str],
+        titles: dict[str, str],
+    ) -> dict[str, str]:
         parents: dict[str, str] = {}
 
         def targets(cell: str) -> list[str]:
@@ -384,7 +399,19 @@ class _Export:
                             parents.setdefault(child, page_id)
         return parents
 
-    def _row(self, database, label, db_key, roles, row, cells, title, page, page_id, parent):
+    def _row(
+        self,
+        database: _Database,
+        label: str,
+        db_key: str,
+        roles: dict[str, list[int]],
+        row: int,
+        cells: list[str],
+        title: str,
+        page: _Page | None,
+        page_id: str,
+        parent: str | None,
+    ) -> None:
         builder = self.builder
 
         def values(role: str) -> list[tuple[str, str]]:
@@ -445,7 +472,7 @@ class _Export:
         if page is not None:
             self._todos(page, key, page_id, updated_at or created_at)
 
-    def _todos(self, page: _Page, goal: str, page_id: str, recorded_at) -> None:
+    def _todos(self, page: _Page, goal: str, page_id: str, recorded_at: dt.datetime | None) -> None:
         for position, (done, text) in enumerate(page.todos):
             self.builder.add_progress(
                 self.builder.key("todo", f"{page_id}:{position}"),
@@ -549,12 +576,13 @@ def _is_view_of(view: _Database, database: _Database) -> bool:
     wanted = [columns.get(normalize_header(h)) for h in view.header]
     if None in wanted or len(view.rows) != len(database.rows):
         return False
+    positions = [i for i in wanted if i is not None]  # all of them, after the check above
 
     def cell(cells: list[str], index: int) -> str:
         return cells[index].strip() if index < len(cells) else ""
 
     seen = sorted(tuple(cell(c, i) for i in range(len(view.header))) for _, c in view.rows)
-    full = sorted(tuple(cell(c, i) for i in wanted) for _, c in database.rows)
+    full = sorted(tuple(cell(c, i) for i in positions) for _, c in database.rows)
     return seen == full
 
 

@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from assets.imports.parsers.base import ImportFormatError
 
@@ -170,7 +171,7 @@ def peek_csv_records(text: str, *, limit: int = 12) -> list[list[str]]:
     return records
 
 
-def load_json(data: bytes, *, file_name: str):
+def load_json(data: bytes, *, file_name: str) -> Any:
     """The JSON document in `data` (any encoding, BOM or not); errors name line and column."""
     import orjson
 

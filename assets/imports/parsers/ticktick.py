@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from typing import Any
 
 from assets.imports.parsers.base import (
     ImportBuilder,
@@ -68,7 +69,9 @@ def parse_ticktick(
 
 
 class _Rows:
-    def __init__(self, builder: ImportBuilder, table: CsvTable, file_name: str, timezone):
+    def __init__(
+        self, builder: ImportBuilder, table: CsvTable, file_name: str, timezone: str | None
+    ) -> None:
         self.builder = builder
         self.table = table
         self.file_name = file_name
@@ -114,10 +117,10 @@ class _Rows:
             "task_id": g("taskId", "Task Id"),
             "parent_id": g("parentId", "Parent Id"),
         }
-        rows = []
+        rows: list[dict[str, Any]] = []
         seen: dict[tuple[str, str], int] = {}
         for row, cells in t.rows:
-            values = {name: getter(cells) for name, getter in get.items()}
+            values: dict[str, Any] = {name: getter(cells) for name, getter in get.items()}
             values["row"] = row
             kind = values["kind"].upper()
             if kind == "NOTE":
@@ -141,7 +144,9 @@ class _Rows:
         for values in rows:
             self._task(values, ids)
 
-    def _time(self, values: dict, field: str, header: str, tz) -> dt.datetime | None:
+    def _time(
+        self, values: dict[str, Any], field: str, header: str, tz: dt.tzinfo
+    ) -> dt.datetime | None:
         text = values[field]
         if not text:
             return None
@@ -152,7 +157,7 @@ class _Rows:
             )
         return when_to_utc(when, assume_tz=tz)
 
-    def _task(self, values: dict, ids: set[str]) -> None:
+    def _task(self, values: dict[str, Any], ids: set[str]) -> None:
         builder, row = self.builder, values["row"]
         list_key = self._list_goal(values["folder"], values["list"], row)
         tz_name = values["tz"]

@@ -19,6 +19,7 @@ import json
 import random
 import re
 from functools import lru_cache
+from typing import Any
 
 from assets.imports.parsers.base import (
     ImportBuilder,
@@ -107,13 +108,20 @@ def _parse_project_csv(
 class _TaskRows:
     """Walks one project's records, keeping the indent stack and the current section."""
 
-    def __init__(self, builder, table: CsvTable, label, project_key, default_tz):
+    def __init__(
+        self,
+        builder: ImportBuilder,
+        table: CsvTable,
+        label: str,
+        project_key: str,
+        default_tz: str | None,
+    ) -> None:
         self.builder = builder
         self.table = table
         self.label = label
         self.project_key = project_key
         self.default_tz = default_tz
-        self.tasks: list[dict] = []
+        self.tasks: list[dict[str, Any]] = []
         self.project_notes: list[str] = []
         self.project_meta: list[str] = []
         self.today_by_zone: dict[str, dt.date] = {}
@@ -122,16 +130,16 @@ class _TaskRows:
         t = self.table
         width = len(t.header)
         # A missing column reads as the empty cell appended after the last one.
-        self.at = {
-            name: width if t.column(name) is None else t.column(name)
-            for name in TODOIST_HEADER.split(",")
-        }
+        self.at: dict[str, int] = {}
+        for name in TODOIST_HEADER.split(","):
+            position = t.column(name)
+            self.at[name] = width if position is None else position
         at_type, at_content = self.at["TYPE"], self.at["CONTENT"]
         at_priority, at_indent = self.at["PRIORITY"], self.at["INDENT"]
         has_priority = t.column("PRIORITY") is not None
-        stack: list[tuple[int, dict]] = []
+        stack: list[tuple[int, dict[str, Any]]] = []
         seen_titles: dict[str, int] = {}
-        section = None
+        section: str | None = None
         padding = [""] * (width + 1)
         for row, cells in t.rows:
             if len(cells) <= width:
@@ -194,7 +202,17 @@ class _TaskRows:
             )
         return indent
 
-    def _task(self, cells, *, row, priority, indent, parent, section, seen_titles) -> dict:
+    def _task(
+        self,
+        cells: list[str],
+        *,
+        row: int,
+        priority: int,
+        indent: int,
+        parent: dict[str, Any] | None,
+        section: str | None,
+        seen_titles: dict[str, int],
+    ) -> dict[str, Any]:
         at = self.at
         content = cells[at["CONTENT"]]
         title = content.strip()
@@ -267,7 +285,8 @@ class _TaskRows:
         if self.project_meta:
             project_extras["meta"] = self.project_meta
         for task in self.tasks:
-            comments, attachments = [], []
+            comments: list[str] = []
+            attachments: list[dict[str, Any]] = []
             for note in task["comments"]:
                 text, files = _note_text(note)
                 comments.append(text)
@@ -292,11 +311,11 @@ class _TaskRows:
             )
 
 
-def _note_text(note: str) -> tuple[str, list[dict]]:
+def _note_text(note: str) -> tuple[str, list[dict[str, Any]]]:
     """The note with attachment markup replaced by `[file: name]`, and the attachments."""
-    files = []
+    files: list[dict[str, Any]] = []
 
-    def replace(match: re.Match) -> str:
+    def replace(match: re.Match[str]) -> str:
         try:
             meta = json.loads(match.group(1))
         except ValueError:
@@ -310,7 +329,12 @@ def _note_text(note: str) -> tuple[str, list[dict]]:
 class DueReading:
     __slots__ = ("day", "time", "recurrence")
 
-    def __init__(self, day=None, time=None, recurrence=None):
+    def __init__(
+        self,
+        day: dt.date | None = None,
+        time: str | None = None,
+        recurrence: str | None = None,
+    ) -> None:
         self.day, self.time, self.recurrence = day, time, recurrence
 
 

@@ -94,7 +94,9 @@ def _text(value: Any) -> str:
 
 
 class _BoardReader:
-    def __init__(self, builder: ImportBuilder, file_name: str, tz, include_archived: bool):
+    def __init__(
+        self, builder: ImportBuilder, file_name: str, tz: dt.tzinfo, include_archived: bool
+    ) -> None:
         self.builder = builder
         self.file_name = file_name
         self.tz = tz
