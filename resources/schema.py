@@ -506,7 +506,7 @@ def rows_to_arrow(table: sa.Table, rows: Sequence[Sequence]) -> pa.Table:
     target = APP_ARROW_SCHEMAS.get(table.name)
     if target is None:
         target = arrow_schema(table)
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in target]
+    columns: list[Sequence] = list(zip(*rows, strict=True)) if rows else [() for _ in target]
     arrays = []
     for values, f in zip(columns, target, strict=True):
         if pa.types.is_timestamp(f.type):

@@ -51,8 +51,8 @@ def fingerprint_user_data(conn: sa.Connection, user_id: str) -> str:
             digest.update(f"{name}:{count}:{hashed};".encode())
         return digest.hexdigest()
     for table in tables:
-        owner = table.c[schema.owner_column(table.name)]
-        rows = conn.execute(sa.select(table).where(owner == user_id).order_by(table.c.id))
+        owned = table.c[schema.owner_column(table.name)] == user_id
+        rows = conn.execute(sa.select(table).where(owned).order_by(table.c.id))
         count = 0
         for row in rows:
             digest.update(repr(tuple(row)).encode())
