@@ -105,11 +105,12 @@ def naive_bundles(url: str, out: str, sample: int) -> dict:
     import pyarrow as pa
     import sqlalchemy as sa
 
-    from assets.gdpr.bulk import RECORD_SOURCES, gdpr_bundle_key
+    from assets.gdpr.bulk import RECORD_SOURCES
     from assets.gdpr.bundle import render_gdpr_bundle
     from resources import schema
     from resources.audit import utc_now
     from resources.storage import ObjectStorage
+    from resources.storage_layout import gdpr_bundle_key
 
     engine = sa.create_engine(url)
     storage = ObjectStorage(url=out)

@@ -154,8 +154,10 @@ def _cpu_with_children() -> float:
 def _export_without_checks(
     database_url: str, n_users: int | None, formats: tuple[str, ...]
 ) -> dict:
-    from assets.exports.batches import export_key, render_batch
+    from assets.exports.batches import render_batch
+    from assets.formats.registry import FORMATS
     from resources.storage import ObjectStorage
+    from resources.storage_layout import export_key
 
     database, batches = _batches(database_url, n_users)
     exported_at = dt.datetime.now(dt.UTC)
@@ -169,6 +171,8 @@ def _export_without_checks(
             )
             for user_id, files in rendered:
                 for fmt, data in files.items():
-                    storage.write_bytes(export_key(user_id, fmt, exported_at), data)
+                    storage.write_bytes(
+                        export_key(user_id, FORMATS[fmt].extension, exported_at), data
+                    )
         export_s, export_cpu_s = time.perf_counter() - started, _cpu_with_children() - started_cpu
     return {"export_s": export_s, "export_cpu_s": export_cpu_s}

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from resources import bech32
+from resources.schema import as_utc
 
 __all__ = [
     "AgeArmorError",
@@ -294,9 +295,7 @@ def format_identity_file(
     derived = recipient_from_identity(identity)
     if recipient is not None and recipient.strip() != derived:
         raise AgeKeyError("the recipient given does not belong to this identity")
-    created = created or dt.datetime.now(dt.UTC)
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=dt.UTC)
+    created = as_utc(created) or dt.datetime.now(dt.UTC)
     stamp = created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"# created: {stamp}\n# public key: {derived}\n{identity.strip()}\n"
 

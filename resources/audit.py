@@ -12,13 +12,13 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Iterable
 
 import sqlalchemy as sa
 
 from resources import schema
+from resources.settings import pseudonym_key
 
 
 def new_id(prefix: str = "") -> str:
@@ -35,8 +35,7 @@ def utc_now() -> dt.datetime:
 
 def subject_ref(user_id: str) -> str:
     """A pseudonym for a user: HMAC-SHA256 of the id under GOALPORT_PSEUDONYM_KEY."""
-    key = os.environ.get("GOALPORT_PSEUDONYM_KEY", "goalport-default-pseudonym-key").encode()
-    return "subj_" + hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()[:32]
+    return "subj_" + hmac.new(pseudonym_key(), user_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def record_audit(

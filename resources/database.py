@@ -81,14 +81,10 @@ class ExtractedBatch:
         empty = schema.empty_app_tables()  # immutable: one set shared by every user
         result: dict[str, dict[str, pa.Table]] = {uid: dict(empty) for uid in self.found_user_ids}
         for name, table in self.tables.items():
-            for uid, part in split_by_user(table, _owner_column(name)):
+            for uid, part in split_by_user(table, schema.owner_column(name)):
                 if uid in result:
                     result[uid][name] = part
         return result
-
-
-def _owner_column(table_name: str) -> str:
-    return "id" if table_name == "User" else "userId"
 
 
 def split_by_user(table: pa.Table, owner_column: str = "userId") -> Iterable[tuple[str, pa.Table]]:
@@ -232,7 +228,7 @@ def extract_query(
     `inline_ids` writes the ids as one PostgreSQL array literal instead of a bound
     parameter each: compiling thousands of literal binds costs seconds, this costs nothing.
     """
-    owner = table.c.id if table.name == "User" else table.c.userId
+    owner = table.c[schema.owner_column(table.name)]
     if inline_ids:
         query = sa.select(table).where(owner == sa.any_(sa.literal_column(pg_text_array(user_ids))))
     else:
@@ -345,22 +341,5 @@ def _decimal_from_scaled(
 
 
 def _read_with_sqlalchemy(engine: sa.Engine, table: sa.Table, query: sa.Select) -> pa.Table:
-    target = schema.APP_ARROW_SCHEMAS[table.name]
     with engine.connect() as conn:
-        rows = conn.execute(query).fetchall()
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in target]
-    arrays = [
-        pa.array(_naive_to_utc(values, f.type), type=f.type)
-        for values, f in zip(columns, target, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=target)
-
-
-def _naive_to_utc(values: Sequence, arrow_type: pa.DataType) -> Sequence:
-    """SQLite hands back naive datetimes; goalport stores UTC, so label them UTC."""
-    if not pa.types.is_timestamp(arrow_type):
-        return values
-    return [
-        v.replace(tzinfo=dt.UTC) if isinstance(v, dt.datetime) and v.tzinfo is None else v
-        for v in values
-    ]
+        return schema.rows_to_arrow(table, conn.execute(query).fetchall())

@@ -33,9 +33,13 @@ from pydantic import PrivateAttr
 
 from resources import age
 from resources.schema import user_key
-from resources.settings import database_url, normalise_database_url
+from resources.settings import (
+    MASTER_KEY_ENV,
+    configured_master_key,
+    database_url,
+    normalise_database_url,
+)
 
-MASTER_KEY_ENV = "GOALPORT_MASTER_KEY"
 _MASTER_KEY_SIZE = 32
 _NONCE_SIZE = 12
 _HOW_TO_SET = (
@@ -117,7 +121,10 @@ class KeyVault(dg.ConfigurableResource):
     )
     master_key: str | None = pydantic.Field(
         default=None,
-        description=f"base64 of 32 bytes; None means the {MASTER_KEY_ENV} environment variable",
+        description=(
+            f"base64 of 32 bytes, e.g. dg.EnvVar({MASTER_KEY_ENV!r}) to have Dagster show "
+            f"where it comes from; None reads {MASTER_KEY_ENV} when the key is needed"
+        ),
     )
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
@@ -140,7 +147,7 @@ class KeyVault(dg.ConfigurableResource):
         self.close()
 
     def _master(self) -> bytes:
-        text = self.master_key if self.master_key is not None else os.environ.get(MASTER_KEY_ENV)
+        text = self.master_key if self.master_key is not None else configured_master_key()
         if not text or not text.strip():
             raise MasterKeyMissingError(
                 f"no master key: encrypted backups and user keys need one; {_HOW_TO_SET}"

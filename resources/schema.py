@@ -7,14 +7,37 @@ else, and erasure can prove that no row is left.
 
 The Arrow schema of each app table is derived from the same metadata, so extraction,
 renderers and importers agree on one set of types: exact decimals, UTC timestamps, dates.
+The conventions every reader and writer of rows shares are here too, written once: which
+column names a row's user (`owner_column`) and how a stored timestamp reads (`as_utc`).
 """
 
 from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import overload
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+
+
+def owner_column(table_name: str) -> str:
+    """The column naming the user a row belongs to: `id` in `User`, `userId` elsewhere."""
+    return "id" if table_name == "User" else "userId"
+
+
+@overload
+def as_utc(value: dt.datetime) -> dt.datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A stored timestamp, aware: every timestamp goalport stores is UTC, and SQLite gives
+    them back naive. An aware value is returned as it is."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
 
 
 def _ts(name: str, nullable: bool = False) -> sa.Column:
@@ -218,7 +241,7 @@ DATE_COLUMNS: dict[str, str] = {
 }
 
 for _t in APP_TABLES:
-    sa.Index(f"ix_{_t.name}_userId", _t.c.get("userId", _t.c["id"]))  # User: its own id
+    sa.Index(f"ix_{_t.name}_userId", _t.c[owner_column(_t.name)])
     for _fk in _t.foreign_keys:
         if _fk.parent.name != "userId":
             sa.Index(f"ix_{_t.name}_{_fk.parent.name}", _fk.parent)
@@ -475,3 +498,18 @@ def table_or_empty(tables, name: str) -> pa.Table:
 def empty_app_tables() -> dict[str, pa.Table]:
     """One empty Arrow table per app table, typed: what a user with no data exports."""
     return {name: empty_table(schema) for name, schema in APP_ARROW_SCHEMAS.items()}
+
+
+def rows_to_arrow(table: sa.Table, rows: Sequence[Sequence]) -> pa.Table:
+    """Rows read through SQLAlchemy as an Arrow table of `table`'s schema, naive timestamps
+    (SQLite's) taken as UTC."""
+    target = APP_ARROW_SCHEMAS.get(table.name)
+    if target is None:
+        target = arrow_schema(table)
+    columns: list[Sequence] = list(zip(*rows, strict=True)) if rows else [() for _ in target]
+    arrays = []
+    for values, f in zip(columns, target, strict=True):
+        if pa.types.is_timestamp(f.type):
+            values = [as_utc(v) if isinstance(v, dt.datetime) else v for v in values]
+        arrays.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=target)

@@ -116,3 +116,41 @@ def download_base_url() -> str:
     """Where `goalport serve-downloads` is reached: GOALPORT_DOWNLOAD_BASE_URL, else
     loopback port 8765."""
     return os.environ.get("GOALPORT_DOWNLOAD_BASE_URL", "").strip() or DEFAULT_DOWNLOAD_BASE_URL
+
+
+ERASURE_GRACE_ENV = "GOALPORT_ERASURE_GRACE_DAYS"
+DEFAULT_ERASURE_GRACE = dt.timedelta(days=7)
+
+
+def erasure_grace_period() -> dt.timedelta:
+    """How long an erasure request waits, cancellable, before it runs:
+    GOALPORT_ERASURE_GRACE_DAYS (0 allowed), else 7 days."""
+    raw = os.environ.get(ERASURE_GRACE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_ERASURE_GRACE
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if days < 0:
+        raise SettingError(f"{ERASURE_GRACE_ENV}={raw!r}: give a number of days, 0 or more")
+    return dt.timedelta(days=days)
+
+
+DEFAULT_PSEUDONYM_KEY = "goalport-default-pseudonym-key"
+
+
+def pseudonym_key() -> bytes:
+    """GOALPORT_PSEUDONYM_KEY, the HMAC key of the pseudonyms that outlive an erasure, else
+    a fixed default. Set but empty is taken as given (an empty key), as it always was:
+    changing it would change every stored pseudonym."""
+    return os.environ.get("GOALPORT_PSEUDONYM_KEY", DEFAULT_PSEUDONYM_KEY).encode()
+
+
+MASTER_KEY_ENV = "GOALPORT_MASTER_KEY"
+
+
+def configured_master_key() -> str | None:
+    """GOALPORT_MASTER_KEY, the key that wraps every user's age identity, or None when
+    unset. Its holder decodes it and keeps only its fingerprint: never log or store it."""
+    return os.environ.get(MASTER_KEY_ENV)

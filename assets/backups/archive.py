@@ -6,8 +6,8 @@ otherwise: what the importer restores exactly) inside a zip with a `manifest.jso
 row count of every table). It is encrypted with age to the user's goalport key
 (`resources.keys.KeyVault`) and to the user's own recipients from the configuration, so
 the user opens it with `age -d -i` and no goalport; its key is
-`backups/<userId>/goalport-backup-<UTC time>.zip.age` below the destination URL (by
-default the main storage). The zip has the shape of a GDPR bundle (manifest.json beside
+`backups/<userId>/goalport-backup-<UTC time>.zip.age` (`resources.storage_layout.backup_key`)
+below the destination URL (by default the main storage). The zip has the shape of a GDPR bundle (manifest.json beside
 data/), so the import path reads a decrypted backup like any goalport export.
 
 `open_backup` is what a restore, the restore drill and `goalport backup restore` use: it
@@ -20,8 +20,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import posixpath
-import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,33 +34,10 @@ from resources import age
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "goalport.backup"
 MANIFEST_VERSION = 1
-# The UTC time in a backup's file name; names sort by time.
-STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
-_BACKUP_NAME = re.compile(r"goalport-backup-(\d{8}T\d{12}Z)\.zip(\.age)?$")
 
 
 class BackupVerificationError(BackupError):
     """A backup file does not open or does not match its manifest; never partial data."""
-
-
-def backup_folder(user_id: str) -> str:
-    """backups/<user>: where a user's backup files are, below any destination."""
-    return f"backups/{user_id}"
-
-
-def backup_key(user_id: str, created_at: dt.datetime, encrypted: bool) -> str:
-    """backups/<user>/goalport-backup-<UTC time>.zip[.age]: names sort by time."""
-    stamp = created_at.astimezone(dt.UTC).strftime(STAMP_FORMAT)
-    suffix = ".zip.age" if encrypted else ".zip"
-    return f"{backup_folder(user_id)}/goalport-backup-{stamp}{suffix}"
-
-
-def backup_time_of(key: str) -> dt.datetime | None:
-    """The creation time in a backup file's name, or None if it is not a backup file."""
-    match = _BACKUP_NAME.search(posixpath.basename(key))
-    if match is None:
-        return None
-    return dt.datetime.strptime(match.group(1), STAMP_FORMAT).replace(tzinfo=dt.UTC)
 
 
 def data_member_name(fmt: str) -> str:

@@ -29,6 +29,7 @@ from assets.formats.registry import DATA_FORMATS
 from resources import age, schema
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import ExtractFilter
+from resources.schema import as_utc
 from resources.schema import backup_config as config_table
 from resources.storage import ObjectStorage
 
@@ -148,9 +149,9 @@ class BackupConfig:
             encrypt=bool(row["encrypt"]),
             recipients=tuple(json.loads(row["recipients"]) if row["recipients"] else ()),
             retention=Retention.from_json(row["retention"]),
-            last_backup_at=assume_utc(row["lastBackupAt"]),
-            next_backup_at=assume_utc(row["nextBackupAt"]),
-            last_verified_at=assume_utc(row["lastVerifiedAt"]),
+            last_backup_at=as_utc(row["lastBackupAt"]),
+            next_backup_at=as_utc(row["nextBackupAt"]),
+            last_verified_at=as_utc(row["lastVerifiedAt"]),
             last_verified_url=row["lastVerifiedUrl"],
         )
 
@@ -187,14 +188,6 @@ def backup_job_format(fmt: str) -> str:
     """The `DataExportJob.format` of a backup in `fmt`. Never a plain export format, so the
     generic export claimer leaves backup rows to the backup path."""
     return f"backup-{fmt}"
-
-
-def assume_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """A naive datetime taken as UTC, an aware one as it is. SQLite hands back naive
-    datetimes; every timestamp goalport stores is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def check_timezone(name: str) -> str:
@@ -419,7 +412,7 @@ def next_backup_after(moment: dt.datetime, frequency: str, timezone: str) -> dt.
     at least half a period after `moment`; in UTC."""
     frequency = check_frequency(frequency)
     zone = ZoneInfo(timezone)
-    earliest = assume_utc(moment) + MIN_GAP[frequency]
+    earliest = as_utc(moment) + MIN_GAP[frequency]
     day = earliest.astimezone(zone).date()
     while True:
         if _slot_matches(day, frequency):

@@ -17,7 +17,6 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.backups.config import assume_utc
 from assets.backups.due import (
     DEFAULT_BATCH_SIZE,
     QueuedBackups,
@@ -33,6 +32,7 @@ from assets.exports.defs import launched_config
 from assets.exports.queue import fail_exports
 from resources.database import AppDatabase
 from resources.keys import KeyVault
+from resources.schema import as_utc
 from resources.storage import ObjectStorage
 
 BATCH_TAG = "goalport/backup_batch_id"
@@ -146,7 +146,7 @@ def backup_run_request(batch: QueuedBackups) -> dg.RunRequest:
 def backup_schedule(context: dg.ScheduleEvaluationContext, database: AppDatabase, keys: KeyVault):
     """Users whose `nextBackupAt` has passed get one backup each, however many ticks were
     missed; users with a backup in flight are left to it."""
-    scheduled = assume_utc(context.scheduled_execution_time) or dt.datetime.now(dt.UTC)
+    scheduled = as_utc(context.scheduled_execution_time) or dt.datetime.now(dt.UTC)
     now = scheduled.astimezone(dt.UTC)
     key_problem = None
     try:

@@ -10,7 +10,6 @@ import json
 from collections.abc import Sequence
 
 from assets.backups.archive import (
-    STAMP_FORMAT,
     BackupVerificationError,
     build_backup_archive,
     open_backup,
@@ -29,6 +28,7 @@ from resources.audit import new_id, record_audit, utc_now
 from resources.database import AppDatabase, ExtractFilter
 from resources.settings import export_expiry
 from resources.storage import ObjectStorage
+from resources.storage_layout import passphrase_export_key
 
 
 def write_passphrase_export(
@@ -71,9 +71,8 @@ def write_passphrase_export(
         include=include,
     )
     payload = age.encrypt(archive, passphrase=passphrase, work_factor=work_factor)
-    stamp = created_at.strftime(STAMP_FORMAT)
     job_id = new_id("exp_")
-    key = f"exports/{user_id}/goalport-backup-{stamp}-{job_id}.zip.age"
+    key = passphrase_export_key(user_id, created_at, job_id)
     stored = storage.write_bytes(key, payload)
     try:
         opened = open_backup(

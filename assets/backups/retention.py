@@ -5,7 +5,7 @@ the newest backup of each of the last d days, w ISO weeks, m months, in the user
 zone) runs only after a newer backup has been verified, and never deletes that backup or
 anything newer than it.
 
-A backup file is known by its name (`assets.backups.archive.backup_time_of`) below
+A backup file is known by its name (`resources.storage_layout.backup_time_of`) below
 `backups/<userId>/` at the user's destination; it counts as verified when its
 `DataExportJob` row completed, which happens only after its restore drill.
 """
@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from assets.backups.archive import backup_folder, backup_time_of
 from assets.backups.config import (
     BACKUP_EXPORT_TYPE,
     BackupConfig,
@@ -33,6 +32,7 @@ from assets.exports.job_status import ExportStatus, expire_jobs
 from resources.audit import record_audit
 from resources.schema import data_export_job as job_table
 from resources.storage import ObjectStorage
+from resources.storage_layout import backup_folder, backup_time_of
 
 
 def backups_to_delete(

@@ -26,7 +26,6 @@ import sqlalchemy as sa
 from assets.backups.archive import (
     BackupVerificationError,
     OpenedBackup,
-    backup_key,
     build_backup_archive,
     open_backup,
 )
@@ -48,6 +47,7 @@ from resources.keys import KeyCustodyError, KeyVault
 from resources.schema import backup_config as config_table
 from resources.schema import data_export_job as job_table
 from resources.storage import ObjectStorage, StorageError
+from resources.storage_layout import backup_key
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from assets.quality.report import QualityReport
 from assets.quality.suites import check_batch_quality
 from resources.database import AppDatabase, ExtractedBatch, ExtractFilter
 from resources.storage import ObjectStorage, StoredObject
+from resources.storage_layout import export_key
 
 
 class ExportRequestError(ValueError):
@@ -94,13 +95,6 @@ def make_filter(
         raise ExportRequestError(f"--since {since_date} is after --until {until_date}")
     chosen = tuple(m.strip().lower() for m in modules if m.strip()) if modules else None
     return ExtractFilter(modules=chosen or None, since=since_date, until=until_date)
-
-
-def export_key(user_id: str, fmt: str, exported_at: dt.datetime, suffix: str = "") -> str:
-    """exports/<user>/<UTC time>[-<suffix>].<ext>: one folder per user, erasable as a whole."""
-    stamp = exported_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    tail = f"-{suffix}" if suffix else ""
-    return f"exports/{user_id}/{stamp}{tail}.{export_format(fmt).extension}"
 
 
 def render_user_files(
@@ -305,7 +299,7 @@ def write_batch(
         written, problems = [], []
         for fmt, data in files.items():
             suffix = key_suffix(user_id) if key_suffix else ""
-            key = export_key(user_id, fmt, exported_at, suffix)
+            key = export_key(user_id, export_format(fmt).extension, exported_at, suffix)
             stored = storage.write_bytes(key, data)
             started = time.perf_counter()
             completeness = confirm_stored_copy(completeness_by_format[fmt], storage.read_bytes(key))

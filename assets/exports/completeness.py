@@ -28,9 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.formats.common import owner_column
 from assets.formats.registry import export_format
-from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, table_or_empty
+from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, owner_column, table_or_empty
 
 
 def _conformed(table: pa.Table, table_name: str) -> pa.Table:

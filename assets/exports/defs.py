@@ -39,7 +39,6 @@ from assets.exports.claims import (
     requeue_stranded_claims,
 )
 from assets.exports.expiry import expire_exports
-from assets.exports.job_rows import as_utc
 from assets.exports.notifications import deliver_notifications
 from assets.exports.progress import ExportBatchProgress, restrict_batch, track_export_run
 from assets.exports.queue import fail_exports
@@ -48,6 +47,7 @@ from assets.quality.suites import check_batch_quality
 from resources import schema
 from resources.database import AppDatabase, ExtractedBatch
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
+from resources.schema import as_utc
 from resources.storage import ObjectStorage
 
 EXPORT_BATCH_SIZE = DEFAULT_BATCH_SIZE

@@ -17,15 +17,9 @@ import sqlalchemy as sa
 from assets.exports.batches import make_filter
 from assets.exports.job_status import ExportStatus, job_table
 from resources.database import ExtractFilter
+from resources.schema import as_utc
 
 EXPORT_TYPES = ("full", "selective", "template", "backup", "gdpr")
-
-
-def as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes; every timestamp goalport stores is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 @dataclass(frozen=True)

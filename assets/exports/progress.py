@@ -49,6 +49,7 @@ from assets.exports.notifications import (
 from resources import settings
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import AppDatabase, ExtractedBatch, ExtractFilter
+from resources.schema import owner_column
 from resources.storage import ObjectStorage
 
 log = logging.getLogger(__name__)
@@ -339,7 +340,7 @@ def restrict_batch(extracted: ExtractedBatch, user_ids: Iterable[str]) -> Extrac
         return extracted
     keep = pa.array(wanted, type=pa.string())
     tables = {
-        name: table.filter(pc.is_in(table["id" if name == "User" else "userId"], keep))
+        name: table.filter(pc.is_in(table[owner_column(name)], keep))
         for name, table in extracted.tables.items()
     }
     return ExtractedBatch(user_ids=tuple(wanted), tables=tables, filters=extracted.filters)
@@ -351,8 +352,7 @@ def records_per_user(extracted: ExtractedBatch) -> dict[str, int]:
     for name, table in extracted.tables.items():
         if table.num_rows == 0:
             continue
-        owner = "id" if name == "User" else "userId"
-        counts = pc.value_counts(table[owner]).to_pylist()
+        counts = pc.value_counts(table[owner_column(name)]).to_pylist()
         for entry in counts:
             totals[entry["values"]] = totals.get(entry["values"], 0) + entry["counts"]
     return totals

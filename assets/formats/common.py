@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, empty_table
+from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, as_utc, empty_table, owner_column
 
 FORMAT_NAME = "goalport.export"
 FORMAT_VERSION = 1
@@ -30,11 +30,6 @@ FORMAT_VERSION = 1
 TABLE_NAMES: tuple[str, ...] = tuple(str(name) for name in APP_TABLE_NAMES)
 
 UTC_US = pa.timestamp("us", tz="UTC")
-
-
-def owner_column(table_name: str) -> str:
-    """The column naming the user a row belongs to."""
-    return "id" if table_name == "User" else "userId"
 
 
 def prepare_export_tables(tables: Mapping[str, pa.Table], *, user_id: str) -> dict[str, pa.Table]:
@@ -143,9 +138,7 @@ def timestamp_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def format_timestamp(value: dt.datetime) -> str:
     """One timestamp as export text (a naive datetime is taken to be UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
+    value = as_utc(value).astimezone(dt.UTC)
     spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 

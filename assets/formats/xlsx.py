@@ -43,7 +43,7 @@ from assets.formats.common import (
     sort_by_id,
     type_description,
 )
-from resources.schema import APP_ARROW_SCHEMAS
+from resources.schema import APP_ARROW_SCHEMAS, as_utc
 
 if TYPE_CHECKING:  # XlsxWriter has no type information: these read as Any, for the reader
     from xlsxwriter.chart import Chart
@@ -79,7 +79,7 @@ def render_xlsx(
     import xlsxwriter  # ~40 ms to import: only when a workbook is made
 
     prepared = prepare_export_tables(tables, user_id=user_id)
-    stamp = exported_at if exported_at.tzinfo else exported_at.replace(tzinfo=dt.UTC)
+    stamp = as_utc(exported_at)
     sink = io.BytesIO()
     workbook = xlsxwriter.Workbook(
         sink,

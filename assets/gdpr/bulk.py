@@ -42,12 +42,14 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import BIT
 
-from assets.formats.common import TABLE_NAMES, owner_column
+from assets.formats.common import TABLE_NAMES
 from assets.formats.csv import declared_references
 from resources import schema
 from resources.audit import new_id, subject_ref, utc_now
 from resources.database import AppDatabase, ExtractedBatch, pg_text_array, split_by_user
+from resources.schema import owner_column
 from resources.storage import ObjectStorage, StoredObject
+from resources.storage_layout import gdpr_bundle_key
 
 if TYPE_CHECKING:
     from assets.gdpr.bundle import RowTexts
@@ -114,7 +116,7 @@ def _one_of(column: sa.ColumnElement, conn: sa.Connection, ids: list[str]) -> sa
 def live_row_counts(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """{user: {table: rows}} for every app table and DataAuditLog: one query per table."""
     counts: dict[str, dict[str, int]] = {u: {} for u in user_ids}
-    owned = [(t, t.c.id if t.name == "User" else t.c.userId) for t in schema.APP_TABLES]
+    owned = [(t, t.c[owner_column(t.name)]) for t in schema.APP_TABLES]
     owned.append((schema.data_audit_log, schema.data_audit_log.c.userId))
     for part in _slices(list(user_ids)):
         for table, owner in owned:
@@ -174,12 +176,6 @@ def plan_chunks(
     if current:
         chunks.append(current)
     return chunks
-
-
-def gdpr_bundle_key(user_id: str, exported_at: dt.datetime) -> str:
-    """gdpr/<user>/<UTC time>.zip: one folder per user, erased as a whole."""
-    stamp = exported_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"gdpr/{user_id}/{stamp}.zip"
 
 
 @dataclass(frozen=True)

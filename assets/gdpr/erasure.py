@@ -11,8 +11,9 @@ which it can be cancelled). Executing it:
    pseudonym (`subjectRef`), with every personal value taken out of `actor` and `details`.
    The request moves to `erasing`, remembering (in `receipt`) the backup destinations
    it still has to clean, so that a crash after the commit can be resumed;
-2. their files deleted: `exports/`, `backups/`, `gdpr/`, `imports/inbox/` + `<id>/` in the
-   main storage, and `backups/<id>/` below their own backup destination;
+2. their files deleted: every folder of theirs in the main storage
+   (`resources.storage_layout.user_prefixes`: exports, backups, GDPR bundles, the import
+   inbox and stored import plans), and `backups/<id>/` below their own backup destination;
 3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs`):
    every run that mentions the user is deleted, when a `run_history` is given (the erasure
    job and the CLI give it);
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,10 +37,11 @@ import sqlalchemy as sa
 
 from resources import schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
+from resources.schema import as_utc, owner_column
+from resources.settings import erasure_grace_period
 from resources.storage import ObjectStorage
+from resources.storage_layout import USER_AREAS, destination_prefixes, user_prefixes
 
-GRACE_ENV = "GOALPORT_ERASURE_GRACE_DAYS"
-DEFAULT_GRACE = dt.timedelta(days=7)
 PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
     "pending",
     "erasing",
@@ -48,7 +49,6 @@ PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
     "failed",
     "cancelled",
 )
-STORAGE_PREFIXES = ("exports", "backups", "gdpr", "imports/inbox")
 # An erasure still `erasing` this long after its rows were deleted was interrupted: it is
 # due again (steps 2-4 are safe to repeat).
 RESUME_AFTER = dt.timedelta(minutes=15)
@@ -114,32 +114,12 @@ class ErasureRequest:
             user_id=row.userId,
             subject_ref=row.subjectRef,
             status=row.status,
-            requested_at=_aware(row.requestedAt),
-            not_before=_aware(row.notBefore),
-            completed_at=_aware(row.completedAt),
+            requested_at=as_utc(row.requestedAt),
+            not_before=as_utc(row.notBefore),
+            completed_at=as_utc(row.completedAt),
             receipt=json.loads(row.receipt) if row.receipt else None,
             error_message=row.errorMessage,
         )
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
-def erasure_grace_period() -> dt.timedelta:
-    """GOALPORT_ERASURE_GRACE_DAYS (0 allowed), else 7 days."""
-    raw = os.environ.get(GRACE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_GRACE
-    try:
-        days = float(raw)
-    except ValueError:
-        days = -1.0
-    if days < 0:
-        raise ErasureError(f"{GRACE_ENV}={raw!r}: give a number of days, 0 or more")
-    return dt.timedelta(days=days)
 
 
 # ---------------------------------------------------------------- requests
@@ -183,7 +163,7 @@ def request_erasure(
             )
         ).first()
         if existing is not None:
-            if existing.status == PENDING and _aware(existing.notBefore) > not_before:
+            if existing.status == PENDING and as_utc(existing.notBefore) > not_before:
                 conn.execute(
                     requests_table.update()
                     .where(requests_table.c.id == existing.id)
@@ -383,7 +363,7 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
         identifying = _identifying_values(conn, user_id)
         deleted: dict[str, int] = {}
         for table in reversed(schema.APP_TABLES):
-            owner = table.c.id if table.name == "User" else table.c.userId
+            owner = table.c[owner_column(table.name)]
             deleted[table.name] = conn.execute(table.delete().where(owner == user_id)).rowcount
         key_destroyed = False
         for table in schema.OWN_TABLES_WITH_USER:
@@ -412,7 +392,7 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             conn, user_id, request.subject_ref, identifying, destinations
         )
         state = {
-            "notBefore": _aware(locked.notBefore).isoformat(),
+            "notBefore": as_utc(locked.notBefore).isoformat(),
             "startedAt": now.isoformat(),
             "rowsDeletedAt": utc_now().isoformat(),
             "rowsDeleted": {name: n for name, n in deleted.items()},
@@ -543,21 +523,16 @@ def _contains(conn: sa.Connection, column: sa.ColumnElement, value: str) -> sa.C
     return sa.func.instr(column, value) > 0
 
 
-def user_prefixes(user_id: str) -> list[str]:
-    """The folders in the main storage that hold only this user's files."""
-    if not user_id or "/" in user_id or user_id in (".", ".."):
-        raise ErasureError(f"user id {user_id!r} cannot name a storage folder")
-    return [f"{prefix}/{user_id}" for prefix in STORAGE_PREFIXES]
-
-
 def _destination_storages(destinations: Sequence[str]) -> list[ObjectStorage]:
     return [ObjectStorage(url=url) for url in dict.fromkeys(destinations)]
 
 
 def _delete_files(storage: ObjectStorage, user_id: str, destinations: Sequence[str]) -> dict:
-    deleted = {prefix: storage.delete_prefix(f"{prefix}/{user_id}") for prefix in STORAGE_PREFIXES}
+    deleted = {area: storage.delete_prefix(p) for area, p in user_prefixes(user_id).items()}
     deleted["backupDestinations"] = sum(
-        place.delete_prefix(f"backups/{user_id}") for place in _destination_storages(destinations)
+        place.delete_prefix(p)
+        for place in _destination_storages(destinations)
+        for p in destination_prefixes(user_id)
     )
     return deleted
 
@@ -607,9 +582,11 @@ def verify_erased(
                 if n:
                     found.append({"table": table.name, "column": column.name, "rows": int(n)})
         tables_scanned = len([t for t in reflected.sorted_tables if t.name != "alembic_version"])
-    left = {prefix: len(storage.list(f"{prefix}/{user_id}")) for prefix in STORAGE_PREFIXES}
+    left = {area: len(storage.list(p)) for area, p in user_prefixes(user_id).items()}
     left["backupDestinations"] = sum(
-        len(place.list(f"backups/{user_id}")) for place in _destination_storages(destinations)
+        len(place.list(p))
+        for place in _destination_storages(destinations)
+        for p in destination_prefixes(user_id)
     )
     objects_found = sum(left.values())
     runs_found = len(run_history.runs_mentioning(user_id)) if run_history is not None else 0
@@ -620,7 +597,8 @@ def verify_erased(
         "tablesScanned": tables_scanned,
         "textColumnsScanned": columns_scanned,
         "rowsFound": found,
-        "storagePrefixesChecked": len(STORAGE_PREFIXES) + len(set(destinations)),
+        "storagePrefixesChecked": len(USER_AREAS)
+        + len(set(destinations)) * len(destination_prefixes(user_id)),
         "objectsFound": objects_found,
     }
 

@@ -38,12 +38,13 @@ from assets.imports.parsers.base import collector_paused
 from assets.imports.plan import ImportPlan
 from assets.imports.row_json import rows_json_array
 from assets.imports.staging import TABLE_NAMES, app_columns
-from assets.imports.stored_plans import plan_from_bytes, plan_key
+from assets.imports.stored_plans import plan_from_bytes
 from assets.imports.user_state import fingerprint_user_data
 from resources import schema
 from resources.audit import record_audit, utc_now
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
+from resources.storage_layout import plan_key
 
 APPLY_STATUSES = ("previewed", "confirmed")
 REF_SCHEMA = schema.arrow_schema(schema.external_ref)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from assets.imports.jobs import ImportJobError
+from resources.schema import owner_column
 
 StatementHook = Callable[[int, str], None]
 # rows per CSV chunk sent to COPY: small enough that the server ingests one chunk while
@@ -62,7 +63,7 @@ class BulkWriter:
         if rows.num_rows == 0:
             return
         rows = rows.select([c.name for c in table.columns])
-        owner = "id" if table.name == "User" else "userId"
+        owner = owner_column(table.name)
         columns = [c.name for c in table.columns if c.name not in ("id", owner)]
         if self.is_postgres:
             temp = f"_gp_import_{table.name}"
@@ -101,7 +102,7 @@ class BulkWriter:
     def delete(self, table: sa.Table, ids: list[str], user_id: str) -> None:
         if not ids:
             return
-        owner = table.c.id if table.name == "User" else table.c.userId
+        owner = table.c[owner_column(table.name)]
         deleted = 0
         for clause in in_ids(self.conn, table.c.id, ids):
             result = self.execute(

@@ -40,8 +40,8 @@ from resources import schema
 from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
 from resources.storage import ObjectStorage, StorageError
+from resources.storage_layout import INBOX_PREFIX
 
-INBOX_PREFIX = "imports/inbox"
 MAX_FILES_PER_TICK = 20
 MAX_APPLIES_PER_TICK = 50
 

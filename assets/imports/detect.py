@@ -41,7 +41,7 @@ from assets.imports.parsers.base import (
     is_zip,
     safe_zip_members,
 )
-from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES
+from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, as_utc
 
 __all__ = [
     "DetectedImport",
@@ -331,7 +331,7 @@ def _parse_time(text: str | None) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return as_utc(value)
 
 
 # ---------------------------------------------------------------- zips

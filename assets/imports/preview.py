@@ -29,7 +29,7 @@ from assets.imports.jobs import (
 from assets.imports.parsers.base import ImportFormatError, collector_paused
 from assets.imports.plan import ImportPlan
 from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, StagedImport, stage_import
-from assets.imports.stored_plans import plan_key, plan_to_bytes
+from assets.imports.stored_plans import plan_to_bytes
 from assets.imports.user_state import (
     UserState,
     current_fingerprint,
@@ -40,6 +40,7 @@ from resources.audit import record_audit
 from resources.database import AppDatabase
 from resources.sources import RUN, read_source
 from resources.storage import ObjectStorage
+from resources.storage_layout import plan_key
 
 
 class TooManyBadRowsError(ImportJobError):

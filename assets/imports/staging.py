@@ -31,7 +31,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from resources.schema import APP_ARROW_SCHEMAS, APP_TABLE_NAMES, APP_TABLES, UTC_TIMESTAMP
+from resources.schema import (
+    APP_ARROW_SCHEMAS,
+    APP_TABLE_NAMES,
+    APP_TABLES,
+    UTC_TIMESTAMP,
+    owner_column,
+)
 
 # plain str (SQLAlchemy's names are a str subclass that JSON encoders refuse as keys)
 TABLE_NAMES: tuple[str, ...] = tuple(str(n) for n in APP_TABLE_NAMES)
@@ -284,8 +290,7 @@ def _replace(table: pa.Table, column: str, values) -> pa.Table:
 
 
 def _set_owner(table: pa.Table, name: str, user_id: str) -> pa.Table:
-    column = "id" if name == "User" else "userId"
-    return _replace(table, column, pa.array([user_id] * table.num_rows, pa.string()))
+    return _replace(table, owner_column(name), pa.array([user_id] * table.num_rows, pa.string()))
 
 
 def _place_user_row(tables, detected, user_id: str, user_exists: bool, mode: str) -> str | None:

@@ -1,7 +1,7 @@
 """Stored plans: where an import's plan waits between its preview and its apply.
 
-The preview stores the whole `ImportPlan` in object storage under the user's prefix (so
-erasing the user removes it), and the apply reads it back and writes exactly what it
+The preview stores the whole `ImportPlan` in object storage under the user's prefix
+(`resources.storage_layout.plan_key`, so erasing the user removes it), and the apply reads it back and writes exactly what it
 holds: one zip of Arrow IPC files and a JSON header, stored uncompressed since it lives
 for minutes.
 """
@@ -24,11 +24,6 @@ from assets.imports.plan import (
 )
 from assets.imports.staging import TABLE_NAMES, with_blank_staging_columns
 from resources.schema import APP_ARROW_SCHEMAS
-
-
-def plan_key(user_id: str, job_id: str) -> str:
-    """Where a job's plan waits between preview and apply (under the user's prefix)."""
-    return f"imports/plans/{user_id}/{job_id}.plan"
 
 
 def plan_to_bytes(plan: ImportPlan) -> bytes:

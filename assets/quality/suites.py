@@ -25,10 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.formats.common import owner_column
 from assets.quality.report import EXAMPLE_IDS, QualityReport, RuleResult
 from assets.quality.rules import Rule, Tables, quality_rules
-from resources.schema import APP_TABLE_NAMES, table_or_empty
+from resources.schema import APP_TABLE_NAMES, owner_column, table_or_empty
 
 if TYPE_CHECKING:  # resources.database imports dagster; the suites only read a batch
     from resources.database import ExtractedBatch

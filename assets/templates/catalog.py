@@ -16,17 +16,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from assets.templates.template_file import (
-    CATALOG_PREFIX,
-    build_catalog_index,
-    catalog_index_key,
-    catalog_version_key,
-    dump_template,
-    filter_templates,
-)
+from assets.templates.template_file import build_catalog_index, dump_template, filter_templates
 from assets.templates.versions import TemplateError, record_from_row
 from resources import schema
 from resources.audit import utc_now
+from resources.storage_layout import CATALOG_PREFIX, catalog_index_key, catalog_version_key
 
 _t = schema.goal_template
 

@@ -12,9 +12,10 @@ import json
 import dagster as dg
 
 from assets.templates.catalog import catalog_fingerprint, rebuild_catalog
-from assets.templates.template_file import TemplateFormatError, catalog_index_key, load_template
+from assets.templates.template_file import TemplateFormatError, load_template
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
+from resources.storage_layout import catalog_index_key
 
 
 @dg.asset(group_name="templates", kinds={"postgres", "json", "s3"})

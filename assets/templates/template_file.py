@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from resources.schema import as_utc
+from resources.storage_layout import catalog_version_key
+
 FORMAT_NAME = "goalport.template"
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "template-v1.schema.json"
 
 CATALOG_FORMAT_NAME = "goalport.template-catalog"
-CATALOG_PREFIX = "templates/catalog"
 
 # The fields of a goal that a template keeps; everything else about a goal stays home.
 GOAL_FIELDS = (
@@ -196,7 +198,7 @@ def _as_datetime(value: Any) -> dt.datetime:
     if value is None:
         return dt.datetime.min.replace(tzinfo=dt.UTC)
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return as_utc(value)
     return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
 
 
@@ -514,14 +516,6 @@ def _show(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- the public catalog
-
-
-def catalog_index_key() -> str:
-    return f"{CATALOG_PREFIX}/index.json"
-
-
-def catalog_version_key(template_key: str, version: int) -> str:
-    return f"{CATALOG_PREFIX}/{template_key}/v{version}.json"
 
 
 def build_catalog_index(rows: Sequence[Mapping[str, Any]], *, generated_at: dt.datetime) -> dict:

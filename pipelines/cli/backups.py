@@ -25,6 +25,7 @@ from pipelines.cli.common import (
     utc_minute,
 )
 from pipelines.cli.import_preview import MODES, POLICIES, import_errors, preview_then_apply
+from resources.storage_layout import BACKUPS_PREFIX
 
 
 def _backup_error_types() -> tuple[type[Exception], ...]:
@@ -60,7 +61,7 @@ def _echo_config(config) -> None:
         ("frequency", f"{config.frequency}, at 02:00 {config.timezone}"),
         ("include", include),
         ("format", config.format),
-        ("destination", config.destination_url or "main storage (backups/<user>/)"),
+        ("destination", config.destination_url or f"main storage ({BACKUPS_PREFIX}/<user>/)"),
         ("encryption", "age, to the user's goalport key" if config.encrypt else "OFF"),
         ("own recipients", ", ".join(config.recipients) or "-"),
         ("retention", config.retention.describe()),

@@ -23,6 +23,7 @@ from pipelines.cli.common import (
     read_file,
     utc_minute,
 )
+from resources.storage_layout import gdpr_folder
 
 BY_HELP = "who asks, for the audit log (default: the operator's login, via the CLI)"
 
@@ -194,7 +195,7 @@ def gdpr_status(user_id) -> None:
     click.echo(f"user {user_id}: {'exists' if exists else 'not in the database'}")
     click.echo(f"pseudonym: {subject_ref(user_id)}")
     if exists:
-        bundles = open_storage().list(f"gdpr/{user_id}")
+        bundles = open_storage().list(gdpr_folder(user_id))
         click.echo(
             f"GDPR bundles in storage: {len(bundles)}"
             + (f", latest {bundles[-1]}" if bundles else "")

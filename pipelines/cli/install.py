@@ -15,6 +15,7 @@ from pipelines.cli.common import (
     open_storage,
 )
 from resources import settings
+from resources.storage_layout import EXPORTS_PREFIX, export_folder
 
 
 @click.group()
@@ -96,8 +97,8 @@ def demo(n_users: int) -> None:
     )
     if not result.success:
         raise UserError("the export job failed; see the log above")
-    keys = [k for k in storage.list("exports") if any(f"exports/{u}/" in k for u in user_ids)]
-    click.echo(f"\nwrote {len(keys)} files under {storage.root}/exports:")
+    keys = sorted(k for u in user_ids for k in storage.list(export_folder(u)))
+    click.echo(f"\nwrote {len(keys)} files under {storage.root}/{EXPORTS_PREFIX}:")
     for key in keys:
         click.echo(f"  {storage.object_url(key)}  ({storage.info(key)['size']} bytes)")
     click.echo(f"\ndatabase: {database_url}")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from assets.exports.batches import export_key
 from assets.formats.registry import (
     DATA_FORMATS,
     FORMATS,
@@ -26,6 +25,7 @@ from assets.formats.registry import (
     media_type_of,
     reader_of,
 )
+from resources.storage_layout import export_key
 
 EXPORTED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 ROOT = Path(__file__).parents[2]
@@ -48,14 +48,17 @@ def test_every_format_but_the_report_is_read_back():
 
 
 def test_files_of_different_requestable_formats_never_share_a_name():
-    keys = [export_key("u1", fmt, EXPORTED_AT) for fmt in REQUESTABLE_FORMATS]
+    keys = [export_key("u1", FORMATS[fmt].extension, EXPORTED_AT) for fmt in REQUESTABLE_FORMATS]
     assert len(set(keys)) == len(keys)
     assert keys[1] == "exports/u1/20261101T120000000000Z.csv.zip"
 
 
 @pytest.mark.parametrize("fmt", REQUESTABLE_FORMATS)
 def test_a_stored_export_is_served_with_its_formats_media_type(fmt):
-    assert media_type_of(export_key("u1", fmt, EXPORTED_AT)) == FORMATS[fmt].media_type
+    assert (
+        media_type_of(export_key("u1", FORMATS[fmt].extension, EXPORTED_AT))
+        == FORMATS[fmt].media_type
+    )
 
 
 def test_other_files_are_served_as_bytes():

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from assets.exports.batches import export_users
+from assets.formats.registry import FORMATS
 from assets.gdpr import erasure
 from assets.gdpr.bulk import export_gdpr_bundles
 from assets.gdpr.defs import ErasureRunConfig, due_erasures_sensor, erasure_job
@@ -203,7 +204,7 @@ def test_erasing_one_user_removes_all_of_theirs_and_nothing_else(population):
     for table, rows in after.items():
         leftovers = [row for row in rows if mentions(row, victim) or mentions(row, email)]
         assert not leftovers, f"{table} still names the erased user: {leftovers[:2]}"
-    for prefix in ("exports", "backups", "gdpr", "imports/inbox"):
+    for prefix in ("exports", "backups", "gdpr", "imports/inbox", "imports/plans"):
         assert storage.list(f"{prefix}/{victim}") == []
     assert destination.list(f"backups/{victim}") == []
 
@@ -238,6 +239,7 @@ def test_erasing_one_user_removes_all_of_theirs_and_nothing_else(population):
         "backups": 1,
         "gdpr": 1,
         "imports/inbox": 1,
+        "imports/plans": 0,
         "backupDestinations": 1,
     }
     assert (
@@ -397,6 +399,42 @@ def test_a_trace_left_elsewhere_fails_verification_and_says_where(pg_url, tmp_pa
     assert "Goal.description" in outcome.request.error_message
     assert victim not in outcome.request.error_message
     assert database.existing_user_ids([victim]) == set()
+
+
+def test_a_declined_import_preview_is_erased_with_the_user(pg_url, tmp_path, monkeypatch):
+    """The plan a preview stores (imports/plans/<user>/) waits there when the person says
+    no; erasing the user removes it, and verification looks there too."""
+    seed_database(pg_url, 3, seed=21, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    victim, other, _ = database.all_user_ids()
+    storage = ObjectStorage(url=str(tmp_path / "storage"))
+    monkeypatch.setenv("GOALPORT_DATABASE_URL", pg_url)
+    monkeypatch.setenv("GOALPORT_STORAGE_URL", storage.resolved_url)
+    for user_id in (victim, other):
+        tables = database.extract([user_id]).per_user()[user_id]
+        path = tmp_path / f"{user_id}.json"
+        path.write_bytes(FORMATS["json"].render(tables, user_id=user_id, exported_at=NOW))
+        with database.engine.begin() as conn:  # so that the file brings something back
+            conn.execute(schema.progress.delete().where(schema.progress.c.userId == user_id))
+        declined = CliRunner().invoke(
+            goalport, ["import", str(path), "--user", user_id], input="n\n"
+        )
+        assert declined.exit_code == 0 and "not applied" in declined.output, declined.output
+    (plan,) = storage.list(f"imports/plans/{victim}")
+    assert plan.endswith(".plan") and storage.list(f"imports/plans/{other}")
+
+    request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
+    outcome = erasure.execute_erasure(database.engine, storage, request.id)
+
+    assert outcome.verified, outcome.receipt["verification"]
+    assert storage.list(f"imports/plans/{victim}") == []
+    assert storage.list(f"imports/plans/{other}"), "another user's plan was deleted"
+    assert outcome.receipt["storageObjectsDeleted"]["imports/plans"] == 1
+    assert outcome.receipt["verification"]["storagePrefixesChecked"] == 5
+
+    storage.write_bytes(plan, b"left behind")
+    again = erasure.verify_erased(database.engine, storage, victim)
+    assert not again["passed"] and again["objectsFound"] == 1
 
 
 def test_erasure_on_sqlite(sqlite_url, tmp_path):

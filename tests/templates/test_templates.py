@@ -26,7 +26,6 @@ from assets.templates.catalog import rebuild_catalog, search_catalog
 from assets.templates.template_file import (
     GOAL_FIELDS,
     TemplateFormatError,
-    catalog_index_key,
     dump_template,
     find_personal_data,
     iter_texts,
@@ -47,6 +46,7 @@ from pipelines.cli.main import main
 from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
+from resources.storage_layout import catalog_index_key
 
 UTC = dt.UTC
 
