@@ -42,3 +42,11 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+GDPR_TEXTS_ENV = "GOALPORT_GDPR_TEXTS"
+
+
+def gdpr_texts_path() -> str | None:
+    """GOALPORT_GDPR_TEXTS: a JSON file of Art. 15 texts over the built-in ones; None if unset."""
+    return os.environ.get(GDPR_TEXTS_ENV, "").strip() or None
