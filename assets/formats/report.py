@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -68,12 +69,7 @@ def render_report_html(
         charted=charted,
         goals=_goal_rows(goals, module_names, progress),
         achievements=[
-            {
-                "title": a["title"],
-                "kind": a["kind"],
-                "points": a["points"],
-                "earned": f"{a['earnedAt']:%Y-%m-%d}",
-            }
+            _AchievementRow(a["title"], a["kind"], a["points"], f"{a['earnedAt']:%Y-%m-%d}")
             for a in achievements[:MAX_ACHIEVEMENTS_LISTED]
         ],
         more_achievements=max(len(achievements) - MAX_ACHIEVEMENTS_LISTED, 0),
@@ -110,9 +106,29 @@ def _summary_cards(
     ]
 
 
+class _GoalRow(NamedTuple):
+    title: str
+    depth: int
+    module: str
+    priority: int
+    target: object  # a date, or "" when there is none
+    done: bool
+    entries: int
+    latest: str
+
+
+class _AchievementRow(NamedTuple):
+    title: str
+    kind: str
+    points: int
+    earned: str
+
+
 def _goal_rows(
-    goals: list[dict], module_names: Mapping[str, str], progress: Mapping[str, ProgressSeries]
-) -> list[dict]:
+    goals: list[dict],
+    module_names: Mapping[str | None, str],
+    progress: Mapping[str, ProgressSeries],
+) -> list[_GoalRow]:
     """The goal table's rows, parent-first, with the latest value against the target."""
     rows = []
     for goal, depth in _tree_order(goals):
@@ -125,16 +141,16 @@ def _goal_rows(
             if target == target and target:  # not NaN, not zero
                 latest += f" / {format_number(target)} ({value / target:.0%})"
         rows.append(
-            {
-                "title": goal["title"],
-                "depth": depth,
-                "module": module_names.get(goal["moduleId"], ""),
-                "priority": goal["priority"],
-                "target": goal["targetDate"],
-                "done": goal["isCompleted"],
-                "entries": entries,
-                "latest": latest,
-            }
+            _GoalRow(
+                title=goal["title"],
+                depth=depth,
+                module=module_names.get(goal["moduleId"], ""),
+                priority=goal["priority"],
+                target=goal["targetDate"] or "",
+                done=goal["isCompleted"],
+                entries=entries,
+                latest=latest,
+            )
         )
     return rows
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -77,10 +78,7 @@ def render_readme(
         when=exported_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         complete=completeness["complete"],
         entry_count=len(entries),
-        recent_entries=[
-            {**entry, "dataTypes": ", ".join(entry["dataTypes"])}
-            for entry in reversed(entries[-README_AUDIT_ROWS:])
-        ],
+        recent_entries=[_audit_row(entry) for entry in reversed(entries[-README_AUDIT_ROWS:])],
         rows=rows,
         held=", ".join(f"{name} ({count})" for name, count in rows.items() if count) or "nothing",
         categories=CATEGORY_DESCRIPTIONS,
@@ -93,13 +91,35 @@ def render_readme(
         texts=texts,
         files=sorted(descriptions.items()),
         sizes=sizes,
-        completeness=completeness,
+        counts=[*completeness["tables"].items(), *completeness["processing"].items()],
+        not_included=completeness["notIncluded"],
+    )
+
+
+class _AuditRow(NamedTuple):
+    when: str
+    operation: str
+    kind: str
+    data: str
+    records: object
+    actor: str
+
+
+def _audit_row(entry: Mapping) -> _AuditRow:
+    """An audit-log entry as the README's table shows it (nothing for a missing value)."""
+    return _AuditRow(
+        entry["createdAt"],
+        entry["operation"] or "",
+        entry["operationType"] or "",
+        ", ".join(entry["dataTypes"]),
+        "" if entry["recordCount"] is None else entry["recordCount"],
+        entry["actor"] or "",
     )
 
 
 def _first_rows(
     prepared: Mapping[str, pa.Table], shown: Mapping[str, pa.Table]
-) -> dict[str, tuple[list[str], list[list[str | None]]]]:
+) -> dict[str, tuple[list[str], list[tuple[str | None, ...]]]]:
     """Each non-empty table's columns (less userId) and first rows as text; None is empty."""
     first = {}
     for name in TABLE_NAMES:
@@ -107,13 +127,17 @@ def _first_rows(
             continue
         columns = [c for c in prepared[name].column_names if c != "userId"]
         head = shown[name].slice(0, README_ROWS_PER_TABLE)
-        cells = [[_cell(v) for v in head[c].to_pylist()] for c in columns]
-        first[name] = (columns, [list(row) for row in zip(*cells, strict=True)])
+        cells = [
+            values if pa.types.is_string(head.schema.field(c).type) else [_cell(v) for v in values]
+            for c in columns
+            for values in [head[c].to_pylist()]
+        ]  # text columns (most, and timestamps already as text) are shown as they are
+        first[name] = (columns, list(zip(*cells, strict=True)))
     return first
 
 
 def _cell(value: object) -> str | None:
-    if value is None or type(value) is str:  # most cells, and timestamps already as text
+    if value is None or type(value) is str:
         return value
     if isinstance(value, bool):
         return "yes" if value else "no"
