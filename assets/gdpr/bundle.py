@@ -219,27 +219,28 @@ def render_gdpr_bundle(
     files = {README: readme, **files}
     descriptions[README] = "This page: an index of the bundle, readable in any browser."
 
+    digests = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+    listed = [
+        {
+            "path": path,
+            "size": len(data),
+            "sha256": digests[path],
+            "description": descriptions[path],
+        }
+        for path, data in files.items()
+    ]
     manifest = {
         "format": BUNDLE_FORMAT,
         "formatVersion": BUNDLE_FORMAT_VERSION,
         "userId": user_id,
         "subjectRef": subject_ref,
         "exportedAt": stamp,
-        "files": [
-            {
-                "path": path,
-                "size": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "description": descriptions[path],
-            }
-            for path, data in files.items()
-        ],
+        "files": listed,
         "completeness": completeness,
     }
     manifest_bytes = _json_bytes(manifest)
     checksums = manifest_sha256_text(
-        [(f["path"], f["sha256"]) for f in manifest["files"]]
-        + [(MANIFEST, hashlib.sha256(manifest_bytes).hexdigest())]
+        [*digests.items(), (MANIFEST, hashlib.sha256(manifest_bytes).hexdigest())]
     )
     ordered = [(MANIFEST_SHA256, checksums), (MANIFEST, manifest_bytes), *files.items()]
     return write_zip(ordered, exported_at, deflate=True)

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from assets.formats.charts import (
+    CompletionChart,
+    ProgressChart,
     completion_by_module,
     completion_chart,
     goal_progress_charts,
@@ -51,7 +53,9 @@ def render_readme(
     user = user_rows[0] if user_rows else {}
     rows = {name: prepared[name].num_rows for name in TABLE_NAMES}
     goals = prepared["Goal"]
-    completion, charts, charted = None, [], 0
+    completion: CompletionChart | None = None
+    charts: list[ProgressChart] = []
+    charted = 0
     if goals.num_rows:
         module_names = dict(
             zip(

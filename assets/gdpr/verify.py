@@ -152,14 +152,15 @@ def _parse_sha256_text(raw: bytes) -> tuple[dict[str, str], bool] | None:
 
 def _check_integrity(members: Mapping[str, bytes | None], report: VerifyReport) -> set[str]:
     """Check every file against both hash lists; return the files that are intact."""
-    actual = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if d is not None}
+    readable = {n: d for n, d in members.items() if d is not None}
+    actual = {n: hashlib.sha256(d).hexdigest() for n, d in readable.items()}
     damaged = {n for n, d in members.items() if d is None}
 
     listed_txt: dict[str, str] | None = None
     if MANIFEST_SHA256 not in members:
         report.add(MANIFEST_SHA256, "missing")
     elif MANIFEST_SHA256 not in damaged:
-        parsed = _parse_sha256_text(members[MANIFEST_SHA256])
+        parsed = _parse_sha256_text(readable[MANIFEST_SHA256])
         if parsed is None or not parsed[1]:
             report.add(
                 MANIFEST_SHA256,
@@ -179,7 +180,7 @@ def _check_integrity(members: Mapping[str, bytes | None], report: VerifyReport) 
     listed_manifest: dict[str, tuple[int, str]] | None = None
     if manifest_ok:
         try:
-            manifest = orjson.loads(members[MANIFEST])
+            manifest = orjson.loads(readable[MANIFEST])
             listed_manifest = {f["path"]: (f["size"], f["sha256"]) for f in manifest["files"]}
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             report.add(MANIFEST, f"not a goalport bundle manifest: {exc}")
@@ -207,10 +208,10 @@ def _check_integrity(members: Mapping[str, bytes | None], report: VerifyReport) 
         elif (
             listed_manifest is not None
             and path in listed_manifest
-            and (listed_manifest[path][0] != len(members[path]))
+            and (listed_manifest[path][0] != len(readable[path]))
         ):
             report.add(
-                path, f"size {len(members[path])} is not the listed {listed_manifest[path][0]}"
+                path, f"size {len(readable[path])} is not the listed {listed_manifest[path][0]}"
             )
         else:
             intact.add(path)
@@ -249,8 +250,9 @@ def _check_contents(
         return members.get(path) if path in intact else None
 
     manifest = None
-    if usable(MANIFEST) is not None:
-        manifest = orjson.loads(members[MANIFEST])
+    raw_manifest = usable(MANIFEST)
+    if raw_manifest is not None:
+        manifest = orjson.loads(raw_manifest)
         if manifest.get("format") != BUNDLE_FORMAT or manifest.get("formatVersion") != 1:
             report.add(MANIFEST, f"not a {BUNDLE_FORMAT} version 1 manifest")
             manifest = None

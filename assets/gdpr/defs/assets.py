@@ -13,10 +13,10 @@ import hashlib
 import dagster as dg
 
 from assets.gdpr.bulk import DEFAULT_MAX_ROWS_PER_CHUNK, GdprBundleExporter, bucket_user_ids
-from assets.gdpr.texts import load_gdpr_texts
 from assets.gdpr.defs.partitions import gdpr_bucket_partitions
 from assets.gdpr.defs.run_history import DagsterRunHistory
 from assets.gdpr.erasure import due_erasure_requests, execute_due_erasures
+from assets.gdpr.texts import load_gdpr_texts
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
