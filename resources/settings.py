@@ -154,3 +154,11 @@ def configured_master_key() -> str | None:
     """GOALPORT_MASTER_KEY, the key that wraps every user's age identity, or None when
     unset. Its holder decodes it and keeps only its fingerprint: never log or store it."""
     return os.environ.get(MASTER_KEY_ENV)
+
+
+GDPR_TEXTS_ENV = "GOALPORT_GDPR_TEXTS"
+
+
+def gdpr_texts_path() -> str | None:
+    """GOALPORT_GDPR_TEXTS: a JSON file of Art. 15 texts over the built-in ones; None if unset."""
+    return os.environ.get(GDPR_TEXTS_ENV, "").strip() or None

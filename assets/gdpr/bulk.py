@@ -392,7 +392,7 @@ class GdprBundleExporter:
         actor: str = "gdpr-bulk",
         record_audit: bool = True,
     ):
-        from assets.gdpr.bundle import check_gdpr_texts
+        from assets.gdpr.texts import check_gdpr_texts
 
         self.database = database
         self.storage = storage

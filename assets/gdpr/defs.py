@@ -34,8 +34,8 @@ from assets.gdpr.bulk import (
     GdprBundleExporter,
     bucket_user_ids,
 )
-from assets.gdpr.bundle import load_gdpr_texts
 from assets.gdpr.erasure import due_erasure_requests, execute_due_erasures
+from assets.gdpr.texts import load_gdpr_texts
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 

@@ -42,8 +42,8 @@ def _run_history():
 
 
 def _gdpr_error_types() -> tuple[type[Exception], ...]:
-    from assets.gdpr.bundle import GdprTextsError
     from assets.gdpr.erasure import ErasureError
+    from assets.gdpr.texts import GdprTextsError
     from resources.age import AgeError
 
     return (ErasureError, GdprTextsError, AgeError)
@@ -68,7 +68,7 @@ def gdpr() -> None:
 def gdpr_export(user_ids, everyone, out_url, workers) -> None:
     """Write a GDPR bundle for each USER_ID (or --all users) to gdpr/<user>/<time>.zip."""
     from assets.gdpr.bulk import BUCKET_COUNT, GdprBundleExporter, bucket_user_ids
-    from assets.gdpr.bundle import load_gdpr_texts
+    from assets.gdpr.texts import load_gdpr_texts
 
     if bool(user_ids) == everyone:
         raise UserError("name the users to export, or give --all (not both)")
@@ -258,7 +258,7 @@ def gdpr_run_due() -> None:
 def verify(bundle, identity_file, passphrase_env) -> None:
     """Check a GDPR bundle (file or URL; age-encrypted too): every hash, the manifest, the
     JSON against its schema, the counts. Names each file that is wrong; exit status 1 then."""
-    from assets.gdpr.bundle import verify_bundle
+    from assets.gdpr.verify import verify_bundle
     from resources import age
 
     identities = []

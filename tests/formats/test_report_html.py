@@ -20,7 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets.exports.batches import render_user_files
-from assets.formats.report import MAX_GOAL_CHARTS, MAX_POINTS_PER_CHART, render_report_html
+from assets.formats.charts import MAX_POINTS_PER_CHART
+from assets.formats.report import MAX_GOAL_CHARTS, render_report_html
 from resources.database import ExtractedBatch
 from resources.schema import APP_ARROW_SCHEMAS, empty_app_tables
 from synthetic.population import generate_population

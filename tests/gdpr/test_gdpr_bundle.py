@@ -24,21 +24,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets.formats.common import TABLE_NAMES
+from assets.formats.csv import csv_bytes, read_table_csv
 from assets.formats.json import EXPORT_JSON_SCHEMA_PATH
-from assets.formats.readers import read_table_csv
-from assets.formats.tabular import csv_bytes
-from assets.gdpr import bundle as gb
+from assets.gdpr import layout
 from assets.gdpr.bulk import (
     GdprBundleExporter,
     bucket_user_ids,
     split_chunk,
     user_bucket,
 )
+from assets.gdpr.bundle import excel_table_csv, render_gdpr_bundle, table_csv
 from assets.gdpr.defs import GdprBulkConfig, gdpr_bundles
+from assets.gdpr.texts import DEFAULT_GDPR_TEXTS, GdprTextsError, load_gdpr_texts
+from assets.gdpr.verify import verify_bundle
 from pipelines.cli.main import main as goalport
 from resources import age, schema
 from resources.audit import record_audit
 from resources.database import AppDatabase, ExtractedBatch
+from resources.settings import GDPR_TEXTS_ENV
 from resources.storage import ObjectStorage
 from synthetic.load import load_population
 from synthetic.population import generate_population
@@ -47,20 +50,20 @@ from synthetic.seed import seed_database
 FRICTIONLESS = str(Path(sys.executable).parent / "frictionless")
 EXPORTED_AT = dt.datetime(2025, 2, 3, 4, 5, 6, 789000, tzinfo=dt.UTC)
 BUNDLE_FILES = [
-    gb.MANIFEST_SHA256,
-    gb.MANIFEST,
-    gb.README,
-    gb.EXPORT_SCHEMA_FILE,
-    gb.PROCESSING_SCHEMA_FILE,
-    gb.DATA_JSON,
-    gb.DATA_PACKAGE,
+    layout.MANIFEST_SHA256,
+    layout.MANIFEST,
+    layout.README,
+    layout.EXPORT_SCHEMA_FILE,
+    layout.PROCESSING_SCHEMA_FILE,
+    layout.DATA_JSON,
+    layout.DATA_PACKAGE,
     *[f"data/{name}.csv" for name in TABLE_NAMES],
-    f"{gb.EXCEL_DIR}/datapackage.json",
-    *[f"{gb.EXCEL_DIR}/{name}.csv" for name in TABLE_NAMES],
-    gb.AUDIT_JSON,
-    gb.AUDIT_CSV,
-    gb.AUDIT_PACKAGE,
-    gb.RECORDS_JSON,
+    f"{layout.EXCEL_DIR}/datapackage.json",
+    *[f"{layout.EXCEL_DIR}/{name}.csv" for name in TABLE_NAMES],
+    layout.AUDIT_JSON,
+    layout.AUDIT_CSV,
+    layout.AUDIT_PACKAGE,
+    layout.RECORDS_JSON,
 ]
 
 
@@ -108,7 +111,7 @@ def pure_bundle() -> tuple[str, bytes]:
     ]
     live = {name: t.num_rows for name, t in tables.items()} | {"DataAuditLog": len(audit)}
     records = {"BackupConfig": [{"id": "bc1", "userId": user_id, "frequency": "weekly"}]}
-    data = gb.render_gdpr_bundle(
+    data = render_gdpr_bundle(
         tables,
         user_id=user_id,
         exported_at=EXPORTED_AT,
@@ -123,15 +126,15 @@ def pure_bundle() -> tuple[str, bytes]:
 def test_the_bundle_holds_exactly_the_documented_files(pure_bundle):
     _user, data = pure_bundle
     assert list(members(data)) == BUNDLE_FILES
-    assert gb.verify_bundle(data).ok
+    assert verify_bundle(data).ok
 
 
 def test_rendering_is_deterministic_and_the_manifest_lists_every_file(pure_bundle):
     user_id, data = pure_bundle
     tables = richest_user(generate_population(12, seed=4, heavy_every=0))[1]
-    manifest = json.loads(members(data)[gb.MANIFEST])
-    audit = json.loads(members(data)[gb.AUDIT_JSON])["entries"]
-    again = gb.render_gdpr_bundle(
+    manifest = json.loads(members(data)[layout.MANIFEST])
+    audit = json.loads(members(data)[layout.AUDIT_JSON])["entries"]
+    again = render_gdpr_bundle(
         tables,
         user_id=user_id,
         exported_at=EXPORTED_AT,
@@ -152,7 +155,7 @@ def test_rendering_is_deterministic_and_the_manifest_lists_every_file(pure_bundl
     assert again == data
     assert manifest["userId"] == user_id and manifest["completeness"]["complete"]
     listed = {f["path"]: f for f in manifest["files"]}
-    assert set(listed) == set(BUNDLE_FILES) - {gb.MANIFEST, gb.MANIFEST_SHA256}
+    assert set(listed) == set(BUNDLE_FILES) - {layout.MANIFEST, layout.MANIFEST_SHA256}
     for path, content in members(data).items():
         if path in listed:
             assert listed[path]["sha256"] == hashlib.sha256(content).hexdigest()
@@ -194,9 +197,9 @@ def test_bulk_texts_made_once_per_chunk_render_the_same_bundles():
             "texts": None,
             "live_counts": None,
         }
-        alone = gb.render_gdpr_bundle(per_user[user_id], **options)
+        alone = render_gdpr_bundle(per_user[user_id], **options)
         assert (
-            gb.render_gdpr_bundle(
+            render_gdpr_bundle(
                 rows.tables,
                 row_texts=rows.texts,
                 dangling_references=rows.dangling_references,
@@ -217,9 +220,9 @@ def test_the_excel_copy_is_exactly_what_the_excel_renderer_writes(values):
         for i, v in enumerate(values)
     ]
     table = pa.Table.from_pylist(rows, schema=schema.APP_ARROW_SCHEMAS["UserSetting"])
-    machine = gb.table_csv(table, "UserSetting")
+    machine = table_csv(table, "UserSetting")
     assert machine == csv_bytes(table, "machine")
-    assert gb.excel_table_csv(table, "UserSetting", machine) == csv_bytes(table, "excel")
+    assert excel_table_csv(table, "UserSetting", machine) == csv_bytes(table, "excel")
 
 
 @pytest.mark.parametrize("name", BUNDLE_FILES)
@@ -248,7 +251,7 @@ def test_damaged_zip_data_is_reported_for_the_damaged_member(pure_bundle):
         info = archive.getinfo("data/Progress.csv")
     start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
     raw[start + info.compress_size // 2] ^= 0xFF
-    report = gb.verify_bundle(bytes(raw))
+    report = verify_bundle(bytes(raw))
     assert report.bad_files == ["data/Progress.csv"], report.lines()
 
 
@@ -256,16 +259,16 @@ def test_an_unlisted_file_or_a_missing_file_is_named(pure_bundle):
     _user, data = pure_bundle
     files = members(data)
     extra = rezip({**files, "data/extra.csv": b"id\r\n"})
-    assert gb.verify_bundle(extra).bad_files == ["data/extra.csv"]
+    assert verify_bundle(extra).bad_files == ["data/extra.csv"]
     del files["data/Goal.csv"]
-    assert "data/Goal.csv" in gb.verify_bundle(rezip(files)).bad_files
+    assert "data/Goal.csv" in verify_bundle(rezip(files)).bad_files
 
 
 def test_an_incomplete_bundle_does_not_verify(pure_bundle):
     user_id, tables = richest_user(generate_population(4, seed=9, heavy_every=0))
     live = {name: t.num_rows for name, t in tables.items()} | {"DataAuditLog": 0}
     live["Progress"] += 1  # a row the bundle lacks
-    data = gb.render_gdpr_bundle(
+    data = render_gdpr_bundle(
         tables,
         user_id=user_id,
         exported_at=EXPORTED_AT,
@@ -273,19 +276,19 @@ def test_an_incomplete_bundle_does_not_verify(pure_bundle):
         texts=None,
         live_counts=live,
     )
-    report = gb.verify_bundle(data)
-    assert report.bad_files == [gb.MANIFEST]
+    report = verify_bundle(data)
+    assert report.bad_files == [layout.MANIFEST]
     assert "Progress" in report.problems[0].message
-    readme = members(data)[gb.README].decode()
+    readme = members(data)[layout.README].decode()
     assert "incomplete" in readme and "other records about you" in readme
 
 
 def test_encrypted_bundles_verify_with_the_key_or_passphrase(pure_bundle, tmp_path, monkeypatch):
     _user, data = pure_bundle
     with_passphrase = age.encrypt(data, passphrase="correct horse", work_factor=10)
-    assert gb.verify_bundle(with_passphrase, passphrase="correct horse").ok
-    assert gb.verify_bundle(with_passphrase, passphrase="wrong").bad_files == [gb.BUNDLE]
-    assert gb.verify_bundle(with_passphrase).bad_files == [gb.BUNDLE]
+    assert verify_bundle(with_passphrase, passphrase="correct horse").ok
+    assert verify_bundle(with_passphrase, passphrase="wrong").bad_files == [layout.BUNDLE]
+    assert verify_bundle(with_passphrase).bad_files == [layout.BUNDLE]
 
     identity, recipient = age.generate_identity()
     (tmp_path / "key.txt").write_text(identity + "\n")
@@ -307,13 +310,13 @@ def test_encrypted_bundles_verify_with_the_key_or_passphrase(pure_bundle, tmp_pa
 def test_texts_come_from_the_configured_file_with_defaults(tmp_path, monkeypatch):
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps({"controller": "Acme Goals GmbH, Berlin"}))
-    monkeypatch.setenv(gb.TEXTS_ENV, str(texts_file))
-    texts = gb.load_gdpr_texts()
+    monkeypatch.setenv(GDPR_TEXTS_ENV, str(texts_file))
+    texts = load_gdpr_texts()
     assert texts["controller"] == "Acme Goals GmbH, Berlin"
-    assert texts["complaint"] == gb.DEFAULT_GDPR_TEXTS["complaint"]
+    assert texts["complaint"] == DEFAULT_GDPR_TEXTS["complaint"]
     texts_file.write_text(json.dumps({"controler": "typo"}))
-    with pytest.raises(gb.GdprTextsError, match="unknown key 'controler'"):
-        gb.load_gdpr_texts()
+    with pytest.raises(GdprTextsError, match="unknown key 'controler'"):
+        load_gdpr_texts()
 
 
 # ---------------------------------------------------------------- a rich user, from PostgreSQL
@@ -338,7 +341,7 @@ def test_rich_users_bundle_passes_frictionless_sha256sum_verify_and_the_schema(
         )
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps({"controller": "Acme Goals GmbH", "rights": ["Ask us."]}))
-    monkeypatch.setenv(gb.TEXTS_ENV, str(texts_file))
+    monkeypatch.setenv(GDPR_TEXTS_ENV, str(texts_file))
     monkeypatch.setenv("GOALPORT_DATABASE_URL", pg_url)
     out = tmp_path / "out"
 
@@ -374,11 +377,11 @@ def test_rich_users_bundle_passes_frictionless_sha256sum_verify_and_the_schema(
     assert result.output.startswith("OK:") and "validates against" in result.output
 
     published = json.loads(EXPORT_JSON_SCHEMA_PATH.read_text(encoding="utf-8"))
-    document = json.loads((folder / gb.DATA_JSON).read_text(encoding="utf-8"))
+    document = json.loads((folder / layout.DATA_JSON).read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(published).validate(document)
-    assert (folder / gb.EXPORT_SCHEMA_FILE).read_bytes() == EXPORT_JSON_SCHEMA_PATH.read_bytes()
+    assert (folder / layout.EXPORT_SCHEMA_FILE).read_bytes() == EXPORT_JSON_SCHEMA_PATH.read_bytes()
 
-    manifest = json.loads((folder / gb.MANIFEST).read_text())
+    manifest = json.loads((folder / layout.MANIFEST).read_text())
     with engine.connect() as conn:
         for table in schema.APP_TABLES:
             owner = table.c.id if table.name == "User" else table.c.userId
@@ -405,9 +408,9 @@ def test_rich_users_bundle_passes_frictionless_sha256sum_verify_and_the_schema(
         "UserKey.wrappedIdentity"
     }
 
-    audit = json.loads((folder / gb.AUDIT_JSON).read_text())
+    audit = json.loads((folder / layout.AUDIT_JSON).read_text())
     assert [e["operation"] for e in audit["entries"]] == ["import"]
-    readme = (folder / gb.README).read_text(encoding="utf-8")
+    readme = (folder / layout.README).read_text(encoding="utf-8")
     assert "Acme Goals GmbH" in readme and "Ask us." in readme
     assert "<svg" in readme and "<script" not in readme
     for heading in (
@@ -508,7 +511,7 @@ def test_buckets_agree_in_sql_and_python_and_the_bulk_asset_writes_a_bucket(pg_u
     keys = storage.list("gdpr")
     assert sorted(k.split("/")[1] for k in keys) == sorted(users)
     for key in keys:
-        assert gb.verify_bundle(storage.read_bytes(key)).ok
+        assert verify_bundle(storage.read_bytes(key)).ok
 
 
 def test_export_all_writes_every_users_bundle_to_s3(pg_url, s3_url, monkeypatch):
@@ -523,6 +526,6 @@ def test_export_all_writes_every_users_bundle_to_s3(pg_url, s3_url, monkeypatch)
     storage = ObjectStorage(url=s3_url)
     keys = storage.list("gdpr")
     assert sorted(k.split("/")[1] for k in keys) == AppDatabase(url=pg_url).all_user_ids()
-    assert gb.verify_bundle(storage.read_bytes(keys[0])).ok
+    assert verify_bundle(storage.read_bytes(keys[0])).ok
     result = CliRunner().invoke(goalport, ["gdpr", "export", "--all", "someone"])
     assert result.exit_code == 1 and "not both" in result.output
