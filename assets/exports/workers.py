@@ -93,9 +93,9 @@ class WorkerPool:
         In a worker, the result is `work(send(task))`: `work` must be picklable (a module's
         function, or a `functools.partial` of one), `send` makes a task cheap to pickle.
         Tasks are taken from `tasks` only as workers need them (IN_FLIGHT_PER_WORKER each
-        out at a time), so they may be made lazily and memory stays flat. Results come in
-        task order, or with `ordered=False` as they finish, so that no slow task holds back
-        the others. With one worker, or fewer than two tasks, `(in_process or work)(task)`
+        running or queued), so they may be made lazily and memory stays flat. Results come
+        in task order (those that finish behind a slower one wait here: no worker idles for
+        the order), or with `ordered=False` as they finish. With one worker, or fewer than two tasks, `(in_process or work)(task)`
         runs here, one task after another, and no process is started. A task's error is
         raised here, with its message (and the worker's traceback as its cause).
         """
@@ -116,23 +116,26 @@ class WorkerPool:
         ordered: bool,
     ) -> Iterator[tuple[T, R]]:
         executor = self._started()
-        pending: dict[Future, T] = {}  # in the order the tasks were handed out
+        pending: dict[Future, T] = {}  # handed out, not yet yielded, in hand-out order
 
         def hand_out() -> None:
-            room = IN_FLIGHT_PER_WORKER * self.workers - len(pending)
-            for task in itertools.islice(tasks, room):
+            if any(f.done() and f.exception() for f in pending):
+                return  # the run ends at that error: start nothing more
+            running = sum(not f.done() for f in pending)
+            for task in itertools.islice(tasks, IN_FLIGHT_PER_WORKER * self.workers - running):
                 pending[executor.submit(work, send(task) if send else task)] = task
 
         hand_out()
         while pending:
-            if ordered:
-                done = [next(iter(pending))]
-                wait(done)
+            if ordered:  # results that finished behind a slower one wait here, in order
+                ready = list(itertools.takewhile(Future.done, pending))
             else:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                done = [f for f in pending if f in finished]
-            collected = [(pending.pop(future), future) for future in done]
-            if not any(future.exception() for _, future in collected):
-                hand_out()  # before the caller works on the results: keep workers busy
+                ready = [f for f in pending if f.done()]
+            if not ready:
+                wait([f for f in pending if not f.done()], return_when=FIRST_COMPLETED)
+                hand_out()
+                continue
+            collected = [(pending.pop(future), future) for future in ready]
+            hand_out()  # before the caller works on the results: keep every worker busy
             for task, future in collected:
                 yield task, future.result()

@@ -3,7 +3,9 @@ workers, results in task order (or as they finish), tasks taken only as workers 
 one task run in process with no pool, and a worker's error raised with its message."""
 
 import datetime as dt
+import multiprocessing
 import os
+import threading
 import time
 
 import pytest
@@ -17,6 +19,21 @@ from resources import schema
 def _pid_and_square(n: int) -> tuple[int, int]:
     time.sleep(0.05 if n % 3 == 0 else 0.0)  # some tasks finish out of order
     return os.getpid(), n * n
+
+
+# Inherited by the forked workers: they wait for it before they compute.
+_GATE = multiprocessing.get_context("fork").Event()
+
+
+def _square_after_the_gate(n: int) -> int:
+    _GATE.wait()
+    return n * n
+
+
+def _square_after_the_gate_if_first(n: int) -> int:
+    if n == 0:
+        _GATE.wait()
+    return n * n
 
 
 def _fail_on_three(n: int) -> int:
@@ -61,18 +78,48 @@ def test_unordered_results_come_as_they_finish_and_miss_none():
 
 
 def test_tasks_are_taken_only_as_workers_need_them():
-    taken = []
+    taken, seen = [], []
 
     def tasks():
         for n in range(40):
             taken.append(n)
             yield n
 
+    def open_the_gate():
+        time.sleep(0.5)
+        seen.append(len(taken))  # every task handed out is still waiting at the gate
+        _GATE.set()
+
+    _GATE.clear()
+    opener = threading.Thread(target=open_the_gate)
     with WorkerPool(2) as pool:
-        results = pool.map(_pid_and_square, tasks())
-        next(results)
-        assert len(taken) <= IN_FLIGHT_PER_WORKER * 2 + 1
-        assert [n for n, _ in results] == list(range(1, 40))
+        opener.start()
+        assert [n for n, _ in pool.map(_square_after_the_gate, tasks())] == list(range(40))
+    opener.join()
+    assert seen == [IN_FLIGHT_PER_WORKER * 2]
+
+
+def test_a_slow_first_task_holds_back_its_results_not_the_workers():
+    taken, seen = [], []
+
+    def tasks():
+        for n in range(40):
+            taken.append(n)
+            yield n
+
+    def open_the_gate():
+        time.sleep(1.0)
+        seen.append(len(taken))
+        _GATE.set()
+
+    _GATE.clear()
+    opener = threading.Thread(target=open_the_gate)
+    with WorkerPool(2) as pool:
+        opener.start()
+        results = list(pool.map(_square_after_the_gate_if_first, tasks()))
+    opener.join()
+    assert results == [(n, n * n) for n in range(40)]
+    assert seen[0] > IN_FLIGHT_PER_WORKER * 2  # the other worker went on while task 0 waited
 
 
 def test_one_task_or_one_worker_runs_in_process_without_sending(monkeypatch):
