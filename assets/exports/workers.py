@@ -95,9 +95,10 @@ class WorkerPool:
         Tasks are taken from `tasks` only as workers need them (IN_FLIGHT_PER_WORKER each
         running or queued), so they may be made lazily and memory stays flat. Results come
         in task order (those that finish behind a slower one wait here: no worker idles for
-        the order), or with `ordered=False` as they finish. With one worker, or fewer than two tasks, `(in_process or work)(task)`
-        runs here, one task after another, and no process is started. A task's error is
-        raised here, with its message (and the worker's traceback as its cause).
+        the order), or with `ordered=False` as they finish. With one worker, or fewer than
+        two tasks, `(in_process or work)(task)` runs here, one task after another, and no
+        process is started. A task's error is raised here, with its message (and the
+        worker's traceback as its cause); no task is handed out after it.
         """
         tasks = iter(tasks)
         first = list(itertools.islice(tasks, 2))
@@ -127,7 +128,7 @@ class WorkerPool:
 
         hand_out()
         while pending:
-            if ordered:  # results that finished behind a slower one wait here, in order
+            if ordered:
                 ready = list(itertools.takewhile(Future.done, pending))
             else:
                 ready = [f for f in pending if f.done()]
