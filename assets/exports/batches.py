@@ -1,8 +1,9 @@
 """One batch export, without Dagster: extract once, render each user's files, store them.
 
 The Dagster assets, the CLI and the request processor all call this, so every export takes
-the same path. Rendering runs in a process pool when a batch has more than one user and
-more than one core is free: XLSX rendering, not extraction, sets the time of big exports.
+the same path. Rendering runs in worker processes (assets.exports.workers) when a batch has
+more than one user and more than one core is free: XLSX rendering, not extraction, sets the
+time of big exports.
 Before rendering, the data-quality report of the batch (assets.quality: made once per batch,
 by the `extracted_batch` asset or, without Dagster, here) keeps out the users whose data
 breaks a rule; after, every file is proven complete (assets.exports.completeness).
@@ -11,14 +12,13 @@ breaks a rule; after, every file is proven complete (assets.exports.completeness
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import os
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from assets.exports.workers import WorkerPool, share_per_task, worker_count
 from assets.formats.registry import REQUESTABLE_FORMATS, export_format
 from assets.quality.report import QualityReport
 from assets.quality.suites import check_batch_quality
@@ -169,7 +169,7 @@ def render_batch(
 
 
 # Users per task sent to a rendering worker: enough to share the per-table costs of
-# reading files back, few enough to keep both workers busy to the end of a batch.
+# reading files back, few enough to keep every worker busy to the end of a batch.
 USERS_PER_TASK = 16
 
 
@@ -177,22 +177,27 @@ def _map_users(
     task, per_user, formats, exported_at, filters, workers, extra: Mapping | None = None
 ) -> Iterable[tuple]:
     """Every user's result of `task(chunk, (formats, exported_at, filters))`, where a chunk
-    is a list of (user id, tables, extra[user id]), in user id order; in a process pool
-    when there is more than one user and more than one core."""
+    is a list of (user id, tables, extra[user id]), in user id order; in worker processes
+    (assets.exports.workers) when there is more than one user and more than one core."""
     users = sorted(per_user)
     extra = extra or {}
     common = (tuple(formats), exported_at, filters)
-    workers = workers if workers is not None else min(len(users), os.cpu_count() or 1)
-    size = max(1, min(USERS_PER_TASK, len(users) // max(1, workers * 4)))
-    groups = [users[i : i + size] for i in range(0, len(users), size)]
-    if workers <= 1 or len(users) <= 1:
-        for group in groups:
-            yield from task([(u, per_user[u], extra.get(u)) for u in group], common)
-        return
-    chunks = [[(u, _packed(per_user[u]), extra.get(u)) for u in group] for group in groups]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for results in pool.map(task, chunks, itertools.repeat(common)):
+    if workers is None:
+        workers = max(1, min(len(users), worker_count()))
+    size = max(1, min(USERS_PER_TASK, share_per_task(len(users), workers)))
+    chunks = (
+        [(u, per_user[u], extra.get(u)) for u in users[i : i + size]]
+        for i in range(0, len(users), size)
+    )
+    with WorkerPool(workers) as pool:
+        for _chunk, results in pool.map(
+            functools.partial(task, common=common), chunks, send=_packed_chunk
+        ):
             yield from results
+
+
+def _packed_chunk(chunk: list[tuple]) -> list[tuple]:
+    return [(user_id, _packed(tables), extra) for user_id, tables, extra in chunk]
 
 
 def _packed(tables: dict[str, pa.Table]) -> dict[str, bytes]:

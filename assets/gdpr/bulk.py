@@ -26,14 +26,11 @@ marked incomplete and the user is reported.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
-import itertools
 import json
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,6 +39,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import BIT
 
+from assets.exports.workers import WorkerPool, share_per_task
 from assets.formats.common import TABLE_NAMES
 from assets.formats.csv import declared_references
 from resources import schema
@@ -57,7 +55,6 @@ if TYPE_CHECKING:
 BUCKET_COUNT = 64
 DEFAULT_MAX_ROWS_PER_CHUNK = 20_000
 MIN_ROWS_PER_CHUNK = 2_000
-CHUNKS_PER_WORKER = 4
 _IN_LIST_SLICE = 5_000  # ids per IN (...) list: one query per table per slice
 
 # goalport's own tables whose rows about a user go into the bundle's processing/records.json,
@@ -242,6 +239,12 @@ def export_chunk(
     return export_chunk_with(database, storage, settings, user_ids, live_counts)
 
 
+def _export_planned_chunk(settings: _Settings, planned: tuple[int, list[str], dict]) -> tuple:
+    """`export_chunk` of a (list index, chunk, live counts) task, as the worker pool sends it."""
+    _index, user_ids, live_counts = planned
+    return export_chunk(settings, user_ids, live_counts)
+
+
 def export_chunk_with(
     database: AppDatabase,
     storage: ObjectStorage,
@@ -378,7 +381,7 @@ def _render_and_store(
 
 class GdprBundleExporter:
     """Writes GDPR bundles for lists of users (a bucket, the CLI's list), reusing one pool
-    of worker processes across calls. Use as a context manager."""
+    of worker processes (assets.exports.workers) across calls. Use as a context manager."""
 
     def __init__(
         self,
@@ -397,7 +400,8 @@ class GdprBundleExporter:
         self.database = database
         self.storage = storage
         self.exported_at = exported_at or utc_now()
-        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool = WorkerPool(workers)
+        self.workers = self._pool.workers
         self.max_rows_per_chunk = max_rows_per_chunk
         self.actor = actor
         self.record_audit = record_audit
@@ -408,7 +412,6 @@ class GdprBundleExporter:
             exported_at=self.exported_at,
             texts=check_gdpr_texts(texts or {}),
         )
-        self._pool: ProcessPoolExecutor | None = None
         # Workers are forked: what they import before the fork they never import again.
         import assets.gdpr.bundle  # noqa: F401
 
@@ -422,24 +425,13 @@ class GdprBundleExporter:
         self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # forked workers start at once with everything imported (a spawned interpreter
-            # imports pyarrow, SQLAlchemy and ADBC again: seconds per worker)
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-        return self._pool
+        self._pool.close()
 
     def chunk_rows(self, total_rows: int) -> int:
         """Rows per chunk: at most `max_rows_per_chunk`, and small enough that one list
         makes several chunks per worker (else a bucket would run on one core), but not so
         small that queries outnumber users."""
-        spread = -(-total_rows // (self.workers * CHUNKS_PER_WORKER))
+        spread = share_per_task(total_rows, self.workers)
         return max(
             min(self.max_rows_per_chunk, spread), min(MIN_ROWS_PER_CHUNK, self.max_rows_per_chunk)
         )
@@ -512,34 +504,21 @@ class GdprBundleExporter:
                     if on_group_done is not None:
                         on_group_done(index, results.pop(index))
 
-        tasks = planned()
-        first, second = next(tasks, None), next(tasks, None)
-        if second is None:  # one chunk in all: not worth starting processes for
-            tasks = iter([first] if first else [])
-        else:
-            tasks = itertools.chain([first, second], tasks)
-        if self.workers <= 1 or second is None:
-            for index, chunk, counts in tasks:
-                outcome = export_chunk_with(
-                    self.database, self.storage, self.settings, chunk, counts
-                )
-                finished(index, outcome)
-        else:
-            pool = self._executor()
-            pending: dict[Future, int] = {}
-            for index, chunk, counts in tasks:
-                # a bounded number of chunks in flight keeps memory flat
-                while len(pending) >= 2 * self.workers:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        finished(pending.pop(future), future.result())
-                pending[pool.submit(export_chunk, self.settings, chunk, counts)] = index
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished(pending.pop(future), future.result())
+        outcomes = self._pool.map(
+            functools.partial(_export_planned_chunk, self.settings),
+            planned(),
+            in_process=self._export_here,
+            ordered=False,  # a bucket's big user holds back no other chunk
+        )
+        for (index, _chunk, _counts), outcome in outcomes:
+            finished(index, outcome)
         total.seconds = time.perf_counter() - started
         return total
+
+    def _export_here(self, planned: tuple[int, list[str], dict]) -> tuple:
+        """`export_chunk` in this process, with the exporter's own database and storage."""
+        _index, user_ids, live_counts = planned
+        return export_chunk_with(self.database, self.storage, self.settings, user_ids, live_counts)
 
     def _record_audit(self, bundles: list[GdprBundleFile]) -> None:
         """One audit entry per bundle written (one INSERT per chunk)."""
