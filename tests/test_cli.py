@@ -43,6 +43,7 @@ def first_user(pg_url):
     return uid
 
 
+@pytest.mark.slow
 def test_export_writes_files_and_prints_where(cli_env, pg_url, tmp_path):
     user = first_user(pg_url)
     done = run(["export", user, "--format", "json,csv", "--format", "parquet"], cli_env, tmp_path)
@@ -78,6 +79,7 @@ def test_bad_requests_are_refused_clearly(cli_env, pg_url, tmp_path, monkeypatch
     assert not (tmp_path / "store" / "exports").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_database_is_named(tmp_path):
     env = {"GOALPORT_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}
     done = run(["export", "u1"], env, tmp_path)
@@ -89,6 +91,7 @@ def test_unreachable_database_is_named(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_unmigrated_database_says_what_to_run(pg_template, tmp_path):
     import sqlalchemy as sa
 
@@ -99,6 +102,7 @@ def test_unmigrated_database_says_what_to_run(pg_template, tmp_path):
     assert "run `goalport db upgrade`" in done.stderr
 
 
+@pytest.mark.slow
 def test_unwritable_storage_is_named(cli_env, pg_url, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -109,6 +113,7 @@ def test_unwritable_storage_is_named(cli_env, pg_url, tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_embedded_default_needs_no_configuration(tmp_path):
     """With no variables set, goalport uses ./var: migrate, seed, export."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOALPORT_")}

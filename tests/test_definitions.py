@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from assets.exports.defs import ExportConfig, export_job
 from pipelines.definitions import defs
@@ -17,6 +18,7 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
 
 
+@pytest.mark.slow
 def test_export_job_writes_every_users_files_and_reports_metadata(pg_url, tmp_path):
     seed_database(pg_url, 4, seed=2, heavy_every=0)
     users = AppDatabase(url=pg_url).all_user_ids()[:3]

@@ -213,11 +213,13 @@ def check_exports_match_database(url: str, storage: ObjectStorage, user_ids: lis
             assert {r[owner] for r in rows[table.name]} <= {exported.user_id}
 
 
+@pytest.mark.slow
 def test_every_format_holds_exactly_the_users_rows(seeded, tmp_path):
     users = sampled_users(seeded)
     check_exports_match_database(seeded, ObjectStorage(url=str(tmp_path / "store")), users)
 
 
+@pytest.mark.slow
 def test_exports_through_s3(seeded, s3_url):
     users = sampled_users(seeded)[:1]
     storage = ObjectStorage(url=s3_url)

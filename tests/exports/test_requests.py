@@ -169,6 +169,7 @@ def test_claim_takes_only_pending_rows_in_known_formats(database):
 # ---------------------------------------------------------------- processing
 
 
+@pytest.mark.slow
 def test_processed_requests_record_file_size_checksum_progress_expiry_and_audit(database, storage):
     alice, bob = users(database)[:2]
     full = request_export(database.engine, alice, "json", requested_by="app:alice")
@@ -233,6 +234,7 @@ def test_bad_data_and_vanished_users_fail_their_rows_with_the_reason(database, s
     assert kinds == ["export.completed", "export.failed", "export.failed"]
 
 
+@pytest.mark.slow
 def test_a_batch_that_raises_fails_its_rows_and_retry_requeues_them(database, tmp_path):
     user = users(database)[0]
     job_id = request_export(database.engine, user, "csv")
@@ -252,6 +254,7 @@ def test_a_batch_that_raises_fails_its_rows_and_retry_requeues_them(database, tm
     assert done.status == "completed" and done.attempts == 2
 
 
+@pytest.mark.slow
 def test_requests_inserted_while_claimers_and_the_sensor_run_are_exported_exactly_once(
     database, storage, monkeypatch
 ):
@@ -414,6 +417,7 @@ def test_local_download_token_works_until_expiry_and_cleanup_removes_the_file(da
         export_download_link(storage, get_export(database.engine, job_id), secret=SECRET)
 
 
+@pytest.mark.slow
 def test_download_server_serves_a_token_until_it_expires(storage):
     stored = storage.write_bytes("exports/u1/20260101T000000000000Z-exp_x.json", b'{"a": 1}')
     server = make_download_server(storage, "127.0.0.1", 0, secret=SECRET)

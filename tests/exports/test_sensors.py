@@ -128,6 +128,7 @@ def test_sensor_claims_batches_with_the_batch_id_as_run_key_and_a_watermark_curs
     assert json.loads(third.cursor)["id"] == later
 
 
+@pytest.mark.slow
 def test_claims_that_never_became_runs_are_requeued(instance, database, storage):
     user = database.all_user_ids()[0]
     stranded = request_export(database.engine, user, "json")
@@ -149,6 +150,7 @@ def test_claims_that_never_became_runs_are_requeued(instance, database, storage)
     assert state[launched]["status"] == "completed" and state[launched]["attempts"] == 1
 
 
+@pytest.mark.slow
 def test_a_failed_run_fails_its_rows_with_the_reason_and_a_retry_runs_again(
     instance, database, storage
 ):
@@ -181,6 +183,7 @@ def test_a_failed_run_fails_its_rows_with_the_reason_and_a_retry_runs_again(
     assert done.status == "completed" and done.attempts == 2
 
 
+@pytest.mark.slow
 def test_a_run_launched_by_hand_records_and_audits_its_own_rows(instance, database, storage):
     user = database.all_user_ids()[0]
     config = ExportConfig(user_ids=[user, "ghost"], formats=["json", "report"])
@@ -204,6 +207,7 @@ def test_a_run_launched_by_hand_records_and_audits_its_own_rows(instance, databa
     assert audited == 2
 
 
+@pytest.mark.slow
 def test_a_sensor_run_completes_its_rows_and_the_daily_cleanup_expires_them(
     instance, database, storage
 ):

@@ -777,6 +777,7 @@ def render_json_through_arrow(tables) -> bytes:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.slow
 @given(tables=random_user_tables())
 def test_every_format_round_trips_random_tables(tables):
     for fmt in READABLE_FORMATS:

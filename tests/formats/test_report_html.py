@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from assets.exports.batches import render_user_files
 from assets.formats.charts import MAX_POINTS_PER_CHART
@@ -307,6 +308,7 @@ def png_summary(path: Path) -> tuple[int, int, int]:
     return width, height, len(set(zlib.decompress(idat)))
 
 
+@pytest.mark.slow
 def test_chromium_renders_the_report_offline_without_a_single_request(tmp_path):
     population = generate_population(2, seed=9, heavy_every=0)
     per_user = ExtractedBatch(

@@ -282,6 +282,7 @@ def test_mentions_in_other_users_audit_entries_are_scrubbed(pg_url, tmp_path):
     assert json.loads(row.details) == {"sharedWith": ["[erased]"], "note": "asked by [erased]"}
 
 
+@pytest.mark.slow
 def test_grace_period_cancel_and_the_cli(pg_url, tmp_path, monkeypatch):
     seed_database(pg_url, 3, seed=6, heavy_every=0)
     database = AppDatabase(url=pg_url)
@@ -336,6 +337,7 @@ def test_grace_period_cancel_and_the_cli(pg_url, tmp_path, monkeypatch):
     assert all(json.loads(e.details)["requestId"].startswith("era_") for e in entries)
 
 
+@pytest.mark.slow
 def test_the_sensor_launches_due_erasures_and_the_job_carries_them_out(pg_url, tmp_path):
     seed_database(pg_url, 4, seed=8, heavy_every=0)
     database = AppDatabase(url=pg_url)
@@ -401,6 +403,7 @@ def test_a_trace_left_elsewhere_fails_verification_and_says_where(pg_url, tmp_pa
     assert database.existing_user_ids([victim]) == set()
 
 
+@pytest.mark.slow
 def test_a_declined_import_preview_is_erased_with_the_user(pg_url, tmp_path, monkeypatch):
     """The plan a preview stores (imports/plans/<user>/) waits there when the person says
     no; erasing the user removes it, and verification looks there too."""
@@ -451,6 +454,7 @@ def test_erasure_on_sqlite(sqlite_url, tmp_path):
     assert len(storage.list("gdpr")) == 2
 
 
+@pytest.mark.slow
 def test_erasure_deletes_the_dagster_runs_that_name_the_user_and_only_those(pg_url, tmp_path):
     from assets.exports.defs import ExportConfig, export_request_sensor
     from assets.exports.queue import request_export

@@ -322,6 +322,7 @@ def test_texts_come_from_the_configured_file_with_defaults(tmp_path, monkeypatch
 # ---------------------------------------------------------------- a rich user, from PostgreSQL
 
 
+@pytest.mark.slow
 def test_rich_users_bundle_passes_frictionless_sha256sum_verify_and_the_schema(
     pg_url, tmp_path, monkeypatch
 ):
@@ -444,6 +445,7 @@ ID = re.compile(rb"\bc[0-9a-z]{24}\b")
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.slow
 @given(n_users=st.integers(min_value=2, max_value=7), seed=st.integers(min_value=0, max_value=500))
 def test_each_bundle_of_a_bucket_holds_only_its_users_ids(pg_url, tmp_path_factory, n_users, seed):
     engine = sa.create_engine(pg_url)
@@ -480,6 +482,7 @@ def test_each_bundle_of_a_bucket_holds_only_its_users_ids(pg_url, tmp_path_facto
             assert not [o for o in others if o in content], name
 
 
+@pytest.mark.slow
 def test_buckets_agree_in_sql_and_python_and_the_bulk_asset_writes_a_bucket(pg_url, tmp_path):
     seed_database(pg_url, 24, seed=8, heavy_every=0)
     database = AppDatabase(url=pg_url)
@@ -514,6 +517,7 @@ def test_buckets_agree_in_sql_and_python_and_the_bulk_asset_writes_a_bucket(pg_u
         assert verify_bundle(storage.read_bytes(key)).ok
 
 
+@pytest.mark.slow
 def test_export_all_writes_every_users_bundle_to_s3(pg_url, s3_url, monkeypatch):
     seed_database(pg_url, 5, seed=31, heavy_every=0)
     monkeypatch.setenv("GOALPORT_DATABASE_URL", pg_url)

@@ -8,6 +8,7 @@ stored on the job's preview and summarised by `goalport import`."""
 import json
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from import_support import dump, import_file, populate
@@ -176,6 +177,7 @@ def check_reimport(database, storage, user_id, v1, v2, name, source, expected):
     assert goals_by_title(engine, user_id, source) == now
 
 
+@pytest.mark.slow
 def test_todoist_csv_reimport_updates_inserts_and_removes_exactly(database, storage):
     user_id = populate(database.engine, 1, 81)[0]
     check_reimport(
@@ -194,6 +196,7 @@ def test_todoist_csv_reimport_updates_inserts_and_removes_exactly(database, stor
     )
 
 
+@pytest.mark.slow
 def test_google_tasks_reimport_updates_inserts_and_removes_exactly(database, storage):
     user_id = populate(database.engine, 1, 82)[0]
     check_reimport(
@@ -244,6 +247,7 @@ def test_mapping_report_is_on_the_preview_and_printed(database, storage, tmp_pat
     assert "skipped task (items[0].items[4]): empty task: no title and no notes" in out
 
 
+@pytest.mark.slow
 def test_a_reimport_that_moves_a_task_under_a_new_one_can_be_undone(database, storage):
     """The re-import updates an existing sub-task to hang under a task it creates; undoing
     it gives the sub-task its old parent back, so nothing added later is in the way."""

@@ -87,6 +87,7 @@ def test_failure_in_the_middle_of_apply_changes_nothing(database, storage, damag
     assert dump(database.engine) == before
 
 
+@pytest.mark.slow
 def test_kill_9_while_applying_changes_nothing(database, storage, damaged, tmp_path, pg_url):
     user_id, exported, before, corrupted = damaged
     job_id = previewed_job(database, storage, user_id, exported)

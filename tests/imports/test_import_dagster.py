@@ -61,6 +61,7 @@ def run_job(name: str, request: dg.RunRequest, database, storage):
     return result
 
 
+@pytest.mark.slow
 def test_inbox_file_becomes_a_preview_and_a_confirmed_job_is_applied(setup):
     database, storage, user_id, exported, before = setup
     erased = dump(database.engine)
@@ -109,6 +110,7 @@ def test_inbox_file_becomes_a_preview_and_a_confirmed_job_is_applied(setup):
     assert len(changed) == 1 and changed[0].run_key != requests[0].run_key
 
 
+@pytest.mark.slow
 def test_blocking_check_stops_a_file_with_too_many_bad_rows(setup):
     database, storage, user_id, exported, _ = setup
     erased = dump(database.engine)
@@ -146,6 +148,7 @@ def test_definitions_include_the_import_area():
     "file_url",
     ["/etc/passwd", "file:///etc/passwd", "imports/../../etc/passwd", "http://127.0.0.1:9/x"],
 )
+@pytest.mark.slow
 def test_a_job_row_naming_a_file_outside_the_storage_is_refused(pg_url, tmp_path, file_url):
     """A DataImportJob row is written by the app or the API: its fileUrl must not make a run
     read a local file or a URL; the run fails and the job says which location was refused."""

@@ -39,6 +39,7 @@ DAMAGE = ["erase-account", "erase-rows", "corrupt", "corrupt-touching-updatedAt"
     pick=st.integers(min_value=0, max_value=2),
     damage=st.sampled_from(DAMAGE),
 )
+@pytest.mark.slow
 def test_export_damage_import_restores_exactly(database, tmp_path, fmt, seed, pick, damage):
     engine = database.engine
     storage = ObjectStorage(url=str(tmp_path / "storage"))
@@ -88,6 +89,7 @@ def _user_rows(snapshot: dict, user_id: str):
         yield [row for row in snapshot[table.name] if row[index] == user_id]
 
 
+@pytest.mark.slow
 def test_encrypted_backup_and_bundle_restore(database, tmp_path, monkeypatch):
     """A backup (zip with manifest.json and data/export.json, age-encrypted to the user's
     key, as the backup job writes it) and a passphrase-encrypted export both restore."""

@@ -230,6 +230,7 @@ def run_export_job(url: str, storage_root, user_ids: list[str]):
         )
 
 
+@pytest.mark.slow
 def test_asset_checks_warn_and_the_run_exports_everyone_else(broken_database, tmp_path):
     url, cases, good = broken_database
     goal_users = {cases[k][0] for k in cases if k.startswith("Goal.")}
@@ -269,6 +270,7 @@ def test_asset_checks_warn_and_the_run_exports_everyone_else(broken_database, tm
     assert state == "failed" and "Goal.priority_in_range" in message and bad_ids[0] in message
 
 
+@pytest.mark.slow
 def test_asset_checks_block_the_run_when_no_user_can_be_exported(broken_database, tmp_path):
     url, cases, _ = broken_database
     chosen = [cases["Goal.priority_in_range"][0], cases["User.email_well_formed"][0]]
@@ -304,6 +306,7 @@ def validations(monkeypatch) -> list[set[str]]:
     return made
 
 
+@pytest.mark.slow
 def test_an_export_run_validates_its_batch_once_and_every_step_uses_that_report(
     broken_database, tmp_path, validations
 ):
@@ -432,6 +435,7 @@ def test_reports_of_several_batches_merge_into_one():
     assert not merged.blocks_batch
 
 
+@pytest.mark.slow
 def test_every_call_validates_the_data_it_is_given():
     tables = small_population()
     first = run_quality_suites(tables)

@@ -440,6 +440,7 @@ def test_goalport_decrypts_what_age_cli_encrypts_to_a_recipient(age_cli, tmp_pat
     assert age.decrypt(armored, identities=[SPEC_IDENTITY]) == plaintext
 
 
+@pytest.mark.slow
 def test_goalport_decrypts_what_age_cli_encrypts_with_a_passphrase(age_cli, tmp_path):
     source, encrypted = tmp_path / "plain", tmp_path / "plain.age"
     plaintext = os.urandom(100_000)
@@ -456,6 +457,7 @@ def test_goalport_decrypts_what_age_cli_encrypts_with_a_passphrase(age_cli, tmp_
         age.decrypt(data, passphrase="hunter3 hunter3")
 
 
+@pytest.mark.slow
 def test_an_x25519_recipient_whose_data_starts_with_tag_is_not_taken_for_a_tag_recipient():
     """Found by a 1-in-32,768 failure: the bech32 data of a random key can begin "tag"."""
     while True:

@@ -604,6 +604,7 @@ def test_version_history_is_kept_and_an_applier_sees_what_changed(engine, marath
 # ---------------------------------------------------------------- the public catalog
 
 
+@pytest.mark.slow
 def test_catalog_is_rebuilt_by_the_sensor_when_a_template_is_published(
     engine, marathon, pg_url, s3_url
 ):
