@@ -297,21 +297,24 @@ class _AdbcReader:
         self._connection.close()
 
 
-def _numeric_columns(table: sa.Table) -> list[sa.Column]:
-    return [
-        c
-        for c in table.columns
-        if isinstance(c.type, sa.Numeric) and not isinstance(c.type, sa.Float)
-    ]
+def _numeric_scales(table: sa.Table) -> dict[str, int]:
+    """The scale s of each numeric(p, s) column, by name; the schema gives every one its s."""
+    scales = {}
+    for c in table.columns:
+        if isinstance(c.type, sa.Numeric) and not isinstance(c.type, sa.Float):
+            if c.type.scale is None:
+                raise TypeError(f"{table.name}.{c.name} is numeric without a scale")
+            scales[c.name] = c.type.scale
+    return scales
 
 
 def _scale_numeric_columns(table: sa.Table, query: sa.Select) -> sa.Select:
     """Select numeric(p, s) columns as the integer value * 10^s: exact and cheap to decode."""
-    numerics = {c.name: c for c in _numeric_columns(table)}
-    if not numerics:
+    scales = _numeric_scales(table)
+    if not scales:
         return query
     columns = [
-        sa.cast(c * (10**c.type.scale), sa.BigInteger).label(c.name) if c.name in numerics else c
+        sa.cast(c * (10 ** scales[c.name]), sa.BigInteger).label(c.name) if c.name in scales else c
         for c in table.columns
     ]
     return query.with_only_columns(*columns)

@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pydantic
@@ -39,6 +40,9 @@ from resources.settings import (
     database_url,
     normalise_database_url,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 _MASTER_KEY_SIZE = 32
 _NONCE_SIZE = 12
@@ -312,10 +316,15 @@ def _open_row(master: bytes, row: sa.Row) -> str:
 
 
 def _insert_ignoring_existing(conn: sa.Connection, rows: list[dict]) -> sa.Insert:
+    statement: postgresql.Insert | sqlite.Insert
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement = postgresql_insert(user_key)
     elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(user_key)
     else:  # pragma: no cover - goalport runs on PostgreSQL and SQLite only
         raise KeyCustodyError(f"unsupported database {conn.dialect.name}")
-    return insert(user_key).values(rows).on_conflict_do_nothing(index_elements=["userId"])
+    return statement.values(rows).on_conflict_do_nothing(index_elements=["userId"])

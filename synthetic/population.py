@@ -15,6 +15,7 @@ sub-goal is never older than its parent, progress is recorded while its goal run
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -90,7 +91,7 @@ _GOAL_MAX_VALUES_CENTS = (10_000, 1_000, 4_220, 50_000, 100_000, 1_250, 500, 2_6
 
 
 def _by_kind(
-    pools: dict[str, tuple[str, ...]], kind: np.ndarray, rng
+    pools: Mapping[str, tuple[str, ...]], kind: np.ndarray, rng
 ) -> tuple[pa.Array, np.ndarray]:
     """One pool of all kinds' texts, and for each row a random index into its kind's part."""
     sizes = np.asarray([len(pools[k]) for k in MODULE_KINDS])
@@ -142,7 +143,7 @@ def generated_user_ids(n_users: int, seed: int = 0) -> pa.Array:
     return RowIds(seed, "User", users, np.zeros(n_users, dtype=np.int64)).array
 
 
-def _generate_users(seed, n, heavy, tables) -> dict[str, np.ndarray]:
+def _generate_users(seed, n, heavy, tables) -> dict[str, RowIds | np.ndarray]:
     rng = table_rng(seed, "User")
     users = np.arange(n, dtype=np.int64)
     created = between(rng, np.full(n, _START_MS), np.full(n, _END_MS - 120 * _MS_PER_DAY))
@@ -177,7 +178,7 @@ def _generate_users(seed, n, heavy, tables) -> dict[str, np.ndarray]:
     return {"id": ids, "created": created}
 
 
-def _generate_modules(seed, n, heavy, users, tables) -> dict[str, np.ndarray]:
+def _generate_modules(seed, n, heavy, users, tables) -> dict[str, RowIds | np.ndarray]:
     rng = table_rng(seed, "Module")
     include = rng.random((n, len(MODULE_KINDS))) < np.array([0.7, 0.6, 0.45, 0.55, 0.8])
     include[heavy] = True
@@ -209,7 +210,7 @@ def _generate_modules(seed, n, heavy, users, tables) -> dict[str, np.ndarray]:
     return {"id": ids, "user": user_of, "kind": kind, "start": starts, "count": counts}
 
 
-def _generate_goals(seed, n, heavy, users, modules, tables) -> dict[str, np.ndarray]:
+def _generate_goals(seed, n, heavy, users, modules, tables) -> dict[str, RowIds | np.ndarray]:
     rng = table_rng(seed, "Goal")
     counts = rng.negative_binomial(2, 2 / 21, size=n) + 1
     counts[rng.random(n) < 0.03] = 0  # signed up, never set a goal

@@ -346,7 +346,9 @@ def save_backup_config(
             actor=actor,
             details={"changed": sorted(changes), "config": _audit_view(updated)},
         )
-    return get_backup_config(engine, user_id)
+    saved = get_backup_config(engine, user_id)
+    assert saved is not None, "written just above"
+    return saved
 
 
 def _known_timezone(name: str | None) -> str | None:

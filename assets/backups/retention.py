@@ -76,6 +76,8 @@ def apply_retention(
     """Delete the user's backups the policy lets go, all older than `newest_verified` (a
     backup that has just passed its restore drill); returns the deleted URLs."""
     newest_time = backup_time_of(newest_verified)
+    if newest_time is None:
+        raise ValueError(f"{newest_verified!r} is not a backup file's key")
     files = {}
     folder = backup_folder(user_id)
     for key in destination.list(folder):
@@ -129,7 +131,8 @@ def list_backups(
     """The user's backup files at their destination, newest first."""
     config = config or get_backup_config(engine, user_id) or BackupConfig(user_id=user_id)
     destination = backup_destination(config, storage)
-    keys = [k for k in destination.list(backup_folder(user_id)) if backup_time_of(k)]
+    created = {k: t for k in destination.list(backup_folder(user_id)) if (t := backup_time_of(k))}
+    keys = list(created)
     urls = [destination.object_url(k) for k in keys]
     with engine.connect() as conn:
         verified = set(
@@ -146,7 +149,7 @@ def list_backups(
         BackupFile(
             url=url,
             key=key,
-            created_at=backup_time_of(key),
+            created_at=created[key],
             size=int(destination.info(key).get("size") or 0),
             encrypted=key.endswith(".age"),
             verified=url in verified,

@@ -242,6 +242,7 @@ def _write_and_verify(
         include=config.include,
     )
     if config.encrypt:
+        assert goalport_recipient is not None, "run_backup_batch keys every encrypting user"
         payload = age.encrypt(archive, recipients=[goalport_recipient, *config.recipients])
     else:
         payload = archive

@@ -250,6 +250,7 @@ def _watermark(cursor: str | None, database: AppDatabase, batches: list[ClaimedB
             .order_by(table.c.createdAt.desc(), table.c.id.desc())
             .limit(1)
         ).first()
+    assert newest is not None, "the batches' rows were claimed just now"
     mark = {"createdAt": as_utc(newest.createdAt).isoformat(), "id": newest.id}
     if previous and (previous["createdAt"], previous["id"]) > (mark["createdAt"], mark["id"]):
         mark = previous

@@ -193,7 +193,7 @@ def fail_jobs(
 ) -> list[str]:
     """processing -> failed with the reason (held by `batch_id`, when given). The row keeps
     the run it already names, else takes `run_id`."""
-    where = [job_table.c.id.in_(list(job_ids))]
+    where: list[sa.ColumnElement[bool]] = [job_table.c.id.in_(list(job_ids))]
     if batch_id is not None:
         where.append(job_table.c.batchId == batch_id)
     return _move(

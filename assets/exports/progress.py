@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -144,7 +145,7 @@ class ExportBatchProgress:
         it is tracked, audited and expired like a queued request."""
         now = utc_now()
         batch_id = ADOPTED_BATCH_PREFIX + (run_id or new_id())
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": new_id("exp_"),
                 "userId": user_id,
@@ -420,7 +421,7 @@ def process_pending_exports(
     on_batch_done: Callable[[ClaimedBatch, BatchOutcome], None] | None = None,
 ) -> list[BatchOutcome]:
     """Claim and export pending requests until none is left; returns each batch's outcome."""
-    outcomes = []
+    outcomes: list[BatchOutcome] = []
     while True:
         batches = claim_pending_exports(
             database.engine, max_requests=max_requests, batch_size=batch_size

@@ -287,15 +287,17 @@ def split_chunk(batch: ExtractedBatch) -> dict[str, UserRows]:
     result = {uid: UserRows(dict(empty)) for uid in batch.found_user_ids}
     for name, table in batch.tables.items():
         texts = rows_as_text(table, excel=True)
+        excel = texts.excel
+        assert excel is not None, "asked for with excel=True"
         names, width = table.column_names, table.num_columns
         fields = [
             *table.schema,
             *(f.with_name(f"csv:{f.name}") for f in texts.csv.schema),
-            *(f.with_name(f"excel:{f.name}") for f in texts.excel.schema),
+            *(f.with_name(f"excel:{f.name}") for f in excel.schema),
             pa.field("json:", pa.binary()),
         ]
         together = pa.Table.from_arrays(
-            [*table.columns, *texts.csv.columns, *texts.excel.columns, texts.json],
+            [*table.columns, *texts.csv.columns, *excel.columns, texts.json],
             schema=pa.schema(fields),
         )
         for uid, part in split_by_user(together, owner_column(name)):

@@ -25,6 +25,7 @@ a whole; their request rows keep what was done for them.
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -87,7 +88,7 @@ def gdpr_bundles(
         result = exporter.export(user_ids)
     bundles = result.bundles
     # No file URLs here: they name users, and an erasure deletes every run naming its user.
-    metadata = {
+    metadata: dict[str, Any] = {
         "bucket": bucket,
         "users": len(user_ids),
         "bundles": len(bundles),

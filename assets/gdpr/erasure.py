@@ -308,6 +308,7 @@ def execute_erasure(
         request = get_erasure_request(engine, request_id)
         return ErasureOutcome(request, request.receipt or {})
     user_id = request.user_id
+    assert user_id is not None, "a pending or erasing request still names its user"
     state["storageObjectsDeleted"] = _delete_files(storage, user_id, state["destinations"])
     state["runsDeleted"] = run_history.forget(user_id) if run_history is not None else None
     verification = verify_erased(

@@ -261,17 +261,17 @@ def backup_list(user_id) -> None:
 @backup_errors
 @import_errors
 def backup_restore(
-    file,
-    user_id,
-    identity_file,
-    passphrase_env,
-    ask_passphrase,
-    mode,
-    policy,
-    yes,
-    verify_only,
-    out_path,
-):
+    file: str,
+    user_id: str | None,
+    identity_file: str | None,
+    passphrase_env: str | None,
+    ask_passphrase: bool,
+    mode: str,
+    policy: str,
+    yes: bool,
+    verify_only: bool,
+    out_path: str | None,
+) -> None:
     """Decrypt FILE (a path or URL), verify it, then restore it through the import path.
 
     Nothing is decrypted to disk or imported unless the whole file decrypts and matches its

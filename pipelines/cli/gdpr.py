@@ -8,6 +8,7 @@ from a named environment variable, never from the command line.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 import click
 
@@ -74,6 +75,7 @@ def gdpr_export(user_ids, everyone, out_url, workers) -> None:
         raise UserError("name the users to export, or give --all (not both)")
     texts = load_gdpr_texts()
     database = open_database()
+    groups: Iterable[list[str]]
     if user_ids:
         unknown = sorted(set(user_ids) - database.existing_user_ids(user_ids))
         if unknown:
