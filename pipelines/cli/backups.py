@@ -24,7 +24,12 @@ from pipelines.cli.common import (
     split_csv,
     utc_minute,
 )
-from pipelines.cli.import_preview import MODES, POLICIES, import_errors, preview_then_apply
+from pipelines.cli.import_preview import (
+    import_errors,
+    mode_option,
+    on_conflict_option,
+    preview_then_apply,
+)
 from resources.storage_layout import BACKUPS_PREFIX
 
 
@@ -38,6 +43,11 @@ def _backup_error_types() -> tuple[type[Exception], ...]:
 
 # Backup, key and age errors end as one clear line and exit status 1.
 backup_errors = errors_as_user_errors(_backup_error_types)
+
+
+def _out_file_option(help_text: str):
+    """`--out FILE`: a local file a secret is written to, readable by its owner only."""
+    return click.option("--out", "out_path", type=click.Path(dir_okay=False), help=help_text)
 
 
 def _key_vault():
@@ -234,29 +244,14 @@ def backup_list(user_id) -> None:
     help="read the passphrase of a passphrase-encrypted file from this variable",
 )
 @click.option("--ask-passphrase", is_flag=True, help="prompt for the passphrase")
-@click.option(
-    "--mode",
-    type=click.Choice(MODES),
-    default="replace",
-    show_default=True,
-    help="replace: the user's data becomes the backup's; merge: bring back what is missing",
+@mode_option(
+    "replace",
+    "replace: the user's data becomes the backup's; merge: bring back what is missing",
 )
-@click.option(
-    "--on-conflict",
-    "policy",
-    type=click.Choice(POLICIES),
-    default="take-incoming",
-    show_default=True,
-    help="rows changed in the database since the backup was made",
-)
+@on_conflict_option("take-incoming", "rows changed in the database since the backup was made")
 @click.option("--yes", is_flag=True, help="apply without asking")
 @click.option("--verify-only", is_flag=True, help="decrypt and verify; change nothing")
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    help="also save the decrypted, verified archive here",
-)
+@_out_file_option("also save the decrypted, verified archive here")
 @friendly_errors
 @backup_errors
 @import_errors
@@ -414,12 +409,7 @@ def keys_new_master() -> None:
 
 @keys.command("export")
 @click.argument("user_id")
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    help="write the identity file here (mode 600) instead of printing it",
-)
+@_out_file_option("write the identity file here (mode 600) instead of printing it")
 @friendly_errors
 @backup_errors
 def keys_export(user_id, out_path) -> None:
