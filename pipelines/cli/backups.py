@@ -17,8 +17,11 @@ from pipelines.cli.common import (
     UserError,
     errors_as_user_errors,
     friendly_errors,
+    identities_from,
+    identity_option,
     open_database,
     open_storage,
+    passphrase_env_option,
     passphrase_from,
     read_file,
     split_csv,
@@ -232,16 +235,9 @@ def backup_list(user_id) -> None:
 @backup.command("restore")
 @click.argument("file")
 @click.option("--user", "user_id", required=True, help="whose backup it is (their key opens it)")
-@click.option(
-    "--identity",
-    "identity_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="an age identity file to decrypt with instead of the key goalport holds",
-)
-@click.option(
-    "--passphrase-env",
-    metavar="NAME",
-    help="read the passphrase of a passphrase-encrypted file from this variable",
+@identity_option("an age identity file to decrypt with instead of the key goalport holds")
+@passphrase_env_option(
+    "read the passphrase of a passphrase-encrypted file from this variable", metavar="NAME"
 )
 @click.option("--ask-passphrase", is_flag=True, help="prompt for the passphrase")
 @mode_option(
@@ -283,11 +279,8 @@ def backup_restore(
         passphrase = passphrase_from(passphrase_env)
     elif ask_passphrase:
         passphrase = click.prompt("passphrase", hide_input=True, err=True)
-    identities: list[str] = []
-    if identity_file:
-        with open(identity_file, "rb") as handle:
-            identities = age.parse_identity_file(handle.read())
-    elif passphrase is None and age.is_age_file(data[:64]):
+    identities = identities_from(identity_file)
+    if not identity_file and passphrase is None and age.is_age_file(data[:64]):
         identities = [_key_vault().identity(user_id)]
     opened = open_backup(data, file_name=name, identities=identities, passphrase=passphrase)
     if opened.user_id != user_id:
@@ -340,10 +333,8 @@ def _write_private(path: str, data: bytes) -> None:
 
 @backup.command("export")
 @click.argument("user_id")
-@click.option(
-    "--passphrase-env",
-    metavar="NAME",
-    help="read the passphrase from this variable (else you are asked for it)",
+@passphrase_env_option(
+    "read the passphrase from this variable (else you are asked for it)", metavar="NAME"
 )
 @click.option(
     "--format",

@@ -18,6 +18,7 @@ from pipelines.cli.common import (
     modules_option,
     open_database,
     open_storage,
+    passphrase_env_option,
     passphrase_from,
     read_file,
     split_csv,
@@ -89,11 +90,7 @@ def import_group() -> None:
     "fail", "rows changed both in the file and in the database since the file was made"
 )
 @modules_option
-@click.option(
-    "--passphrase-env",
-    metavar="VAR",
-    help="the environment variable holding the passphrase of an age-encrypted file",
-)
+@passphrase_env_option("the environment variable holding the passphrase of an age-encrypted file")
 @click.option(
     "--max-bad-rows",
     type=click.FloatRange(0, 1),
