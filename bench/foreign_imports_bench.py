@@ -30,7 +30,7 @@ def run(database_url: str) -> dict:
     from assets.imports.parsers.todoist import generate_todoist_csv
     from assets.imports.preview import preview_import
     from assets.imports.staging import TABLE_NAMES, app_columns
-    from bench.import_bench import _orm_apply, scratch_database
+    from bench.import_bench import _orm_apply, orm_comparison_text, scratch_database
     from migrations import upgrade
     from resources import schema
     from resources.storage import ObjectStorage
@@ -119,18 +119,13 @@ def run(database_url: str) -> dict:
             f"{parse_seconds / total:.0%} of it; the same file again: preview "
             f"{repeat_seconds:.2f} s, {again.plan.row_writes} changes"
         )
-        print(
-            f"row by row through the ORM: {result['orm_ms_per_row']:.2f} ms a row (measured on "
-            f"{orm_rows:,} rows), {orm_estimate:.0f} s for all: bulk apply is "
-            f"{result['apply_speedup_vs_orm']:.0f}x faster"
-        )
+        print(orm_comparison_text(result, orm_estimate))
         return result
 
 
 if __name__ == "__main__":
     import json
 
-    server = os.environ.get(
-        "GOALPORT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
-    print(json.dumps(run(server), indent=2))
+    from bench.run import server_url
+
+    print(json.dumps(run(server_url()), indent=2))

@@ -261,7 +261,6 @@ def _pg_numeric(column: pa.Array, kind: pa.Decimal128Type) -> np.ndarray:
 if __name__ == "__main__":
     import json
 
-    server_url = os.environ.get(
-        "GOALPORT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
-    print(json.dumps(run(server_url), indent=2))
+    from bench.run import server_url
+
+    print(json.dumps(run(server_url()), indent=2))

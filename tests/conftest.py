@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh migrated PostgreSQL database per test, a real S3 endpoint.
+"""Shared fixtures: a fresh migrated PostgreSQL database per test (and the app database
+resource on it), storage in a folder of the test's own, a real S3 endpoint.
 
 The PostgreSQL server is the one `make test` made sure is running (`GOALPORT_TEST_PG_URL`,
 default the local server on 127.0.0.1:5432). Each test gets its own database cloned from a
@@ -15,6 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from migrations import upgrade
+from resources.database import AppDatabase
+from resources.storage import ObjectStorage
 
 PG_SERVER_URL = os.environ.get(
     "GOALPORT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -63,6 +66,21 @@ def pg_url(pg_template: str) -> str:
     url = _create_database(name, template=pg_template)
     yield url
     _drop_database(name)
+
+
+@pytest.fixture
+def database(pg_url: str):
+    """The app database (`AppDatabase`) on this test's own PostgreSQL database; a module
+    that wants rows in it overrides `pg_url` to seed them first."""
+    database = AppDatabase(url=pg_url)
+    yield database
+    database.engine.dispose()
+
+
+@pytest.fixture
+def storage(tmp_path) -> ObjectStorage:
+    """goalport's object storage in a folder of this test's own."""
+    return ObjectStorage(url=str(tmp_path / "storage"))
 
 
 @pytest.fixture

@@ -125,15 +125,11 @@ def write_passphrase_export(
                 "encrypted": "passphrase",
             },
         )
-    return BackupResult(
+    return BackupResult.of_stored(
+        stored,
         job_id=job_id,
         user_id=user_id,
-        url=stored.url,
-        size=stored.size,
-        sha256=stored.sha256,
-        records=records,
         row_counts=counts,
         encrypted=True,
         created_at=created_at,
-        next_backup_at=None,
     )

@@ -46,7 +46,7 @@ from resources.database import AppDatabase, ExtractFilter
 from resources.keys import KeyCustodyError, KeyVault
 from resources.schema import backup_config as config_table
 from resources.schema import data_export_job as job_table
-from resources.storage import ObjectStorage, StorageError
+from resources.storage import ObjectStorage, StorageError, StoredObject
 from resources.storage_layout import backup_key
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,32 @@ class BackupResult:
     created_at: dt.datetime
     next_backup_at: dt.datetime | None
     retention_deleted: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of_stored(
+        cls,
+        stored: StoredObject,
+        *,
+        job_id: str,
+        user_id: str,
+        row_counts: dict[str, int],
+        encrypted: bool,
+        created_at: dt.datetime,
+        next_backup_at: dt.datetime | None = None,
+    ) -> BackupResult:
+        """The result for the file `stored`, holding `row_counts` rows per table."""
+        return cls(
+            job_id=job_id,
+            user_id=user_id,
+            url=stored.url,
+            size=stored.size,
+            sha256=stored.sha256,
+            records=sum(row_counts.values()),
+            row_counts=row_counts,
+            encrypted=encrypted,
+            created_at=created_at,
+            next_backup_at=next_backup_at,
+        )
 
 
 @dataclass
@@ -313,13 +339,10 @@ def _write_and_verify(
                 "verifiedRecords": verified.records,
             },
         )
-    result = BackupResult(
+    result = BackupResult.of_stored(
+        stored,
         job_id=job["id"],
         user_id=user_id,
-        url=stored.url,
-        size=stored.size,
-        sha256=stored.sha256,
-        records=records,
         row_counts=counts,
         encrypted=config.encrypt,
         created_at=created_at,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -30,6 +31,65 @@ FORMAT_VERSION = 1
 TABLE_NAMES: tuple[str, ...] = tuple(str(name) for name in APP_TABLE_NAMES)
 
 UTC_US = pa.timestamp("us", tz="UTC")
+
+
+class Renderer(Protocol):
+    """What every format's renderer is: an export's tables in, the file's bytes out."""
+
+    def __call__(
+        self,
+        tables: Mapping[str, pa.Table],
+        /,
+        *,
+        user_id: str,
+        exported_at: dt.datetime,
+        filters: dict | None = None,
+    ) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ExportStamp:
+    """Whose export a file is, when it was made and what it holds: what every format writes
+    about itself beside the data."""
+
+    user_id: str
+    exported_at: dt.datetime
+    filters: dict | None = None
+
+    def header(self) -> dict[str, Any]:
+        """The stamp as the files spell it, in this order: the CSV data package's `goalport`
+        block, the Parquet files' metadata, the workbook's custom properties."""
+        return {
+            "format": FORMAT_NAME,
+            "formatVersion": FORMAT_VERSION,
+            "userId": self.user_id,
+            "exportedAt": format_timestamp(self.exported_at),
+            "filters": self.filters,
+        }
+
+
+def export_renderer(write: Callable[[dict[str, pa.Table], ExportStamp], bytes]) -> Renderer:
+    """A format's renderer (`Renderer`) from the function that writes its file.
+
+    Every renderer takes the same arguments and starts the same way: the tables go through
+    `prepare_export_tables` (which refuses another user's rows) before a byte is written.
+    That is done here once; `write(prepared, stamp)` does only what is its format's own.
+    """
+
+    def render(
+        tables: Mapping[str, pa.Table],
+        *,
+        user_id: str,
+        exported_at: dt.datetime,
+        filters: dict | None = None,
+    ) -> bytes:
+        prepared = prepare_export_tables(tables, user_id=user_id)
+        return write(prepared, ExportStamp(user_id, exported_at, filters))
+
+    # write's name and docstring, not its signature (no __wrapped__: callers see render's)
+    render.__module__, render.__doc__ = write.__module__, write.__doc__
+    render.__name__, render.__qualname__ = write.__name__, write.__qualname__
+    return render
 
 
 def prepare_export_tables(tables: Mapping[str, pa.Table], *, user_id: str) -> dict[str, pa.Table]:

@@ -11,7 +11,6 @@ reads both back exactly, table by table, with errors that name the file, row and
 from __future__ import annotations
 
 import csv  # the standard library's: imports are absolute
-import datetime as dt
 import functools
 import io
 import re
@@ -23,14 +22,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from assets.formats.common import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
     TABLE_NAMES,
+    ExportStamp,
     as_export_text,
     column_from_values,
+    export_renderer,
     format_timestamp,
     json_default,
-    prepare_export_tables,
     raise_key_mismatch,
     sort_by_id,
 )
@@ -58,44 +56,25 @@ CSV_FLAVOURS = (MACHINE_FLAVOUR, EXCEL_FLAVOUR)
 _CSV_WRITE_OPTIONS = pcsv.WriteOptions(quoting_style="needed", eol="\r\n", batch_size=8192)
 
 
-def render_csv_zip(
-    tables: Mapping[str, pa.Table],
-    *,
-    user_id: str,
-    exported_at: dt.datetime,
-    filters: dict | None = None,
-) -> bytes:
+@export_renderer
+def render_csv_zip(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
     """A zip of one RFC 4180 CSV per table (`<Table>.csv`) and a `datapackage.json`."""
-    return _render_csv_zip(tables, MACHINE_FLAVOUR, user_id, exported_at, filters)
+    return _csv_zip(prepared, stamp, MACHINE_FLAVOUR)
 
 
-def render_csv_excel_zip(
-    tables: Mapping[str, pa.Table],
-    *,
-    user_id: str,
-    exported_at: dt.datetime,
-    filters: dict | None = None,
-) -> bytes:
+@export_renderer
+def render_csv_excel_zip(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
     """Like `render_csv_zip`, for spreadsheets: UTF-8 BOM and formula-injection escaping."""
-    return _render_csv_zip(tables, EXCEL_FLAVOUR, user_id, exported_at, filters)
+    return _csv_zip(prepared, stamp, EXCEL_FLAVOUR)
 
 
-def _render_csv_zip(
-    tables: Mapping[str, pa.Table],
-    flavour: str,
-    user_id: str,
-    exported_at: dt.datetime,
-    filters: dict | None,
-) -> bytes:
-    prepared = prepare_export_tables(tables, user_id=user_id)
+def _csv_zip(prepared: dict[str, pa.Table], stamp: ExportStamp, flavour: str) -> bytes:
     entries = [(f"{name}.csv", csv_bytes(t, flavour)) for name, t in prepared.items()]
-    package = build_datapackage(
-        prepared, flavour=flavour, user_id=user_id, exported_at=exported_at, filters=filters
-    )
+    package = build_datapackage(prepared, stamp, flavour=flavour)
     entries.append(
         (DATAPACKAGE_NAME, orjson.dumps(package, default=json_default, option=orjson.OPT_INDENT_2))
     )
-    return write_zip(entries, exported_at, deflate=True)
+    return write_zip(entries, stamp.exported_at, deflate=True)
 
 
 def csv_bytes(table: pa.Table, flavour: str = MACHINE_FLAVOUR) -> bytes:
@@ -213,11 +192,9 @@ def _frictionless_fields(table_name: str) -> tuple[dict, ...]:
 
 def build_datapackage(
     tables: Mapping[str, pa.Table],
+    stamp: ExportStamp,
     *,
     flavour: str,
-    user_id: str,
-    exported_at: dt.datetime,
-    filters: dict | None,
     dangling_references: Collection[tuple[str, str]] | None = None,
 ) -> dict:
     """The Frictionless data package describing the CSV files of one export.
@@ -255,20 +232,16 @@ def build_datapackage(
             }
         resources.append(resource)
     goalport: dict = {
-        "format": FORMAT_NAME,
-        "formatVersion": FORMAT_VERSION,
-        "userId": user_id,
-        "exportedAt": format_timestamp(exported_at),
-        "filters": filters,
+        **stamp.header(),
         "csvFlavour": flavour,
         "nulls": 'an empty unquoted field is null; "" is an empty string',
     }
     if flavour == EXCEL_FLAVOUR:
         goalport["excelEscaping"] = excel_escaping_description()
     return {
-        "name": f"goalport-export-{resource_name(re.sub(r'[^A-Za-z0-9]+', '-', user_id))}",
-        "title": f"goalport export of user {user_id}",
-        "created": format_timestamp(exported_at),
+        "name": f"goalport-export-{resource_name(re.sub(r'[^A-Za-z0-9]+', '-', stamp.user_id))}",
+        "title": f"goalport export of user {stamp.user_id}",
+        "created": format_timestamp(stamp.exported_at),
         "profile": "tabular-data-package",
         "goalport": goalport,
         "resources": resources,

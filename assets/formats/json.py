@@ -12,7 +12,6 @@ JSON path of anything wrong.
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -27,11 +26,12 @@ from assets.formats.common import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TABLE_NAMES,
+    ExportStamp,
     as_export_text,
     column_from_values,
+    export_renderer,
     format_timestamp,
     json_default,
-    prepare_export_tables,
     raise_key_mismatch,
     sort_by_id,
 )
@@ -51,38 +51,27 @@ FLAT_TABLES = tuple(n for n in TABLE_NAMES if n not in NESTED_TABLES)
 MAX_GOAL_DEPTH = 64
 
 
-def render_json(
-    tables: Mapping[str, pa.Table],
-    *,
-    user_id: str,
-    exported_at: dt.datetime,
-    filters: dict | None = None,
-) -> bytes:
+@export_renderer
+def render_json(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
     """One user's data as a goalport JSON export document (UTF-8 bytes)."""
-    prepared = prepare_export_tables(tables, user_id=user_id)
     # JSON text as UTF-8 bytes throughout: joining Python str of mixed widths (one emoji
     # makes a whole string four bytes per character) would cost more than everything else
     texts = {name: json_object_texts(table) for name, table in prepared.items()}
-    return json_document(prepared, texts, user_id=user_id, exported_at=exported_at, filters=filters)
+    return json_document(prepared, texts, stamp)
 
 
 def json_document(
-    prepared: Mapping[str, pa.Table],
-    texts: Mapping[str, pa.Array],
-    *,
-    user_id: str,
-    exported_at: dt.datetime,
-    filters: dict | None,
+    prepared: Mapping[str, pa.Table], texts: Mapping[str, pa.Array], stamp: ExportStamp
 ) -> bytes:
     """The document from prepared tables (`prepare_export_tables`) and each table's rows as
     JSON object texts (`json_object_texts`, in the same order), made once elsewhere."""
     header = orjson.dumps(
-        {
+        {  # the published document's order, which is not `stamp.header()`'s
             "format": FORMAT_NAME,
             "formatVersion": FORMAT_VERSION,
-            "exportedAt": format_timestamp(exported_at),
-            "userId": user_id,
-            "filters": filters,
+            "exportedAt": format_timestamp(stamp.exported_at),
+            "userId": stamp.user_id,
+            "filters": stamp.filters,
         },
         default=json_default,
     )

@@ -14,32 +14,18 @@ by id; malformed input raises ValueError naming the file or sheet, the row and t
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol
 
 import pyarrow as pa
 
+from assets.formats.common import Renderer
 from assets.formats.csv import read_csv_zip, render_csv_excel_zip, render_csv_zip
 from assets.formats.json import read_json_export, read_json_exports, render_json
 from assets.formats.parquet import read_parquet_zip, render_parquet_zip
 from assets.formats.report import render_report_html
 from assets.formats.xlsx import read_xlsx_export, render_xlsx
-
-
-class Renderer(Protocol):
-    def __call__(
-        self,
-        tables: Mapping[str, pa.Table],
-        /,
-        *,
-        user_id: str,
-        exported_at: dt.datetime,
-        filters: dict | None = None,
-    ) -> bytes: ...
-
 
 Reader = Callable[[bytes], dict[str, pa.Table]]
 ManyReader = Callable[[Sequence[bytes]], list[dict[str, pa.Table]]]

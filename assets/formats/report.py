@@ -27,7 +27,7 @@ from assets.formats.charts import (
     goal_progress_charts,
     progress_by_goal,
 )
-from assets.formats.common import prepare_export_tables
+from assets.formats.common import ExportStamp, export_renderer
 from assets.formats.html_pages import render_page
 
 # Enough charts to see every trend without making heavy users' pages huge.
@@ -35,15 +35,10 @@ MAX_GOAL_CHARTS = 60
 MAX_ACHIEVEMENTS_LISTED = 50
 
 
-def render_report_html(
-    tables: Mapping[str, pa.Table],
-    *,
-    user_id: str,
-    exported_at: dt.datetime,
-    filters: dict | None = None,
-) -> bytes:
-    """The user's report page as UTF-8 HTML bytes (same signature as the other renderers)."""
-    prepared = prepare_export_tables(tables, user_id=user_id)
+@export_renderer
+def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
+    """The user's report page as UTF-8 HTML bytes."""
+    user_id, exported_at, filters = stamp.user_id, stamp.exported_at, stamp.filters
     user = (prepared["User"].to_pylist() or [{"id": user_id, "name": None, "email": ""}])[0]
     modules = prepared["Module"].to_pylist()
     goals = prepared["Goal"].to_pylist()

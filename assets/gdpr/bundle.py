@@ -24,7 +24,13 @@ from dataclasses import dataclass
 import orjson
 import pyarrow as pa
 
-from assets.formats.common import TABLE_NAMES, format_timestamp, json_default, prepare_export_tables
+from assets.formats.common import (
+    TABLE_NAMES,
+    ExportStamp,
+    format_timestamp,
+    json_default,
+    prepare_export_tables,
+)
 from assets.formats.csv import build_datapackage, csv_bytes, csv_text_bytes, csv_text_table
 from assets.formats.excel_csv import (
     EXCEL_ESCAPE_PREFIX,
@@ -152,20 +158,12 @@ def render_gdpr_bundle(
     files: dict[str, bytes] = {}
     files[EXPORT_SCHEMA_FILE] = _published_export_schema()
     files[PROCESSING_SCHEMA_FILE] = _processing_schema_bytes()
+    export_stamp = ExportStamp(user_id, exported_at)
     files[DATA_JSON] = json_document(
-        prepared,
-        {name: t.json for name, t in texts_of.items()},
-        user_id=user_id,
-        exported_at=exported_at,
-        filters=None,
+        prepared, {name: t.json for name, t in texts_of.items()}, export_stamp
     )
     package = build_datapackage(
-        prepared,
-        flavour="machine",
-        user_id=user_id,
-        exported_at=exported_at,
-        filters=None,
-        dangling_references=dangling_references,
+        prepared, export_stamp, flavour="machine", dangling_references=dangling_references
     )
     files[DATA_PACKAGE] = _json_bytes(package)
     for name, table in prepared.items():
@@ -253,11 +251,8 @@ def excel_datapackage(machine_package: dict) -> dict:
     global _EXCEL_PACKAGE_CHANGES
     if _EXCEL_PACKAGE_CHANGES is None:
         empty = {name: table.schema.empty_table() for name, table in _empty_tables().items()}
-        stamp = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-        pair = [
-            build_datapackage(empty, flavour=f, user_id="u", exported_at=stamp, filters=None)
-            for f in ("machine", "excel")
-        ]
+        stamp = ExportStamp("u", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        pair = [build_datapackage(empty, stamp, flavour=f) for f in ("machine", "excel")]
         goalport = {k: v for k, v in pair[1]["goalport"].items() if pair[0]["goalport"].get(k) != v}
         resources = {
             r1["name"]: {k: v for k, v in r1.items() if r0.get(k) != v}

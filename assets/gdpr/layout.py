@@ -85,36 +85,38 @@ MANIFEST_DESCRIPTIONS = {
 }
 
 
+# The data files that are not one table's CSV.
+_FILE_DESCRIPTIONS = {
+    EXPORT_SCHEMA_FILE: "JSON Schema (draft 2020-12) of data/goalport-export.json.",
+    PROCESSING_SCHEMA_FILE: (
+        "JSON Schema (draft 2020-12) of processing/audit-log.json and records.json."
+    ),
+    DATA_JSON: "All your app data in one JSON document (goalport export format 1).",
+    DATA_PACKAGE: "Frictionless data package: types, primary and foreign keys of data/*.csv.",
+    f"{EXCEL_DIR}/datapackage.json": (
+        "Frictionless data package of the Excel copy, with how its escaping is undone."
+    ),
+    AUDIT_JSON: "Every audit-log entry about you: what was done with your data, and when.",
+    AUDIT_CSV: "The same audit-log entries as CSV.",
+    AUDIT_PACKAGE: "Frictionless data package of processing/audit-log.csv.",
+    RECORDS_JSON: "goalport's other records about you: " + ", ".join(RECORD_TABLES) + ".",
+}
+
+
 def describe_files(files: Mapping[str, bytes]) -> dict[str, str]:
     """What each of the bundle's data files is, for the manifest and the README."""
     described = {}
     for path in files:
         folder, _, name = path.rpartition("/")
         table = name.removesuffix(".csv")
-        if path == EXPORT_SCHEMA_FILE:
-            text = "JSON Schema (draft 2020-12) of data/goalport-export.json."
-        elif path == PROCESSING_SCHEMA_FILE:
-            text = "JSON Schema (draft 2020-12) of processing/audit-log.json and records.json."
-        elif path == DATA_JSON:
-            text = "All your app data in one JSON document (goalport export format 1)."
-        elif path == DATA_PACKAGE:
-            text = "Frictionless data package: types, primary and foreign keys of data/*.csv."
-        elif path == f"{EXCEL_DIR}/datapackage.json":
-            text = "Frictionless data package of the Excel copy, with how its escaping is undone."
+        if path in _FILE_DESCRIPTIONS:
+            text = _FILE_DESCRIPTIONS[path]
         elif folder == "data":
             text = f"{table}, machine CSV (RFC 4180, UTF-8): {CATEGORY_DESCRIPTIONS[table]}"
         elif folder == EXCEL_DIR:
             text = (
                 f"{table} for spreadsheets (UTF-8 BOM; text starting with = + - @ escaped with ')."
             )
-        elif path == AUDIT_JSON:
-            text = "Every audit-log entry about you: what was done with your data, and when."
-        elif path == AUDIT_CSV:
-            text = "The same audit-log entries as CSV."
-        elif path == AUDIT_PACKAGE:
-            text = "Frictionless data package of processing/audit-log.csv."
-        elif path == RECORDS_JSON:
-            text = "goalport's other records about you: " + ", ".join(RECORD_TABLES) + "."
         else:
             text = ""
         described[path] = text

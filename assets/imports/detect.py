@@ -301,15 +301,8 @@ def _read_goalport_json(data: bytes, name: str) -> DetectedImport:
 
         document = orjson.loads(data)
         header = {k: document.get(k) for k in ("exportedAt", "userId")}
-    return DetectedImport(
-        file_name=name,
-        format="json",
-        source_app=GOALPORT,
-        tables=tables,
-        sha256="",
-        size=len(data),
-        exported_at=_parse_time(header.get("exportedAt")),
-        source_user_id=header.get("userId"),
+    return _goalport_export(
+        name, "json", data, tables, header.get("exportedAt"), header.get("userId")
     )
 
 
@@ -322,6 +315,39 @@ def _read_with(reader: Callable[[bytes], dict[str, pa.Table]], data: bytes, name
         raise ImportFormatError(name, None, None, str(exc)) from exc
     except (zipfile.BadZipFile, pa.ArrowException, KeyError, OSError) as exc:
         raise ImportFormatError(name, None, None, f"cannot be read: {exc}") from exc
+
+
+def _goalport_export(
+    name: str,
+    fmt: str,
+    data: bytes,
+    tables: dict[str, pa.Table],
+    exported_at: str | None,
+    user_id: str | None,
+    filters: dict | None = None,
+) -> DetectedImport:
+    """One of goalport's own exports, read, with what its stamp says (`ExportStamp`: the
+    time as export text, the user, the filters)."""
+    return DetectedImport(
+        file_name=name,
+        format=fmt,
+        source_app=GOALPORT,
+        tables=tables,
+        sha256="",
+        size=len(data),
+        exported_at=_parse_time(exported_at),
+        source_user_id=user_id,
+        filters=filters,
+    )
+
+
+def _refuse_rows_over(limits: ImportLimits, rows: int, name: str, allowance: int = 0) -> None:
+    """Refuse a file of more rows than an import takes, counted before its tables are read
+    (`allowance`: rows of the count that hold no data)."""
+    if rows > limits.max_rows + allowance:
+        raise ImportFormatError(
+            name, None, None, f"holds {rows:,} rows; an import takes at most {limits.max_rows:,}"
+        )
 
 
 def _parse_time(text: str | None) -> dt.datetime | None:
@@ -373,16 +399,8 @@ def _read_csv_zip(
     except (orjson.JSONDecodeError, AttributeError) as exc:
         raise ImportFormatError(name, "member 'datapackage.json'", None, f"{exc}") from exc
     tables = _read_with(reader_of("csv"), data, name)
-    return DetectedImport(
-        file_name=name,
-        format="csv",
-        source_app=GOALPORT,
-        tables=tables,
-        sha256="",
-        size=len(data),
-        exported_at=_parse_time(meta.get("exportedAt")),
-        source_user_id=meta.get("userId"),
-        filters=meta.get("filters"),
+    return _goalport_export(
+        name, "csv", data, tables, meta.get("exportedAt"), meta.get("userId"), meta.get("filters")
     )
 
 
@@ -408,10 +426,7 @@ def _read_parquet_zip(
             file_meta.row_group(i).total_byte_size for i in range(file_meta.num_row_groups)
         )
         metadata = metadata or dict(file_meta.metadata or {})
-    if rows > limits.max_rows:
-        raise ImportFormatError(
-            name, None, None, f"holds {rows:,} rows; an import takes at most {limits.max_rows:,}"
-        )
+    _refuse_rows_over(limits, rows, name)
     if inflated > limits.zip.max_total_bytes:
         raise ImportFormatError(
             name,
@@ -428,16 +443,14 @@ def _read_parquet_zip(
         import orjson
 
         filters = orjson.loads(metadata[b"goalport.filters"])
-    return DetectedImport(
-        file_name=name,
-        format="parquet",
-        source_app=GOALPORT,
-        tables=tables,
-        sha256="",
-        size=len(data),
-        exported_at=_parse_time(metadata.get(b"goalport.exportedAt", b"").decode()),
-        source_user_id=metadata.get(b"goalport.userId", b"").decode() or None,
-        filters=filters,
+    return _goalport_export(
+        name,
+        "parquet",
+        data,
+        tables,
+        metadata.get(b"goalport.exportedAt", b"").decode(),
+        metadata.get(b"goalport.userId", b"").decode() or None,
+        filters,
     )
 
 
@@ -459,20 +472,15 @@ def _read_xlsx(
     if properties.get("goalport.format") != "goalport.export":
         return _read_foreign(data, name, options)
     rows = sum(c.count(b"<row ") for m, c in members.items() if m.startswith("xl/worksheets/"))
-    if rows > limits.max_rows + len(APP_TABLE_NAMES) * 2 + 100:
-        raise ImportFormatError(
-            name, None, None, f"holds {rows:,} rows; an import takes at most {limits.max_rows:,}"
-        )
+    _refuse_rows_over(limits, rows, name, allowance=len(APP_TABLE_NAMES) * 2 + 100)
     tables = _read_with(reader_of("xlsx"), data, name)
-    return DetectedImport(
-        file_name=name,
-        format="xlsx",
-        source_app=GOALPORT,
-        tables=tables,
-        sha256="",
-        size=len(data),
-        exported_at=_parse_time(properties.get("goalport.exportedAt")),
-        source_user_id=properties.get("goalport.userId"),
+    return _goalport_export(
+        name,
+        "xlsx",
+        data,
+        tables,
+        properties.get("goalport.exportedAt"),
+        properties.get("goalport.userId"),
     )
 
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow.compute as pc
 
@@ -271,25 +272,11 @@ def _report_entry(entry) -> dict:
 
 
 def preview_import(
-    database: AppDatabase,
-    storage: ObjectStorage,
-    job_id: str,
-    data: bytes,
-    *,
-    passphrase: str | None = None,
-    identities=None,
-    limits: ImportLimits = DEFAULT_LIMITS,
-    max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
+    database: AppDatabase, storage: ObjectStorage, job_id: str, data: bytes, **stage_options: Any
 ) -> PreviewResult:
-    """Stage and diff a job's file; store the plan and the preview. Writes no app rows."""
-    staged, detected, state = stage_job(
-        database,
-        job_id,
-        data,
-        passphrase=passphrase,
-        identities=identities,
-        limits=limits,
-        max_bad_share=max_bad_share,
-    )
+    """Stage and diff a job's file; store the plan and the preview. Writes no app rows.
+
+    `stage_options` are `stage_job`'s (passphrase, identities, limits, max_bad_share)."""
+    staged, detected, state = stage_job(database, job_id, data, **stage_options)
     plan = preview_staged(database, storage, job_id, staged, detected, state)
     return PreviewResult(job_id, plan, detected, plan.warnings)

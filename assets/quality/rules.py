@@ -207,6 +207,17 @@ def known_timezones() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones() | {"UTC"}))
 
 
+def _status_known(table: str, statuses: Sequence[str]) -> Rule:
+    return _column_rule(
+        table,
+        "status_known",
+        f"status is one of {', '.join(statuses)}",
+        "ExpectColumnValuesToBeInSet",
+        "status",
+        value_set=list(statuses),
+    )
+
+
 def _reference(table: str, column: str, target: str, skip_when: str | None = None) -> Rule:
     nullable = APP_ARROW_SCHEMAS[table].field(column).nullable
     target_text = f"a {target} row of the same user"
@@ -341,26 +352,12 @@ def quality_rules(now: dt.datetime | None = None) -> tuple[Rule, ...]:
         _in_range("BibleStudyNote", "verse", 1, MAX_VERSE),
         _in_order("BibleStudyNote", "created_before_updated", "createdAt", "updatedAt"),
         _reference("WorkProject", "goalId", "Goal"),
-        _column_rule(
-            "WorkProject",
-            "status_known",
-            f"status is one of {', '.join(WORK_PROJECT_STATUSES)}",
-            "ExpectColumnValuesToBeInSet",
-            "status",
-            value_set=list(WORK_PROJECT_STATUSES),
-        ),
+        _status_known("WorkProject", WORK_PROJECT_STATUSES),
         _in_range("WorkProject", "budget", 0),
         _in_order("WorkProject", "starts_before_due", "startDate", "dueDate"),
         _in_order("WorkProject", "created_before_updated", "createdAt", "updatedAt"),
         _reference("WorkTask", "projectId", "WorkProject"),
-        _column_rule(
-            "WorkTask",
-            "status_known",
-            f"status is one of {', '.join(WORK_TASK_STATUSES)}",
-            "ExpectColumnValuesToBeInSet",
-            "status",
-            value_set=list(WORK_TASK_STATUSES),
-        ),
+        _status_known("WorkTask", WORK_TASK_STATUSES),
         _in_range("WorkTask", "priority", 1, 5),
         _in_range("WorkTask", "estimateHours", 0),
         _derived_ok(

@@ -17,14 +17,22 @@ from pipelines.cli.common import (
     UserError,
     errors_as_user_errors,
     friendly_errors,
+    identities_from,
+    identity_option,
     open_database,
     open_storage,
+    passphrase_env_option,
     passphrase_from,
     read_file,
     split_csv,
     utc_minute,
 )
-from pipelines.cli.import_preview import MODES, POLICIES, import_errors, preview_then_apply
+from pipelines.cli.import_preview import (
+    import_errors,
+    mode_option,
+    on_conflict_option,
+    preview_then_apply,
+)
 from resources.storage_layout import BACKUPS_PREFIX
 
 
@@ -38,6 +46,11 @@ def _backup_error_types() -> tuple[type[Exception], ...]:
 
 # Backup, key and age errors end as one clear line and exit status 1.
 backup_errors = errors_as_user_errors(_backup_error_types)
+
+
+def _out_file_option(help_text: str):
+    """`--out FILE`: a local file a secret is written to, readable by its owner only."""
+    return click.option("--out", "out_path", type=click.Path(dir_okay=False), help=help_text)
 
 
 def _key_vault():
@@ -222,41 +235,19 @@ def backup_list(user_id) -> None:
 @backup.command("restore")
 @click.argument("file")
 @click.option("--user", "user_id", required=True, help="whose backup it is (their key opens it)")
-@click.option(
-    "--identity",
-    "identity_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="an age identity file to decrypt with instead of the key goalport holds",
-)
-@click.option(
-    "--passphrase-env",
-    metavar="NAME",
-    help="read the passphrase of a passphrase-encrypted file from this variable",
+@identity_option("an age identity file to decrypt with instead of the key goalport holds")
+@passphrase_env_option(
+    "read the passphrase of a passphrase-encrypted file from this variable", metavar="NAME"
 )
 @click.option("--ask-passphrase", is_flag=True, help="prompt for the passphrase")
-@click.option(
-    "--mode",
-    type=click.Choice(MODES),
-    default="replace",
-    show_default=True,
-    help="replace: the user's data becomes the backup's; merge: bring back what is missing",
+@mode_option(
+    "replace",
+    "replace: the user's data becomes the backup's; merge: bring back what is missing",
 )
-@click.option(
-    "--on-conflict",
-    "policy",
-    type=click.Choice(POLICIES),
-    default="take-incoming",
-    show_default=True,
-    help="rows changed in the database since the backup was made",
-)
+@on_conflict_option("take-incoming", "rows changed in the database since the backup was made")
 @click.option("--yes", is_flag=True, help="apply without asking")
 @click.option("--verify-only", is_flag=True, help="decrypt and verify; change nothing")
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    help="also save the decrypted, verified archive here",
-)
+@_out_file_option("also save the decrypted, verified archive here")
 @friendly_errors
 @backup_errors
 @import_errors
@@ -288,11 +279,8 @@ def backup_restore(
         passphrase = passphrase_from(passphrase_env)
     elif ask_passphrase:
         passphrase = click.prompt("passphrase", hide_input=True, err=True)
-    identities: list[str] = []
-    if identity_file:
-        with open(identity_file, "rb") as handle:
-            identities = age.parse_identity_file(handle.read())
-    elif passphrase is None and age.is_age_file(data[:64]):
+    identities = identities_from(identity_file)
+    if not identity_file and passphrase is None and age.is_age_file(data[:64]):
         identities = [_key_vault().identity(user_id)]
     opened = open_backup(data, file_name=name, identities=identities, passphrase=passphrase)
     if opened.user_id != user_id:
@@ -345,10 +333,8 @@ def _write_private(path: str, data: bytes) -> None:
 
 @backup.command("export")
 @click.argument("user_id")
-@click.option(
-    "--passphrase-env",
-    metavar="NAME",
-    help="read the passphrase from this variable (else you are asked for it)",
+@passphrase_env_option(
+    "read the passphrase from this variable (else you are asked for it)", metavar="NAME"
 )
 @click.option(
     "--format",
@@ -414,12 +400,7 @@ def keys_new_master() -> None:
 
 @keys.command("export")
 @click.argument("user_id")
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    help="write the identity file here (mode 600) instead of printing it",
-)
+@_out_file_option("write the identity file here (mode 600) instead of printing it")
 @friendly_errors
 @backup_errors
 def keys_export(user_id, out_path) -> None:

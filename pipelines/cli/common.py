@@ -95,6 +95,16 @@ def passphrase_from(variable: str, option: str = "--passphrase-env") -> str:
     return value
 
 
+def identities_from(identity_file: str | None) -> list[str]:
+    """The age identities in the file a person named with `--identity` (none if no file)."""
+    if not identity_file:
+        return []
+    from resources import age
+
+    with open(identity_file, "rb") as handle:
+        return age.parse_identity_file(handle.read())
+
+
 def split_csv(values: tuple[str, ...] | str | None) -> list[str]:
     """`--x a,b --x c` and `--x a --x b,c` both mean [a, b, c]."""
     if not values:
@@ -122,3 +132,15 @@ until_option = click.option("--until", help="activity on or before this date (YY
 out_option = click.option(
     "--out", "out_url", help="folder or s3://bucket/prefix (default GOALPORT_STORAGE_URL)"
 )
+
+
+def identity_option(help_text: str):
+    """`--identity FILE`: an age identity file to decrypt with (`identities_from`)."""
+    return click.option(
+        "--identity", "identity_file", type=click.Path(exists=True, dir_okay=False), help=help_text
+    )
+
+
+def passphrase_env_option(help_text: str, metavar: str = "VAR"):
+    """`--passphrase-env VAR`: the variable that holds a passphrase (`passphrase_from`)."""
+    return click.option("--passphrase-env", metavar=metavar, help=help_text)

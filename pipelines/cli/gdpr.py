@@ -17,9 +17,12 @@ from pipelines.cli.common import (
     dagster_instance,
     errors_as_user_errors,
     friendly_errors,
+    identities_from,
+    identity_option,
     open_database,
     open_storage,
     out_option,
+    passphrase_env_option,
     passphrase_from,
     read_file,
     utc_minute,
@@ -244,16 +247,9 @@ def gdpr_run_due() -> None:
 
 @click.command("verify")
 @click.argument("bundle")
-@click.option(
-    "--identity",
-    "identity_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="age identity file, for an encrypted bundle",
-)
-@click.option(
-    "--passphrase-env",
-    metavar="VAR",
-    help="name of the environment variable holding the passphrase of an encrypted bundle",
+@identity_option("age identity file, for an encrypted bundle")
+@passphrase_env_option(
+    "name of the environment variable holding the passphrase of an encrypted bundle"
 )
 @friendly_errors
 @gdpr_errors
@@ -261,12 +257,8 @@ def verify(bundle, identity_file, passphrase_env) -> None:
     """Check a GDPR bundle (file or URL; age-encrypted too): every hash, the manifest, the
     JSON against its schema, the counts. Names each file that is wrong; exit status 1 then."""
     from assets.gdpr.verify import verify_bundle
-    from resources import age
 
-    identities = []
-    if identity_file:
-        with open(identity_file, "rb") as handle:
-            identities = age.parse_identity_file(handle.read())
+    identities = identities_from(identity_file)
     passphrase = passphrase_from(passphrase_env) if passphrase_env else None
     report = verify_bundle(read_file(bundle).data, identities=identities, passphrase=passphrase)
     for line in report.lines():

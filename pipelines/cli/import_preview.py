@@ -33,6 +33,25 @@ import_errors = errors_as_user_errors(_import_error_types)
 """Import errors (format, job, plan) become one line on stderr and exit status 1."""
 
 
+def mode_option(default: str, help_text: str):
+    """`--mode`, one of MODES: how the file's rows land on the user's (import, restore)."""
+    return click.option(
+        "--mode", type=click.Choice(MODES), default=default, show_default=True, help=help_text
+    )
+
+
+def on_conflict_option(default: str, help_text: str):
+    """`--on-conflict`, one of POLICIES, for rows changed on both sides (import, restore)."""
+    return click.option(
+        "--on-conflict",
+        "policy",
+        type=click.Choice(POLICIES),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def preview_then_apply(
     database,
     storage,

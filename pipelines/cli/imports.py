@@ -18,14 +18,15 @@ from pipelines.cli.common import (
     modules_option,
     open_database,
     open_storage,
+    passphrase_env_option,
     passphrase_from,
     read_file,
     split_csv,
 )
 from pipelines.cli.import_preview import (
-    MODES,
-    POLICIES,
     import_errors,
+    mode_option,
+    on_conflict_option,
     preview_then_apply,
     print_preview,
     print_table,
@@ -80,28 +81,16 @@ def import_group() -> None:
 @import_group.command("file", cls=_ImportFileCommand, hidden=True)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--user", "user_id", metavar="USER", required=True, help="the user to import into")
-@click.option(
-    "--mode",
-    type=click.Choice(MODES),
-    default="merge",
-    show_default=True,
-    help="merge: create and update, never delete; replace: also delete the user's rows the "
+@mode_option(
+    "merge",
+    "merge: create and update, never delete; replace: also delete the user's rows the "
     "file does not hold; append: every row gets a new id, nothing is updated",
 )
-@click.option(
-    "--on-conflict",
-    "policy",
-    type=click.Choice(POLICIES),
-    default="fail",
-    show_default=True,
-    help="rows changed both in the file and in the database since the file was made",
+@on_conflict_option(
+    "fail", "rows changed both in the file and in the database since the file was made"
 )
 @modules_option
-@click.option(
-    "--passphrase-env",
-    metavar="VAR",
-    help="the environment variable holding the passphrase of an age-encrypted file",
-)
+@passphrase_env_option("the environment variable holding the passphrase of an age-encrypted file")
 @click.option(
     "--max-bad-rows",
     type=click.FloatRange(0, 1),

@@ -47,21 +47,10 @@ jobs_table = schema.data_export_job
 
 
 @pytest.fixture
-def seeded_url(pg_url):
+def pg_url(pg_url):
+    """The test's database, seeded with six users."""
     seed_database(pg_url, 6, seed=21, heavy_every=0)
     return pg_url
-
-
-@pytest.fixture
-def database(seeded_url):
-    db = AppDatabase(url=seeded_url)
-    yield db
-    db.engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return ObjectStorage(url=str(tmp_path / "store"))
 
 
 def users(database: AppDatabase) -> list[str]:
@@ -561,12 +550,12 @@ def test_webhook_failures_stay_in_the_outbox_and_unsigned_hooks_are_never_sent(
 # ---------------------------------------------------------------- command line
 
 
-def test_cli_requests_processes_lists_shows_and_retries(seeded_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("GOALPORT_DATABASE_URL", seeded_url)
+def test_cli_requests_processes_lists_shows_and_retries(pg_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOALPORT_DATABASE_URL", pg_url)
     monkeypatch.setenv("GOALPORT_STORAGE_URL", str(tmp_path / "store"))
     monkeypatch.setenv("GOALPORT_DOWNLOAD_SECRET", "cli-secret")
     monkeypatch.chdir(tmp_path)
-    user = AppDatabase(url=seeded_url).all_user_ids()[0]
+    user = AppDatabase(url=pg_url).all_user_ids()[0]
     runner = CliRunner()
     asked = runner.invoke(
         goalport_main, ["request", "export", user, "--format", "report", "--modules", "fitness"]

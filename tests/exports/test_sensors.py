@@ -21,24 +21,16 @@ from assets.exports.expiry import storage_key_of
 from assets.exports.queue import get_export, request_export, retry_exports
 from pipelines.definitions import defs
 from resources import schema
-from resources.database import AppDatabase
-from resources.storage import ObjectStorage
 from synthetic.seed import seed_database
 
 jobs_table = schema.data_export_job
 
 
 @pytest.fixture
-def database(pg_url):
+def pg_url(pg_url):
+    """The test's database, seeded with four users."""
     seed_database(pg_url, 4, seed=8, heavy_every=0)
-    db = AppDatabase(url=pg_url)
-    yield db
-    db.engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return ObjectStorage(url=str(tmp_path / "store"))
+    return pg_url
 
 
 @pytest.fixture

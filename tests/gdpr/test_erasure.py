@@ -63,90 +63,82 @@ def storage_snapshot(storage: ObjectStorage) -> dict[str, str]:
 def add_goalport_records(engine: sa.Engine, user_id: str, destination: str | None = None) -> None:
     """What goalport holds about a user besides the app's rows: one row in each own table."""
     now = utc_now()
-    with engine.begin() as conn:
-        conn.execute(
-            schema.data_export_job.insert().values(
-                id=new_id("exp_"),
-                userId=user_id,
+
+    def row(id_prefix: str, owner: str = "userId", **values) -> dict:
+        return {"id": new_id(id_prefix), owner: user_id, "createdAt": now, **values}
+
+    import_job = row("imp_", status="applied", sourceApp="todoist", fileName="my tasks.csv")
+    rows = [
+        (
+            schema.data_export_job,
+            row(
+                "exp_",
                 exportType="full",
                 format="json",
                 status="completed",
                 requestedBy=user_id,
                 fileUrl=f"file:///s/exports/{user_id}/a.json",
-                createdAt=now,
-            )
-        )
-        import_id = new_id("imp_")
-        conn.execute(
-            schema.data_import_job.insert().values(
-                id=import_id,
-                userId=user_id,
-                status="applied",
-                sourceApp="todoist",
-                fileName="my tasks.csv",
-                createdAt=now,
-            )
-        )
-        conn.execute(
-            schema.import_change.insert().values(
-                id=new_id("chg_"),
-                importJobId=import_id,
-                userId=user_id,
+            ),
+        ),
+        (schema.data_import_job, import_job),
+        (
+            schema.import_change,
+            row(
+                "chg_",
+                importJobId=import_job["id"],
                 tableName="Goal",
                 rowId="g1",
                 action="create",
                 after=json.dumps({"title": "Run"}),
-                createdAt=now,
-            )
-        )
-        conn.execute(
-            schema.external_ref.insert().values(
-                id=new_id("ext_"),
-                userId=user_id,
+            ),
+        ),
+        (
+            schema.external_ref,
+            row(
+                "ext_",
                 sourceApp="todoist",
                 externalId="123",
                 tableName="Goal",
                 localId="g1",
-                createdAt=now,
                 updatedAt=now,
-            )
-        )
-        conn.execute(
-            schema.backup_config.insert().values(
-                id=new_id("bc_"),
-                userId=user_id,
+            ),
+        ),
+        (
+            schema.backup_config,
+            row(
+                "bc_",
                 enabled=True,
                 frequency="weekly",
                 destinationUrl=destination,
                 encrypt=True,
-                createdAt=now,
                 updatedAt=now,
-            )
-        )
-        conn.execute(
-            schema.notification_outbox.insert().values(
-                id=new_id("ntf_"),
-                userId=user_id,
+            ),
+        ),
+        (
+            schema.notification_outbox,
+            row(
+                "ntf_",
                 kind="export.completed",
                 payload=json.dumps({"userId": user_id}),
                 status="sent",
-                createdAt=now,
-            )
+            ),
+        ),
+    ]
+    for visibility in ("private", "public"):
+        template = row(
+            "tpl_",
+            owner="authorId",
+            templateKey=new_id("key_"),
+            version=1,
+            name=f"{visibility} plan",
+            visibility=visibility,
+            content="{}",
+            updatedAt=now,
         )
-        for visibility in ("private", "public"):
-            conn.execute(
-                schema.goal_template.insert().values(
-                    id=new_id("tpl_"),
-                    templateKey=new_id("key_"),
-                    version=1,
-                    authorId=user_id,
-                    name=f"{visibility} plan",
-                    visibility=visibility,
-                    content="{}",
-                    createdAt=now,
-                    updatedAt=now,
-                )
-            )
+        rows.append((schema.goal_template, template))
+    with engine.begin() as conn:
+        for table, values in rows:
+            conn.execute(table.insert().values(**values))
         record_audit(
             conn,
             user_id=user_id,

@@ -22,11 +22,11 @@ from assets.imports.parsers.base import (
     ParsedImport,
     base_name,
     compose_description,
+    import_parser,
     priority_from_label,
-    require_content,
 )
 from assets.imports.parsers.dates import When, parse_when, when_to_utc, zone
-from assets.imports.parsers.textio import decode_text, normalize_header, read_csv_table
+from assets.imports.parsers.textio import normalize_header, read_app_csv
 
 APP = "asana"
 _MANGLED_ID_RE = re.compile(r"^\d(?:[.,]\d+)?[eE]\+?\d+$")
@@ -58,22 +58,17 @@ def is_asana_header(names: set[str]) -> bool:
     )
 
 
+@import_parser("asana.csv")
 def parse_asana(
-    data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
     """An Asana project CSV as goals (project -> task -> sub-task)."""
-    name = file_name or "asana.csv"
-    require_content(data, name)
-    text = decode_text(data, file_name=name)
-    table = read_csv_table(text, file_name=name, is_header=is_asana_header)
-    if table is None:
-        raise ImportFormatError(
-            name, None, None, "no Asana header found (expected 'Task ID', 'Name', ...)"
-        )
+    table = read_app_csv(
+        data,
+        file_name=name,
+        is_header=is_asana_header,
+        missing="no Asana header found (expected 'Task ID', 'Name', ...)",
+    )
     builder = ImportBuilder(
         APP, now=now, tables=("Module", "Goal"), module_kind="work", module_name="Asana"
     )

@@ -83,6 +83,40 @@ def require_content(data: bytes, file_name: str) -> None:
         raise ImportFormatError(file_name, None, None, "the file is empty")
 
 
+def import_parser(
+    usual_name: str,
+) -> Callable[[Callable[..., ParsedImport]], Callable[..., ParsedImport]]:
+    """Make an app's parser from the function that reads its file.
+
+    Every parser is called the same way, `parse_<app>(data, *, file_name=None, now=None,
+    timezone=None, **options)`, and begins the same way: the file is called `file_name`, or
+    `usual_name` (what the app names its export) when none is given, and an empty file is
+    refused. That is done here once; the decorated `read(data, name, now, timezone,
+    **options)` reads what is its app's own. `now` stands in for times the file leaves out;
+    `timezone` is the user's IANA zone, for local times written without one.
+    """
+
+    def decorate(read: Callable[..., ParsedImport]) -> Callable[..., ParsedImport]:
+        def parse(
+            data: bytes,
+            *,
+            file_name: str | None = None,
+            now: dt.datetime | None = None,
+            timezone: str | None = None,
+            **options: Any,
+        ) -> ParsedImport:
+            name = file_name or usual_name
+            require_content(data, name)
+            return read(data, name, now, timezone, **options)
+
+        # read's name and docstring, not its signature (no __wrapped__: callers see parse's)
+        parse.__module__, parse.__doc__ = read.__module__, read.__doc__
+        parse.__name__, parse.__qualname__ = read.__name__, read.__qualname__
+        return parse
+
+    return decorate
+
+
 def as_dict(value: Any) -> dict:
     """`value` if it is a JSON object, else an empty one: exports drift, types included."""
     return value if isinstance(value, dict) else {}

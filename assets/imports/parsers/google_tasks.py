@@ -18,9 +18,9 @@ from assets.imports.parsers.base import (
     ImportFormatError,
     ParsedImport,
     compose_description,
+    import_parser,
     is_zip,
     reading_item,
-    require_content,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import UTC, parse_timestamp, zone
@@ -49,16 +49,11 @@ def is_takeout_tasks_member(name: str) -> bool:
     return name.casefold().endswith("tasks.json")
 
 
+@import_parser("Tasks.json")
 def parse_google_tasks(
-    data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
-    """Google Takeout's Tasks.json (or the Takeout zip holding it) as goals."""
-    name = file_name or "Tasks.json"
-    require_content(data, name)
+    """Google Takeout"s Tasks.json (or the Takeout zip holding it) as goals."""
     if is_zip(data):
         members = safe_zip_members(data, file_name=name, select=is_takeout_tasks_member)
         if not members:

@@ -25,8 +25,8 @@ from assets.imports.parsers.base import (
     as_list,
     as_text,
     compose_description,
+    import_parser,
     reading_item,
-    require_content,
 )
 from assets.imports.parsers.dates import UTC, from_epoch_ms, iso_utc, parse_timestamp
 from assets.imports.parsers.textio import load_json
@@ -55,16 +55,11 @@ def is_habitica(doc: Any) -> bool:
     return isinstance(tasks, list) and "stats" in doc and "preferences" in doc
 
 
+@import_parser("habitica-user-data.json")
 def parse_habitica(
-    data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
-    """Habitica's user-data JSON as goals, progress (history, check-lists), achievements."""
-    name = file_name or "habitica-user-data.json"
-    require_content(data, name)
+    """Habitica"s user-data JSON as goals, progress (history, check-lists), achievements."""
     doc = load_json(data, file_name=name)
     if not is_habitica(doc):
         raise ImportFormatError(

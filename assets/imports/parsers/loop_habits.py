@@ -28,12 +28,12 @@ from assets.imports.parsers.base import (
     ParsedImport,
     base_name,
     compose_description,
+    import_parser,
     is_zip,
-    require_content,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import date_at_noon_utc, parse_when
-from assets.imports.parsers.textio import decode_text, read_csv_table
+from assets.imports.parsers.textio import decode_text, read_app_csv
 
 APP = "loop_habits"
 SYMBOLIC = {"YES_MANUAL": 2, "YES_AUTO": 1, "NO": 0, "UNKNOWN": -1, "SKIP": 3}
@@ -56,16 +56,11 @@ def sanitized_habit_name(name: str) -> str:
     return re.sub(r"[^ a-zA-Z0-9._-]", "", name)[:100]
 
 
+@import_parser("Loop Habits CSV.zip")
 def parse_loop_habits(
-    data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
-    """Loop's CSV export zip (or a bare Habits.csv) as habit goals and check-in progress."""
-    name = file_name or "Loop Habits CSV.zip"
-    require_content(data, name)
+    """Loop"s CSV export zip (or a bare Habits.csv) as habit goals and check-in progress."""
     builder = ImportBuilder(APP, now=now, module_name="Loop Habit Tracker")
     if is_zip(data):
         members = safe_zip_members(
@@ -102,12 +97,13 @@ class _Export:
     def read(self) -> None:
         habits_path = f"{self.root}Habits.csv"
         label = self._label(habits_path)
-        text = decode_text(self.members[habits_path], file_name=label)
-        table = read_csv_table(text, file_name=label, is_header=is_loop_habits_header)
-        if table is None:
-            raise ImportFormatError(
-                label, 1, None, "no Loop header found (expected Position, Name, ...)"
-            )
+        table = read_app_csv(
+            self.members[habits_path],
+            file_name=label,
+            is_header=is_loop_habits_header,
+            missing="no Loop header found (expected Position, Name, ...)",
+            row=1,
+        )
         g = table.getter
         get = {
             "position": g("Position"),

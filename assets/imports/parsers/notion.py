@@ -31,9 +31,9 @@ from assets.imports.parsers.base import (
     ZipLimits,
     base_name,
     compose_description,
+    import_parser,
     is_zip,
     priority_from_label,
-    require_content,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import date_at_noon_utc, parse_when, when_to_utc, zone
@@ -97,17 +97,15 @@ def is_notion_member(name: str) -> bool:
     return name.casefold().endswith((".csv", ".md")) and split_notion_name(stem)[1] is not None
 
 
+@import_parser("notion-export.zip")
 def parse_notion(
     data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    name: str,
+    now: dt.datetime | None,
+    timezone: str | None,
     zip_limits: ZipLimits = ZIP_LIMITS,
 ) -> ParsedImport:
-    """Notion's Markdown & CSV export (zip, nested parts, or one database CSV) as goals."""
-    name = file_name or "notion-export.zip"
-    require_content(data, name)
+    """Notion"s Markdown & CSV export (zip, nested parts, or one database CSV) as goals."""
     builder = ImportBuilder(APP, now=now, module_name="Notion")
     if is_zip(data):
         files = _export_files(data, name, zip_limits)

@@ -155,6 +155,24 @@ def read_csv_table(
     return None
 
 
+def read_app_csv(
+    data: bytes,
+    *,
+    file_name: str,
+    is_header: Callable[[set[str]], bool],
+    missing: str,
+    row: int | None = None,
+) -> CsvTable:
+    """`data` decoded and read as the CSV table whose header `is_header` accepts; when no
+    record is one, ImportFormatError with the reason `missing` (at `row`, if given)."""
+    table = read_csv_table(
+        decode_text(data, file_name=file_name), file_name=file_name, is_header=is_header
+    )
+    if table is None:
+        raise ImportFormatError(file_name, row, None, missing)
+    return table
+
+
 def peek_csv_records(text: str, *, limit: int = 12) -> list[list[str]]:
     """The first records of a CSV, under whichever delimiter splits its first line most."""
     first_line = text[:4096].split("\n", 1)[0]

@@ -20,7 +20,7 @@ from assets.imports.parsers.base import (
     ImportFormatError,
     ParsedImport,
     compose_description,
-    require_content,
+    import_parser,
 )
 from assets.imports.parsers.dates import (
     UTC,
@@ -30,7 +30,7 @@ from assets.imports.parsers.dates import (
     when_to_utc,
     zone,
 )
-from assets.imports.parsers.textio import CsvTable, decode_text, read_csv_table
+from assets.imports.parsers.textio import CsvTable, read_app_csv
 
 APP = "ticktick"
 # TickTick: 0 none, 1 low, 3 medium, 5 high (its top).
@@ -47,22 +47,17 @@ def is_ticktick_header(names: set[str]) -> bool:
     )
 
 
+@import_parser("ticktick-backup.csv")
 def parse_ticktick(
-    data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
     """A TickTick backup CSV as goals (lists -> tasks -> sub-tasks) and check-list progress."""
-    name = file_name or "ticktick-backup.csv"
-    require_content(data, name)
-    text = decode_text(data, file_name=name)
-    table = read_csv_table(text, file_name=name, is_header=is_ticktick_header)
-    if table is None:
-        raise ImportFormatError(
-            name, None, None, "no TickTick header found (expected 'List Name', 'Title', ...)"
-        )
+    table = read_app_csv(
+        data,
+        file_name=name,
+        is_header=is_ticktick_header,
+        missing="no TickTick header found (expected 'List Name', 'Title', ...)",
+    )
     builder = ImportBuilder(APP, now=now, module_name="TickTick")
     _Rows(builder, table, name, timezone).read()
     return builder.finish()

@@ -27,12 +27,12 @@ from assets.imports.parsers.base import (
     ParsedImport,
     base_name,
     compose_description,
+    import_parser,
     is_zip,
-    require_content,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import UTC, parse_when, zone
-from assets.imports.parsers.textio import CsvTable, decode_text, read_csv_table
+from assets.imports.parsers.textio import CsvTable, read_app_csv
 
 APP = "todoist"
 # Todoist's CSV scale: 1 = p1 = most urgent ... 4 = p4 = no priority. Empty means p1 (doc).
@@ -49,16 +49,11 @@ def is_todoist_header(names: set[str]) -> bool:
     return {"type", "content"} <= names and ("indent" in names or "priority" in names)
 
 
+@import_parser("todoist.csv")
 def parse_todoist(
-    data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
     """A Todoist project CSV, or a backup zip of them, as goals (project -> tasks)."""
-    name = file_name or "todoist.csv"
-    require_content(data, name)
     builder = ImportBuilder(APP, now=now, tables=("Module", "Goal"), module_name="Todoist")
     if is_zip(data):
         members = safe_zip_members(
@@ -89,12 +84,13 @@ def _project_identity(path: str) -> tuple[str, str]:
 def _parse_project_csv(
     builder: ImportBuilder, data: bytes, label: str, path: str, default_tz: str | None
 ) -> None:
-    text = decode_text(data, file_name=label)
-    table = read_csv_table(text, file_name=label, is_header=is_todoist_header)
-    if table is None:
-        raise ImportFormatError(
-            label, 1, None, "no Todoist header found (expected TYPE, CONTENT, PRIORITY, INDENT)"
-        )
+    table = read_app_csv(
+        data,
+        file_name=label,
+        is_header=is_todoist_header,
+        missing="no Todoist header found (expected TYPE, CONTENT, PRIORITY, INDENT)",
+        row=1,
+    )
     project_name, project_id = _project_identity(path)
     project_key = builder.add_goal(
         builder.key("project", project_id),

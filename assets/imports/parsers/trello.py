@@ -26,8 +26,8 @@ from assets.imports.parsers.base import (
     as_list,
     as_text,
     compose_description,
+    import_parser,
     reading_item,
-    require_content,
 )
 from assets.imports.parsers.dates import UTC, iso_utc, parse_timestamp, zone
 from assets.imports.parsers.textio import load_json
@@ -61,17 +61,15 @@ def id_timestamp(object_id: str | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(int(object_id[:8], 16), tz=UTC)
 
 
+@import_parser("trello.json")
 def parse_trello(
     data: bytes,
-    *,
-    file_name: str | None = None,
-    now: dt.datetime | None = None,
-    timezone: str | None = None,
+    name: str,
+    now: dt.datetime | None,
+    timezone: str | None,
     include_archived: bool = False,
 ) -> ParsedImport:
     """A Trello board (or single card) JSON export as goals and check-list progress."""
-    name = file_name or "trello.json"
-    require_content(data, name)
     doc = load_json(data, file_name=name)
     builder = ImportBuilder(APP, now=now, module_name="Trello")
     reader = _BoardReader(builder, name, zone(timezone) or UTC, include_archived)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets.imports.parsers.base import ParsedImport
+from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from resources.schema import APP_ARROW_SCHEMAS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -62,6 +63,15 @@ def depth_of(goals: dict[str, dict], key: str) -> int:
         key = goals[key]["parentGoalId"]
         depth += 1
     return depth
+
+
+def parse_detected(data: bytes, name: str, app: str) -> ParsedImport:
+    """`data` uploaded as `name`: recognised as `app`'s export, parsed the way an upload is
+    (`parse_foreign_export`, at NOW), and held to the contract."""
+    assert detect_source(data, name) == app
+    parsed = parse_foreign_export(data, file_name=name, now=NOW)
+    assert_contract(parsed, app)
+    return parsed
 
 
 def assert_contract(parsed: ParsedImport, app: str) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from parser_checks import NOW, assert_contract, by_id, by_title, fixture_bytes, rows
+from parser_checks import NOW, assert_contract, by_id, by_title, fixture_bytes, parse_detected, rows
 
 from assets.imports.parsers.asana import parse_asana
 from assets.imports.parsers.base import ImportFormatError
-from assets.imports.parsers.detect import detect_source, parse_foreign_export
 
 UTC = dt.UTC
 NAME = "Website_Relaunch.csv"
@@ -18,12 +17,10 @@ DATA = fixture_bytes("asana", NAME)
 
 @pytest.fixture(scope="module")
 def project():
-    assert detect_source(DATA, NAME) == "asana"
-    return parse_foreign_export(DATA, file_name=NAME, now=NOW)
+    return parse_detected(DATA, NAME, "asana")
 
 
 def test_project_tasks_and_subtasks(project):
-    assert_contract(project, "asana")
     goals = by_title(project)
     root = goals["Website Relaunch"]
     assert root["id"] == "asana:project:Website Relaunch" and root["parentGoalId"] is None

@@ -6,10 +6,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from parser_checks import FIXTURES, NOW, assert_contract, by_title, rows, zip_bytes
+from parser_checks import FIXTURES, NOW, assert_contract, by_title, parse_detected, rows, zip_bytes
 
 from assets.imports.parsers.base import ImportFormatError
-from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from assets.imports.parsers.loop_habits import parse_loop_habits, sanitized_habit_name
 
 UTC = dt.UTC
@@ -30,12 +29,10 @@ def export_members(prefix: str = "") -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def loop():
     data = zip_bytes(export_members())
-    assert detect_source(data, "Loop Habits CSV 2024-02-03.zip") == "loop_habits"
-    return parse_foreign_export(data, file_name="Loop Habits CSV 2024-02-03.zip", now=NOW)
+    return parse_detected(data, "Loop Habits CSV 2024-02-03.zip", "loop_habits")
 
 
 def test_habits_become_goals_with_frequency_and_colour(loop):
-    assert_contract(loop, "loop_habits")
     goals = by_title(loop)
     assert list(goals) == ["Meditate", "Run", "日記", "Read, books"]
     meditate = goals["Meditate"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from parser_checks import FIXTURES, NOW, assert_contract, by_title, rows, zip_bytes
+from parser_checks import FIXTURES, NOW, assert_contract, by_title, parse_detected, rows, zip_bytes
 
 from assets.imports.parsers.base import ImportFormatError, ZipLimits
-from assets.imports.parsers.detect import detect_source, parse_foreign_export
+from assets.imports.parsers.detect import detect_source
 from assets.imports.parsers.notion import parse_notion
 
 UTC = dt.UTC
@@ -40,12 +40,10 @@ def nested_export() -> bytes:
 @pytest.fixture(scope="module")
 def notion():
     data = nested_export()
-    assert detect_source(data, "notion.zip") == "notion"
-    return parse_foreign_export(data, file_name="notion.zip", now=NOW)
+    return parse_detected(data, "notion.zip", "notion")
 
 
 def test_database_rows_and_parent_relations(notion):
-    assert_contract(notion, "notion")
     goals = by_title(notion)
     tasks = goals["Tasks"]
     assert tasks["id"] == f"notion:database:{TASKS}" and tasks["parentGoalId"] is None

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from parser_checks import NOW, assert_contract, by_title, fixture_bytes, rows
+from parser_checks import NOW, assert_contract, by_title, fixture_bytes, parse_detected, rows
 
 from assets.imports.parsers.base import ImportFormatError
-from assets.imports.parsers.detect import detect_source, parse_foreign_export
 from assets.imports.parsers.ticktick import parse_ticktick
 
 UTC = dt.UTC
@@ -21,13 +20,10 @@ HEADER_V3 = (
 
 @pytest.fixture(scope="module")
 def backup():
-    data = fixture_bytes("ticktick", NAME)
-    assert detect_source(data, NAME) == "ticktick"
-    return parse_foreign_export(data, file_name=NAME, now=NOW)
+    return parse_detected(fixture_bytes("ticktick", NAME), NAME, "ticktick")
 
 
 def test_lists_tasks_and_subtasks_listed_before_their_parent(backup):
-    assert_contract(backup, "ticktick")
     goals = by_title(backup)
     inbox = goals["Inbox"]
     assert inbox["id"] == "ticktick:list:Inbox" and inbox["parentGoalId"] is None

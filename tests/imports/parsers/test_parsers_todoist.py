@@ -6,10 +6,19 @@ import datetime as dt
 import time
 
 import pytest
-from parser_checks import NOW, assert_contract, by_id, by_title, fixture_bytes, rows, zip_bytes
+from parser_checks import (
+    NOW,
+    assert_contract,
+    by_id,
+    by_title,
+    fixture_bytes,
+    parse_detected,
+    rows,
+    zip_bytes,
+)
 
 from assets.imports.parsers.base import ImportFormatError
-from assets.imports.parsers.detect import detect_source, parse_foreign_export
+from assets.imports.parsers.detect import parse_foreign_export
 from assets.imports.parsers.todoist import generate_todoist_csv, parse_todoist, read_todoist_date
 
 HOME = "Home [2203306141].csv"
@@ -101,9 +110,7 @@ def test_backup_zip_holds_one_project_per_csv_and_old_files_without_description(
             "__MACOSX/._Legacy 2017.csv": b"\x00\x05junk",
         }
     )
-    assert detect_source(backup, "todoist-backup.zip") == "todoist"
-    parsed = parse_foreign_export(backup, file_name="todoist-backup.zip", now=NOW)
-    assert_contract(parsed, "todoist")
+    parsed = parse_detected(backup, "todoist-backup.zip", "todoist")
     goals = by_title(parsed)
     assert goals["Legacy 2017"]["parentGoalId"] is None
     assert goals["Its child"]["parentGoalId"] == goals["Old style task"]["id"]
