@@ -28,8 +28,6 @@ from resources.database import AppDatabase
 from resources.schema import APP_TABLE_NAMES, data_export_job
 
 EXTRACTED_BATCH = dg.AssetKey("extracted_batch")
-# Users listed in a check's metadata; the count is always complete.
-LISTED_USERS = 50
 
 
 def quality_check_name(table_name: str) -> str:
@@ -141,7 +139,6 @@ def _table_metadata(report: QualityReport, results: list[RuleResult]) -> dict:
         metadata["example_ids"] = dg.MetadataValue.json(
             {r.rule: list(r.example_ids) for r in failures}
         )
-        metadata["affected_user_ids"] = dg.MetadataValue.json(affected[:LISTED_USERS])
     skipped = [r for r in results if r.skipped]
     if skipped:
         metadata["not_checked"] = dg.MetadataValue.json({r.rule: r.skipped for r in skipped})
