@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import pyarrow as pa
+from markupsafe import Markup
 
 from assets.formats.charts import (
     ProgressSeries,
@@ -28,11 +28,18 @@ from assets.formats.charts import (
     progress_by_goal,
 )
 from assets.formats.common import prepare_export_tables
-from assets.formats.html_pages import render_page
+from assets.formats.html_pages import html_rows, render_page
 
 # Enough charts to see every trend without making heavy users' pages huge.
 MAX_GOAL_CHARTS = 60
 MAX_ACHIEVEMENTS_LISTED = 50
+
+_GOAL_ROW = (
+    '<tr><td{}>{}</td><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td>'
+    '<td class="num">{}</td><td class="num">{}</td></tr>\n'
+)  # indent, title, module, priority, target, status, entries, latest
+_ACHIEVEMENT_ROW = '<tr><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>\n'
+_DONE = Markup('<span class="done">done</span>')
 
 
 def render_report_html(
@@ -67,11 +74,14 @@ def render_report_html(
         completion=completion_chart(by_module) if by_module else None,
         charts=charts,
         charted=charted,
-        goals=_goal_rows(goals, module_names, progress),
-        achievements=[
-            _AchievementRow(a["title"], a["kind"], a["points"], f"{a['earnedAt']:%Y-%m-%d}")
-            for a in achievements[:MAX_ACHIEVEMENTS_LISTED]
-        ],
+        goal_rows=html_rows(_GOAL_ROW, _goal_rows(goals, module_names, progress)),
+        achievement_rows=html_rows(
+            _ACHIEVEMENT_ROW,
+            (
+                (a["title"], a["kind"], a["points"], f"{a['earnedAt']:%Y-%m-%d}")
+                for a in achievements[:MAX_ACHIEVEMENTS_LISTED]
+            ),
+        ),
         more_achievements=max(len(achievements) - MAX_ACHIEVEMENTS_LISTED, 0),
     )
 
@@ -106,30 +116,13 @@ def _summary_cards(
     ]
 
 
-class _GoalRow(NamedTuple):
-    title: str
-    depth: int
-    module: str
-    priority: int
-    target: object  # a date, or "" when there is none
-    done: bool
-    entries: int
-    latest: str
-
-
-class _AchievementRow(NamedTuple):
-    title: str
-    kind: str
-    points: int
-    earned: str
-
-
 def _goal_rows(
     goals: list[dict],
     module_names: Mapping[str | None, str],
     progress: Mapping[str, ProgressSeries],
-) -> list[_GoalRow]:
-    """The goal table's rows, parent-first, with the latest value against the target."""
+) -> list[tuple[object, ...]]:
+    """The goal table's cells (`_GOAL_ROW`), parent-first, sub-goals indented, with the
+    latest value against the target."""
     rows = []
     for goal, depth in _tree_order(goals):
         series = progress.get(goal["id"])
@@ -141,18 +134,22 @@ def _goal_rows(
             if target == target and target:  # not NaN, not zero
                 latest += f" / {format_number(target)} ({value / target:.0%})"
         rows.append(
-            _GoalRow(
-                title=goal["title"],
-                depth=depth,
-                module=module_names.get(goal["moduleId"], ""),
-                priority=goal["priority"],
-                target=goal["targetDate"] or "",
-                done=goal["isCompleted"],
-                entries=entries,
-                latest=latest,
+            (
+                _indent(depth),
+                goal["title"],
+                module_names.get(goal["moduleId"], ""),
+                goal["priority"],
+                goal["targetDate"] or "",
+                _DONE if goal["isCompleted"] else "open",
+                entries,
+                latest,
             )
         )
     return rows
+
+
+def _indent(depth: int) -> Markup | str:
+    return Markup(f' style="padding-left:{10 + 18 * depth}px"') if depth else ""
 
 
 def _tree_order(goals: list[dict]) -> list[tuple[dict, int]]:

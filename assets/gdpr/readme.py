@@ -11,10 +11,11 @@ what the page says; the template lays it out.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import pyarrow as pa
+from markupsafe import Markup
 
 from assets.formats.charts import (
     CompletionChart,
@@ -25,12 +26,23 @@ from assets.formats.charts import (
     progress_by_goal,
 )
 from assets.formats.common import TABLE_NAMES, format_timestamp
-from assets.formats.html_pages import render_page
+from assets.formats.html_pages import html_rows, render_page
 from assets.gdpr.layout import CATEGORY_DESCRIPTIONS
 
 README_ROWS_PER_TABLE = 10
 README_AUDIT_ROWS = 200
 README_GOAL_CHARTS = 6
+
+_CATEGORY_ROW = (
+    '<tr><td>{}</td><td>{}</td><td class="num">{}</td>'
+    '<td><a href="data/{}.csv">data/{}.csv</a></td></tr>\n'
+)
+_AUDIT_ROW = '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>\n'  # when, operation, type, data types, records, asked by
+_FILE_ROW = '<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td></tr>\n'
+_COUNT_ROW = '<tr{}><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>\n'
+_NOT_INCLUDED_ITEM = "<li><b>{}</b>: {}</li>\n"
+_BAD = Markup(' class="bad"')
+_EMPTY = Markup('<span class="note">(empty)</span>')
 
 
 def render_readme(
@@ -74,6 +86,8 @@ def render_readme(
         charts, charted = goal_progress_charts(
             progress_by_goal(prepared["Progress"]), titles, README_GOAL_CHARTS
         )
+    recent = entries[-README_AUDIT_ROWS:]
+    counts = [*completeness["tables"].items(), *completeness["processing"].items()]
     return render_page(
         "gdpr_readme.html.j2",
         who=user.get("name") or user.get("email") or user_id,
@@ -82,8 +96,16 @@ def render_readme(
         when=exported_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         complete=completeness["complete"],
         entry_count=len(entries),
-        recent_entries=[_audit_row(entry) for entry in reversed(entries[-README_AUDIT_ROWS:])],
+        audit_rows=html_rows(_AUDIT_ROW, map(_audit_row, reversed(recent))),
+        audit_shown=len(recent),
         rows=rows,
+        category_rows=html_rows(
+            _CATEGORY_ROW,
+            (
+                (name, CATEGORY_DESCRIPTIONS[name], count, name, name)
+                for name, count in rows.items()
+            ),
+        ),
         held=", ".join(f"{name} ({count})" for name, count in rows.items() if count) or "nothing",
         categories=CATEGORY_DESCRIPTIONS,
         has_goals=goals.num_rows > 0,
@@ -93,25 +115,32 @@ def render_readme(
         charted=charted,
         first_rows=_first_rows(prepared, shown or prepared),
         texts=texts,
-        files=sorted(descriptions.items()),
-        sizes=sizes,
-        counts=[*completeness["tables"].items(), *completeness["processing"].items()],
-        not_included=completeness["notIncluded"],
+        file_rows=html_rows(
+            _FILE_ROW,
+            ((path, text, sizes.get(path, "")) for path, text in sorted(descriptions.items())),
+        ),
+        count_rows=html_rows(
+            _COUNT_ROW,
+            (
+                (
+                    "" if c["matches"] else _BAD,
+                    name,
+                    c["exported"],
+                    "not counted" if c["live"] is None else c["live"],
+                )
+                for name, c in counts
+            ),
+        ),
+        not_included=html_rows(
+            _NOT_INCLUDED_ITEM,
+            ((item["what"], item["why"]) for item in completeness["notIncluded"]),
+        ),
     )
 
 
-class _AuditRow(NamedTuple):
-    when: str
-    operation: str
-    kind: str
-    data: str
-    records: object
-    actor: str
-
-
-def _audit_row(entry: Mapping) -> _AuditRow:
-    """An audit-log entry as the README's table shows it (nothing for a missing value)."""
-    return _AuditRow(
+def _audit_row(entry: Mapping) -> tuple[object, ...]:
+    """An audit-log entry's cells in the README's table (nothing for a missing value)."""
+    return (
         entry["createdAt"],
         entry["operation"] or "",
         entry["operationType"] or "",
@@ -123,21 +152,36 @@ def _audit_row(entry: Mapping) -> _AuditRow:
 
 def _first_rows(
     prepared: Mapping[str, pa.Table], shown: Mapping[str, pa.Table]
-) -> dict[str, tuple[list[str], list[tuple[str | None, ...]]]]:
-    """Each non-empty table's columns (less userId) and first rows as text; None is empty."""
+) -> dict[str, tuple[Markup, Markup, int]]:
+    """Each non-empty table's header cells (its columns less userId), its first rows as
+    table rows, and how many rows they are."""
     first = {}
     for name in TABLE_NAMES:
         if prepared[name].num_rows == 0:
             continue
-        columns = [c for c in prepared[name].column_names if c != "userId"]
+        names = prepared[name].column_names
         head = shown[name].slice(0, README_ROWS_PER_TABLE)
+        if head.column_names != names:
+            head = head.select(names)
+        columns = [c for c in names if c != "userId"]
         cells = [
-            values if pa.types.is_string(head.schema.field(c).type) else [_cell(v) for v in values]
-            for c in columns
-            for values in [head[c].to_pylist()]
+            values if pa.types.is_string(field.type) else [_cell(v) for v in values]
+            for field, column in zip(head.schema, head.columns, strict=True)
+            if field.name != "userId"
+            for values in [column.to_pylist()]
         ]  # text columns (most, and timestamps already as text) are shown as they are
-        first[name] = (columns, list(zip(*cells, strict=True)))
+        body = html_rows(
+            "<tr>" + "<td>{}</td>" * len(columns) + "</tr>\n",
+            zip(*cells, strict=True),
+            empty=_EMPTY,
+        )
+        first[name] = (_header(tuple(columns)), body, head.num_rows)
     return first
+
+
+@functools.cache
+def _header(columns: tuple[str, ...]) -> Markup:
+    return html_rows("<th>{}</th>", zip(columns))
 
 
 def _cell(value: object) -> str | None:
