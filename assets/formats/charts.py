@@ -2,10 +2,10 @@
 
 Both pages draw the same two charts: completed goals by module (horizontal bars) and each
 goal's progress over time (a line, with the target as a dashed line). This module works
-out what to draw from the user's tables, as plain numbers and text; the markup is the
-`charts.html.j2` macros that both page templates import. Splitting it this way keeps the
-arithmetic testable without HTML and keeps every piece of user text on the template side,
-where autoescaping sees it. Pure: Arrow and numpy in, dataclasses out.
+out what to draw from the user's tables, as numbers formatted for SVG and the charts'
+text already escaped (`html_pages.html_texts`: a goal's title, a module's name); the
+markup is the `charts.html.j2` macros that both page templates import. Splitting it this
+way keeps the arithmetic testable without HTML. Pure: Arrow and numpy in, tuples out.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+from markupsafe import Markup
+
+from assets.formats.html_pages import html_texts
 
 # Enough points to see every trend without making heavy users' pages huge.
 MAX_POINTS_PER_CHART = 240
@@ -71,7 +74,7 @@ def progress_by_goal(table: pa.Table) -> dict[str, ProgressSeries]:
 class CompletionBar:
     """One module's bar: `full` is its share of the largest module, `filled` the done part."""
 
-    label: str
+    label: Markup
     y: int
     full: str
     filled: str
@@ -109,12 +112,13 @@ def completion_chart(rows: Sequence[tuple[str, int, int]]) -> CompletionChart:
     """Horizontal bars, one per (label, total, done): the done share filled in."""
     bar_height, gap, label_width, bar_width = 22, 10, 210, 560
     most = max(total for _, total, _ in rows) or 1
+    labels = html_texts([_clip(label, 30) for label, _, _ in rows])
     bars = []
-    for i, (label, total, done) in enumerate(rows):
+    for i, (label, (_, total, done)) in enumerate(zip(labels, rows, strict=True)):
         full = bar_width * total / most
         bars.append(
             CompletionBar(
-                label=_clip(label, 30),
+                label=label,
                 y=gap + i * (bar_height + gap),
                 full=f"{full:.1f}",
                 filled=f"{bar_width * done / most:.1f}",
@@ -144,7 +148,7 @@ def _clip(text: str, limit: int) -> str:
 class ProgressChart(NamedTuple):
     """One goal's progress chart: the plot area, its labels, and the points as SVG text."""
 
-    title: str
+    title: Markup
     entries: int
     width: int
     height: int
@@ -221,6 +225,7 @@ def progress_charts(series: Sequence[ProgressSeries], titles: Sequence[str]) -> 
     points = (("%.1f,%.1f " * len(xs)) % tuple(xys.tolist()))[:-1].split(" ")
 
     charts = []
+    escaped_titles = html_texts(titles)
     offset = 0
     for i, (high_i, low_i, t_min, t_max, start, end, count) in enumerate(
         zip(
@@ -245,7 +250,7 @@ def progress_charts(series: Sequence[ProgressSeries], titles: Sequence[str]) -> 
             dots = tuple(zip(numbers[0::2], numbers[1::2], strict=True))
         charts.append(
             ProgressChart(
-                title=titles[i],
+                title=escaped_titles[i],
                 entries=len(series[i].at),
                 width=width,
                 height=height,

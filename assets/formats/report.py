@@ -28,7 +28,7 @@ from assets.formats.charts import (
     progress_by_goal,
 )
 from assets.formats.common import prepare_export_tables
-from assets.formats.html_pages import html_rows, render_page
+from assets.formats.html_pages import html_rows, html_texts, render_page
 
 # Enough charts to see every trend without making heavy users' pages huge.
 MAX_GOAL_CHARTS = 60
@@ -64,12 +64,19 @@ def render_report_html(
     by_module = completion_by_module(
         module_names, ((g["moduleId"], g["isCompleted"]) for g in goals)
     )
+    name, email, selection = html_texts(
+        [
+            user.get("name") or user.get("email") or user_id,
+            user.get("email") or "",
+            _describe_filters(filters or {}),
+        ]
+    )
     return render_page(
         "report.html.j2",
-        name=user.get("name") or user.get("email") or user_id,
+        name=name,
         exported=exported_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        email=user.get("email"),
-        selection=_describe_filters(filters or {}),
+        email=email,
+        selection=selection,
         cards=_summary_cards(goals, progress, achievements, modules),
         completion=completion_chart(by_module) if by_module else None,
         charts=charts,

@@ -26,8 +26,9 @@ from assets.formats.charts import (
     progress_by_goal,
 )
 from assets.formats.common import TABLE_NAMES, format_timestamp
-from assets.formats.html_pages import html_rows, render_page
+from assets.formats.html_pages import html_rows, html_texts, render_page
 from assets.gdpr.layout import CATEGORY_DESCRIPTIONS
+from resources.schema import APP_ARROW_SCHEMAS
 
 README_ROWS_PER_TABLE = 10
 README_AUDIT_ROWS = 200
@@ -88,11 +89,14 @@ def render_readme(
         )
     recent = entries[-README_AUDIT_ROWS:]
     counts = [*completeness["tables"].items(), *completeness["processing"].items()]
+    who, escaped_id, email = html_texts(
+        [user.get("name") or user.get("email") or user_id, user_id, user.get("email") or ""]
+    )
     return render_page(
         "gdpr_readme.html.j2",
-        who=user.get("name") or user.get("email") or user_id,
-        user_id=user_id,
-        email=user.get("email"),
+        who=who,
+        user_id=escaped_id,
+        email=email,
         when=exported_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         complete=completeness["complete"],
         entry_count=len(entries),
@@ -114,7 +118,7 @@ def render_readme(
         charts=charts,
         charted=charted,
         first_rows=_first_rows(prepared, shown or prepared),
-        texts=texts,
+        texts=_art15_texts(texts),
         file_rows=html_rows(
             _FILE_ROW,
             ((path, text, sizes.get(path, "")) for path, text in sorted(descriptions.items())),
@@ -138,6 +142,17 @@ def render_readme(
     )
 
 
+def _art15_texts(texts: Mapping) -> dict[str, Markup | list[Markup]]:
+    """The Art. 15 texts the page shows (texts and lists of texts), escaped in one batch."""
+    shown = {key: value for key, value in texts.items() if key != "notIncluded"}
+    flat = [text for value in shown.values() for text in ([value] if type(value) is str else value)]
+    escaped = iter(html_texts(flat))
+    return {
+        key: next(escaped) if type(value) is str else [next(escaped) for _ in value]
+        for key, value in shown.items()
+    }
+
+
 def _audit_row(entry: Mapping) -> tuple[object, ...]:
     """An audit-log entry's cells in the README's table (nothing for a missing value)."""
     return (
@@ -153,40 +168,37 @@ def _audit_row(entry: Mapping) -> tuple[object, ...]:
 def _first_rows(
     prepared: Mapping[str, pa.Table], shown: Mapping[str, pa.Table]
 ) -> dict[str, tuple[Markup, Markup, int]]:
-    """Each non-empty table's header cells (its columns less userId), its first rows as
-    table rows, and how many rows they are."""
+    """Each non-empty table's header, its first rows as table rows, and how many they are.
+
+    The columns are the schema's, in its order (every prepared table has exactly them, and
+    `shown` the same), less userId: asking a table for its column names or types costs
+    more than its first rows' values."""
     first = {}
     for name in TABLE_NAMES:
         if prepared[name].num_rows == 0:
             continue
-        names = prepared[name].column_names
-        head = shown[name].slice(0, README_ROWS_PER_TABLE)
-        if head.column_names != names:
-            head = head.select(names)
-        columns = [c for c in names if c != "userId"]
+        header, row, positions = _table_layout(name)
+        columns = shown[name].slice(0, README_ROWS_PER_TABLE).columns
         cells = [
-            values if pa.types.is_string(field.type) else [_cell(v) for v in values]
-            for field, column in zip(head.schema, head.columns, strict=True)
-            if field.name != "userId"
-            for values in [column.to_pylist()]
+            [v if type(v) is str or v is None else _cell(v) for v in columns[i].to_pylist()]
+            for i in positions
         ]  # text columns (most, and timestamps already as text) are shown as they are
-        body = html_rows(
-            "<tr>" + "<td>{}</td>" * len(columns) + "</tr>\n",
-            zip(*cells, strict=True),
-            empty=_EMPTY,
-        )
-        first[name] = (_header(tuple(columns)), body, head.num_rows)
+        body = html_rows(row, zip(*cells, strict=True), empty=_EMPTY)
+        first[name] = (header, body, len(cells[0]))
     return first
 
 
 @functools.cache
-def _header(columns: tuple[str, ...]) -> Markup:
-    return html_rows("<th>{}</th>", zip(columns))
+def _table_layout(name: str) -> tuple[Markup, str, tuple[int, ...]]:
+    """A table's header row, row markup, and the positions of the columns they show (all
+    but userId)."""
+    names = APP_ARROW_SCHEMAS[name].names
+    positions = tuple(i for i, c in enumerate(names) if c != "userId")
+    header = html_rows("<th>{}</th>", ((names[i],) for i in positions))
+    return header, "<tr>" + "<td>{}</td>" * len(positions) + "</tr>\n", positions
 
 
-def _cell(value: object) -> str | None:
-    if value is None or type(value) is str:
-        return value
+def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dt.datetime):
