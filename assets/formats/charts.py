@@ -146,7 +146,8 @@ def _clip(text: str, limit: int) -> str:
 
 
 class ProgressChart(NamedTuple):
-    """One goal's progress chart: the plot area, its labels, and the points as SVG text."""
+    """One goal's progress chart: the plot area, its labels, and the points as SVG text.
+    (`charts.html.j2` unpacks the fields by position, in this order.)"""
 
     title: Markup
     entries: int
@@ -187,6 +188,8 @@ def progress_charts(series: Sequence[ProgressSeries], titles: Sequence[str]) -> 
     per point, was the chart's cost."""
     if not series:
         return []
+    if not all(len(s.at) for s in series):
+        raise ValueError("a progress chart needs at least one entry")
     width, height, left, right, top, bottom = 320, 150, 46, 10, 10, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     counts = [len(s.at) for s in series]

@@ -5,9 +5,10 @@ scripts, no fonts, no images by URL and no links, and a Content-Security-Policy 
 browser from fetching anything should a future edit slip one in. It shows the user's goals
 (as a tree), completion by module, and progress over time for each goal that has any.
 
-The markup is the template `page_templates/report.html.j2` (autoescaped: user text is always
-escaped); this module works out what the page says, and `assets.formats.charts` what its
-charts draw.
+The markup is the template `page_templates/report.html.j2`; this module works out what the
+page says, and `assets.formats.charts` what its charts draw. User text reaches the template
+escaped (`html_texts`), the goal and achievement tables as rows of markup (`html_rows`: the
+row markup is here, every cell escaped).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def render_report_html(
 ) -> bytes:
     """The user's report page as UTF-8 HTML bytes (same signature as the other renderers)."""
     prepared = prepare_export_tables(tables, user_id=user_id)
-    user = (prepared["User"].to_pylist() or [{"id": user_id, "name": None, "email": ""}])[0]
+    user = (prepared["User"].select(["name", "email"]).to_pylist() or [{}])[0]
     modules = prepared["Module"].to_pylist()
     goals = prepared["Goal"].to_pylist()
     progress = progress_by_goal(prepared["Progress"])

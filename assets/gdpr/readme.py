@@ -4,8 +4,9 @@ Every category of data with its first rows, the progress charts, what was done w
 data (the audit log), the Art. 15 information (`assets.gdpr.texts`), what each file is,
 completeness and how to check the bundle. Self-contained like report.html: no scripts, no
 links out, the same Content-Security-Policy frame and the same chart macros (the template
-is `assets/formats/page_templates/gdpr_readme.html.j2`, autoescaped). This module works out
-what the page says; the template lays it out.
+is `assets/formats/page_templates/gdpr_readme.html.j2`). This module works out what the
+page says, and hands the template its text escaped (`html_texts`) and its tables' rows as
+markup (`html_rows`: the row markup is here, every cell escaped); the template lays it out.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def render_readme(
 
     `shown`: the tables whose first rows are shown, when not `prepared` itself: the same
     rows with timestamps already as export text (`csv_text_table`), which read faster."""
-    user_rows = prepared["User"].to_pylist()
+    user_rows = prepared["User"].select(["name", "email"]).to_pylist()
     user = user_rows[0] if user_rows else {}
     rows = {name: prepared[name].num_rows for name in TABLE_NAMES}
     goals = prepared["Goal"]
