@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import html
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from markupsafe import Markup
@@ -64,7 +64,11 @@ def escape_texts(values: Sequence[object], *, empty: Markup = _NONE) -> list[str
     The texts are joined and escaped in one pass, then split again: a call per value costs
     more than the escaping itself."""
     kinds = set(map(type, values))
-    texts = values if kinds == {str} else [v if type(v) is str else str(v) for v in values]
+    texts: Sequence[str] = (
+        cast("Sequence[str]", values)
+        if kinds == {str}
+        else [v if type(v) is str else str(v) for v in values]
+    )
     joined = _SEPARATOR.join(texts)
     if joined.count(_SEPARATOR) == len(texts) - 1:
         escaped = html.escape(joined).split(_SEPARATOR)

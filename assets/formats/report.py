@@ -131,7 +131,7 @@ def _goal_rows(
 ) -> list[tuple[object, ...]]:
     """The goal table's cells (`_GOAL_ROW`), parent-first, sub-goals indented, with the
     latest value against the target."""
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for goal, depth in _tree_order(goals):
         series = progress.get(goal["id"])
         entries = len(series) if series is not None else 0
