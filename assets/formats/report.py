@@ -5,9 +5,10 @@ scripts, no fonts, no images by URL and no links, and a Content-Security-Policy 
 browser from fetching anything should a future edit slip one in. It shows the user's goals
 (as a tree), completion by module, and progress over time for each goal that has any.
 
-The markup is the template `page_templates/report.html.j2` (autoescaped: user text is always
-escaped); this module works out what the page says, and `assets.formats.charts` what its
-charts draw.
+The markup is the template `page_templates/report.html.j2`; this module works out what the
+page says, and `assets.formats.charts` what its charts draw. User text reaches the template
+escaped (`html_texts`), the goal and achievement tables as rows of markup (`html_rows`: the
+row markup is here, every cell escaped).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import pyarrow as pa
+from markupsafe import Markup
 
 from assets.formats.charts import (
     ProgressSeries,
@@ -28,18 +29,25 @@ from assets.formats.charts import (
     progress_by_goal,
 )
 from assets.formats.common import ExportStamp, export_renderer
-from assets.formats.html_pages import render_page
+from assets.formats.html_pages import html_rows, html_texts, render_page
 
 # Enough charts to see every trend without making heavy users' pages huge.
 MAX_GOAL_CHARTS = 60
 MAX_ACHIEVEMENTS_LISTED = 50
+
+_GOAL_ROW = (
+    '<tr><td{}>{}</td><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td>'
+    '<td class="num">{}</td><td class="num">{}</td></tr>\n'
+)  # indent, title, module, priority, target, status, entries, latest
+_ACHIEVEMENT_ROW = '<tr><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>\n'
+_DONE = Markup('<span class="done">done</span>')
 
 
 @export_renderer
 def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
     """The user's report page as UTF-8 HTML bytes."""
     user_id, exported_at, filters = stamp.user_id, stamp.exported_at, stamp.filters
-    user = (prepared["User"].to_pylist() or [{"id": user_id, "name": None, "email": ""}])[0]
+    user = (prepared["User"].select(["name", "email"]).to_pylist() or [{}])[0]
     modules = prepared["Module"].to_pylist()
     goals = prepared["Goal"].to_pylist()
     progress = progress_by_goal(prepared["Progress"])
@@ -52,21 +60,31 @@ def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> byt
     by_module = completion_by_module(
         module_names, ((g["moduleId"], g["isCompleted"]) for g in goals)
     )
+    name, email, selection = html_texts(
+        [
+            user.get("name") or user.get("email") or user_id,
+            user.get("email") or "",
+            _describe_filters(filters or {}),
+        ]
+    )
     return render_page(
         "report.html.j2",
-        name=user.get("name") or user.get("email") or user_id,
+        name=name,
         exported=exported_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        email=user.get("email"),
-        selection=_describe_filters(filters or {}),
+        email=email,
+        selection=selection,
         cards=_summary_cards(goals, progress, achievements, modules),
         completion=completion_chart(by_module) if by_module else None,
         charts=charts,
         charted=charted,
-        goals=_goal_rows(goals, module_names, progress),
-        achievements=[
-            _AchievementRow(a["title"], a["kind"], a["points"], f"{a['earnedAt']:%Y-%m-%d}")
-            for a in achievements[:MAX_ACHIEVEMENTS_LISTED]
-        ],
+        goal_rows=html_rows(_GOAL_ROW, _goal_rows(goals, module_names, progress)),
+        achievement_rows=html_rows(
+            _ACHIEVEMENT_ROW,
+            (
+                (a["title"], a["kind"], a["points"], f"{a['earnedAt']:%Y-%m-%d}")
+                for a in achievements[:MAX_ACHIEVEMENTS_LISTED]
+            ),
+        ),
         more_achievements=max(len(achievements) - MAX_ACHIEVEMENTS_LISTED, 0),
     )
 
@@ -101,31 +119,14 @@ def _summary_cards(
     ]
 
 
-class _GoalRow(NamedTuple):
-    title: str
-    depth: int
-    module: str
-    priority: int
-    target: object  # a date, or "" when there is none
-    done: bool
-    entries: int
-    latest: str
-
-
-class _AchievementRow(NamedTuple):
-    title: str
-    kind: str
-    points: int
-    earned: str
-
-
 def _goal_rows(
     goals: list[dict],
     module_names: Mapping[str | None, str],
     progress: Mapping[str, ProgressSeries],
-) -> list[_GoalRow]:
-    """The goal table's rows, parent-first, with the latest value against the target."""
-    rows = []
+) -> list[tuple[object, ...]]:
+    """The goal table's cells (`_GOAL_ROW`), parent-first, sub-goals indented, with the
+    latest value against the target."""
+    rows: list[tuple[object, ...]] = []
     for goal, depth in _tree_order(goals):
         series = progress.get(goal["id"])
         entries = len(series) if series is not None else 0
@@ -136,18 +137,22 @@ def _goal_rows(
             if target == target and target:  # not NaN, not zero
                 latest += f" / {format_number(target)} ({value / target:.0%})"
         rows.append(
-            _GoalRow(
-                title=goal["title"],
-                depth=depth,
-                module=module_names.get(goal["moduleId"], ""),
-                priority=goal["priority"],
-                target=goal["targetDate"] or "",
-                done=goal["isCompleted"],
-                entries=entries,
-                latest=latest,
+            (
+                _indent(depth),
+                goal["title"],
+                module_names.get(goal["moduleId"], ""),
+                goal["priority"],
+                goal["targetDate"] or "",
+                _DONE if goal["isCompleted"] else "open",
+                entries,
+                latest,
             )
         )
     return rows
+
+
+def _indent(depth: int) -> Markup | str:
+    return Markup(f' style="padding-left:{10 + 18 * depth}px"') if depth else ""
 
 
 def _tree_order(goals: list[dict]) -> list[tuple[dict, int]]:

@@ -4,17 +4,19 @@ Every category of data with its first rows, the progress charts, what was done w
 data (the audit log), the Art. 15 information (`assets.gdpr.texts`), what each file is,
 completeness and how to check the bundle. Self-contained like report.html: no scripts, no
 links out, the same Content-Security-Policy frame and the same chart macros (the template
-is `assets/formats/page_templates/gdpr_readme.html.j2`, autoescaped). This module works out
-what the page says; the template lays it out.
+is `assets/formats/page_templates/gdpr_readme.html.j2`). This module works out what the
+page says, and hands the template its text escaped (`html_texts`) and its tables' rows as
+markup (`html_rows`: the row markup is here, every cell escaped); the template lays it out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import pyarrow as pa
+from markupsafe import Markup
 
 from assets.formats.charts import (
     CompletionChart,
@@ -25,12 +27,24 @@ from assets.formats.charts import (
     progress_by_goal,
 )
 from assets.formats.common import TABLE_NAMES, format_timestamp
-from assets.formats.html_pages import render_page
+from assets.formats.html_pages import html_rows, html_texts, render_page
 from assets.gdpr.layout import CATEGORY_DESCRIPTIONS
+from resources.schema import APP_ARROW_SCHEMAS
 
 README_ROWS_PER_TABLE = 10
 README_AUDIT_ROWS = 200
 README_GOAL_CHARTS = 6
+
+_CATEGORY_ROW = (
+    '<tr><td>{}</td><td>{}</td><td class="num">{}</td>'
+    '<td><a href="data/{}.csv">data/{}.csv</a></td></tr>\n'
+)
+_AUDIT_ROW = '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>\n'  # when, operation, type, data types, records, asked by
+_FILE_ROW = '<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td></tr>\n'
+_COUNT_ROW = '<tr{}><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>\n'
+_NOT_INCLUDED_ITEM = "<li><b>{}</b>: {}</li>\n"
+_BAD = Markup(' class="bad"')
+_EMPTY = Markup('<span class="note">(empty)</span>')
 
 
 def render_readme(
@@ -49,7 +63,7 @@ def render_readme(
 
     `shown`: the tables whose first rows are shown, when not `prepared` itself: the same
     rows with timestamps already as export text (`csv_text_table`), which read faster."""
-    user_rows = prepared["User"].to_pylist()
+    user_rows = prepared["User"].select(["name", "email"]).to_pylist()
     user = user_rows[0] if user_rows else {}
     rows = {name: prepared[name].num_rows for name in TABLE_NAMES}
     goals = prepared["Goal"]
@@ -74,16 +88,29 @@ def render_readme(
         charts, charted = goal_progress_charts(
             progress_by_goal(prepared["Progress"]), titles, README_GOAL_CHARTS
         )
+    recent = entries[-README_AUDIT_ROWS:]
+    counts = [*completeness["tables"].items(), *completeness["processing"].items()]
+    who, escaped_id, email = html_texts(
+        [user.get("name") or user.get("email") or user_id, user_id, user.get("email") or ""]
+    )
     return render_page(
         "gdpr_readme.html.j2",
-        who=user.get("name") or user.get("email") or user_id,
-        user_id=user_id,
-        email=user.get("email"),
+        who=who,
+        user_id=escaped_id,
+        email=email,
         when=exported_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         complete=completeness["complete"],
         entry_count=len(entries),
-        recent_entries=[_audit_row(entry) for entry in reversed(entries[-README_AUDIT_ROWS:])],
+        audit_rows=html_rows(_AUDIT_ROW, map(_audit_row, reversed(recent))),
+        audit_shown=len(recent),
         rows=rows,
+        category_rows=html_rows(
+            _CATEGORY_ROW,
+            (
+                (name, CATEGORY_DESCRIPTIONS[name], count, name, name)
+                for name, count in rows.items()
+            ),
+        ),
         held=", ".join(f"{name} ({count})" for name, count in rows.items() if count) or "nothing",
         categories=CATEGORY_DESCRIPTIONS,
         has_goals=goals.num_rows > 0,
@@ -92,26 +119,44 @@ def render_readme(
         charts=charts,
         charted=charted,
         first_rows=_first_rows(prepared, shown or prepared),
-        texts=texts,
-        files=sorted(descriptions.items()),
-        sizes=sizes,
-        counts=[*completeness["tables"].items(), *completeness["processing"].items()],
-        not_included=completeness["notIncluded"],
+        texts=_art15_texts(texts),
+        file_rows=html_rows(
+            _FILE_ROW,
+            ((path, text, sizes.get(path, "")) for path, text in sorted(descriptions.items())),
+        ),
+        count_rows=html_rows(
+            _COUNT_ROW,
+            (
+                (
+                    "" if c["matches"] else _BAD,
+                    name,
+                    c["exported"],
+                    "not counted" if c["live"] is None else c["live"],
+                )
+                for name, c in counts
+            ),
+        ),
+        not_included=html_rows(
+            _NOT_INCLUDED_ITEM,
+            ((item["what"], item["why"]) for item in completeness["notIncluded"]),
+        ),
     )
 
 
-class _AuditRow(NamedTuple):
-    when: str
-    operation: str
-    kind: str
-    data: str
-    records: object
-    actor: str
+def _art15_texts(texts: Mapping) -> dict[str, Markup | list[Markup]]:
+    """The Art. 15 texts the page shows (texts and lists of texts), escaped in one batch."""
+    shown = {key: value for key, value in texts.items() if key != "notIncluded"}
+    flat = [text for value in shown.values() for text in ([value] if type(value) is str else value)]
+    escaped = iter(html_texts(flat))
+    return {
+        key: next(escaped) if type(value) is str else [next(escaped) for _ in value]
+        for key, value in shown.items()
+    }
 
 
-def _audit_row(entry: Mapping) -> _AuditRow:
-    """An audit-log entry as the README's table shows it (nothing for a missing value)."""
-    return _AuditRow(
+def _audit_row(entry: Mapping) -> tuple[object, ...]:
+    """An audit-log entry's cells in the README's table (nothing for a missing value)."""
+    return (
         entry["createdAt"],
         entry["operation"] or "",
         entry["operationType"] or "",
@@ -123,26 +168,38 @@ def _audit_row(entry: Mapping) -> _AuditRow:
 
 def _first_rows(
     prepared: Mapping[str, pa.Table], shown: Mapping[str, pa.Table]
-) -> dict[str, tuple[list[str], list[tuple[str | None, ...]]]]:
-    """Each non-empty table's columns (less userId) and first rows as text; None is empty."""
+) -> dict[str, tuple[Markup, Markup, int]]:
+    """Each non-empty table's header, its first rows as table rows, and how many they are.
+
+    The columns are the schema's, in its order (every prepared table has exactly them, and
+    `shown` the same), less userId: asking a table for its column names or types costs
+    more than its first rows' values."""
     first = {}
     for name in TABLE_NAMES:
         if prepared[name].num_rows == 0:
             continue
-        columns = [c for c in prepared[name].column_names if c != "userId"]
-        head = shown[name].slice(0, README_ROWS_PER_TABLE)
+        header, row, positions = _table_layout(name)
+        columns = shown[name].slice(0, README_ROWS_PER_TABLE).columns
         cells = [
-            values if pa.types.is_string(head.schema.field(c).type) else [_cell(v) for v in values]
-            for c in columns
-            for values in [head[c].to_pylist()]
+            [v if type(v) is str or v is None else _cell(v) for v in columns[i].to_pylist()]
+            for i in positions
         ]  # text columns (most, and timestamps already as text) are shown as they are
-        first[name] = (columns, list(zip(*cells, strict=True)))
+        body = html_rows(row, zip(*cells, strict=True), empty=_EMPTY)
+        first[name] = (header, body, len(cells[0]))
     return first
 
 
-def _cell(value: object) -> str | None:
-    if value is None or type(value) is str:
-        return value
+@functools.cache
+def _table_layout(name: str) -> tuple[Markup, str, tuple[int, ...]]:
+    """A table's header row, row markup, and the positions of the columns they show (all
+    but userId)."""
+    names = APP_ARROW_SCHEMAS[name].names
+    positions = tuple(i for i, c in enumerate(names) if c != "userId")
+    header = html_rows("<th>{}</th>", ((names[i],) for i in positions))
+    return header, "<tr>" + "<td>{}</td>" * len(positions) + "</tr>\n", positions
+
+
+def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dt.datetime):

@@ -4,10 +4,13 @@ Their text is pinned: the golden files hold what the pages said when they were s
 written as f-strings (checked against that code when the templates replaced it), as the
 text a reader sees, block by block, and the values of every chart element. User text,
 however hostile, comes out as text: no markup and no template syntax of a user's is ever
-interpreted. The templates load through the package, as they will from an installed wheel.
+interpreted, and all of it is escaped by one function (`escape_texts`), which the pages'
+modules call before a template sees the text. The templates load through the package, as
+they will from an installed wheel.
 """
 
 import datetime as dt
+import html
 import io
 import re
 import zipfile
@@ -18,8 +21,10 @@ from pathlib import Path
 import jinja2
 import pyarrow as pa
 import pytest
+from markupsafe import Markup
 
-from assets.formats.html_pages import page_environment
+from assets.formats.charts import ProgressChart
+from assets.formats.html_pages import escape_texts, html_rows, html_texts, page_environment
 from assets.formats.report import render_report_html
 from assets.gdpr.bundle import render_gdpr_bundle
 from assets.gdpr.layout import README
@@ -204,3 +209,98 @@ def test_the_templates_load_through_the_package():
     assert {"page.html.j2", "charts.html.j2", "report.html.j2", "gdpr_readme.html.j2"} <= set(
         environment.list_templates()
     )
+
+
+# ---------------------------------------------------------------- escaping, in one place
+
+QUOTES = 'Tom\'s "plan" & co'
+QUOTED_COLUMNS = {
+    "User": ["name", "email"],
+    "Module": ["name"],
+    "Goal": ["title", "description"],
+    "Progress": ["notes"],
+    "Achievement": ["title"],
+    "UserSetting": ["value"],
+}
+
+
+def test_escape_texts_spells_hostile_text_as_the_pages_always_did():
+    values = [SCRIPT, TEMPLATE, RAW, QUOTES, "Zoë 🌱 زوي", "", 7, Decimal("2.50"),
+              dt.date(2025, 1, 2), Markup("<b>kept</b>"), None]  # fmt: skip
+    escaped = escape_texts(values, empty=Markup("<i>empty</i>"))
+    assert escaped == [
+        "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;",
+        "{{ 7*7 }}",
+        "{% raw %}{{ &quot;x&quot; }}{% endraw %}",
+        "Tom&#x27;s &quot;plan&quot; &amp; co",
+        "Zoë 🌱 زوي",
+        "",
+        "7",
+        "2.50",
+        "2025-01-02",
+        "<b>kept</b>",
+        "<i>empty</i>",
+    ]
+    assert escape_texts([None]) == ["None"]  # as Jinja would print it
+    # a text holding the batch's separator is escaped text by text, to the same result
+    assert escape_texts(["a\0<b>", QUOTES]) == [html.escape("a\0<b>"), html.escape(QUOTES)]
+    assert escape_texts([]) == []
+    assert html_texts([SCRIPT]) == [Markup(html.escape(SCRIPT))]
+
+
+def test_html_rows_lays_out_every_row_with_its_cells_escaped():
+    row = '<tr><td{}>{}</td><td class="num">{}</td></tr>\n'
+    rows = html_rows(row, [(Markup(' class="x"'), SCRIPT, 1), ("", "{} {0} {{", None)])
+    assert isinstance(rows, Markup)
+    assert rows == (
+        '<tr><td class="x">&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;</td>'
+        '<td class="num">1</td></tr>\n'
+        '<tr><td>{} {0} {{</td><td class="num">None</td></tr>\n'
+    )
+    assert html_rows(row, []) == ""
+    with pytest.raises(ValueError, match="one cell for each"):
+        html_rows(row, [(1, 2)])
+    with pytest.raises(ValueError, match="one cell for each"):
+        html_rows("<tr></tr>", [()])
+
+
+def quoted_user() -> dict[str, pa.Table]:
+    """The hostile user with quotes, an apostrophe and an ampersand in all their own text."""
+    tables = hostile_user()
+    for name, columns in QUOTED_COLUMNS.items():
+        for column in columns:
+            index = tables[name].schema.get_field_index(column)
+            values = [
+                None if v is None else f"{v} {QUOTES}" for v in tables[name][column].to_pylist()
+            ]
+            tables[name] = tables[name].set_column(
+                index, tables[name].schema.field(index), pa.array(values, pa.string())
+            )
+    return tables
+
+
+@pytest.mark.parametrize("page", ["report", "readme"])
+def test_every_piece_of_user_text_is_escaped_by_the_one_escaper(page):
+    """The pages hand the templates user text escaped by `escape_texts` (as `&quot;` and
+    `&#x27;`): none of it is left to the templates' autoescaping (`&#34;`, `&#39;`)."""
+    if page == "report":
+        filters = {"modules": [QUOTES], "since": "2025-01-01"}
+        rendered = render_report_html(
+            quoted_user(), user_id="u1", exported_at=EXPORTED_AT, filters=filters
+        )
+    else:
+        options = bundle_options() | {"texts": {"controller": QUOTES, "rights": [QUOTES]}}
+        options["audit_rows"][0]["operation"] = QUOTES
+        bundle = render_gdpr_bundle(quoted_user(), user_id="u1", exported_at=EXPORTED_AT, **options)
+        with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+            rendered = archive.read(README)
+    assert b"&#34;" not in rendered and b"&#39;" not in rendered
+    assert b"Tom&#x27;s &quot;plan&quot; &amp; co" in rendered
+    assert page_text(rendered).count(QUOTES) >= 8
+
+
+def test_the_chart_template_unpacks_the_fields_of_a_progress_chart_in_order():
+    source = page_environment().loader.get_source(page_environment(), "charts.html.j2")[0]
+    unpacked = re.search(r"{% for (.*?) in charts %}", source)
+    assert unpacked is not None
+    assert tuple(unpacked.group(1).split(", ")) == ProgressChart._fields

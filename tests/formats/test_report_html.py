@@ -344,3 +344,24 @@ def test_chromium_renders_the_report_offline_without_a_single_request(tmp_path):
         "https://fonts.example.org/x",
     ]
     assert requests_made_by_the_page(tmp_path / "report" / "net.json") == []
+
+
+def test_a_single_entry_is_drawn_mid_chart_and_only_a_constant_target_as_a_line():
+    """All of a page's charts are worked out together; each is drawn as if alone (the
+    coordinates are the per-chart code's)."""
+    tables = small_user()
+    tables["Progress"] = table(
+        "Progress",
+        progress("g1", [7])  # one entry: mid-width, at the top of its scale
+        + [
+            dict(row, maxValue=Decimal(m))
+            for row, m in zip(progress("g3", [1, 2]), [10, 20], strict=True)
+        ],
+    )
+    page = render(tables)
+    charts = dict(re.findall(r"<figure><figcaption>(.*?)</figcaption>(<svg.*?</svg>)", page))
+    single, changing = charts["Run a marathon 🏃"], charts["Read the Psalms"]
+    assert '<circle cx="178.0" cy="10.0" r="2.5"' in single and "<polyline" not in single
+    assert ">7</text>" in single and single.count(">2025-01-01</text>") == 2
+    assert "stroke-dasharray" not in changing and ">20</text>" in changing
+    assert 'points="46.0,120.2 310.0,114.4"' in changing
