@@ -70,8 +70,7 @@ def progress_by_goal(table: pa.Table) -> dict[str, ProgressSeries]:
 # ---------------------------------------------------------------- completion by module
 
 
-@dataclass(frozen=True)
-class CompletionBar:
+class CompletionBar(NamedTuple):
     """One module's bar: `full` is its share of the largest module, `filled` the done part."""
 
     label: Markup
@@ -84,8 +83,9 @@ class CompletionBar:
     share: str
 
 
-@dataclass(frozen=True)
-class CompletionChart:
+class CompletionChart(NamedTuple):
+    """The bars, and where they and their labels go."""
+
     width: int
     height: int
     bar_height: int

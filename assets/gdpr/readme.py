@@ -89,6 +89,7 @@ def render_readme(
             progress_by_goal(prepared["Progress"]), titles, README_GOAL_CHARTS
         )
     recent = entries[-README_AUDIT_ROWS:]
+    first_rows = _first_rows(prepared, shown or prepared)
     counts = [*completeness["tables"].items(), *completeness["processing"].items()]
     who, escaped_id, email = html_texts(
         [user.get("name") or user.get("email") or user_id, user_id, user.get("email") or ""]
@@ -103,7 +104,6 @@ def render_readme(
         entry_count=len(entries),
         audit_rows=html_rows(_AUDIT_ROW, map(_audit_row, reversed(recent))),
         audit_shown=len(recent),
-        rows=rows,
         category_rows=html_rows(
             _CATEGORY_ROW,
             (
@@ -112,13 +112,15 @@ def render_readme(
             ),
         ),
         held=", ".join(f"{name} ({count})" for name, count in rows.items() if count) or "nothing",
-        categories=CATEGORY_DESCRIPTIONS,
+        categories=[
+            (name, CATEGORY_DESCRIPTIONS[name], count, first_rows.get(name))
+            for name, count in rows.items()
+        ],
         has_goals=goals.num_rows > 0,
         has_progress=prepared["Progress"].num_rows > 0,
         completion=completion,
         charts=charts,
         charted=charted,
-        first_rows=_first_rows(prepared, shown or prepared),
         texts=_art15_texts(texts),
         file_rows=html_rows(
             _FILE_ROW,
@@ -143,13 +145,14 @@ def render_readme(
     )
 
 
-def _art15_texts(texts: Mapping) -> dict[str, Markup | list[Markup]]:
-    """The Art. 15 texts the page shows (texts and lists of texts), escaped in one batch."""
+def _art15_texts(texts: Mapping) -> dict[str, Markup]:
+    """The Art. 15 texts the page shows: the texts escaped (in one batch), each list of
+    texts as its `<li>` items."""
     shown = {key: value for key, value in texts.items() if key != "notIncluded"}
-    flat = [text for value in shown.values() for text in ([value] if type(value) is str else value)]
-    escaped = iter(html_texts(flat))
+    singles = [key for key, value in shown.items() if type(value) is str]
+    escaped = dict(zip(singles, html_texts([shown[key] for key in singles]), strict=True))
     return {
-        key: next(escaped) if type(value) is str else [next(escaped) for _ in value]
+        key: escaped[key] if key in escaped else html_rows("<li>{}</li>", zip(value))
         for key, value in shown.items()
     }
 
