@@ -198,8 +198,10 @@ class KeyVault(dg.ConfigurableResource):
         IMMEDIATE, the database's write lock, for both."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                lock = sa.func.pg_advisory_xact_lock if exclusive else (
-                    sa.func.pg_advisory_xact_lock_shared
+                lock = (
+                    sa.func.pg_advisory_xact_lock
+                    if exclusive
+                    else (sa.func.pg_advisory_xact_lock_shared)
                 )
                 conn.execute(sa.select(lock(CUSTODY_LOCK_ID)))
             elif conn.dialect.name == "sqlite":

@@ -202,7 +202,9 @@ def _close_new_private_file(path: Path) -> None:
 _generated_secrets: dict[Path, bytes] = {}
 
 
-def _install_secret(variable: str, file_name: str, *, required: bool, regenerate_hint: str) -> bytes:
+def _install_secret(
+    variable: str, file_name: str, *, required: bool, regenerate_hint: str
+) -> bytes:
     """The secret in `variable`, else the one in ./var/`file_name`, generated on first use.
 
     An empty variable counts as unset. Errors name where the secret came from and never

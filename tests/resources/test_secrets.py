@@ -170,7 +170,11 @@ def test_embedded_database_file_is_private(install: Path, monkeypatch):
 def _in_new_process(function: str, cwd: Path) -> str:
     """What settings.`function`() gives in a new Python process run in `cwd`, as hex."""
     done = subprocess.run(
-        [sys.executable, "-c", f"from resources import settings; print(settings.{function}().hex())"],
+        [
+            sys.executable,
+            "-c",
+            f"from resources import settings; print(settings.{function}().hex())",
+        ],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
