@@ -115,6 +115,22 @@ def test_empty_or_short_secret_file_is_refused(install: Path, content: bytes):
         assert f"holds {len(content.strip())} bytes" in message
         assert ("delete it" in message) == (name == "download-secret")
         assert (install / "var" / name).read_bytes() == content, "a stored key was replaced"
+        assert content.strip() == b"" or content.strip().decode() not in message
+
+
+def test_download_server_and_links_refuse_a_short_secret(install, monkeypatch, tmp_path):
+    import datetime as dt
+
+    from assets.exports.downloads import download_link, make_download_server
+    from resources.storage import ObjectStorage
+
+    storage = ObjectStorage(url=str(tmp_path / "storage"))
+    monkeypatch.setenv("GOALPORT_DOWNLOAD_SECRET", "too-short")
+    with pytest.raises(SettingError, match="GOALPORT_DOWNLOAD_SECRET is 9 bytes long"):
+        make_download_server(storage, port=0).server_close()
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with pytest.raises(SettingError, match="GOALPORT_DOWNLOAD_SECRET"):
+        download_link(storage, "exports/u/x.json", expires_at=expires)
 
 
 _RACER = """
