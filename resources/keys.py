@@ -46,10 +46,10 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
 
 _MASTER_KEY_SIZE = 32
-# The PostgreSQL advisory lock that serialises master-key rotation with key creation
-# (an arbitrary 64-bit number, the same in every goalport process).
-CUSTODY_LOCK_ID = 0x676F616C_6B657973  # "goalkeys"
 _NONCE_SIZE = 12
+# The PostgreSQL advisory lock that serialises master-key rotation with key creation: any
+# 64-bit number, the same in every goalport process ("goalkeys" in ASCII).
+CUSTODY_LOCK_ID = 0x676F616C_6B657973
 _HOW_TO_SET = (
     f"set {MASTER_KEY_ENV} to the standard base64 of 32 random bytes "
     "(`goalport keys new-master` prints a new one)"
@@ -198,12 +198,8 @@ class KeyVault(dg.ConfigurableResource):
         IMMEDIATE, the database's write lock, for both."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                lock = (
-                    sa.func.pg_advisory_xact_lock
-                    if exclusive
-                    else (sa.func.pg_advisory_xact_lock_shared)
-                )
-                conn.execute(sa.select(lock(CUSTODY_LOCK_ID)))
+                lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+                conn.execute(sa.text(f"SELECT {lock}(:id)"), {"id": CUSTODY_LOCK_ID})
             elif conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn

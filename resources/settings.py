@@ -23,7 +23,7 @@ def database_url() -> str:
     database = private_var_dir() / "goalport.db"
     if not database.exists():
         # SQLite gives its journal and WAL files the database file's mode.
-        _close_new_private_file(database)
+        _create_private_file(database)
     return f"sqlite:///{database.resolve()}"
 
 
@@ -190,7 +190,7 @@ def private_var_dir() -> Path:
     return DEFAULT_VAR_DIR
 
 
-def _close_new_private_file(path: Path) -> None:
+def _create_private_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
