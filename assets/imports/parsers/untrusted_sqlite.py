@@ -101,7 +101,8 @@ def open_untrusted_sqlite(
 
 
 def _harden(connection: sqlite3.Connection, limits: SqliteLimits) -> None:
-    connection.enable_load_extension(False)
+    if hasattr(connection, "enable_load_extension"):  # absent when Python was built without
+        connection.enable_load_extension(False)
     connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_value_bytes)
     connection.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 100_000)
     connection.setlimit(sqlite3.SQLITE_LIMIT_EXPR_DEPTH, 100)
