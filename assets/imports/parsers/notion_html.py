@@ -36,6 +36,7 @@ from assets.imports.parsers.base import (
     import_parser,
     is_zip,
     priority_from_label,
+    reading_item,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import parse_when, when_to_utc, zone
@@ -138,7 +139,8 @@ def parse_notion_html(
     if not pages:
         raise ImportFormatError(name, None, None, "the zip holds no Notion HTML page")
     builder = ImportBuilder(APP, now=now, module_name="Notion")
-    _Export(builder, pages, zone(timezone)).read()
+    with reading_item(name, "pages"):
+        _Export(builder, pages, zone(timezone)).read()
     return builder.finish()
 
 

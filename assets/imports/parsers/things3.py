@@ -31,6 +31,7 @@ from assets.imports.parsers.base import (
     compose_description,
     import_parser,
     is_zip,
+    reading_item,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import UTC, zone
@@ -115,7 +116,8 @@ def parse_things3(
         name = f"{name}/{path}"
     builder = ImportBuilder(APP, now=now, module_name="Things 3")
     with open_untrusted_sqlite(data, file_name=name, wal=wal, limits=sqlite_limits) as db:
-        _Database(builder, db, name, zone(timezone) or UTC).read()
+        with reading_item(name, "TMTask"):
+            _Database(builder, db, name, zone(timezone) or UTC).read()
     return builder.finish()
 
 
@@ -144,7 +146,7 @@ def packed_date(value: Any) -> dt.date | None:
         return None
     try:
         return dt.date(value >> 16, (value >> 12) & 0xF, (value >> 7) & 0x1F)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 

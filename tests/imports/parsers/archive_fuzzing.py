@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from parser_checks import NOW, assert_contract
 
 from assets.imports.parsers.base import ImportFormatError, ParsedImport
 
 FUZZ_SETTINGS = settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no long shrinking in make test
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 ODD_TEXT = st.one_of(
