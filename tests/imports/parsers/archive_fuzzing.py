@@ -32,7 +32,9 @@ def mutate_text(text: str, position: int, insert: str, cut: int) -> str:
     return text[:at] + insert + text[at + cut :]
 
 
-def imports_or_refuses(parse: Callable[..., ParsedImport], data: bytes, name: str, app: str) -> None:
+def imports_or_refuses(
+    parse: Callable[..., ParsedImport], data: bytes, name: str, app: str
+) -> None:
     try:
         parsed = parse(data, file_name=name, now=NOW)
     except ImportFormatError as exc:

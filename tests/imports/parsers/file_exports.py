@@ -87,7 +87,9 @@ def _time(text: str) -> str:
 
 
 def _tags(*names: str) -> str:
-    return "".join(f'<span class="selected-value select-value-color-pink">{n}</span>' for n in names)
+    return "".join(
+        f'<span class="selected-value select-value-color-pink">{n}</span>' for n in names
+    )
 
 
 def _link(path: str, title: str) -> str:
@@ -133,7 +135,7 @@ def notion_html_export(*, edited: bool = False, inconsistent: bool = False) -> b
         f"<td>{_status('Not started')}</td><td>{_time('not a date')}</td><td>{_checkbox(True)}</td></tr>"
         "</tbody></table>"
     )
-    root = f"Export-5f0e8c1a-1111-4222-8333-944455556666/"
+    root = "Export-5f0e8c1a-1111-4222-8333-944455556666/"
     files = {
         root + "index.html": b"<html><body><a href='x'>index</a></body></html>",
         root + f"Tasks {DB}.html": notion_page(
@@ -232,41 +234,215 @@ def things_rows(*, edited: bool = False, inconsistent: bool = False) -> dict[str
     stopped, deadline, area, project, heading, recurrence rule, its template."""
     done_at = unix(2023, 1, 5, 9) if inconsistent else unix(2023, 11, 6, 18, 30)
     tasks = [
-        ("P-kitchen", 1, 0, 0, "Kitchen renovation 🛠", "Budget: 5 000 €", unix(2023, 11, 1, 8),
-         unix(2023, 11, 2), None, packed(dt.date(2024, 2, 29)), "A-home", None, None, None, None),
-        ("H-buy", 2, 0, 0, "Buy", None, unix(2023, 11, 1, 8, 1), unix(2023, 11, 1, 8, 1), None,
-         None, None, "P-kitchen", None, None, None),
-        ("T-tiles", 0, 3, 0, "Choose tiles", None, unix(2023, 11, 3, 7), unix(2023, 11, 6, 18, 30),
-         done_at, packed(dt.date(2023, 11, 5)), None, "P-kitchen", "H-buy", None, None),
-        ("T-paint", 0, 2 if edited else 0, 0, "Paint walls" + (" (blue)" if edited else ""), None,
-         unix(2023, 11, 3, 7, 5),
-         unix(2023, 10, 1) if inconsistent else unix(2023, 11, 4), unix(2024, 1, 2) if edited else None,
-         None, None, "P-kitchen", None, None, None),
-        ("T-inbox", 0, 0, 0, "", LONG_NOTE, unix(2023, 12, 24, 23, 59), unix(2023, 12, 24, 23, 59),
-         None, None, None, None, None, None, None),
-        ("T-call", 0, 0, 0, "Call Mom 📞", "", unix(2023, 6, 1), unix(2023, 6, 1), None, None,
-         "A-family", None, None, RULE, None),
-        ("T-call-1", 0, 3, 0, "Call Mom 📞", "", unix(2023, 6, 5), unix(2023, 6, 5), unix(2023, 6, 5),
-         None, "A-family", None, None, None, "T-call"),
-        ("T-call-2", 0, 3, 0, "Call Mom 📞", "", unix(2023, 6, 19), unix(2023, 6, 19),
-         unix(2023, 6, 19), None, "A-family", None, None, None, "T-call"),
-        ("T-trash", 0, 0, 1, "Old idea 🗑", None, unix(2023, 1, 1), unix(2023, 1, 1), None, None,
-         None, None, None, None, None),
-        ("T-lost", 0, 0, 0, "Parent gone", None, unix(2023, 3, 1), unix(2023, 3, 1), None, None,
-         None, "P-missing", None, None, None),
-        ("T-nodates", 0, 0, 0, "No dates at all", None, None, None, None, None, None, None, None,
-         None, None),
+        (
+            "P-kitchen",
+            1,
+            0,
+            0,
+            "Kitchen renovation 🛠",
+            "Budget: 5 000 €",
+            unix(2023, 11, 1, 8),
+            unix(2023, 11, 2),
+            None,
+            packed(dt.date(2024, 2, 29)),
+            "A-home",
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            "H-buy",
+            2,
+            0,
+            0,
+            "Buy",
+            None,
+            unix(2023, 11, 1, 8, 1),
+            unix(2023, 11, 1, 8, 1),
+            None,
+            None,
+            None,
+            "P-kitchen",
+            None,
+            None,
+            None,
+        ),
+        (
+            "T-tiles",
+            0,
+            3,
+            0,
+            "Choose tiles",
+            None,
+            unix(2023, 11, 3, 7),
+            unix(2023, 11, 6, 18, 30),
+            done_at,
+            packed(dt.date(2023, 11, 5)),
+            None,
+            "P-kitchen",
+            "H-buy",
+            None,
+            None,
+        ),
+        (
+            "T-paint",
+            0,
+            2 if edited else 0,
+            0,
+            "Paint walls" + (" (blue)" if edited else ""),
+            None,
+            unix(2023, 11, 3, 7, 5),
+            unix(2023, 10, 1) if inconsistent else unix(2023, 11, 4),
+            unix(2024, 1, 2) if edited else None,
+            None,
+            None,
+            "P-kitchen",
+            None,
+            None,
+            None,
+        ),
+        (
+            "T-inbox",
+            0,
+            0,
+            0,
+            "",
+            LONG_NOTE,
+            unix(2023, 12, 24, 23, 59),
+            unix(2023, 12, 24, 23, 59),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            "T-call",
+            0,
+            0,
+            0,
+            "Call Mom 📞",
+            "",
+            unix(2023, 6, 1),
+            unix(2023, 6, 1),
+            None,
+            None,
+            "A-family",
+            None,
+            None,
+            RULE,
+            None,
+        ),
+        (
+            "T-call-1",
+            0,
+            3,
+            0,
+            "Call Mom 📞",
+            "",
+            unix(2023, 6, 5),
+            unix(2023, 6, 5),
+            unix(2023, 6, 5),
+            None,
+            "A-family",
+            None,
+            None,
+            None,
+            "T-call",
+        ),
+        (
+            "T-call-2",
+            0,
+            3,
+            0,
+            "Call Mom 📞",
+            "",
+            unix(2023, 6, 19),
+            unix(2023, 6, 19),
+            unix(2023, 6, 19),
+            None,
+            "A-family",
+            None,
+            None,
+            None,
+            "T-call",
+        ),
+        (
+            "T-trash",
+            0,
+            0,
+            1,
+            "Old idea 🗑",
+            None,
+            unix(2023, 1, 1),
+            unix(2023, 1, 1),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            "T-lost",
+            0,
+            0,
+            0,
+            "Parent gone",
+            None,
+            unix(2023, 3, 1),
+            unix(2023, 3, 1),
+            None,
+            None,
+            None,
+            "P-missing",
+            None,
+            None,
+            None,
+        ),
+        (
+            "T-nodates",
+            0,
+            0,
+            0,
+            "No dates at all",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
     ]
     areas = [("A-home", "Home 🏠", 1, 0), ("A-family", "Familie & Freunde", 1, 1)]
     tags = [("G-urgent", "Urgent ⚡"), ("G-diy", "DIY")]
     task_tags = [("T-tiles", "G-urgent"), ("T-tiles", "G-diy"), ("P-kitchen", "G-diy")]
     checklist = [
         ("C-1", "Measure the floor", 3, unix(2023, 11, 3, 9), "T-tiles", 0),
-        ("C-2", "Get samples", 3 if edited else 0, unix(2023, 11, 4) if edited else None,
-         "T-tiles", 1),
+        (
+            "C-2",
+            "Get samples",
+            3 if edited else 0,
+            unix(2023, 11, 4) if edited else None,
+            "T-tiles",
+            1,
+        ),
     ]
-    return {"tasks": tasks, "areas": areas, "tags": tags, "task_tags": task_tags,
-            "checklist": checklist}
+    return {
+        "tasks": tasks,
+        "areas": areas,
+        "tags": tags,
+        "task_tags": task_tags,
+        "checklist": checklist,
+    }
 
 
 def things_database(
@@ -282,11 +458,13 @@ def things_database(
         if wal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA wal_autocheckpoint=0")
-        db.executemany('INSERT INTO TMArea (uuid, title, visible, "index") VALUES (?,?,?,?)', rows["areas"])
+        db.executemany(
+            'INSERT INTO TMArea (uuid, title, visible, "index") VALUES (?,?,?,?)', rows["areas"]
+        )
         db.executemany("INSERT INTO TMTag (uuid, title) VALUES (?,?)", rows["tags"])
         db.executemany("INSERT INTO TMTaskTag VALUES (?,?)", rows["task_tags"])
         db.executemany(
-            "INSERT INTO TMChecklistItem (uuid, title, status, stopDate, task, \"index\","
+            'INSERT INTO TMChecklistItem (uuid, title, status, stopDate, task, "index",'
             " creationDate) VALUES (?,?,?,?,?,?,?)",
             [(*c, unix(2023, 11, 3)) for c in rows["checklist"]],
         )
@@ -294,7 +472,7 @@ def things_database(
             sql = (
                 "INSERT INTO TMTask (uuid, type, status, trashed, title, notes, creationDate,"
                 " userModificationDate, stopDate, dueDate, area, project, heading,"
-                " recurrenceRule, repeatingTemplate, start, \"index\") VALUES"
+                ' recurrenceRule, repeatingTemplate, start, "index") VALUES'
                 " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,0)"
             )
             # old databases: deadlines as REAL seconds, times since 2001-01-01 on some rows
@@ -313,11 +491,15 @@ def things_database(
             sql = (
                 "INSERT INTO TMTask (uuid, type, status, trashed, title, notes, creationDate,"
                 " userModificationDate, stopDate, deadline, area, project, heading,"
-                " rt1_recurrenceRule, rt1_repeatingTemplate, start, startDate, \"index\")"
+                ' rt1_recurrenceRule, rt1_repeatingTemplate, start, startDate, "index")'
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?,0)"
             )
             db.executemany(
-                sql, [(*t, packed(dt.date(2023, 11, 3)) if t[0] == "T-tiles" else None) for t in rows["tasks"]]
+                sql,
+                [
+                    (*t, packed(dt.date(2023, 11, 3)) if t[0] == "T-tiles" else None)
+                    for t in rows["tasks"]
+                ],
             )
         files = {"main.sqlite": Path(path).read_bytes()}
         if wal and Path(path + "-wal").exists():
@@ -340,7 +522,10 @@ def keep_notes(*, edited: bool = False, inconsistent: bool = False) -> dict[str,
     created = 1_700_000_000 * usec
     return {
         "Einkaufsliste.json": {
-            "color": "YELLOW", "isTrashed": False, "isPinned": True, "isArchived": False,
+            "color": "YELLOW",
+            "isTrashed": False,
+            "isPinned": True,
+            "isArchived": False,
             "title": "Einkaufsliste 🛒",
             "listContent": [
                 {"textHtml": "Milch", "text": "Milch", "isChecked": True},
@@ -352,26 +537,42 @@ def keep_notes(*, edited: bool = False, inconsistent: bool = False) -> dict[str,
             "createdTimestampUsec": created,
         },
         "2023-11-14T22_13_20.000+01_00.json": {  # an untitled note: Takeout names it by time
-            "color": "DEFAULT", "isTrashed": False, "isPinned": False, "isArchived": True,
-            "title": "", "textContent": "Idee: " + LONG_NOTE,
-            "userEditedTimestampUsec": (created - 86_400 * usec) if inconsistent else created + 60 * usec,
+            "color": "DEFAULT",
+            "isTrashed": False,
+            "isPinned": False,
+            "isArchived": True,
+            "title": "",
+            "textContent": "Idee: " + LONG_NOTE,
+            "userEditedTimestampUsec": (created - 86_400 * usec)
+            if inconsistent
+            else created + 60 * usec,
             "createdTimestampUsec": created + 10 * usec,
             "attachments": [{"filePath": "photo.jpg", "mimetype": "image/jpeg"}],
             "annotations": [{"url": "https://example.org", "title": "x", "source": "WEBLINK"}],
         },
         "Erledigt.json": {
-            "isTrashed": False, "isArchived": False, "title": "Erledigt" + (" ✅" if edited else ""),
+            "isTrashed": False,
+            "isArchived": False,
+            "title": "Erledigt" + (" ✅" if edited else ""),
             "listContent": [{"text": "Steuer", "isChecked": True}],
             "userEditedTimestampUsec": created + 500 * usec,
             "createdTimestampUsec": created + 20 * usec,
         },
         "Papierkorb.json": {
-            "isTrashed": True, "isArchived": False, "title": "Weg", "textContent": "gelöscht",
-            "userEditedTimestampUsec": created, "createdTimestampUsec": created + 30 * usec,
+            "isTrashed": True,
+            "isArchived": False,
+            "title": "Weg",
+            "textContent": "gelöscht",
+            "userEditedTimestampUsec": created,
+            "createdTimestampUsec": created + 30 * usec,
         },
         "Doppelt.json": {  # the same creation time as the shopping list: a repeated id
-            "isTrashed": False, "isArchived": False, "title": "Doppelt", "textContent": "",
-            "userEditedTimestampUsec": created + 40 * usec, "createdTimestampUsec": created,
+            "isTrashed": False,
+            "isArchived": False,
+            "title": "Doppelt",
+            "textContent": "",
+            "userEditedTimestampUsec": created + 40 * usec,
+            "createdTimestampUsec": created,
         },
     }
 
@@ -434,7 +635,12 @@ def joplin_item(title: str | None, body: str, **properties: object) -> bytes:
 
 J_WORK, J_PROJECTS, J_DEEP, J_HOME = "a" * 32, "b" * 32, "c" * 32, "d" * 32
 J_REPORT, J_MILK, J_NOTE, J_DEEPTODO, J_TRASHED, J_ORPHAN = (
-    "e" * 32, "f" * 32, "0" * 31 + "1", "0" * 31 + "2", "0" * 31 + "3", "0" * 31 + "4"
+    "e" * 32,
+    "f" * 32,
+    "0" * 31 + "1",
+    "0" * 31 + "2",
+    "0" * 31 + "3",
+    "0" * 31 + "4",
 )
 J_TAG, J_LINK = "0" * 31 + "5", "0" * 31 + "6"
 MS = 1_700_000_000_000
@@ -447,20 +653,33 @@ def joplin_export(*, edited: bool = False, inconsistent: bool = False) -> bytes:
         J_DEEP: joplin_item("Tief", "", id=J_DEEP, parent_id=J_PROJECTS, type_=2),
         J_HOME: joplin_item("", "", id=J_HOME, type_=2),
         J_REPORT: joplin_item(
-            "Quarterly report", "Draft the **numbers**\n\n- revenue\n- costs",
-            id=J_REPORT, parent_id=J_PROJECTS, is_todo=1, todo_due=MS + 86_400_000,
+            "Quarterly report",
+            "Draft the **numbers**\n\n- revenue\n- costs",
+            id=J_REPORT,
+            parent_id=J_PROJECTS,
+            is_todo=1,
+            todo_due=MS + 86_400_000,
             todo_completed=(MS if edited else 0),
             created_time="2023-11-14T09:00:00.000Z",
             updated_time=("2023-11-14T21:00:00.000Z" if edited else "2023-11-14T10:00:00.000Z"),
         ),
         J_MILK: joplin_item(
-            "Buy milk 🥛", "", id=J_MILK, parent_id=J_HOME, is_todo=1,
+            "Buy milk 🥛",
+            "",
+            id=J_MILK,
+            parent_id=J_HOME,
+            is_todo=1,
             todo_completed=MS - 86_400_000 * (400 if inconsistent else 0),
-            created_time="2023-11-13T09:00:00.000Z", updated_time="2023-11-14T22:13:20.000Z",
+            created_time="2023-11-13T09:00:00.000Z",
+            updated_time="2023-11-14T22:13:20.000Z",
         ),
         J_NOTE: joplin_item("Meeting notes", LONG_NOTE, id=J_NOTE, parent_id=J_WORK),
         J_DEEPTODO: joplin_item(
-            "Deep task", "", id=J_DEEPTODO, parent_id=J_DEEP, is_todo=1,
+            "Deep task",
+            "",
+            id=J_DEEPTODO,
+            parent_id=J_DEEP,
+            is_todo=1,
             created_time="2023-05-01T00:00:00.000Z",
             updated_time="2023-04-01T00:00:00.000Z" if inconsistent else "2023-05-02T00:00:00.000Z",
         ),

@@ -56,7 +56,9 @@ def test_areas_projects_headings_and_to_dos_nest(parsed):
 def test_done_deadlines_tags_and_times(parsed):
     goals = by_id(parsed)
     tiles, paint = goals[task("T-tiles")], goals[task("T-paint")]
-    assert tiles["isCompleted"] and tiles["completedAt"] == dt.datetime(2023, 11, 6, 18, 30, tzinfo=UTC)
+    assert tiles["isCompleted"] and tiles["completedAt"] == dt.datetime(
+        2023, 11, 6, 18, 30, tzinfo=UTC
+    )
     assert tiles["createdAt"] == dt.datetime(2023, 11, 3, 7, tzinfo=UTC)
     assert tiles["targetDate"] == dt.date(2023, 11, 5)
     assert goals[task("P-kitchen")]["targetDate"] == dt.date(2024, 2, 29)
@@ -164,16 +166,21 @@ def test_a_slow_query_hits_the_deadline():
 
 
 def test_triggers_never_run_and_the_copy_is_removed():
-    script = NEW_SCHEMA + """
+    script = (
+        NEW_SCHEMA
+        + """
         CREATE TABLE log (x TEXT);
         CREATE TRIGGER evil AFTER INSERT ON TMTask BEGIN INSERT INTO log VALUES ('ran'); END;
         INSERT INTO TMTask (uuid, type, status, trashed, title) VALUES ('T1', 0, 0, 0, 'Hi');
     """
+    )
     data = _database(script)
     before = set(os.listdir(tempfile.gettempdir()))
     parsed = parse_things3(data, now=NOW)
     assert [g["title"] for g in rows(parsed, "Goal")] == ["Hi"]
-    leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before if "goalport-sqlite" in n}
+    leftovers = {
+        n for n in set(os.listdir(tempfile.gettempdir())) - before if "goalport-sqlite" in n
+    }
     assert leftovers == set()
 
 
