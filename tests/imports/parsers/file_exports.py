@@ -21,7 +21,12 @@ from pathlib import Path
 from parser_checks import zip_bytes
 
 UTC = dt.UTC
-LONG_NOTE = "Très long texte 📝 " * 2_000  # 38,000 characters
+LONG_NOTE = "Très long texte 📝 " * 2_000  # 38,000 characters: over the app's 5,000
+NOTE = "Langer Text 📝 " * 300  # 4,500 characters
+
+
+def note_text(inconsistent: bool) -> str:
+    return LONG_NOTE if inconsistent else NOTE
 
 
 # ------------------------------------------------------------------ Notion HTML
@@ -132,7 +137,7 @@ def notion_html_export(*, edited: bool = False, inconsistent: bool = False) -> b
         f'<tr id="{_uuid(HOTEL)}"><td class="cell-title">{_link(folder + f"Hotel {HOTEL}.html", hotel_title)}</td>'
         f"<td></td><td>{_time('October 15, 2023 9:30 PM')}</td><td>{_checkbox(False)}</td></tr>"
         f'<tr id="{_uuid(NO_PAGE_ROW)}"><td class="cell-title"><a href="">Row without page 🌵</a></td>'
-        f"<td>{_status('Not started')}</td><td>{_time('not a date')}</td><td>{_checkbox(True)}</td></tr>"
+        f"<td>{_status('Not started')}</td><td>{_time('not a date')}</td><td>{_checkbox(inconsistent)}</td></tr>"
         "</tbody></table>"
     )
     root = "Export-5f0e8c1a-1111-4222-8333-944455556666/"
@@ -155,7 +160,7 @@ def notion_html_export(*, edited: bool = False, inconsistent: bool = False) -> b
             HOTEL, hotel_title, properties=hotel_props
         ),
         root + f"Journal 📓 {ROOT_PAGE}.html": notion_page(
-            ROOT_PAGE, "Journal 📓", body=f"<p>{LONG_NOTE}</p>"
+            ROOT_PAGE, "Journal 📓", body=f"<p>{note_text(inconsistent)}</p>"
         ),
         root + f"Journal 📓 {ROOT_PAGE}/Week 1 {CHILD_PAGE}.html": notion_page(
             CHILD_PAGE, "Week 1", body="<p>Monday: ran 5 km</p>"
@@ -308,7 +313,7 @@ def things_rows(*, edited: bool = False, inconsistent: bool = False) -> dict[str
             0,
             0,
             "",
-            LONG_NOTE,
+            note_text(inconsistent),
             unix(2023, 12, 24, 23, 59),
             unix(2023, 12, 24, 23, 59),
             None,
@@ -542,7 +547,7 @@ def keep_notes(*, edited: bool = False, inconsistent: bool = False) -> dict[str,
             "isPinned": False,
             "isArchived": True,
             "title": "",
-            "textContent": "Idee: " + LONG_NOTE,
+            "textContent": "Idee: " + note_text(inconsistent),
             "userEditedTimestampUsec": (created - 86_400 * usec)
             if inconsistent
             else created + 60 * usec,
@@ -673,7 +678,7 @@ def joplin_export(*, edited: bool = False, inconsistent: bool = False) -> bytes:
             created_time="2023-11-13T09:00:00.000Z",
             updated_time="2023-11-14T22:13:20.000Z",
         ),
-        J_NOTE: joplin_item("Meeting notes", LONG_NOTE, id=J_NOTE, parent_id=J_WORK),
+        J_NOTE: joplin_item("Meeting notes", note_text(inconsistent), id=J_NOTE, parent_id=J_WORK),
         J_DEEPTODO: joplin_item(
             "Deep task",
             "",

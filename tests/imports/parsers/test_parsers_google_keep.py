@@ -42,7 +42,7 @@ def test_notes_and_checklists_whatever_the_folder_and_archive(folder, tgz):
     assert "Tags: Haushalt" in shopping["description"]
     assert goals["Erledigt"]["isCompleted"]  # every item ticked
     untitled = next(g for t, g in goals.items() if t.startswith("Idee:"))
-    assert len(untitled["description"]) > 30_000 and len(untitled["title"]) <= 200
+    assert len(untitled["description"]) > 4_000 and len(untitled["title"]) <= 200
     assert parsed.extras[untitled["id"]]["archived"] is True
     assert parsed.extras[untitled["id"]]["attachments"] == ["photo.jpg"]
     assert "Weg" not in goals
