@@ -216,19 +216,25 @@ def _property(
     name = name or _clean(header.text() if header else "")
     if cell is None:
         return _Property(name, kind, "")
-    box = cell.css_first("div.checkbox")
-    if box is not None:
-        on = "checkbox-on" in (box.attributes.get("class") or "")
-        return _Property(name, kind or "checkbox", "Yes" if on else "No")
-    chosen = [
-        _clean(s.text()) for s in cell.css("span.selected-value, span.status-value") if s.text()
-    ]
-    links = [
-        linked[1].lower()
-        for a in cell.css("a")
-        if (linked := _HREF_ID_RE.search(unquote(a.attributes.get("href") or "")))
-    ]
-    time_node = cell.css_first("time")
+    chosen: list[str] = []
+    links: list[str] = []
+    time_node = None
+    # one selector pass per cell: each css() call compiles its selector again
+    for node in cell.css("div.checkbox, span.selected-value, span.status-value, a, time"):
+        tag = node.tag
+        if tag == "div":
+            on = "checkbox-on" in (node.attributes.get("class") or "")
+            return _Property(name, kind or "checkbox", "Yes" if on else "No")
+        if tag == "span":
+            value = _clean(node.text())
+            if value:
+                chosen.append(value)
+        elif tag == "a":
+            linked = _HREF_ID_RE.search(unquote(node.attributes.get("href") or ""))
+            if linked:
+                links.append(linked[1].lower())
+        elif time_node is None:
+            time_node = node
     text = _clean(time_node.text() if time_node else cell.text())
     if not kind:
         kind = "date" if time_node else ("relation" if links else ("select" if chosen else ""))
