@@ -103,3 +103,12 @@ def test_fuzzed_notes_import_or_are_refused(position, insert, cut, tgz):
     members = {"Takeout/Keep/a.json": mutate_text(text, position, insert, cut).encode()}
     data = tar_bytes(members) if tgz else zip_bytes(members)
     imports_or_refuses(parse_google_keep, data, "takeout.tgz", "google_keep")
+
+
+def test_detection_never_claims_other_takeout_or_tar_files():
+    tasks = zip_bytes({"Takeout/Tasks/Tasks.json": json.dumps({"kind": "tasks#taskLists", "items": []})})
+    assert detect_source(tasks, "takeout.zip") != "google_keep"
+    other = tar_bytes({"backup/notes.json": b'{"title": "x", "text": "y"}', "a.txt": b"hi"})
+    assert detect_source(other, "backup.tgz") == "unknown"
+    gzipped_json = __import__("gzip").compress(json.dumps(keep_notes()["Erledigt.json"]).encode())
+    assert detect_source(gzipped_json, "note.json.gz") == "unknown"

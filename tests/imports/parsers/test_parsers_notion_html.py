@@ -97,6 +97,10 @@ def test_inconsistent_times_are_passed_on_as_the_file_says():
     parsed = parse_notion_html(notion_html_export(inconsistent=True), now=NOW)
     trip = by_id(parsed)[key(TRIP)]
     assert trip["createdAt"] > trip["updatedAt"]  # the normaliser's business, not the parser's
+    goals = by_id(parsed)
+    assert len(goals[key(ROOT_PAGE)]["description"]) > 30_000  # over the app's 5,000
+    row = goals[key(NO_PAGE_ROW)]
+    assert row["isCompleted"] and row["completedAt"] is None  # done, with no time known
 
 
 def test_the_flat_zip_gives_the_same_keys(parsed):
