@@ -45,6 +45,29 @@ APP = "notion_html"
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 MAX_BODY_CHARS = 200_000
 MAX_PATH_DEPTH = 64
+# HTML tree building checks the open elements at each tag, so its cost grows with the square
+# of the nesting depth (80,000 nested <div>s: half a minute); Notion nests a few dozen deep.
+MAX_NESTING = 1_000
+# ... and that cost is the sum, over opening tags, of the depth they open at: about 130
+# million per second here. Bounded per page and for the whole export.
+MAX_PAGE_NESTING_WORK = 60_000_000
+MAX_EXPORT_NESTING_WORK = 1_000_000_000
+_TAG_RE = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+_VOID_TAGS = {
+    b"area",
+    b"base",
+    b"br",
+    b"col",
+    b"embed",
+    b"hr",
+    b"img",
+    b"input",
+    b"link",
+    b"meta",
+    b"source",
+    b"track",
+    b"wbr",
+}
 _ID_RE = re.compile(r"([0-9a-f]{32})(?:\.html)?$")
 _HREF_ID_RE = re.compile(r"([0-9a-f]{32})\.html", re.IGNORECASE)
 _DONE_WORDS = {"done", "complete", "completed", "finished", "closed", "resolved", "shipped"}
@@ -128,6 +151,7 @@ def parse_notion_html(
     )
     files = flatten_nested_zips(members, file_name=name, select=is_notion_html_member)
     pages = []
+    total_work = 0
     for path in sorted(files):
         if not is_notion_html_member(path):
             continue
@@ -135,6 +159,16 @@ def parse_notion_html(
             raise ImportFormatError(name, f"member '{path}'", None, "is nested too deep")
         if len(files[path]) > MAX_PAGE_BYTES:
             raise ImportFormatError(name, f"member '{path}'", None, "is too large for a page")
+        deepest, work = nesting(files[path])
+        total_work += work
+        if deepest > MAX_NESTING:
+            raise ImportFormatError(
+                name, f"member '{path}'", None, f"nests more than {MAX_NESTING} elements deep"
+            )
+        if work > MAX_PAGE_NESTING_WORK or total_work > MAX_EXPORT_NESTING_WORK:
+            raise ImportFormatError(
+                name, f"member '{path}'", None, "nests too many elements too deep to be read"
+            )
         pages.append(read_page(path, files.pop(path)))
     if not pages:
         raise ImportFormatError(name, None, None, "the zip holds no Notion HTML page")
@@ -142,6 +176,21 @@ def parse_notion_html(
     with reading_item(name, "pages"):
         _Export(builder, pages, zone(timezone)).read()
     return builder.finish()
+
+
+def nesting(html: bytes) -> tuple[int, int]:
+    """How deep the page's elements nest, and the sum of the depths its tags open at (what
+    building its tree costs), from its tags alone in one linear scan."""
+    depth = deepest = work = 0
+    for match in _TAG_RE.finditer(html):
+        closing, tag, self_closing = match.groups()
+        if closing:
+            depth = max(depth - 1, 0)
+        elif not self_closing and tag.lower() not in _VOID_TAGS:
+            depth += 1
+            work += depth
+            deepest = max(deepest, depth)
+    return deepest, work
 
 
 def _clean(text: str | None) -> str:

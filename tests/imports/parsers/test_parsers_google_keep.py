@@ -106,7 +106,9 @@ def test_fuzzed_notes_import_or_are_refused(position, insert, cut, tgz):
 
 
 def test_detection_never_claims_other_takeout_or_tar_files():
-    tasks = zip_bytes({"Takeout/Tasks/Tasks.json": json.dumps({"kind": "tasks#taskLists", "items": []})})
+    tasks = zip_bytes(
+        {"Takeout/Tasks/Tasks.json": json.dumps({"kind": "tasks#taskLists", "items": []})}
+    )
     assert detect_source(tasks, "takeout.zip") != "google_keep"
     other = tar_bytes({"backup/notes.json": b'{"title": "x", "text": "y"}', "a.txt": b"hi"})
     assert detect_source(other, "backup.tgz") == "unknown"

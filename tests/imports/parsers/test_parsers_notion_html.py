@@ -4,6 +4,7 @@ to-dos, the nested Part-N.zip; hostile archives refused quickly; fuzzed pages ne
 from __future__ import annotations
 
 import datetime as dt
+import io
 import time
 import zipfile
 
@@ -104,7 +105,7 @@ def test_inconsistent_times_are_passed_on_as_the_file_says():
 
 
 def test_the_flat_zip_gives_the_same_keys(parsed):
-    with zipfile.ZipFile(__import__("io").BytesIO(notion_html_export())) as outer:
+    with zipfile.ZipFile(io.BytesIO(notion_html_export())) as outer:
         part = outer.read(outer.namelist()[0])
     flat = parse_notion_html(part, now=NOW)
     assert set(by_id(flat)) == set(by_id(parsed))
@@ -134,10 +135,23 @@ def test_a_path_outside_the_archive_is_refused():
         parse_notion_html(zip_bytes({"Export-Part-1.zip": inner}), file_name="evil.zip")
 
 
-def test_deeply_nested_markup_does_not_recurse():
+def test_deeply_nested_markup_is_refused_before_parsing():
     deep = notion_page("a" * 32, "Deep", body="<div>" * 80_000 + "x" + "</div>" * 80_000)
-    parsed = parse_notion_html(zip_bytes({f"Deep {'a' * 32}.html": deep}), now=NOW)
-    assert by_id(parsed)[key("a" * 32)]["title"] == "Deep"
+    started = time.monotonic()
+    with pytest.raises(ImportFormatError, match="nests more than 1000 elements deep"):
+        parse_notion_html(zip_bytes({f"Deep {'a' * 32}.html": deep}), file_name="deep.zip")
+    assert time.monotonic() - started < 1
+    wide = notion_page("c" * 32, "Wide", body=("<div>" * 900 + "x" + "</div>" * 900) * 200)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # no ratio to trip on
+        archive.writestr(f"Wide {'c' * 32}.html", wide)
+    started = time.monotonic()
+    with pytest.raises(ImportFormatError, match="too deep to be read"):
+        parse_notion_html(buffer.getvalue(), file_name="wide.zip")
+    assert time.monotonic() - started < 1
+    shallow = notion_page("b" * 32, "Fine", body="<div>" * 500 + "x" + "</div>" * 500)
+    parsed = parse_notion_html(zip_bytes({f"Fine {'b' * 32}.html": shallow}), now=NOW)
+    assert by_id(parsed)[key("b" * 32)]["title"] == "Fine"
 
 
 def test_a_zip_without_pages_is_refused():
