@@ -50,9 +50,9 @@ MAX_PATH_DEPTH = 64
 MAX_NESTING = 1_000
 # ... and that cost is the sum, over opening tags, of the depth they open at: about 130
 # million per second here. Bounded per page and for the whole export.
-MAX_PAGE_NESTING_WORK = 60_000_000
+MAX_PAGE_NESTING_WORK = 30_000_000
 MAX_EXPORT_NESTING_WORK = 1_000_000_000
-_TAG_RE = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+_TAG_RE = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]*)")
 _VOID_TAGS = {
     b"area",
     b"base",
@@ -180,16 +180,28 @@ def parse_notion_html(
 
 def nesting(html: bytes) -> tuple[int, int]:
     """How deep the page's elements nest, and the sum of the depths its tags open at (what
-    building its tree costs), from its tags alone in one linear scan."""
+    building its tree costs), from its tags alone in one linear scan that stops as soon
+    as either is over its limit. A closing tag only closes an open element of its name, so
+    stray closing tags cannot hide depth."""
+    open_by_name: dict[bytes, int] = {}
     depth = deepest = work = 0
     for match in _TAG_RE.finditer(html):
-        closing, tag, self_closing = match.groups()
+        closing, name = match.groups()
+        name = name.lower()
         if closing:
-            depth = max(depth - 1, 0)
-        elif not self_closing and tag.lower() not in _VOID_TAGS:
+            if open_by_name.get(name):
+                open_by_name[name] -= 1
+                depth -= 1
+        elif name not in _VOID_TAGS:
+            open_by_name[name] = open_by_name.get(name, 0) + 1
             depth += 1
             work += depth
-            deepest = max(deepest, depth)
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_NESTING:
+                    break
+            if work > MAX_PAGE_NESTING_WORK:
+                break
     return deepest, work
 
 
