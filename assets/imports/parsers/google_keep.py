@@ -82,7 +82,11 @@ def parse_google_keep(
         if not path.casefold().endswith(".json"):
             continue
         content = members[path]
-        doc = load_json(content, file_name=f"{name}/{path}" if path != name else name)
+        where = f"{name}/{path}" if path != name else name
+        try:
+            doc = load_json(content, file_name=where)
+        except RecursionError:
+            raise ImportFormatError(where, None, None, "JSON nested too deep") from None
         if not is_keep_note(doc):
             continue
         notes += 1

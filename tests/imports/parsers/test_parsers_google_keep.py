@@ -114,3 +114,11 @@ def test_detection_never_claims_other_takeout_or_tar_files():
     assert detect_source(other, "backup.tgz") == "unknown"
     gzipped_json = __import__("gzip").compress(json.dumps(keep_notes()["Erledigt.json"]).encode())
     assert detect_source(gzipped_json, "note.json.gz") == "unknown"
+
+
+def test_a_note_nested_too_deep_is_refused_in_one_line():
+    deep = (
+        b'{"textContent": "x", "isTrashed": false, "a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    )
+    with pytest.raises(ImportFormatError, match="takeout.zip/Takeout/Keep/deep.json"):
+        parse_google_keep(zip_bytes({"Takeout/Keep/deep.json": deep}), file_name="takeout.zip")
