@@ -182,7 +182,11 @@ def nesting(html: bytes) -> tuple[int, int]:
     """How deep the page's elements nest, and the sum of the depths its tags open at (what
     building its tree costs), from its tags alone in one linear scan that stops as soon
     as either is over its limit. A closing tag only closes an open element of its name, so
-    stray closing tags cannot hide depth."""
+    stray closing tags cannot hide depth. A page with at most MAX_NESTING opening tags
+    cannot nest deeper, nor cost more than the square of them: it is not scanned (0 work)."""
+    opens = html.count(b"<") - html.count(b"</")
+    if opens <= MAX_NESTING:
+        return opens, 0
     open_by_name: dict[bytes, int] = {}
     depth = deepest = work = 0
     for match in _TAG_RE.finditer(html):
