@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from assets.imports.parsers.archives import is_tar, safe_tar_members
 from assets.imports.parsers.asana import is_asana_header, parse_asana
 from assets.imports.parsers.base import (
     ImportFormatError,
@@ -24,15 +25,23 @@ from assets.imports.parsers.base import (
     safe_zip_members,
     zip_member_names,
 )
+from assets.imports.parsers.google_keep import is_keep_candidate, is_keep_note, parse_google_keep
 from assets.imports.parsers.google_tasks import (
     is_google_tasks,
     is_takeout_tasks_member,
     parse_google_tasks,
 )
 from assets.imports.parsers.habitica import is_habitica, parse_habitica
+from assets.imports.parsers.joplin import is_joplin_item, is_joplin_member, parse_joplin
 from assets.imports.parsers.loop_habits import is_loop_habits_header, parse_loop_habits
 from assets.imports.parsers.notion import NOTION_ID_RE, is_notion_member, parse_notion
+from assets.imports.parsers.notion_html import (
+    is_notion_html_member,
+    looks_like_notion_page,
+    parse_notion_html,
+)
 from assets.imports.parsers.textio import decode_text, load_json, normalize_header, peek_csv_records
+from assets.imports.parsers.things3 import looks_like_things, parse_things3, things_member
 from assets.imports.parsers.ticktick import is_ticktick_header, parse_ticktick
 from assets.imports.parsers.todoist import is_todoist_header, parse_todoist
 from assets.imports.parsers.trello import is_trello_board, is_trello_card, parse_trello
@@ -47,6 +56,10 @@ PARSERS: dict[str, Callable[..., ParsedImport]] = {
     "google_tasks": parse_google_tasks,
     "habitica": parse_habitica,
     "loop_habits": parse_loop_habits,
+    "notion_html": parse_notion_html,
+    "things3": parse_things3,
+    "google_keep": parse_google_keep,
+    "joplin": parse_joplin,
 }
 SOURCE_APPS = tuple(PARSERS)
 _NOTION_DATE_RE = re.compile(r"^@?[A-Z][a-z]+ \d{1,2}, \d{4}")
@@ -63,6 +76,10 @@ def detect_source(data: bytes, file_name: str | None = None) -> str:
         return UNKNOWN
     if is_zip(data):
         return _detect_zip(data, name)
+    if looks_like_things(data):
+        return "things3"
+    if is_tar(data):
+        return _detect_tar(data, name)
     head = data[:4].lstrip(b"\xef\xbb\xbf")
     if head.startswith(b"age-") or data.startswith(b"-----BEGIN AGE"):
         return UNKNOWN
@@ -87,6 +104,8 @@ def _detect_json(data: bytes, name: str) -> str:
         return "google_tasks"
     if is_habitica(doc):
         return "habitica"
+    if is_keep_note(doc):
+        return "google_keep"
     return UNKNOWN
 
 
@@ -140,12 +159,61 @@ def _detect_zip(data: bytes, name: str) -> str:
         content = safe_zip_members(data, file_name=name, select=lambda n: n == tasks[0])
         if is_google_tasks(_json_or_none(content[tasks[0]], name)):
             return "google_tasks"
+    if any(things_member(n) for n in names):
+        return "things3"
+    found = _detect_archive_files(data, name, names, safe_zip_members)
+    if found != UNKNOWN:
+        return found
     csvs = [n for n in names if n.casefold().endswith(".csv")]
     if csvs and len(csvs) == len([n for n in names if not n.endswith("/")]):
         first = safe_zip_members(data, file_name=name, select=lambda n: n == csvs[0])
         text = decode_text(first[csvs[0]], file_name=f"{name}/{csvs[0]}")
         if _detect_csv(text, csvs[0]) == "todoist":
             return "todoist"
+    return UNKNOWN
+
+
+def _detect_tar(data: bytes, name: str) -> str:
+    names: list[str] = []
+
+    def listed(member: str) -> bool:
+        names.append(member)
+        return False
+
+    safe_tar_members(data, file_name=name, select=listed)
+    return _detect_archive_files(data, name, names, safe_tar_members)
+
+
+def _detect_archive_files(
+    data: bytes, name: str, names: list[str], reader: Callable[..., dict[str, bytes]]
+) -> str:
+    """Notion HTML pages (in the zip or its Part-N zips), Joplin items or Keep notes, judged
+    by the content of a few members read in one pass."""
+    pages = [n for n in names if is_notion_html_member(n)]
+    parts = [n for n in names if re.search(r"Part-\d+\.zip$", n, re.IGNORECASE)]
+    if not pages and parts and reader is safe_zip_members:
+        inner = reader(data, file_name=name, select=lambda n: n == parts[0])[parts[0]]
+        inner_name = f"{name}/{parts[0]}"
+        inner_pages = [
+            n for n in zip_member_names(inner, file_name=inner_name) if is_notion_html_member(n)
+        ]
+        if inner_pages:
+            page = safe_zip_members(
+                inner, file_name=inner_name, select=lambda n: n == inner_pages[0]
+            )
+            return "notion_html" if looks_like_notion_page(page[inner_pages[0]]) else UNKNOWN
+    items = [n for n in names if is_joplin_member(n)]
+    notes = [n for n in names if is_keep_candidate(n)]
+    sample = set(pages[:1] + items[:1] + notes[:5])
+    if not sample:
+        return UNKNOWN
+    content = reader(data, file_name=name, select=lambda n: n in sample)
+    if pages and looks_like_notion_page(content.get(pages[0], b"")):
+        return "notion_html"
+    if items and is_joplin_item(content.get(items[0], b"").decode("utf-8", errors="replace")):
+        return "joplin"
+    if any(is_keep_note(_json_or_none(content.get(n, b""), name)) for n in notes[:5]):
+        return "google_keep"
     return UNKNOWN
 
 

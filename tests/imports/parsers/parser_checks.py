@@ -129,4 +129,17 @@ def foreign_exports() -> dict[str, bytes]:
         ),
         "habitica": fixture_bytes("habitica", "habitica-user-data.json"),
         "loop_habits": zip_folder(FIXTURES / "loop_habits" / "export"),
+        **file_exports(),
+    }
+
+
+def file_exports() -> dict[str, bytes]:
+    """The archive and database exports (built by file_exports.py, not stored fixtures)."""
+    import file_exports as built
+
+    return {
+        "notion_html": built.notion_html_export(),
+        "things3": built.things_zip(),
+        "google_keep": built.keep_takeout(),
+        "joplin": built.joplin_export(),
     }
