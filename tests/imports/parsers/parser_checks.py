@@ -107,8 +107,13 @@ def assert_contract(parsed: ParsedImport, app: str) -> None:
     assert set(parsed.extras) <= all_ids, set(parsed.extras) - all_ids
     json.dumps(parsed.extras)
     for entry in parsed.report:
-        assert entry.action in ("imported", "flattened", "skipped")
+        assert entry.action in ("imported", "adjusted", "flattened", "skipped", "decoded")
         assert entry.source_item
+        if entry.action == "adjusted":
+            assert entry.adjustments and all(entry.adjustments)
+        if entry.action == "decoded":
+            assert entry.reason and entry.target_table is None
+            continue
         if entry.action == "skipped":
             assert entry.reason and entry.target_table is None
         else:
