@@ -344,12 +344,14 @@ def safe_zip_members(
             budget -= len(content)
             inflated += len(content)
             compressed += info.compress_size
-            if (
-                inflated > limits.total_ratio_floor_bytes
-                and inflated > limits.max_ratio * max(compressed, 1)
+            if inflated > limits.total_ratio_floor_bytes and inflated > limits.max_ratio * max(
+                compressed, 1
             ):
                 raise ImportFormatError(
-                    file_name, None, None, "the archive is compressed suspiciously well (a zip bomb?)"
+                    file_name,
+                    None,
+                    None,
+                    "the archive is compressed suspiciously well (a zip bomb?)",
                 )
             members[name] = content
     return members
@@ -771,7 +773,8 @@ class ImportBuilder:
                 goals[key]["parentGoalId"] = root
                 self.extras.setdefault(key, {})["sourceParent"] = parent
                 self.adjust(
-                    key, f"its parent {parent} is not in the file: attached to the import's root goal"
+                    key,
+                    f"its parent {parent} is not in the file: attached to the import's root goal",
                 )
                 self.warn(f"{key}: its parent {parent} is not in the export; imported under {root}")
         depth: dict[str, int] = {}
@@ -848,9 +851,7 @@ class ImportBuilder:
                 if notes:
                     adjustments.setdefault(key, []).extend(notes)
         entries = dict(self._goal_entries)
-        entries.update(
-            (e.external_key, e) for e in self.report if e.target_table == "Achievement"
-        )
+        entries.update((e.external_key, e) for e in self.report if e.target_table == "Achievement")
         for key, notes in adjustments.items():
             entry = entries.get(key)
             if entry is None and key in self.progress:

@@ -38,7 +38,7 @@ APP = "todoist"
 # Todoist's CSV scale: 1 = p1 = most urgent ... 4 = p4 = no priority. Empty means p1 (doc).
 PRIORITY_MAP = {"1": 5, "2": 4, "3": 3, "4": 2, "": 5}
 _LABEL_RE = re.compile(r"(?:(?<=\s)|^)@([^\s@]+)")
-_ATTACHMENT_RE = re.compile(r"\[\[file (\{.*?\})\]\]", re.DOTALL)
+_ATTACHMENT_START, _ATTACHMENT_END = "[[file {", "}]]"
 _PROJECT_ID_RE = re.compile(r"^(?P<name>.*?)\s*\[(?P<id>\d+)\]$")
 _IN_RE = re.compile(r"^in\s+(\d+)\s+(day|week|month|year)s?$")
 _WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
@@ -308,18 +308,42 @@ class _TaskRows:
 
 
 def _note_text(note: str) -> tuple[str, list[dict[str, Any]]]:
-    """The note with attachment markup replaced by `[file: name]`, and the attachments."""
+    """The note with attachment markup replaced by `[file: name]`, and the attachments.
+
+    `[[file {...}]]` is found with plain `find`s, each part of the note read once: a
+    regular expression that looks for the end of every `[[file {` again (a note of many
+    unclosed ones) takes quadratic time."""
+    if _ATTACHMENT_START not in note:
+        return note, []
     files: list[dict[str, Any]] = []
+    parts: list[str] = []
+    position = 0
+    while True:
+        start = note.find(_ATTACHMENT_START, position)
+        if start < 0:
+            break
+        end = note.find(_ATTACHMENT_END, start + len(_ATTACHMENT_START))
+        if end < 0:  # no markup closes after here: the rest is text
+            break
+        markup_end = end + len(_ATTACHMENT_END)
+        meta = _json_object(note[start + len(_ATTACHMENT_START) - 1 : end + 1])
+        parts.append(note[position:start])
+        if meta is None:
+            parts.append(note[start:markup_end])
+        else:
+            files.append({k: meta.get(k) for k in ("file_name", "file_type", "file_url")})
+            parts.append(f"[file: {meta.get('file_name') or 'attachment'}]")
+        position = markup_end
+    parts.append(note[position:])
+    return "".join(parts), files
 
-    def replace(match: re.Match[str]) -> str:
-        try:
-            meta = json.loads(match.group(1))
-        except ValueError:
-            return match.group(0)
-        files.append({k: meta.get(k) for k in ("file_name", "file_type", "file_url")})
-        return f"[file: {meta.get('file_name') or 'attachment'}]"
 
-    return _ATTACHMENT_RE.sub(replace, note), files
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class DueReading:

@@ -197,8 +197,14 @@ def test_builder_cuts_cycles_adopts_orphans_and_keeps_repeated_ids_apart():
     adjusted = {e.external_key: e.adjustments for e in parsed.adjusted()}
     assert any("not in the file" in a for a in adjusted["todoist:task:c"])
     assert any("repeats the external id" in a for a in adjusted["todoist:task:c#2"])
-    assert sum("cycle" in a for key in ("todoist:task:a", "todoist:task:b")
-               for a in adjusted.get(key, [])) == 1
+    assert (
+        sum(
+            "cycle" in a
+            for key in ("todoist:task:a", "todoist:task:b")
+            for a in adjusted.get(key, [])
+        )
+        == 1
+    )
     assert any("cycle" in w for w in parsed.warnings)
     assert any("not in the export" in w for w in parsed.warnings)
     reasons = [e.reason for e in parsed.skipped()]
