@@ -52,6 +52,29 @@ _KNOWN_COLUMNS = {
 }
 
 
+GUIDE = """\
+## Asana
+
+**How to export**
+
+Open the project, click the **▾** next to its name, choose **Export / Print → CSV** (or
+**JSON**), and upload the file. The CSV holds at most 2,000 tasks: use JSON for larger
+projects.
+
+**What goalport keeps**
+
+- Each project as a goal, its tasks under it, sub-tasks under their task.
+- Names, notes, due dates, completion and its time, creation and last-modified times,
+  a **Priority** custom field; sections, assignee, tags and other custom fields with the
+  import's extras.
+- Files re-saved in a spreadsheet (`M/D/YY` dates, ids written as `1.2E+15`).
+
+**What it cannot keep**
+
+- Comments, attachments, followers, dependencies and portfolios.
+"""
+
+
 def is_asana_header(names: set[str]) -> bool:
     return {"task id", "name"} <= names and bool(
         names & {"completed at", "parent task", "projects", "created at"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,17 @@ PARSERS: dict[str, Callable[..., ParsedImport]] = {
 SOURCE_APPS = tuple(PARSERS)
 _NOTION_DATE_RE = re.compile(r"^@?[A-Z][a-z]+ \d{1,2}, \d{4}")
 _NOTION_LINK_RE = re.compile(r"%20[0-9a-f]{32}\.md\)")
+
+
+def export_guides() -> dict[str, str]:
+    """Each supported app's `GUIDE` (how to export from it, what goalport keeps and what it
+    cannot; plain Markdown), found on the module of its parser in PARSERS."""
+    guides = {}
+    for app, parse in PARSERS.items():
+        guide = getattr(sys.modules.get(parse.__module__), "GUIDE", None)
+        if isinstance(guide, str) and guide.strip():
+            guides[app] = guide.strip() + "\n"
+    return guides
 
 
 def detect_source(data: bytes, file_name: str | None = None) -> str:

@@ -30,6 +30,27 @@ APP = "google_tasks"
 STARRED_PRIORITY = 4
 
 
+GUIDE = """\
+## Google Tasks
+
+**How to export**
+
+Go to **Google Takeout** (takeout.google.com), click **Deselect all**, tick **Tasks**,
+then **Next step → Create export**, and upload the zip Google sends you (or the
+`Tasks.json` inside it). The folder names follow the account's language; that is fine.
+
+**What goalport keeps**
+
+- Each task list as a goal, its tasks under it, sub-tasks under their task.
+- Titles, notes, due dates, completion and its time, starred tasks as high priority.
+
+**What it cannot keep**
+
+- Deleted tasks (reported as skipped), repeats (Google does not export them), links to
+  Gmail or Docs.
+"""
+
+
 def is_google_tasks(doc: Any) -> bool:
     if not isinstance(doc, dict):
         return False

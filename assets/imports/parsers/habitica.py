@@ -46,6 +46,30 @@ _WEEKDAYS = (
 )
 
 
+GUIDE = """\
+## Habitica
+
+**How to export**
+
+On the website open **Settings → Site Data → Export Data** and choose **User Data: JSON**
+(`habitica-user-data.json`). **Task History: CSV** (`habitica-tasks-history.csv`) is read
+too, for the habits' and dailies' history.
+
+**What goalport keeps**
+
+- Habits, dailies and to-dos as goals; their check-lists and history as progress;
+  achievements as achievements.
+- Difficulty (trivial, easy, medium, hard) as the app's difficulty, a daily's schedule as
+  repeat text, tags, completion and its time.
+
+**What it cannot keep**
+
+- Rewards (reported as skipped), gold, experience, pets and party data.
+- The file's account secrets (API token, e-mail): never read.
+- To-dos Habitica already deleted (it removes completed to-dos after 30 days).
+"""
+
+
 def is_habitica(doc: Any) -> bool:
     if not isinstance(doc, dict):
         return False

@@ -83,6 +83,33 @@ _COLUMNS = {
 _YES, _NO = "yes", "no"
 
 
+GUIDE = """\
+## Notion
+
+**How to export**
+
+In the workspace sidebar open **Settings → General** (or the page's **⋯** menu), choose
+**Export**, pick **Markdown & CSV**, tick **Include subpages**, and click **Export**. Upload
+the zip Notion e-mails you (with its `Part-N.zip` files inside, if any) as it is.
+
+**What goalport keeps**
+
+- Each database as a goal and its rows as goals under it; a **Parent item** relation puts
+  a row under another row.
+- A status or done checkbox (completion), a due/deadline/date property (target date), a
+  priority select, tags and multi-selects (in the description), every other property in
+  the import's extras.
+- A row page's text as the description and its to-dos (`- [x]`) as progress.
+- Habit trackers (a checkbox column per habit, a row per day) as one goal per habit with
+  a check-in per ticked day.
+
+**What it cannot keep**
+
+- Pages outside databases without to-dos, images and files, comments, formulas' logic
+  (their values are kept), page icons and covers.
+"""
+
+
 def split_notion_name(stem: str) -> tuple[str, str | None]:
     """`Chores 0123...ef` -> ('Chores', '0123...ef'); names without an id keep None."""
     match = NOTION_ID_RE.match(stem)

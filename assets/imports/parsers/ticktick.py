@@ -41,6 +41,27 @@ _CHECK_ITEM_RE = re.compile(
 )
 
 
+GUIDE = """\
+## TickTick
+
+**How to export**
+
+On the web app click your avatar, then **Settings → Account → Backup & Restore →
+Generate backup** (or **Settings → Backup & Import → Generate backup**), and upload the CSV.
+
+**What goalport keeps**
+
+- Each list as a goal, its tasks under it, sub-tasks under their task.
+- Titles, contents, due dates (all-day dates on the right day in the task's time zone),
+  priorities, tags, repeat rules, completion and its time; check-list items as progress.
+
+**What it cannot keep**
+
+- Notes (TickTick's note items, reported as skipped), reminders, attachments, habits and
+  focus records (not in the backup).
+"""
+
+
 def is_ticktick_header(names: set[str]) -> bool:
     return {"list name", "title"} <= names and bool(
         names & {"folder name", "is check list", "is checklist", "kind", "taskid", "status"}

@@ -45,6 +45,34 @@ _WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
 _WEEKDAYS.update({name.lower(): i for i, name in enumerate(calendar.day_abbr)})
 
 
+GUIDE = """\
+## Todoist
+
+**How to export**
+
+- One project: open the project, click the **⋯** (More project actions) menu, choose
+  **Export as template**, untick **Use relative dates**, then **Download as CSV file**.
+- Every project at once: **Settings → Backups**, then **Download** the newest backup (a zip
+  with one CSV per project). Upload the zip as it is.
+- A JSON backup made with Todoist's Sync API (`projects`, `sections`, `items`, `notes`) is
+  read too.
+
+**What goalport keeps**
+
+- Each project as a goal, sections and tasks under it, sub-tasks under their task (the app
+  keeps three levels; deeper tasks move up beside their parent).
+- Titles, descriptions (`DESCRIPTION`), priorities (p1 is the app's 5, p4 its 2), due dates,
+  labels and recurrence (at the end of the description), comments, the duration
+  (`DURATION`, `DURATION_UNIT`) and attachment links (kept with the import's extras).
+- Done tasks and their completion times, from a JSON backup.
+
+**What it cannot keep**
+
+- Completed tasks of a CSV: Todoist leaves them out of template exports.
+- Attachments themselves (only their names and links), reminders, collaborators.
+"""
+
+
 def is_todoist_header(names: set[str]) -> bool:
     return {"type", "content"} <= names and ("indent" in names or "priority" in names)
 

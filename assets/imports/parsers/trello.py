@@ -36,6 +36,28 @@ APP = "trello"
 _OBJECT_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 
 
+GUIDE = """\
+## Trello
+
+**How to export**
+
+Open the board, click **⋯ (Show menu) → Print, export, and share → Export as JSON**, and
+save the page it opens as a `.json` file. A single card's **Share → Export JSON** works too.
+
+**What goalport keeps**
+
+- The board as a goal, each list as a goal under it, each card under its list.
+- Card descriptions, due dates, completion (**Due date complete**), checklists (each item
+  a progress entry, done or not), labels, members, comments, custom fields and the card
+  link (the last ones with the import's extras).
+
+**What it cannot keep**
+
+- Archived lists and cards (reported as skipped).
+- Attachments themselves and activity older than Trello's last 1,000 actions.
+"""
+
+
 def is_trello_board(doc: Any) -> bool:
     return (
         isinstance(doc, dict)
