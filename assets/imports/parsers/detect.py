@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from assets.imports.parsers.asana import is_asana_header, parse_asana
+from assets.imports.parsers.asana import is_asana_header, is_asana_json, parse_asana
 from assets.imports.parsers.base import (
     ImportFormatError,
     ParsedImport,
@@ -35,7 +35,7 @@ from assets.imports.parsers.loop_habits import is_loop_habits_header, parse_loop
 from assets.imports.parsers.notion import NOTION_ID_RE, is_notion_member, parse_notion
 from assets.imports.parsers.textio import decode_text, load_json, normalize_header, peek_csv_records
 from assets.imports.parsers.ticktick import is_ticktick_header, parse_ticktick
-from assets.imports.parsers.todoist import is_todoist_header, parse_todoist
+from assets.imports.parsers.todoist import is_todoist_backup, is_todoist_header, parse_todoist
 from assets.imports.parsers.trello import is_trello_board, is_trello_card, parse_trello
 
 UNKNOWN = "unknown"
@@ -99,6 +99,10 @@ def _detect_json(data: bytes, name: str) -> str:
         return "google_tasks"
     if is_habitica(doc):
         return "habitica"
+    if is_todoist_backup(doc):
+        return "todoist"
+    if is_asana_json(doc):
+        return "asana"
     return UNKNOWN
 
 
