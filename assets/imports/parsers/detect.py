@@ -30,7 +30,11 @@ from assets.imports.parsers.google_tasks import (
     is_takeout_tasks_member,
     parse_google_tasks,
 )
-from assets.imports.parsers.habitica import is_habitica, parse_habitica
+from assets.imports.parsers.habitica import (
+    is_habitica,
+    is_habitica_history_header,
+    parse_habitica,
+)
 from assets.imports.parsers.loop_habits import is_loop_habits_header, parse_loop_habits
 from assets.imports.parsers.notion import NOTION_ID_RE, is_notion_member, parse_notion
 from assets.imports.parsers.textio import decode_text, load_json, normalize_header, peek_csv_records
@@ -115,6 +119,7 @@ def _detect_csv(text: str, name: str, *, has_bom: bool = False) -> str:
             ("ticktick", is_ticktick_header),
             ("asana", is_asana_header),
             ("loop_habits", is_loop_habits_header),
+            ("habitica", is_habitica_history_header),
         ):
             if accepts(names):
                 return app
