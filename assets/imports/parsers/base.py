@@ -596,6 +596,18 @@ class ImportBuilder:
             MappingEntry(source_item, external_key, None, "skipped", reason, count, bad=bad)
         )
 
+    @contextmanager
+    def row_or_skip(self, source_item: str) -> Iterator[None]:
+        """Read one source row in the block; when it cannot be mapped at all (an
+        ImportFormatError, or a surprise `reading_item` turns into one), it is skipped
+        alone, reported with the reason as a bad row, and the rest of the file goes on."""
+        try:
+            with reading_item(source_item, source_item):
+                yield
+        except ImportFormatError as exc:
+            field = f"field '{exc.field}': " if exc.field else ""
+            self.skip(source_item, field + exc.reason, bad=True)
+
     def add_goal(
         self,
         key: str,

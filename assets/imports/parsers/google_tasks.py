@@ -20,7 +20,6 @@ from assets.imports.parsers.base import (
     compose_description,
     import_parser,
     is_zip,
-    reading_item,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import UTC, parse_timestamp, zone
@@ -106,8 +105,8 @@ def parse_google_tasks(
         ids = {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
         for position, task in enumerate(tasks):
             task_where = f"{where}.items[{position}]"
-            task_id = _required_text(task, "id", name, task_where)
-            with reading_item(name, task_where):
+            with builder.row_or_skip(f"task ({name}, {task_where})"):
+                task_id = _required_text(task, "id", name, task_where)
                 _add_task(builder, task, task_id, task_where, list_key, ids, tz, name)
     return builder.finish()
 

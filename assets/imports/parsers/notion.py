@@ -381,18 +381,19 @@ class _Export:
         titles = {_title_key(title): page_id for _, _, title, _, page_id in rows}
         parents = self._parents(rows, roles, page_ids, titles)
         for row, cells, title, page, page_id in rows:
-            self._row(
-                database,
-                label,
-                db_key,
-                roles,
-                row,
-                cells,
-                title.lstrip("@").strip(),
-                page,
-                page_id,
-                parents.get(page_id),
-            )
+            with self.builder.row_or_skip(f"row {row} ({label})"):
+                self._row(
+                    database,
+                    label,
+                    db_key,
+                    roles,
+                    row,
+                    cells,
+                    title.lstrip("@").strip(),
+                    page,
+                    page_id,
+                    parents.get(page_id),
+                )
 
     def _stub_body(self, database: _Database) -> str | None:
         stem = database.path[:-4].removesuffix("_all")

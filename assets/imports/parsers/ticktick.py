@@ -158,7 +158,8 @@ class _Rows:
             rows.append(values)
         ids = {values["task_id"] for values in rows}
         for values in rows:
-            self._task(values, ids)
+            with builder.row_or_skip(f"task ({self.file_name}, row {values['row']})"):
+                self._task(values, ids)
 
     def _time(
         self, values: dict[str, Any], field: str, header: str, tz: dt.tzinfo

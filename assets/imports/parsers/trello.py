@@ -234,32 +234,44 @@ class _BoardReader:
             )
         )
         for position, card in cards:
-            card_id = self._require_id(card, f"cards[{position}]")
-            list_id = _text(card.get("idList"))
-            title = _text(card.get("name"))
-            if list_id in list_keys and list_keys[list_id] is None:
-                builder.skip(
-                    f"card '{title}' (cards[{position}])",
-                    "in an archived list",
-                    external_key=builder.key("card", card_id),
-                )
-                continue
-            if card.get("closed") and not self.include_archived:
-                builder.skip(
-                    f"card '{title}' (cards[{position}])",
-                    "archived in Trello (closed)",
-                    external_key=builder.key("card", card_id),
-                )
-                continue
-            parent = list_keys.get(list_id)
-            if parent is None:
-                builder.warn(
-                    f"{self.file_name}: card '{title}' names a list not in the "
-                    "export; imported under the board"
-                )
-                parent = board_key
-            with reading_item(self.file_name, f"cards[{position}]"):
-                self._card(card, card_id, f"cards[{position}]", parent, checklists.get(card_id, []))
+            with builder.row_or_skip(f"card ({self.file_name}, cards[{position}])"):
+                self._board_card(position, card, list_keys, board_key, checklists)
+
+    def _board_card(
+        self,
+        position: int,
+        card: Any,
+        list_keys: dict[str, str | None],
+        board_key: str,
+        checklists: dict[str, list],
+    ) -> None:
+        builder = self.builder
+        card_id = self._require_id(card, f"cards[{position}]")
+        list_id = _text(card.get("idList"))
+        title = _text(card.get("name"))
+        if list_id in list_keys and list_keys[list_id] is None:
+            builder.skip(
+                f"card '{title}' (cards[{position}])",
+                "in an archived list",
+                external_key=builder.key("card", card_id),
+            )
+            return
+        if card.get("closed") and not self.include_archived:
+            builder.skip(
+                f"card '{title}' (cards[{position}])",
+                "archived in Trello (closed)",
+                external_key=builder.key("card", card_id),
+            )
+            return
+        parent = list_keys.get(list_id)
+        if parent is None:
+            builder.warn(
+                f"{self.file_name}: card '{title}' names a list not in the "
+                "export; imported under the board"
+            )
+            parent = board_key
+        with reading_item(self.file_name, f"cards[{position}]"):
+            self._card(card, card_id, f"cards[{position}]", parent, checklists.get(card_id, []))
 
     def read_single_card(self, card: dict) -> None:
         with reading_item(self.file_name, "card actions"):

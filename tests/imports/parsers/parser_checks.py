@@ -120,6 +120,11 @@ def assert_contract(parsed: ParsedImport, app: str) -> None:
             assert entry.target_table in parsed.tables
 
 
+def bad_rows(parsed: ParsedImport) -> list[tuple[str, str]]:
+    """(source item, reason) of every row skipped because it could not be mapped."""
+    return [(e.source_item, e.reason) for e in parsed.report if e.bad]
+
+
 def foreign_exports() -> dict[str, bytes]:
     """One export per app, as a user would upload it."""
     notion = zip_folder(FIXTURES / "notion" / "export", prefix="Export-1234/")

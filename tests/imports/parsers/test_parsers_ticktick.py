@@ -5,7 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from parser_checks import NOW, assert_contract, by_title, fixture_bytes, parse_detected, rows
+from parser_checks import (
+    NOW,
+    assert_contract,
+    bad_rows,
+    by_title,
+    fixture_bytes,
+    parse_detected,
+    rows,
+)
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.ticktick import parse_ticktick
@@ -102,9 +110,12 @@ def test_malformed_rows_name_file_row_and_field(column, value, message):
         HEADER_V3 + f'\n"Inbox","Task","","N","","{values["Due Date"]}","","",'
         f'"{values["Priority"]}","{values["Status"]}","","1","UTC","false"\n'
     ).encode()
-    with pytest.raises(ImportFormatError) as caught:
-        parse_ticktick(data, file_name="tt.csv")
-    assert str(caught.value).startswith(f"tt.csv, {message}")
+    parsed = parse_ticktick(data, file_name="tt.csv", now=NOW)
+    assert_contract(parsed, "ticktick")
+    [(item, reason)] = bad_rows(parsed)
+    row, field_reason = message.split(", ", 1)
+    assert item == f"task (tt.csv, {row})" and reason.startswith(field_reason)
+    assert "Task" not in by_title(parsed)
 
 
 def test_a_csv_of_something_else_is_refused():
