@@ -137,6 +137,9 @@ def _add_task(
             f"{file_name}: task '{title}' has parent {parent_id}, which is not in "
             "its list; imported at the list's level"
         )
+        builder.adjust(
+            key, f"its parent task {parent_id} is not in its list: imported under the list"
+        )
         parent = list_key
     due_text = _text(task.get("due"))
     due = parse_timestamp(due_text)
@@ -155,7 +158,11 @@ def _add_task(
         description=compose_description(notes),
         priority=STARRED_PRIORITY if task.get("starred") else 2,
         target_date=_due_day(due_text, due, tz),
-        is_completed=task.get("status") == "completed" or completed_at is not None,
+        # the status says whether it is done; a `completed` time on an open task (reopened
+        # in Google Tasks) is reported and kept by the normalisation
+        is_completed=task.get("status") == "completed"
+        if task.get("status") in ("completed", "needsAction")
+        else completed_at is not None,
         completed_at=completed_at,
         created_at=created,
         updated_at=updated,

@@ -269,6 +269,10 @@ class _BoardReader:
                 f"{self.file_name}: card '{title}' names a list not in the "
                 "export; imported under the board"
             )
+            builder.adjust(
+                builder.key("card", card_id),
+                f"its list {list_id or '(none)'} is not in the export: imported under the board",
+            )
             parent = board_key
         with reading_item(self.file_name, f"cards[{position}]"):
             self._card(card, card_id, f"cards[{position}]", parent, checklists.get(card_id, []))
@@ -291,7 +295,9 @@ class _BoardReader:
                 self.file_name, where, "due", f"'{card.get('due')}' is not a date"
             )
         completed_at = parse_timestamp(_text(card.get("dateCompleted")))
-        is_completed = bool(card.get("dueComplete")) or completed_at is not None
+        # `dueComplete` says whether it is done (a reopened card keeps its dateCompleted)
+        due_complete = card.get("dueComplete")
+        is_completed = due_complete if isinstance(due_complete, bool) else completed_at is not None
         if is_completed and completed_at is None:
             completed_at = self.completed.get(card_id)
         labels = self._labels(card)
