@@ -182,6 +182,10 @@ def parse_asana(
                     f"{name}: row {values['row']}: parent task '{parent_name}' is not "
                     "in the file; imported under its project"
                 )
+                values.setdefault("adjustments", []).append(
+                    f"its parent task '{parent_name[:80]}' is not in the file: imported under "
+                    "its project"
+                )
     projects: dict[str, str] = {}
 
     def project_of(values: dict[str, Any], depth: int = 0) -> str:

@@ -156,7 +156,8 @@ class _TaskReader:
         labels = [self.tags.get(t, t) for t in as_list(task.get("tags")) if as_text(t)]
         recurrence = _recurrence(task) if kind == "daily" else None
         completed = kind == "todo" and bool(task.get("completed"))
-        completed_at = parse_timestamp(_s(task.get("dateCompleted"))) if completed else None
+        # an open to-do's dateCompleted (it was reopened) is reported by the normalisation
+        completed_at = parse_timestamp(_s(task.get("dateCompleted"))) if kind == "todo" else None
         due = parse_timestamp(_s(task.get("date")))
         created_at = parse_timestamp(_s(task.get("createdAt")))
         updated_at = parse_timestamp(_s(task.get("updatedAt")))

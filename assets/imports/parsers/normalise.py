@@ -125,7 +125,7 @@ def _creation_first(row: dict[str, Any], extras: dict[str, Any], inferred: list[
     created = row["createdAt"]
     later = {
         column: row[column]
-        for column in ("updatedAt", "completedAt")
+        for column in ("completedAt", "updatedAt")  # on a tie, completion is the reason
         if row[column] is not None and row[column] < created and column not in inferred
     }
     if not later:

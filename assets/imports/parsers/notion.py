@@ -502,7 +502,7 @@ class _Export:
             priority=priority,
             target_date=target_date,
             is_completed=is_completed,
-            completed_at=completed_at if is_completed else None,
+            completed_at=completed_at,  # on an open row: reported, kept in the extras
             created_at=created_at,
             updated_at=updated_at,
             extras={
