@@ -468,10 +468,11 @@ def notion() -> MessyExport:
     header = ["Name", "Status", "Done", "Created", "Last edited time", "Completed at",
               "Parent item", "Priority"]  # fmt: skip
 
-    def rows(status: str) -> list[list[str]]:
+    def rows(priority: str) -> list[list[str]]:
         return [
             header,
-            ["Plan trip", status, "No", "May 1, 2023 9:30 AM", "May 20, 2023 10:15 PM", "", "", "High"],
+            ["Plan trip", "In progress", "No", "May 1, 2023 9:30 AM", "May 20, 2023 10:15 PM", "",
+             "", priority],
             ["Book flights", "Done", "Yes", "May 10, 2023 8:00 AM", "May 11, 2023 8:00 AM",
              "May 2, 2023 8:00 AM", "Plan trip", ""],
             ["Pack", "Done", "Yes", "May 2, 2023 8:05 AM", "May 3, 2023 8:05 AM", "", "Plan trip", ""],
@@ -486,8 +487,8 @@ def notion() -> MessyExport:
     return MessyExport(
         "notion",
         name,
-        _csv(rows("In progress"), bom=True),
-        _csv(rows("Blocked"), bom=True),
+        _csv(rows("High"), bom=True),
+        _csv(rows("Low"), bom=True),
         {
             "Tasks": Item(None),
             "Book flights": Item("Plan trip", True, "2023-05-02", "2023-05-02"),
