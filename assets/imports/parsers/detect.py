@@ -72,7 +72,8 @@ def export_guides() -> dict[str, str]:
 def detect_source(data: bytes, file_name: str | None = None) -> str:
     """The app (a key of PARSERS) that exported `data`, or "unknown".
 
-    Raises ImportFormatError only for an archive that is unsafe to open.
+    Raises ImportFormatError only for a file that is unsafe to open (an archive over the
+    limits, JSON nested deeper than any export).
     """
     name = file_name or "upload"
     if not data:
@@ -95,7 +96,9 @@ def detect_source(data: bytes, file_name: str | None = None) -> str:
 def _detect_json(data: bytes, name: str) -> str:
     try:
         doc = load_json(data, file_name=name)
-    except ImportFormatError:
+    except ImportFormatError as exc:
+        if "nested" in exc.reason:  # hostile, whichever app it claims to be from
+            raise
         return UNKNOWN
     if is_trello_board(doc) or is_trello_card(doc):
         return "trello"

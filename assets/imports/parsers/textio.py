@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,12 @@ def guess_encoding(data: bytes) -> str:
         m for m in matches if m.chaos <= best.chaos + 0.01 and m.coherence >= best.coherence - 0.15
     ]
     chosen = min(tied, key=lambda m: _COMMON_ENCODINGS.get(m.encoding, len(_COMMON_ENCODINGS)))
+    if chosen.encoding in _LATIN_CODE_PAGES and _reads_as_another_script(str(chosen)):
+        # A few Cyrillic or Greek words decode to "valid" accented Latin too, but Latin
+        # words are mostly plain letters: words made only of accented ones are misread.
+        others = [m for m in matches if m.encoding in _OTHER_SCRIPT_CODE_PAGES]
+        if others:
+            chosen = min(others, key=lambda m: _COMMON_ENCODINGS.get(m.encoding, 99))
     for encoding in (chosen.encoding, best.encoding, "cp1252"):
         try:
             data.decode(encoding)
@@ -90,6 +97,21 @@ def guess_encoding(data: bytes) -> str:
             continue
         return encoding
     return "latin_1"
+
+
+_LATIN_CODE_PAGES = {
+    "cp1250", "cp1252", "cp1254", "cp1257", "cp1258", "latin_1", "iso8859_2", "iso8859_4",
+    "iso8859_10", "iso8859_13", "iso8859_15", "mac_latin2", "mac_roman", "hp_roman8", "cp775",
+}  # fmt: skip
+_OTHER_SCRIPT_CODE_PAGES = {"cp1251", "koi8_r", "cp1253", "cp1255", "cp1256", "iso8859_5"}
+
+
+def _reads_as_another_script(text: str) -> bool:
+    """Whether the words with accented letters are made almost only of them."""
+    words = [w for w in re.findall(r"[^\W\d_]+", text[:20000]) if not w.isascii()]
+    letters = sum(len(w) for w in words)
+    accented = sum(1 for w in words for c in w if ord(c) > 127)
+    return letters > 0 and accented / letters > 0.7
 
 
 # Legacy encodings in the order a tie is settled: the ones exports are really saved in.

@@ -90,7 +90,13 @@ def byte_mutations(draw, data: bytes) -> bytes:
 
 
 def _json_paths(node, prefix=()):
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
     for key, value in items:
         yield (*prefix, key)
         yield from _json_paths(value, (*prefix, key))
