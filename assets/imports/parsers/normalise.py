@@ -55,8 +55,20 @@ def normalise_goal(
     the parser invented (the import's clock, not the source's): those are never reported
     and a time clamped to `now` joins them, so a re-import keeps the stored value.
     """
+    title, description = row["title"], row["description"]
+    created, updated, completed = row["createdAt"], row["updatedAt"], row["completedAt"]
+    if (  # the usual row already fits: one pass of cheap checks, nothing to say
+        len(title) <= TITLE_LIMIT
+        and (description is None or len(description) <= TEXT_LIMIT)
+        and 1 <= row["priority"] <= 5
+        and (row["difficulty"] is None or 1 <= row["difficulty"] <= 5)
+        and row["isCompleted"] is (completed is not None)
+        and created <= updated
+        and (completed is None or created <= completed)
+        and max(updated, completed or updated) <= now + FUTURE_TOLERANCE
+    ):
+        return []
     notes: list[str] = []
-    title = row["title"]
     if len(title) > TITLE_LIMIT:
         row["title"] = shortened(title, TITLE_LIMIT)
         body = row["description"]
