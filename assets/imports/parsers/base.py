@@ -12,7 +12,7 @@ to `extras` (kept with the row's ExternalRef), and `report` says what became wha
 row fitted to the app's rules by `normalise`, nothing dropped or changed without a report
 entry), and `safe_zip_members` is the one way parsers open archives.
 
-Longer than 800 lines: it is the one contract every parser (of every engineer's app)
+Why one module, longer than 800 lines: it is the one contract every parser (of every app)
 builds on, and splitting the builder from the report types and archive guards it uses
 would only trade one module for three import cycles.
 """
