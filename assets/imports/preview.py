@@ -89,12 +89,10 @@ def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if isinstance(exc, (ImportFormatError, ImportJobError)) and text:
         return text
-    kind = {
-        RecursionError: "the file is nested too deeply to read",
-        MemoryError: "the file is too large to read in memory",
-    }.get(type(exc))
-    if kind:
-        return kind
+    if isinstance(exc, RecursionError):
+        return "the file is nested too deeply to read"
+    if isinstance(exc, MemoryError):
+        return "the file is too large to read in memory"
     if isinstance(exc, UnicodeError):
         return f"the file's text cannot be decoded ({text[:200]})"
     return f"the import failed unexpectedly ({type(exc).__name__}: {text[:300]})"

@@ -284,6 +284,54 @@ def asana() -> MessyExport:
     )
 
 
+def asana_json() -> MessyExport:
+    def document(notes: str) -> bytes:
+        project = [{"project": {"gid": "9", "name": "Relaunch"}, "section": {"name": "Doing"}}]
+        tasks = [
+            {"gid": "11", "name": "Launch site", "notes": notes, "completed": True,
+             "completed_at": "2024-01-05T10:00:00.000Z", "created_at": "2024-01-10T10:00:00.000Z",
+             "modified_at": "2024-01-11T10:00:00.000Z", "due_on": "2024-03-31",
+             "memberships": project, "tags": [{"name": "web"}],
+             "custom_fields": [{"name": "Priority", "display_value": "High"}],
+             "subtasks": [
+                 {"gid": "12", "name": "Pick a domain", "completed": False,
+                  "completed_at": "2024-01-12T10:00:00.000Z",
+                  "created_at": "2024-01-10T10:00:00.000Z"},
+             ]},
+            {"gid": "13", "name": "Write copy", "completed": True, "memberships": project,
+             "created_at": "2024-01-10T10:00:00.000Z", "modified_at": "2024-01-12T10:00:00.000Z"},
+            {"gid": "14", "name": "Orphan", "parent": {"gid": "999", "name": "Elsewhere"},
+             "completed": False, "created_at": "2024-01-10T10:00:00.000Z"},
+            {"gid": "15", "name": LONG_TITLE, "completed": False, "memberships": project},
+            {"gid": "16", "name": "", "completed": False},
+        ]  # fmt: skip
+        return json.dumps({"data": tasks}).encode()
+
+    return MessyExport(
+        "asana",
+        "Relaunch.json",
+        document("Kick-off"),
+        document("Kick-off, then review"),
+        {
+            "Relaunch": Item(None),
+            "Launch site": Item("Relaunch", True, "2024-01-05", "2024-01-05"),
+            "Pick a domain": Item("Launch site", False, "2024-01-10"),
+            "Write copy": Item("Relaunch", True, "2024-01-10", "2024-01-12"),
+            "Orphan": Item("Imported from Asana: items whose parent is not in the file", False),
+            SHORT_TITLE: Item("Relaunch"),
+        },
+        (
+            "completed (2024-01-05T10:00:00Z) before it was created",
+            "open, but with a completion time",
+            "done without a completion time: completedAt taken from the last change",
+            "its parent asana:task:999 is not in the file",
+            "title of 248 characters",
+        ),
+        "Launch site",
+        bad_rows=1,
+    )
+
+
 def ticktick() -> MessyExport:
     preamble = [
         ["Date: 2024-03-10+0000"],
@@ -564,6 +612,7 @@ def all_messy_exports() -> dict[str, MessyExport]:
         "todoist_json": todoist_json(),
         "trello": trello(),
         "asana": asana(),
+        "asana_json": asana_json(),
         "ticktick": ticktick(),
         "google_tasks": google_tasks(),
         "habitica": habitica(),

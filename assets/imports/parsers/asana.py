@@ -378,7 +378,10 @@ def _add_json_task(
         ),
         None,
     )
-    done = task.get("completed") is True or bool(task.get("completed_at"))
+    # `completed` says whether it is done; a completed_at on an open task is reported
+    done = task.get("completed") is True or (
+        task.get("completed") is None and bool(task.get("completed_at"))
+    )
     return builder.add_goal(
         builder.key("task", str(task.get("gid"))),
         title=title,
@@ -386,9 +389,9 @@ def _add_json_task(
         parent=parent_key,
         description=compose_description(as_text(task.get("notes")), labels=labels),
         priority=priority_from_label(priority_text) or DEFAULT_PRIORITY,
-        target_date=day("due_on") or (moment("due_at").date() if moment("due_at") else None),
+        target_date=day("due_on") or _day_of(moment("due_at")),
         is_completed=done,
-        completed_at=moment("completed_at") if done else None,
+        completed_at=moment("completed_at"),  # on an open task: reported, kept
         created_at=moment("created_at"),
         updated_at=moment("modified_at"),
         extras={
@@ -398,6 +401,9 @@ def _add_json_task(
             "labels": labels,
             "customFields": custom,
             "sourceId": str(task.get("gid")),
-            "sourceCompletedAt": as_text(task.get("completed_at")) if not done else None,
         },
     )
+
+
+def _day_of(moment: dt.datetime | None) -> dt.date | None:
+    return moment.date() if moment else None

@@ -868,7 +868,11 @@ class ImportBuilder:
                 if notes:
                     adjustments.setdefault(key, []).extend(notes)
         entries = dict(self._goal_entries)
-        entries.update((e.external_key, e) for e in self.report if e.target_table == "Achievement")
+        entries.update(
+            (e.external_key, e)
+            for e in self.report
+            if e.target_table == "Achievement" and e.external_key is not None
+        )
         for key, notes in adjustments.items():
             entry = entries.get(key)
             if entry is None and key in self.progress:
