@@ -854,15 +854,19 @@ class ImportBuilder:
             (self.achievements, normalise_achievement),
         ):
             for key, row in rows.items():
-                extras = self.extras.get(key) or {}
-                inferred = list(extras.get("inferred", ()))
-                notes = fit(row, extras, self.now, inferred)
+                extras = self.extras.get(key)
+                before = extras.get("inferred", []) if extras else []
+                inferred = list(before)
+                scratch = extras if extras is not None else {}
+                notes = fit(row, scratch, self.now, inferred)
+                if not notes and inferred == before:
+                    continue  # the usual row: fitted already, its extras as they were
                 if inferred:
-                    extras["inferred"] = inferred
+                    scratch["inferred"] = inferred
                 else:
-                    extras.pop("inferred", None)
-                if extras:
-                    self.extras[key] = extras
+                    scratch.pop("inferred", None)
+                if scratch:
+                    self.extras[key] = scratch
                 else:
                     self.extras.pop(key, None)
                 if notes:
