@@ -79,3 +79,21 @@ def test_the_same_file_parses_to_the_same_rows(case):
     again = parse_foreign_export(export.data, file_name=export.file_name, now=NOW)
     for name, table in first.tables.items():
         assert table.equals(again.tables[name]), name
+
+
+def test_todoist_current_columns_and_json_backup_fields_are_kept():
+    csv_export, json_export = MESSY["todoist_csv"], MESSY["todoist_json"]
+    parsed = parse_foreign_export(csv_export.data, file_name=csv_export.file_name, now=NOW)
+    move = goals_by_title(parsed)["Plan the move"]
+    assert move["description"].startswith("Boxes first") and move["priority"] == 5
+    assert parsed.extras[move["id"]]["duration"] == "90 minute"
+    assert parsed.extras[move["id"]]["attachments"] == [
+        {"file_name": "quote.pdf", "file_type": "application/pdf", "file_url": None}
+    ]
+    parsed = parse_foreign_export(json_export.data, file_name=json_export.file_name, now=NOW)
+    milk = goals_by_title(parsed)["Buy milk"]
+    assert milk["id"] == "todoist:item:1" and milk["priority"] == 5
+    assert milk["description"] == "2 litres\n\nTags: errands\nComments:\n- the big carton"
+    extras = parsed.extras[milk["id"]]
+    assert extras["duration"] == "15 minute" and extras["labels"] == ["errands"]
+    assert extras["sourceCreatedAt"] == "2024-02-10T08:00:00Z"
