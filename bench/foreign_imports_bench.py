@@ -1,6 +1,8 @@
 """Foreign-import benchmark: a 50,000-task Todoist export parsed, previewed and applied into
-PostgreSQL (target: preview + apply under 20 s), then previewed again (the re-import path
-through ExternalRef, which must find nothing to change).
+PostgreSQL (target: preview + apply under 4 s), with peak memory, then previewed again (the
+re-import path through ExternalRef, which must find nothing to change). Then the hostile
+inputs that used to stall a parser (each under 1 s), and linear scaling: each input at
+sizes x1, x4 and x16, printed as time ratios (linear: about 4 and 16).
 
 `run(database_url)` only uses the server of `database_url` (the shared bench database is
 left alone): it works in a scratch database of its own and drops it afterwards. The
@@ -19,7 +21,9 @@ import time
 import sqlalchemy as sa
 
 TASKS = 50_000
-TARGET_SECONDS = 20.0
+TARGET_SECONDS = 4.0
+HOSTILE_TARGET_SECONDS = 1.0
+SCALES = (1, 4, 16)
 
 
 def run(database_url: str) -> dict:
@@ -31,6 +35,7 @@ def run(database_url: str) -> dict:
     from assets.imports.preview import preview_import
     from assets.imports.staging import TABLE_NAMES, app_columns
     from bench.import_bench import _orm_apply, orm_comparison_text, scratch_database
+    from bench.run import PeakMemory
     from migrations import upgrade
     from resources import schema
     from resources.storage import ObjectStorage
@@ -58,14 +63,15 @@ def run(database_url: str) -> dict:
                 return create_import_job(database.engine, user_id=user_id, file_name=name)
 
             first = job()
-            started, cpu = time.perf_counter(), time.process_time()
-            preview = preview_import(database, storage, first, data)
-            preview_seconds = time.perf_counter() - started
-            preview_cpu = time.process_time() - cpu
-            started, cpu = time.perf_counter(), time.process_time()
-            applied = apply_import(database, storage, first)
-            apply_seconds = time.perf_counter() - started
-            apply_cpu = time.process_time() - cpu
+            with PeakMemory() as memory:
+                started, cpu = time.perf_counter(), time.process_time()
+                preview = preview_import(database, storage, first, data)
+                preview_seconds = time.perf_counter() - started
+                preview_cpu = time.process_time() - cpu
+                started, cpu = time.perf_counter(), time.process_time()
+                applied = apply_import(database, storage, first)
+                apply_seconds = time.perf_counter() - started
+                apply_cpu = time.process_time() - cpu
 
             second = job()
             started = time.perf_counter()
@@ -107,6 +113,8 @@ def run(database_url: str) -> dict:
             "orm_ms_per_row": round(1000 * orm_seconds / orm_rows, 3),
             "orm_apply_seconds_for_all_rows": round(orm_estimate, 1),
             "apply_speedup_vs_orm": round(orm_estimate / apply_seconds, 1),
+            "adjusted_items": sum(1 for e in preview.detected.report if e.adjustments),
+            **{f"preview_apply_{k}": v for k, v in memory.as_dict().items()},
         }
         print(
             f"Todoist export of {TASKS:,} tasks ({len(data) / 1e6:.1f} MB CSV, {rows:,} rows): "
@@ -119,8 +127,154 @@ def run(database_url: str) -> dict:
             f"{parse_seconds / total:.0%} of it; the same file again: preview "
             f"{repeat_seconds:.2f} s, {again.plan.row_writes} changes"
         )
+        print(
+            f"peak memory of preview + apply: {memory.as_dict()['rss_growth_mib']} MiB over "
+            f"the process's {memory.baseline / 2**20:.0f} MiB; CPU (this process) "
+            f"{preview_cpu + apply_cpu:.2f} s of the {total:.2f} s"
+        )
         print(orm_comparison_text(result, orm_estimate))
-        return result
+    result["hostile"] = hostile_inputs()
+    result["scaling"] = linear_scaling()
+    return result
+
+
+# ------------------------------------------------------------------ hostile inputs
+
+
+def todoist_attachment_notes(kib: int) -> tuple[str, bytes]:
+    """A Todoist CSV whose note repeats an unclosed `[[file {` (a backtracking regex
+    looked for its end again from each one)."""
+    header = "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE"
+    note = "[[file {" * (kib * 1024 // 8)
+    text = f'{header}\r\ntask,Task,,4,1,,,,en,UTC\r\nnote,"{note}",,,,,,,en,UTC\r\n'
+    return "Notes [1].csv", text.encode()
+
+
+def notion_relation_cell(kib: int) -> tuple[str, bytes]:
+    """A Notion database CSV with one long relation cell of words and no link."""
+    cell = "Task " * (kib * 1024 // 5)
+    text = f'\ufeffName,Status,Parent item\r\nA,Done,"{cell}"\r\nB,Done,A\r\n'
+    return f"Tasks {'a' * 32}_all.csv", text.encode()
+
+
+def repeated_external_ids(count: int) -> tuple[str, bytes]:
+    """A Trello board whose cards all carry the same id."""
+    import json
+
+    cards = [
+        {"id": "5f0000000000000000000001", "name": f"card {i}", "idList": "l1"}
+        for i in range(count)
+    ]
+    board = {"id": "b1", "name": "Board", "lists": [{"id": "l1", "name": "L"}], "cards": cards}
+    return "board.json", json.dumps(board).encode()
+
+
+def zip_bomb(members: int) -> tuple[str, bytes]:
+    """`members` members of 1 MiB of zeros: about 1 KB each zipped."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        zeros = bytes(1024 * 1024)
+        for i in range(members):
+            archive.writestr(f"Takeout/Tasks/{i}.json", zeros)
+    return "takeout.zip", buffer.getvalue()
+
+
+def deep_json(levels: int) -> tuple[str, bytes]:
+    return "deep.json", b"[" * levels + b"]" * levels
+
+
+def legacy_encoded_csv(tasks: int) -> tuple[str, bytes]:
+    """A Todoist CSV saved in Windows-1251 (Russian), as a spreadsheet would."""
+    header = "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE"
+    rows = [f"task,Задача {i} купить молоко,Описание,4,1,,,,ru,Europe/Moscow" for i in range(tasks)]
+    return "Дом [1].csv", ("\r\n".join([header, *rows]) + "\r\n").encode("cp1251")
+
+
+HOSTILE_INPUTS = {
+    "todoist_128kib_of_unclosed_attachments": lambda: todoist_attachment_notes(128),
+    "notion_32kib_relation_cell": lambda: notion_relation_cell(32),
+    "trello_20000_repeated_ids": lambda: repeated_external_ids(20_000),
+    "zip_of_1000_members_of_1mib_zeros": lambda: zip_bomb(1000),
+    "json_nested_200000_deep": lambda: deep_json(200_000),
+    "cp1251_csv_of_10000_tasks": lambda: legacy_encoded_csv(10_000),
+}
+# the growing inputs of the scaling check: (make one of size n, n at x1)
+SCALED_INPUTS = {
+    "todoist_unclosed_attachments_kib": (todoist_attachment_notes, 32),
+    "notion_relation_cell_kib": (notion_relation_cell, 8),
+    "trello_repeated_ids": (repeated_external_ids, 2_000),
+    "todoist_tasks": (None, 3_125),
+    "cp1251_csv_tasks": (legacy_encoded_csv, 2_500),
+}
+
+
+def _read(name: str, data: bytes) -> tuple[float, float, str]:
+    """CPU and wall seconds to detect and read `data`, and how it ended (imported or the
+    refusal). CPU time (this process's) is what the targets judge: on a machine shared
+    with other jobs the wall clock measures the neighbours too."""
+    from assets.imports.detect import detect_import
+    from assets.imports.parsers.base import ImportFormatError
+
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        detected = detect_import(data, file_name=name)
+        outcome = f"imported {detected.total_rows} rows"
+    except ImportFormatError as exc:
+        outcome = f"refused: {exc.reason}"
+    return time.process_time() - cpu, time.perf_counter() - started, outcome
+
+
+def hostile_inputs() -> dict:
+    """Each hostile input read (best of two): under HOSTILE_TARGET_SECONDS each."""
+    _read(*repeated_external_ids(10))  # the parsers' modules loaded before timing
+    results = {}
+    for label, make in HOSTILE_INPUTS.items():
+        name, data = make()
+        cpu, wall, outcome = min(_read(name, data) for _ in range(2))
+        results[label] = {
+            "bytes": len(data),
+            "cpu_seconds": round(cpu, 3),
+            "wall_seconds": round(wall, 3),
+            "within_target": cpu < HOSTILE_TARGET_SECONDS,
+            "outcome": outcome[:120],
+        }
+        print(
+            f"{label}: {cpu:.3f} s CPU, {wall:.3f} s wall ({len(data) / 1024:,.0f} KiB; "
+            f"{'met' if cpu < HOSTILE_TARGET_SECONDS else 'MISSED'} the "
+            f"{HOSTILE_TARGET_SECONDS:.0f} s target): {outcome[:80]}"
+        )
+    return results
+
+
+def linear_scaling() -> dict:
+    """Each growing input at x1, x4, x16: the time ratios to x1 (linear: about 4 and 16)."""
+    from assets.imports.parsers.todoist import generate_todoist_csv
+
+    results = {}
+    for label, (make, base) in SCALED_INPUTS.items():
+        times = []
+        for scale in SCALES:
+            n = base * scale
+            if make is None:
+                name, data = "Bench [1].csv", generate_todoist_csv(n, seed=1)
+            else:
+                name, data = make(n)
+            times.append(min(_read(name, data)[0] for _ in range(3)))
+        ratios = [round(t / times[0], 1) for t in times]
+        results[label] = {
+            "sizes": [base * s for s in SCALES],
+            "cpu_seconds": [round(t, 4) for t in times],
+            "ratios": ratios,
+        }
+        print(
+            f"scaling {label} at {', '.join(f'x{s}' for s in SCALES)} (CPU): "
+            + ", ".join(f"{t:.3f} s" for t in times)
+            + f"; ratios {ratios[1]} and {ratios[2]} (linear: 4 and 16)"
+        )
+    return results
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,37 @@ def user_identities(database: AppDatabase, user_id: str) -> Callable[[], list[st
     return fetch
 
 
+def one_line(exc: BaseException) -> str:
+    """An error as the one line a user reads: its own message, or what kind of failure it
+    was (a RecursionError's or MemoryError's message says nothing)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (ImportFormatError, ImportJobError)) and text:
+        return text
+    if isinstance(exc, RecursionError):
+        return "the file is nested too deeply to read"
+    if isinstance(exc, MemoryError):
+        return "the file is too large to read in memory"
+    if isinstance(exc, UnicodeError):
+        return f"the file's text cannot be decoded ({text[:200]})"
+    return f"the import failed unexpectedly ({type(exc).__name__}: {text[:300]})"
+
+
+@contextmanager
+def job_failed_on_error(engine, job_id: str, **values: Any) -> Iterator[None]:
+    """Any error in the block ends the job `failed` with one clear line (never `pending`,
+    never a traceback on the row) and is raised again as an ImportFormatError or
+    ImportJobError carrying that line."""
+    try:
+        yield
+    except (ImportFormatError, ImportJobError) as exc:
+        fail_job(engine, job_id, one_line(exc), **values)
+        raise
+    except Exception as exc:
+        message = one_line(exc)
+        fail_job(engine, job_id, message, **values)
+        raise ImportJobError(message) from None
+
+
 @collector_paused()
 def stage_job(
     database: AppDatabase,
@@ -104,7 +136,7 @@ def stage_job(
     state = load_user_state(database, user_id)
     users = state.tables["User"]
     timezone = users["timezone"][0].as_py() if users.num_rows else None
-    try:
+    with job_failed_on_error(engine, job_id, fileChecksum=hashlib.sha256(data).hexdigest()):
         detected = detect_import(
             data,
             file_name=job["fileName"] or "upload",
@@ -113,9 +145,6 @@ def stage_job(
             limits=limits,
             timezone=timezone,
         )
-    except (ImportFormatError, ImportJobError) as exc:
-        fail_job(engine, job_id, str(exc), fileChecksum=hashlib.sha256(data).hexdigest())
-        raise
     restores_account = (
         detected.is_goalport
         and detected.source_user_id == user_id
@@ -127,16 +156,17 @@ def stage_job(
         fail_job(engine, job_id, message)
         raise ImportJobError(message)
     known = state.refs.filter(pc.equal(state.refs["sourceApp"], detected.source_app))
-    staged = stage_import(
-        detected,
-        user_id=user_id,
-        current=state.tables,
-        known_refs=known,
-        user_exists=state.user_exists,
-        id_seed=job_id,
-        mode=job["mode"],
-        max_bad_share=max_bad_share,
-    )
+    with job_failed_on_error(engine, job_id):
+        staged = stage_import(
+            detected,
+            user_id=user_id,
+            current=state.tables,
+            known_refs=known,
+            user_exists=state.user_exists,
+            id_seed=job_id,
+            mode=job["mode"],
+            max_bad_share=max_bad_share,
+        )
     update_job(
         engine,
         job_id,
@@ -193,17 +223,18 @@ def preview_staged(
         if issue.row_id:
             invalid_ids.setdefault(issue.table, set()).add(issue.row_id)
     modules = json.loads(job["modules"]) if job["modules"] else None
-    plan = diff_import(
-        staged,
-        fresh.tables,
-        mode=job["mode"],
-        conflict_policy=job["conflictPolicy"],
-        modules=modules,
-        other_owner_ids=other_ids,
-        taken_emails=taken_emails,
-        known_refs=known,
-        invalid_ids=invalid_ids,
-    )
+    with job_failed_on_error(engine, job_id):
+        plan = diff_import(
+            staged,
+            fresh.tables,
+            mode=job["mode"],
+            conflict_policy=job["conflictPolicy"],
+            modules=modules,
+            other_owner_ids=other_ids,
+            taken_emails=taken_emails,
+            known_refs=known,
+            invalid_ids=invalid_ids,
+        )
     if not fresh.user_exists and plan.tables["User"].creates.num_rows == 0:
         reasons = "; ".join(r["reason"] for r in plan.refused if r["table"] == "User")
         message = f"cannot re-create the account {staged.user_id}: {reasons or 'no account row'}"
@@ -219,7 +250,7 @@ def preview_staged(
         "bytes": detected.size,
         "exportedAt": detected.exported_at.isoformat() if detected.exported_at else None,
         "sourceUserId": detected.source_user_id,
-        "report": [_report_entry(e) for e in detected.report[:500]],
+        "report": [_report_entry(e) for e in _report_sample(detected.report)],
     }
     if not detected.is_goalport:
         plan.file["mapping"] = mapping_summary(detected)
@@ -249,19 +280,35 @@ def preview_staged(
     return plan
 
 
+REPORT_LIMIT = 500
+
+
 def mapping_summary(detected: DetectedImport) -> dict:
-    """The mapping report in brief: rows per target table, items skipped and flattened."""
+    """The mapping report in brief: rows per target table, items skipped, flattened and
+    adjusted to fit the app's rules, rows that could not be mapped, the guessed encodings."""
     counts = {str(n): c for n, c in detected.row_counts().items() if c}
+    report = detected.report
     return {
         "imported": dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
-        "skipped": sum(e.count for e in detected.report if e.action == "skipped"),
-        "flattened": sum(e.count for e in detected.report if e.action == "flattened"),
-        "entries": len(detected.report),
+        "skipped": sum(e.count for e in report if e.action == "skipped"),
+        "unmappable": sum(e.count for e in report if getattr(e, "bad", False)),
+        "flattened": sum(e.count for e in report if e.action == "flattened"),
+        "adjusted": sum(1 for e in report if getattr(e, "adjustments", None)),
+        "decoded": [e.reason for e in report if e.action == "decoded"],
+        "entries": len(report),
     }
 
 
+def _report_sample(report: list) -> list:
+    """At most REPORT_LIMIT entries for the preview: first every one that says something
+    (decoded, skipped, flattened, adjusted), then plain imports, each in file order."""
+    telling = [e for e in report if e.action != "imported"]
+    plain = [e for e in report if e.action == "imported"]
+    return (telling + plain)[:REPORT_LIMIT]
+
+
 def _report_entry(entry) -> dict:
-    return {
+    described = {
         "source": entry.source_item,
         "externalKey": entry.external_key,
         "table": entry.target_table,
@@ -269,6 +316,9 @@ def _report_entry(entry) -> dict:
         "reason": entry.reason,
         "count": entry.count,
     }
+    if getattr(entry, "adjustments", None):
+        described["adjustments"] = list(entry.adjustments)
+    return described
 
 
 def preview_import(

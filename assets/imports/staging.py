@@ -13,6 +13,9 @@ What staging decides, so that diffing and applying never have to:
   row is left out and reported with the file, table, row number, id, field and reason; rows
   that reference it are then reported too. Nothing is dropped silently. When more than
   `max_bad_share` of the rows are bad (default 5%), the import stops (`too_many_bad_rows`).
+  Another app's rows arrive already fitted to these rules by their parser
+  (`parsers.normalise`, each adjustment in the mapping report); the rows it could not map
+  at all count as bad here too. The rules themselves are the same for every file.
 
 Staged tables carry the app's columns plus three of staging's own: `__row` (the row's
 number in its table of the file, from 1), `__externalId` (the source key, null for
@@ -132,6 +135,9 @@ class StagedImport:
     extras: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE
+    # rows of another app's file its parser could not map at all (in the mapping report,
+    # counted with the invalid rows; `total_rows` includes them)
+    unmappable_rows: int = 0
 
     @property
     def is_goalport(self) -> bool:
@@ -139,7 +145,7 @@ class StagedImport:
 
     @property
     def bad_rows(self) -> int:
-        return len({(i.table, i.row) for i in self.issues})
+        return len({(i.table, i.row) for i in self.issues}) + self.unmappable_rows
 
     @property
     def bad_share(self) -> float:
@@ -151,6 +157,10 @@ class StagedImport:
 
     def bad_rows_message(self) -> str:
         first = "; ".join(str(i) for i in self.issues[:3])
+        if self.unmappable_rows:
+            first = f"{self.unmappable_rows} rows could not be mapped (see the mapping report)" + (
+                "; " + first if first else ""
+            )
         return (
             f"{self.bad_rows} of {self.total_rows} rows ({self.bad_share:.1%}) are invalid, "
             f"more than the {self.max_bad_share:.1%} an import accepts; nothing was imported. "
@@ -247,6 +257,7 @@ def stage_import(
     tables, found = _drop_unresolved_references(tables, current, detected.file_name)
     issues.extend(found)
     issues.sort(key=lambda i: (TABLE_NAMES.index(i.table), i.row))
+    unmappable = sum(e.count for e in detected.report if getattr(e, "bad", False))
     return StagedImport(
         user_id=user_id,
         source_app=detected.source_app,
@@ -254,12 +265,13 @@ def stage_import(
         mode=mode,
         tables=tables,
         issues=issues,
-        total_rows=total,
+        total_rows=total + unmappable,
         exported_at=detected.exported_at,
         source_user_id=detected.source_user_id,
         extras=dict(detected.extras),
         warnings=warnings,
         max_bad_share=max_bad_share,
+        unmappable_rows=unmappable,
     )
 
 

@@ -190,14 +190,21 @@ def _print_mapping(file: dict) -> None:
     ]
     summary = ", ".join(parts) or "nothing imported"
     extra = f"; {mapping['skipped']} skipped"
+    if mapping.get("unmappable"):
+        extra += f" ({mapping['unmappable']} could not be mapped)"
     if mapping["flattened"]:
         extra += f", {mapping['flattened']} moved up (the app keeps 3 goal levels)"
+    if mapping.get("adjusted"):
+        extra += f", {mapping['adjusted']} adjusted to fit the app's rules"
     click.echo(f"mapping: {summary}{extra}")
+    for note in mapping.get("decoded") or []:
+        click.echo(f"  note: {note}")
     report = file.get("report") or []
-    for action in ("skipped", "flattened"):
+    for action in ("skipped", "flattened", "adjusted"):
         entries = [e for e in report if e["action"] == action]
         for entry in entries[:SHOWN]:
             count = f" ({entry['count']})" if entry.get("count", 1) > 1 else ""
-            click.echo(f"  {action} {entry['source']}{count}: {entry['reason']}")
+            reason = "; ".join(entry.get("adjustments") or [entry["reason"]])
+            click.echo(f"  {action} {entry['source']}{count}: {reason}")
         if len(entries) > SHOWN:
             click.echo(f"  ... and {len(entries) - SHOWN} more {action} (goalport import show JOB)")

@@ -1,5 +1,6 @@
 """`goalport import FILE --user USER`, `goalport import confirm|undo|show JOB`,
-`goalport imports list USER`: bring a file in, see what it would change, apply, take back.
+`goalport import guide [APP]`, `goalport imports list USER`: bring a file in, see what it
+would change, apply, take back; how to export from another app.
 
 `goalport import FILE` previews first (a table of what would be created, updated, left
 unchanged, in conflict, deleted, refused or invalid, with field-level changes), then asks
@@ -49,6 +50,7 @@ class _ImportGroup(click.Group):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, FILE_USAGE)
         formatter.write_usage(ctx.command_path, "confirm|undo|show JOB_ID", prefix="   or: ")
+        formatter.write_usage(ctx.command_path, "guide [APP]", prefix="   or: ")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         params = self.commands["file"].get_params(ctx)
@@ -163,6 +165,26 @@ def import_show(job_id: str) -> None:
         click.echo(f"error: {job['errorMessage']}")
     if job["previewData"]:
         print_preview(json.loads(job["previewData"]))
+
+
+@import_group.command("guide")
+@click.argument("app", required=False)
+@friendly_errors
+def import_guide(app: str | None) -> None:
+    """How to export from APP (every supported app when none is named), and what goalport
+    keeps of its export and what it cannot. The text is Markdown."""
+    from assets.imports.parsers.detect import export_guides
+
+    guides = export_guides()
+    if app is None:
+        click.echo("\n".join(guides.values()), nl=False)
+        return
+    wanted = "_".join(app.casefold().replace("-", " ").split())
+    if wanted not in guides:
+        raise click.BadParameter(
+            f"no guide for {app!r}; supported apps: {', '.join(guides)}", param_hint="APP"
+        )
+    click.echo(guides[wanted], nl=False)
 
 
 @click.group("imports")

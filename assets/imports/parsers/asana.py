@@ -20,13 +20,23 @@ from assets.imports.parsers.base import (
     ImportBuilder,
     ImportFormatError,
     ParsedImport,
+    as_dict,
+    as_list,
+    as_text,
     base_name,
     compose_description,
     import_parser,
     priority_from_label,
 )
-from assets.imports.parsers.dates import When, parse_when, when_to_utc, zone
-from assets.imports.parsers.textio import normalize_header, read_app_csv
+from assets.imports.parsers.dates import (
+    When,
+    parse_date,
+    parse_timestamp,
+    parse_when,
+    when_to_utc,
+    zone,
+)
+from assets.imports.parsers.textio import load_json, normalize_header, read_app_csv
 
 APP = "asana"
 _MANGLED_ID_RE = re.compile(r"^\d(?:[.,]\d+)?[eE]\+?\d+$")
@@ -52,6 +62,29 @@ _KNOWN_COLUMNS = {
 }
 
 
+GUIDE = """\
+## Asana
+
+**How to export**
+
+Open the project, click the **▾** next to its name, choose **Export / Print → CSV** (or
+**JSON**), and upload the file. The CSV holds at most 2,000 tasks: use JSON for larger
+projects.
+
+**What goalport keeps**
+
+- Each project as a goal, its tasks under it, sub-tasks under their task.
+- Names, notes, due dates, completion and its time, creation and last-modified times,
+  a **Priority** custom field; sections, assignee, tags and other custom fields with the
+  import's extras.
+- Files re-saved in a spreadsheet (`M/D/YY` dates, ids written as `1.2E+15`).
+
+**What it cannot keep**
+
+- Comments, attachments, followers, dependencies and portfolios.
+"""
+
+
 def is_asana_header(names: set[str]) -> bool:
     return {"task id", "name"} <= names and bool(
         names & {"completed at", "parent task", "projects", "created at"}
@@ -62,7 +95,9 @@ def is_asana_header(names: set[str]) -> bool:
 def parse_asana(
     data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
-    """An Asana project CSV as goals (project -> task -> sub-task)."""
+    """An Asana project CSV or JSON export as goals (project -> task -> sub-task)."""
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return _parse_json_export(load_json(data, file_name=name), name, now, timezone)
     table = read_app_csv(
         data,
         file_name=name,
@@ -147,6 +182,10 @@ def parse_asana(
                     f"{name}: row {values['row']}: parent task '{parent_name}' is not "
                     "in the file; imported under its project"
                 )
+                values.setdefault("adjustments", []).append(
+                    f"its parent task '{parent_name[:80]}' is not in the file: imported under "
+                    "its project"
+                )
     projects: dict[str, str] = {}
 
     def project_of(values: dict[str, Any], depth: int = 0) -> str:
@@ -172,7 +211,7 @@ def parse_asana(
         if values["priority"]:
             priority = priority_from_label(values["priority"]) or DEFAULT_PRIORITY
         completed_at = _timestamp(values, "completed", "Completed At", name, tz)
-        builder.add_goal(
+        key = builder.add_goal(
             values["key"],
             title=values["title"],
             source_item=f"task '{values['title']}' ({name}, row {row})",
@@ -180,7 +219,7 @@ def parse_asana(
             description=compose_description(values["notes"], labels=labels),
             priority=priority,
             target_date=_day(values, "due", "Due Date", name),
-            is_completed=completed_at is not None,
+            is_completed=bool(values["completed"]),
             completed_at=completed_at,
             created_at=_timestamp(values, "created", "Created At", name, tz),
             updated_at=_timestamp(values, "modified", "Last Modified", name, tz),
@@ -194,18 +233,29 @@ def parse_asana(
                 "priority": values["priority"],
                 "customFields": values["custom"],
                 "sourceId": values["id"],
+                "unreadableDates": values.get("unreadable"),
             },
         )
+        for note in values.get("adjustments", ()):
+            builder.adjust(key, note)
     return builder.finish()
 
 
 def _when(values: dict[str, Any], field: str, header: str, file_name: str) -> When | None:
+    """The cell's date; one that is not a date is left out of the row (kept in the extras
+    as the file wrote it), and the row says so in the mapping report."""
     text = values[field]
     if not text:
         return None
     when = parse_when(text)
     if when is None or when.year is None:
-        raise ImportFormatError(file_name, values["row"], header, f"'{text}' is not a date")
+        unread = values.setdefault("unreadable", {})
+        if header not in unread:
+            unread[header] = text
+            values.setdefault("adjustments", []).append(
+                f"{header} '{text[:40]}' is not a date: left empty (kept in the extras)"
+            )
+        return None
     return when
 
 
@@ -223,3 +273,137 @@ def _timestamp(
 
 def _iso_day(day: dt.date | None) -> str | None:
     return day.isoformat() if day else None
+
+
+# ---------------------------------------------------------------- JSON export
+
+
+def is_asana_json(doc: Any) -> bool:
+    """Asana's JSON export: `{"data": [task, ...]}`, tasks with a `gid` and a `name`."""
+    tasks = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(tasks, list) or not tasks:
+        return False
+    sample = [t for t in tasks[:20] if isinstance(t, dict)]
+    return bool(sample) and all("gid" in t and "name" in t for t in sample)
+
+
+def _parse_json_export(
+    doc: Any, name: str, now: dt.datetime | None, timezone: str | None
+) -> ParsedImport:
+    """Tasks (and their nested `subtasks`) under their parent task or their first project;
+    projects are keyed by name, tasks by gid, as in the CSV export of the same project."""
+    if not is_asana_json(doc):
+        raise ImportFormatError(name, None, None, "not an Asana export (expected 'data' tasks)")
+    builder = ImportBuilder(
+        APP, now=now, tables=("Module", "Goal"), module_kind="work", module_name="Asana"
+    )
+    tz = zone(timezone)
+    default_project = base_name(name).rsplit(".", 1)[0] or "Asana"
+    projects: dict[str, str] = {}
+    # (task, where, its parent's key or None): walked with a list, not by recursion
+    pending: list[tuple[Any, str, str | None]] = [
+        (task, f"data[{i}]", None) for i, task in enumerate(doc["data"])
+    ]
+    pending.reverse()
+    while pending:
+        task, where, parent_key = pending.pop()
+        if not isinstance(task, dict):
+            builder.skip(f"{name}, {where}", "not an Asana task object", bad=True)
+            continue
+        title = " ".join(as_text(task.get("name")).split())
+        if not title:
+            builder.skip(f"{name}, {where}", "task without a name", bad=True)
+            continue
+        if parent_key is None and as_dict(task.get("parent")).get("gid"):
+            parent_key = builder.key("task", as_dict(task["parent"])["gid"])
+        if parent_key is None:
+            project = _json_project(task) or default_project
+            if project not in projects:
+                projects[project] = builder.add_goal(
+                    builder.key("project", project),
+                    title=project,
+                    source_item=f"project '{project}' ({name})",
+                )
+            parent_key = projects[project]
+        key = _add_json_task(builder, task, title, f"{name}, {where}", parent_key, tz)
+        children = as_list(task.get("subtasks"))
+        pending.extend(
+            (child, f"{where}.subtasks[{i}]", key)
+            for i, child in reversed(list(enumerate(children)))
+        )
+    return builder.finish()
+
+
+def _json_project(task: dict[str, Any]) -> str | None:
+    for membership in as_list(task.get("memberships")):
+        project = as_text(as_dict(as_dict(membership).get("project")).get("name")).strip()
+        if project:
+            return project
+    for project in as_list(task.get("projects")):
+        text = as_text(as_dict(project).get("name")).strip()
+        if text:
+            return text
+    return None
+
+
+def _add_json_task(
+    builder: ImportBuilder,
+    task: dict[str, Any],
+    title: str,
+    where: str,
+    parent_key: str,
+    tz: dt.tzinfo | None,
+) -> str:
+    def moment(field: str) -> dt.datetime | None:
+        value = task.get(field)
+        return parse_timestamp(value, assume_tz=tz) if isinstance(value, str) else None
+
+    def day(field: str) -> dt.date | None:
+        value = task.get(field)
+        return parse_date(value) if isinstance(value, str) else None
+
+    custom = {
+        as_text(as_dict(f).get("name")): as_text(as_dict(f).get("display_value"))
+        for f in as_list(task.get("custom_fields"))
+        if as_text(as_dict(f).get("display_value"))
+    }
+    priority_text = next((v for k, v in custom.items() if k.casefold() == "priority"), "")
+    labels = [as_text(as_dict(t).get("name")) for t in as_list(task.get("tags"))]
+    labels = [label for label in labels if label]
+    section = next(
+        (
+            as_text(as_dict(as_dict(m).get("section")).get("name"))
+            for m in as_list(task.get("memberships"))
+            if as_dict(as_dict(m).get("section")).get("name")
+        ),
+        None,
+    )
+    # `completed` says whether it is done; a completed_at on an open task is reported
+    done = task.get("completed") is True or (
+        task.get("completed") is None and bool(task.get("completed_at"))
+    )
+    return builder.add_goal(
+        builder.key("task", str(task.get("gid"))),
+        title=title,
+        source_item=f"task '{title}' ({where})",
+        parent=parent_key,
+        description=compose_description(as_text(task.get("notes")), labels=labels),
+        priority=priority_from_label(priority_text) or DEFAULT_PRIORITY,
+        target_date=day("due_on") or _day_of(moment("due_at")),
+        is_completed=done,
+        completed_at=moment("completed_at"),  # on an open task: reported, kept
+        created_at=moment("created_at"),
+        updated_at=moment("modified_at"),
+        extras={
+            "section": section,
+            "assignee": as_text(as_dict(task.get("assignee")).get("name")),
+            "startDate": as_text(task.get("start_on")),
+            "labels": labels,
+            "customFields": custom,
+            "sourceId": str(task.get("gid")),
+        },
+    )
+
+
+def _day_of(moment: dt.datetime | None) -> dt.date | None:
+    return moment.date() if moment else None

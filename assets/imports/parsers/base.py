@@ -8,8 +8,13 @@ newer dump of the same account lands on the same rows. What has no column in the
 to `extras` (kept with the row's ExternalRef), and `report` says what became what.
 
 `ImportBuilder` holds the rules common to all apps (three goal levels at most, priorities
-1..5, millisecond UTC timestamps, nothing dropped without a report entry), and
-`safe_zip_members` is the one way parsers open archives.
+1..5, millisecond UTC timestamps, orphans under the import's root goal, cycles cut, every
+row fitted to the app's rules by `normalise`, nothing dropped or changed without a report
+entry), and `safe_zip_members` is the one way parsers open archives.
+
+Why one module, longer than 800 lines: it is the one contract every parser (of every app)
+builds on, and splitting the builder from the report types and archive guards it uses
+would only trade one module for three import cycles.
 """
 
 from __future__ import annotations
@@ -21,12 +26,20 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, overload
 
 import pyarrow as pa
 
+from assets.imports.parsers.normalise import (
+    MODULE_NAME_LIMIT,
+    normalise_achievement,
+    normalise_goal,
+    normalise_progress,
+    shortened,
+)
 from resources.schema import APP_ARROW_SCHEMAS
 
 GOAL_LEVELS = 3
@@ -58,9 +71,14 @@ class MappingEntry:
     source_item: str
     external_key: str | None
     target_table: str | None
-    action: str = "imported"  # imported, flattened, skipped
+    action: str = "imported"  # imported, adjusted, flattened, skipped
     reason: str = ""
     count: int = 1
+    # what was changed to fit the app's rules, one sentence each (`normalise`)
+    adjustments: list[str] = field(default_factory=list)
+    # skipped because it could not be mapped at all (not left out on purpose): counts
+    # toward the import's share of bad rows
+    bad: bool = False
 
 
 @dataclass
@@ -76,6 +94,13 @@ class ParsedImport:
 
     def skipped(self) -> list[MappingEntry]:
         return [entry for entry in self.report if entry.action == "skipped"]
+
+    def adjusted(self) -> list[MappingEntry]:
+        return [entry for entry in self.report if entry.adjustments]
+
+    def unmappable_rows(self) -> int:
+        """Source rows skipped because they could not be mapped at all."""
+        return sum(entry.count for entry in self.report if entry.bad)
 
 
 def require_content(data: bytes, file_name: str) -> None:
@@ -107,7 +132,15 @@ def import_parser(
         ) -> ParsedImport:
             name = file_name or usual_name
             require_content(data, name)
-            return read(data, name, now, timezone, **options)
+            notes: list[MappingEntry] = []
+            token = decoding_notes.set(notes)
+            try:
+                with unexpected_content_refused(name):
+                    parsed = read(data, name, now, timezone, **options)
+            finally:
+                decoding_notes.reset(token)
+            parsed.report[:0] = notes
+            return parsed
 
         # read's name and docstring, not its signature (no __wrapped__: callers see parse's)
         parse.__module__, parse.__doc__ = read.__module__, read.__doc__
@@ -144,6 +177,42 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+# The text files of the parse under way whose encoding was guessed (`textio.decode_text`
+# adds one entry each): the parser wrapper puts them at the top of the mapping report.
+decoding_notes: ContextVar[list[MappingEntry] | None] = ContextVar("decoding_notes", default=None)
+
+
+@contextmanager
+def unexpected_content_refused(file_name: str) -> Iterator[None]:
+    """Whatever a hostile or broken file makes a parser trip over ends as one
+    ImportFormatError naming the file, never as a traceback."""
+    try:
+        yield
+    except ImportFormatError:
+        raise
+    except RecursionError:
+        raise ImportFormatError(file_name, None, None, "nested too deeply to read") from None
+    except MemoryError:
+        raise ImportFormatError(file_name, None, None, "too large to read in memory") from None
+    except UnicodeError as exc:
+        raise ImportFormatError(file_name, None, None, f"text cannot be decoded ({exc})") from None
+    except (
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        ValueError,
+        ArithmeticError,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+    ) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ImportFormatError(
+            file_name, None, None, f"unexpected content ({type(exc).__name__}: {reason})"
+        ) from None
+
+
 @contextmanager
 def reading_item(file_name: str, where: str) -> Iterator[None]:
     """Turns a surprise deep inside one JSON item into an error naming the file and item."""
@@ -172,6 +241,9 @@ class ZipLimits:
     max_total_bytes: int = 1024 * 1024 * 1024
     max_ratio: int = 200  # uncompressed / compressed, for members over ratio_floor_bytes
     ratio_floor_bytes: int = 1024 * 1024
+    # the same ratio over the whole archive, once it inflates past this many bytes: a
+    # thousand small members of zeros are as much a bomb as one big one
+    total_ratio_floor_bytes: int = 16 * 1024 * 1024
 
 
 ZIP_LIMITS = ZipLimits()
@@ -228,6 +300,7 @@ def safe_zip_members(
     ]
     members: dict[str, bytes] = {}
     budget = limits.max_total_bytes
+    inflated = compressed = 0
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for name, info in chosen:
             if info.flag_bits & 0x1:
@@ -274,6 +347,17 @@ def safe_zip_members(
                     "is larger than declared or than the import limit",
                 )
             budget -= len(content)
+            inflated += len(content)
+            compressed += info.compress_size
+            if inflated > limits.total_ratio_floor_bytes and inflated > limits.max_ratio * max(
+                compressed, 1
+            ):
+                raise ImportFormatError(
+                    file_name,
+                    None,
+                    None,
+                    "the archive is compressed suspiciously well (a zip bomb?)",
+                )
             members[name] = content
     return members
 
@@ -309,6 +393,18 @@ def _checked_infos(
             None,
             None,
             f"holds {len(infos)} members, more than the {limits.max_members} an import accepts",
+        )
+    declared = sum(info.file_size for info in infos)
+    packed = sum(info.compress_size for info in infos)
+    if declared > limits.max_members * limits.max_member_bytes or (
+        declared > limits.total_ratio_floor_bytes and declared > limits.max_ratio * max(packed, 1)
+    ):
+        raise ImportFormatError(
+            file_name,
+            None,
+            None,
+            f"the archive inflates to {declared:,} bytes from {packed:,}: compressed "
+            "suspiciously well (a zip bomb?)",
         )
     named = []
     for info in infos:
@@ -421,7 +517,11 @@ def _ms(value: dt.datetime | None) -> dt.datetime | None:
 
 
 class ImportBuilder:
-    """Collects one import's rows under external keys and turns them into app tables."""
+    """Collects one import's rows under external keys and turns them into app tables.
+
+    `finish` fits every row to the app's rules (`normalise`): what had to change is on the
+    row's mapping-report entry (`adjustments`), with what it replaced in the extras.
+    """
 
     def __init__(
         self,
@@ -447,29 +547,66 @@ class ImportBuilder:
         self._goal_entries: dict[str, MappingEntry] = {}
         self._progress_sources: dict[tuple[str, str], list] = {}
         self._used_keys: set[str] = set()
+        self._next_number: dict[str, int] = {}
+        self._adjustments: dict[str, list[str]] = {}
 
     def key(self, kind: str, external_id: object) -> str:
         return f"{self.app}:{kind}:{external_id}"
 
     def unique_key(self, key: str) -> str:
-        """`key`, or `key#2`, `key#3`... if an earlier row of this import already has it."""
+        """`key`, or `key#2`, `key#3`... if an earlier row of this import already has it.
+
+        The next free number of each repeated key is remembered: 20,000 rows with one id
+        cost 20,000 look-ups, not 200 million."""
         if key not in self._used_keys:
             self._used_keys.add(key)
             return key
-        number = 2
+        number = self._next_number.get(key, 2)
         while f"{key}#{number}" in self._used_keys:
             number += 1
-        self._used_keys.add(f"{key}#{number}")
-        return f"{key}#{number}"
+        self._next_number[key] = number + 1
+        unique = f"{key}#{number}"
+        self._used_keys.add(unique)
+        self.adjust(
+            unique,
+            f"repeats the external id of an earlier item ({key}): imported as a separate item",
+        )
+        return unique
+
+    def adjust(self, key: str, reason: str) -> None:
+        """Record that the row `key` was changed to fit the app, and why."""
+        self._adjustments.setdefault(key, []).append(reason)
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)
 
     def skip(
-        self, source_item: str, reason: str, *, external_key: str | None = None, count: int = 1
+        self,
+        source_item: str,
+        reason: str,
+        *,
+        external_key: str | None = None,
+        count: int = 1,
+        bad: bool = False,
     ) -> None:
-        self.report.append(MappingEntry(source_item, external_key, None, "skipped", reason, count))
+        """Report items left out: on purpose (archived, not the app's kind of thing), or,
+        with `bad`, because they could not be mapped at all (those count as bad rows)."""
+        self.report.append(
+            MappingEntry(source_item, external_key, None, "skipped", reason, count, bad=bad)
+        )
+
+    @contextmanager
+    def row_or_skip(self, source_item: str) -> Iterator[None]:
+        """Read one source row in the block; when it cannot be mapped at all (an
+        ImportFormatError, or a surprise `reading_item` turns into one), it is skipped
+        alone, reported with the reason as a bad row, and the rest of the file goes on."""
+        try:
+            with reading_item(source_item, source_item):
+                yield
+        except ImportFormatError as exc:
+            field = f"field '{exc.field}': " if exc.field else ""
+            self.skip(source_item, field + exc.reason, bad=True)
 
     def add_goal(
         self,
@@ -490,12 +627,11 @@ class ImportBuilder:
     ) -> str:
         """Stage a goal; returns its key (made unique if the source repeated an id)."""
         key = self.unique_key(key)
-        if not 1 <= priority <= 5:
-            raise ValueError(f"priority {priority} outside 1..5")
         inferred = []
-        created_at, updated_at = _ms(created_at), _ms(updated_at)
+        created_at, updated_at, completed_at = _ms(created_at), _ms(updated_at), _ms(completed_at)
         if created_at is None:
-            created_at = updated_at or self.now
+            known = [t for t in (updated_at, completed_at) if t is not None]
+            created_at = min(known) if known else self.now
             inferred.append("createdAt")
         if updated_at is None:
             updated_at = created_at
@@ -508,11 +644,11 @@ class ImportBuilder:
             "parentGoalId": parent,
             "title": title or "Untitled",
             "description": description or None,
-            "priority": priority,
-            "difficulty": difficulty,
+            "priority": int(priority),
+            "difficulty": None if difficulty is None else int(difficulty),
             "targetDate": target_date,
             "isCompleted": bool(is_completed),
-            "completedAt": _ms(completed_at),
+            "completedAt": completed_at,
             "createdAt": created_at,
             "updatedAt": updated_at,
         }
@@ -542,10 +678,12 @@ class ImportBuilder:
             or abs(amount) > MAX_PROGRESS_VALUE
             or (maximum is not None and abs(maximum) > MAX_PROGRESS_VALUE)
         ):
+            self._adjustments.pop(key, None)
             self.skip(
                 f"{source_kind} {key}",
                 f"value {value!r} does not fit the app's numbers",
                 external_key=key,
+                bad=True,
             )
             return None
         inferred = []
@@ -608,13 +746,54 @@ class ImportBuilder:
 
     # ------------------------------------------------------------ finishing
 
+    def orphan_root(self) -> str:
+        """The import's root goal, made on first use: items whose parent is not in the
+        file hang under it, so they stay together and can be moved in the app."""
+        key = self.key("goal", "import-root")
+        if key not in self.goals:
+            self.goals[key] = {
+                "id": key,
+                "userId": "",
+                "moduleId": self.module_key,
+                "parentGoalId": None,
+                "title": f"Imported from {self.module_name}: items whose parent is not in the file",
+                "description": None,
+                "priority": DEFAULT_PRIORITY,
+                "difficulty": None,
+                "targetDate": None,
+                "isCompleted": False,
+                "completedAt": None,
+                "createdAt": self.now,
+                "updatedAt": self.now,
+            }
+            self.extras[key] = {"inferred": ["createdAt", "updatedAt"]}
+            entry = MappingEntry(
+                "the import's root goal", key, "Goal", "adjusted", "made for the orphans"
+            )
+            entry.adjustments.append(
+                "made by the import to hold items whose parent is not in the file"
+            )
+            self._goal_entries[key] = entry
+            self.report.append(entry)
+        return key
+
     def _resolve_hierarchy(self) -> None:
         goals = self.goals
-        for key, row in goals.items():
-            parent = row["parentGoalId"]
-            if parent is not None and parent not in goals:
-                row["parentGoalId"] = None
-                self.warn(f"{key}: its parent {parent} is not in the export; imported at the top")
+        orphans = [
+            (key, row["parentGoalId"])
+            for key, row in goals.items()
+            if row["parentGoalId"] is not None and row["parentGoalId"] not in goals
+        ]
+        if orphans:
+            root = self.orphan_root()
+            for key, parent in orphans:
+                goals[key]["parentGoalId"] = root
+                self.extras.setdefault(key, {})["sourceParent"] = parent
+                self.adjust(
+                    key,
+                    f"its parent {parent} is not in the file: attached to the import's root goal",
+                )
+                self.warn(f"{key}: its parent {parent} is not in the export; imported under {root}")
         depth: dict[str, int] = {}
         for key, row in goals.items():
             parent = row["parentGoalId"]
@@ -624,17 +803,25 @@ class ImportBuilder:
                 depth[key] = depth[parent] + 1 if parent is not None else 1
                 continue
             chain: list[str] = []
-            seen: set[str] = set()
+            on_chain: dict[str, int] = {}
             current: str | None = key
             while current is not None and current not in depth:
-                if current in seen:
-                    # A cycle (possible in relation-based sources): cut it here, walk again.
+                if current in on_chain:
+                    # A cycle (possible in relation-based sources): cut one edge, at the
+                    # node where the walk came round, and carry on from there.
+                    cut_parent = goals[current]["parentGoalId"]
                     goals[current]["parentGoalId"] = None
+                    self.extras.setdefault(current, {})["sourceParent"] = cut_parent
+                    self.adjust(
+                        current,
+                        f"its parents form a cycle: the link to its parent {cut_parent} was "
+                        "cut, so it sits at the top",
+                    )
                     self.warn(f"{current}: its parents form a cycle; imported at the top")
-                    chain, seen, current = [], set(), key
-                    continue
+                    del chain[on_chain[current] + 1 :]
+                    break
+                on_chain[current] = len(chain)
                 chain.append(current)
-                seen.add(current)
                 current = goals[current]["parentGoalId"]
             for node in reversed(chain):
                 parent = goals[node]["parentGoalId"]
@@ -658,6 +845,54 @@ class ImportBuilder:
                 )
                 self.extras.setdefault(key, {})["sourceParent"] = original
 
+    def _normalise(self) -> None:
+        """Every row fitted to the app's rules; each change on the row's report entry."""
+        adjustments = self._adjustments
+        for rows, fit in (
+            (self.goals, normalise_goal),
+            (self.progress, normalise_progress),
+            (self.achievements, normalise_achievement),
+        ):
+            for key, row in rows.items():
+                extras = self.extras.get(key)
+                before = extras.get("inferred", []) if extras else []
+                inferred = list(before)
+                scratch = extras if extras is not None else {}
+                notes = fit(row, scratch, self.now, inferred)
+                if not notes and inferred == before:
+                    continue  # the usual row: fitted already, its extras as they were
+                if inferred:
+                    scratch["inferred"] = inferred
+                else:
+                    scratch.pop("inferred", None)
+                if scratch:
+                    self.extras[key] = scratch
+                else:
+                    self.extras.pop(key, None)
+                if notes:
+                    adjustments.setdefault(key, []).extend(notes)
+        entries = dict(self._goal_entries)
+        entries.update(
+            (e.external_key, e)
+            for e in self.report
+            if e.target_table == "Achievement" and e.external_key is not None
+        )
+        for key, notes in adjustments.items():
+            entry = entries.get(key)
+            if entry is None and key in self.progress:
+                row = self.progress[key]
+                entry = MappingEntry(
+                    f"progress {key} of {row['goalId']}", key, "Progress", "adjusted"
+                )
+                self.report.append(entry)
+            if entry is None:
+                continue
+            if entry.action == "imported":
+                entry.action = "adjusted"
+            entry.adjustments.extend(notes)
+            if not entry.reason:
+                entry.reason = "; ".join(notes)
+
     def finish(self) -> ParsedImport:
         self._resolve_hierarchy()
         for (goal, kind), keys in self._progress_sources.items():
@@ -665,16 +900,20 @@ class ImportBuilder:
                 for key in keys:
                     self.progress.pop(key, None)
                     self.extras.pop(key, None)
+                    self._adjustments.pop(key, None)
                 self.skip(
                     f"{len(keys)} {kind} entries",
                     f"their goal {goal} is not in the export",
                     count=len(keys),
+                    bad=True,
                 )
                 continue
             title = self.goals[goal]["title"]
             self.report.append(
                 MappingEntry(f"{kind} of '{title}'", goal, "Progress", count=len(keys))
             )
+        self._normalise()
+        module_name = shortened(" ".join(self.module_name.split()) or self.app, MODULE_NAME_LIMIT)
         rows: dict[str, list[dict]] = {
             "Module": [],
             "Goal": list(self.goals.values()),
@@ -688,7 +927,7 @@ class ImportBuilder:
                     "id": self.module_key,
                     "userId": "",
                     "kind": self.module_kind,
-                    "name": self.module_name,
+                    "name": module_name,
                     "isActive": True,
                     "createdAt": first["createdAt"],
                 }

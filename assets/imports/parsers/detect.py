@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from assets.imports.parsers.archives import is_tar, safe_tar_members
-from assets.imports.parsers.asana import is_asana_header, parse_asana
+from assets.imports.parsers.asana import is_asana_header, is_asana_json, parse_asana
 from assets.imports.parsers.base import (
     ImportFormatError,
     ParsedImport,
@@ -31,7 +32,11 @@ from assets.imports.parsers.google_tasks import (
     is_takeout_tasks_member,
     parse_google_tasks,
 )
-from assets.imports.parsers.habitica import is_habitica, parse_habitica
+from assets.imports.parsers.habitica import (
+    is_habitica,
+    is_habitica_history_header,
+    parse_habitica,
+)
 from assets.imports.parsers.joplin import is_joplin_item, is_joplin_member, parse_joplin
 from assets.imports.parsers.loop_habits import is_loop_habits_header, parse_loop_habits
 from assets.imports.parsers.notion import NOTION_ID_RE, is_notion_member, parse_notion
@@ -43,7 +48,7 @@ from assets.imports.parsers.notion_html import (
 from assets.imports.parsers.textio import decode_text, load_json, normalize_header, peek_csv_records
 from assets.imports.parsers.things3 import looks_like_things, parse_things3, things_member
 from assets.imports.parsers.ticktick import is_ticktick_header, parse_ticktick
-from assets.imports.parsers.todoist import is_todoist_header, parse_todoist
+from assets.imports.parsers.todoist import is_todoist_backup, is_todoist_header, parse_todoist
 from assets.imports.parsers.trello import is_trello_board, is_trello_card, parse_trello
 
 UNKNOWN = "unknown"
@@ -66,10 +71,22 @@ _NOTION_DATE_RE = re.compile(r"^@?[A-Z][a-z]+ \d{1,2}, \d{4}")
 _NOTION_LINK_RE = re.compile(r"%20[0-9a-f]{32}\.md\)")
 
 
+def export_guides() -> dict[str, str]:
+    """Each supported app's `GUIDE` (how to export from it, what goalport keeps and what it
+    cannot; plain Markdown), found on the module of its parser in PARSERS."""
+    guides = {}
+    for app, parse in PARSERS.items():
+        guide = getattr(sys.modules.get(parse.__module__), "GUIDE", None)
+        if isinstance(guide, str) and guide.strip():
+            guides[app] = guide.strip() + "\n"
+    return guides
+
+
 def detect_source(data: bytes, file_name: str | None = None) -> str:
     """The app (a key of PARSERS) that exported `data`, or "unknown".
 
-    Raises ImportFormatError only for an archive that is unsafe to open.
+    Raises ImportFormatError only for a file that is unsafe to open (an archive over the
+    limits, JSON nested deeper than any export).
     """
     name = file_name or "upload"
     if not data:
@@ -96,7 +113,9 @@ def detect_source(data: bytes, file_name: str | None = None) -> str:
 def _detect_json(data: bytes, name: str) -> str:
     try:
         doc = load_json(data, file_name=name)
-    except ImportFormatError:
+    except ImportFormatError as exc:
+        if "nested" in exc.reason:  # hostile, whichever app it claims to be from
+            raise
         return UNKNOWN
     if is_trello_board(doc) or is_trello_card(doc):
         return "trello"
@@ -106,6 +125,10 @@ def _detect_json(data: bytes, name: str) -> str:
         return "habitica"
     if is_keep_note(doc):
         return "google_keep"
+    if is_todoist_backup(doc):
+        return "todoist"
+    if is_asana_json(doc):
+        return "asana"
     return UNKNOWN
 
 
@@ -118,6 +141,7 @@ def _detect_csv(text: str, name: str, *, has_bom: bool = False) -> str:
             ("ticktick", is_ticktick_header),
             ("asana", is_asana_header),
             ("loop_habits", is_loop_habits_header),
+            ("habitica", is_habitica_history_header),
         ):
             if accepts(names):
                 return app

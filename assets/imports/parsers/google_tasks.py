@@ -20,7 +20,6 @@ from assets.imports.parsers.base import (
     compose_description,
     import_parser,
     is_zip,
-    reading_item,
     safe_zip_members,
 )
 from assets.imports.parsers.dates import UTC, parse_timestamp, zone
@@ -28,6 +27,27 @@ from assets.imports.parsers.textio import load_json
 
 APP = "google_tasks"
 STARRED_PRIORITY = 4
+
+
+GUIDE = """\
+## Google Tasks
+
+**How to export**
+
+Go to **Google Takeout** (takeout.google.com), click **Deselect all**, tick **Tasks**,
+then **Next step → Create export**, and upload the zip Google sends you (or the
+`Tasks.json` inside it). The folder names follow the account's language; that is fine.
+
+**What goalport keeps**
+
+- Each task list as a goal, its tasks under it, sub-tasks under their task.
+- Titles, notes, due dates, completion and its time, starred tasks as high priority.
+
+**What it cannot keep**
+
+- Deleted tasks (reported as skipped), repeats (Google does not export them), links to
+  Gmail or Docs.
+"""
 
 
 def is_google_tasks(doc: Any) -> bool:
@@ -85,8 +105,8 @@ def parse_google_tasks(
         ids = {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
         for position, task in enumerate(tasks):
             task_where = f"{where}.items[{position}]"
-            task_id = _required_text(task, "id", name, task_where)
-            with reading_item(name, task_where):
+            with builder.row_or_skip(f"task ({name}, {task_where})"):
+                task_id = _required_text(task, "id", name, task_where)
                 _add_task(builder, task, task_id, task_where, list_key, ids, tz, name)
     return builder.finish()
 
@@ -117,6 +137,9 @@ def _add_task(
             f"{file_name}: task '{title}' has parent {parent_id}, which is not in "
             "its list; imported at the list's level"
         )
+        builder.adjust(
+            key, f"its parent task {parent_id} is not in its list: imported under the list"
+        )
         parent = list_key
     due_text = _text(task.get("due"))
     due = parse_timestamp(due_text)
@@ -135,7 +158,11 @@ def _add_task(
         description=compose_description(notes),
         priority=STARRED_PRIORITY if task.get("starred") else 2,
         target_date=_due_day(due_text, due, tz),
-        is_completed=task.get("status") == "completed" or completed_at is not None,
+        # the status says whether it is done; a `completed` time on an open task (reopened
+        # in Google Tasks) is reported and kept by the normalisation
+        is_completed=task.get("status") == "completed"
+        if task.get("status") in ("completed", "needsAction")
+        else completed_at is not None,
         completed_at=completed_at,
         created_at=created,
         updated_at=updated,

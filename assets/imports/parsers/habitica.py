@@ -29,7 +29,7 @@ from assets.imports.parsers.base import (
     reading_item,
 )
 from assets.imports.parsers.dates import UTC, from_epoch_ms, iso_utc, parse_timestamp
-from assets.imports.parsers.textio import load_json
+from assets.imports.parsers.textio import load_json, read_app_csv
 
 APP = "habitica"
 TASK_GROUPS = {"habits": "habit", "dailys": "daily", "todos": "todo", "rewards": "reward"}
@@ -46,6 +46,30 @@ _WEEKDAYS = (
 )
 
 
+GUIDE = """\
+## Habitica
+
+**How to export**
+
+On the website open **Settings → Site Data → Export Data** and choose **User Data: JSON**
+(`habitica-user-data.json`). **Task History: CSV** (`habitica-tasks-history.csv`) is read
+too, for the habits' and dailies' history.
+
+**What goalport keeps**
+
+- Habits, dailies and to-dos as goals; their check-lists and history as progress;
+  achievements as achievements.
+- Difficulty (trivial, easy, medium, hard) as the app's difficulty, a daily's schedule as
+  repeat text, tags, completion and its time.
+
+**What it cannot keep**
+
+- Rewards (reported as skipped), gold, experience, pets and party data.
+- The file's account secrets (API token, e-mail): never read.
+- To-dos Habitica already deleted (it removes completed to-dos after 30 days).
+"""
+
+
 def is_habitica(doc: Any) -> bool:
     if not isinstance(doc, dict):
         return False
@@ -59,7 +83,11 @@ def is_habitica(doc: Any) -> bool:
 def parse_habitica(
     data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
-    """Habitica"s user-data JSON as goals, progress (history, check-lists), achievements."""
+    """Habitica's user-data JSON as goals, progress (history, check-lists), achievements;
+    or its task-history CSV (`habitica-tasks-history.csv`) as habits and dailies with
+    their history."""
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
+        return _parse_history_csv(data, name, now)
     doc = load_json(data, file_name=name)
     if not is_habitica(doc):
         raise ImportFormatError(
@@ -91,8 +119,12 @@ def parse_habitica(
         if not isinstance(items, list):
             raise ImportFormatError(name, f"tasks.{group}", None, "is not a list")
         for position, task in enumerate(items):
-            with reading_item(name, f"tasks.{group}[{position}]"):
-                reader.read(task, kind, f"tasks.{group}[{position}]")
+            where = f"tasks.{group}[{position}]"
+            try:
+                with reading_item(name, where):
+                    reader.read(task, kind, where)
+            except ImportFormatError as exc:  # this task cannot be mapped; the others can
+                builder.skip(f"{kind} ({name}, {where})", exc.reason, bad=True)
     with reading_item(name, "achievements"):
         _achievements(builder, doc, name)
     return builder.finish()
@@ -124,11 +156,18 @@ class _TaskReader:
         labels = [self.tags.get(t, t) for t in as_list(task.get("tags")) if as_text(t)]
         recurrence = _recurrence(task) if kind == "daily" else None
         completed = kind == "todo" and bool(task.get("completed"))
-        completed_at = parse_timestamp(_s(task.get("dateCompleted"))) if completed else None
+        # an open to-do's dateCompleted (it was reopened) is reported by the normalisation
+        completed_at = parse_timestamp(_s(task.get("dateCompleted"))) if kind == "todo" else None
         due = parse_timestamp(_s(task.get("date")))
         created_at = parse_timestamp(_s(task.get("createdAt")))
         updated_at = parse_timestamp(_s(task.get("updatedAt")))
         challenge = as_dict(task.get("challenge"))
+        if _difficulty(task.get("priority")) is None and task.get("priority") is not None:
+            builder.adjust(
+                key,
+                f"priority (difficulty) '{str(task.get('priority'))[:20]}' is not a Habitica "
+                "difficulty (0.1, 1, 1.5 or 2): imported without a difficulty",
+            )
         goal = builder.add_goal(
             key,
             title=title,
@@ -136,7 +175,7 @@ class _TaskReader:
             description=compose_description(
                 _s(task.get("notes")), labels=labels, recurrence=recurrence
             ),
-            difficulty=_difficulty(task.get("priority"), self.file_name, where),
+            difficulty=_difficulty(task.get("priority")),
             target_date=due.astimezone(self.tz).date() if due else None,
             is_completed=completed,
             completed_at=completed_at,
@@ -183,12 +222,12 @@ class _TaskReader:
                 continue
             when = _history_time(entry.get("date"))
             if when is None:
-                raise ImportFormatError(
-                    self.file_name,
-                    f"{where}.history[{position}]",
-                    "date",
-                    f"'{entry.get('date')}' is not a date",
+                builder.skip(
+                    f"history entry of {kind} '{task.get('text')}' ({where}.history[{position}])",
+                    f"its date '{str(entry.get('date'))[:40]}' is not a date",
+                    bad=True,
                 )
+                continue
             history_key = builder.key("history", f"{task_id}:{int(when.timestamp() * 1000)}")
             if kind == "habit":
                 up, down = entry.get("scoredUp"), entry.get("scoredDown")
@@ -242,21 +281,15 @@ def _history_time(value: Any) -> dt.datetime | None:
     return None
 
 
-def _difficulty(value: Any, file_name: str, where: str) -> int | None:
-    if value is None:
+def _difficulty(value: Any) -> int | None:
+    """The app's difficulty of a Habitica `priority`, None when it is not one."""
+    if value is None or isinstance(value, bool):
         return None
     try:
         number = round(float(value), 1)
-    except (TypeError, ValueError):
-        number = -1.0
-    if number not in DIFFICULTY_MAP:
-        raise ImportFormatError(
-            file_name,
-            where,
-            "priority",
-            f"'{value}' is not a Habitica difficulty (0.1, 1, 1.5 or 2)",
-        )
-    return DIFFICULTY_MAP[number]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return DIFFICULTY_MAP.get(number)
 
 
 def _recurrence(task: dict) -> str | None:
@@ -315,3 +348,94 @@ def _achievements(builder: ImportBuilder, doc: dict, file_name: str) -> None:
                 "earnedAtIsLastCron": iso_utc(earned_at),
             },
         )
+
+
+# ---------------------------------------------------------------- history CSV
+
+HISTORY_COLUMNS = ("task name", "task id", "task type", "date", "value")
+
+
+def is_habitica_history_header(names: set[str]) -> bool:
+    return set(HISTORY_COLUMNS) <= names
+
+
+def _parse_history_csv(data: bytes, name: str, now: dt.datetime | None) -> ParsedImport:
+    """`Task Name,Task ID,Task Type,Date,Value`: one row per day a habit was scored or a
+    daily's day ended, its date in the server's time (UTC) without a zone. A habit's row
+    is a scoring (1); a daily's is done when the task's value rose since its previous row
+    (Habitica raises it for a completed day and lowers it for a missed one)."""
+    table = read_app_csv(
+        data,
+        file_name=name,
+        is_header=is_habitica_history_header,
+        missing="not a Habitica export (expected JSON, or the history CSV's columns "
+        "Task Name, Task ID, Task Type, Date, Value)",
+    )
+    builder = ImportBuilder(
+        APP, now=now, tables=("Module", "Goal", "Progress"), module_name="Habitica"
+    )
+    get = {column: table.getter(column) for column in HISTORY_COLUMNS}
+    goals: dict[str, str] = {}
+    last_value: dict[str, float] = {}
+    first_days: dict[str, int] = {}
+    for row, cells in table.rows:
+        task_id, kind = get["task id"](cells), get["task type"](cells).casefold()
+        where = f"{name}, row {row}"
+        when = parse_timestamp(get["date"](cells), assume_tz=UTC)
+        try:
+            value = float(get["value"](cells))
+        except (ValueError, OverflowError):
+            value = math.nan
+        if (
+            not task_id
+            or kind not in ("habit", "daily")
+            or when is None
+            or not math.isfinite(value)
+        ):
+            builder.skip(
+                where, "not a history row (a task id, habit or daily, a date and a value)", bad=True
+            )
+            continue
+        title = get["task name"](cells)
+        goal = goals.get(task_id)
+        if goal is None:
+            goal = goals[task_id] = builder.add_goal(
+                builder.key(kind, task_id),
+                title=title,
+                source_item=f"{kind} '{title}' ({name})",
+                created_at=when,  # its first row: the earliest time the file knows of it
+                extras={"type": kind},
+            )
+        key = builder.key("history", f"{task_id}:{int(when.timestamp() * 1000)}")
+        if kind == "habit":
+            builder.add_progress(
+                key,
+                goal=goal,
+                value=1,
+                notes="scored",
+                source_kind="habit history entries",
+                recorded_at=when,
+                extras={"taskValue": value},
+            )
+            continue
+        previous = last_value.get(task_id)
+        last_value[task_id] = value
+        if previous is None:
+            first_days[task_id] = first_days.get(task_id, 0) + 1
+            continue
+        builder.add_progress(
+            key,
+            goal=goal,
+            value=1 if value > previous else 0,
+            max_value=1,
+            source_kind="daily history entries",
+            recorded_at=when,
+            extras={"taskValue": value, "doneInferredFromValue": True},
+        )
+    for task_id, count in first_days.items():
+        builder.skip(
+            f"first history row of daily {goals[task_id]}",
+            "whether it was done shows only in the change from an earlier row",
+            count=count,
+        )
+    return builder.finish()

@@ -45,6 +45,28 @@ _FOLDER_RE = re.compile(r"^(?P<number>\d{3}) ?(?P<name>.*)$")
 _Mark = tuple[str, int, dt.date, str, str]
 
 
+GUIDE = """\
+## Loop Habit Tracker
+
+**How to export**
+
+In the app open **⋮ → Settings → Export as CSV**, share the zip to your computer
+(`Loop Habits CSV <date>.zip`) and upload it as it is. `Habits.csv` alone works too, but
+without the check marks.
+
+**What goalport keeps**
+
+- Each habit as a goal (question, description, frequency as repeat text, colour, unit).
+- Each day you did a habit as a progress entry (the amount and target of a measurable
+  habit).
+
+**What it cannot keep**
+
+- Days marked no, skipped or not needed (counted in the report), reminders, and scores
+  (Loop computes them from the check marks).
+"""
+
+
 def is_loop_habits_header(names: set[str]) -> bool:
     return {"position", "name"} <= names and bool(
         names & {"numrepetitions", "frequencynumerator", "question"}

@@ -12,21 +12,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from assets.imports.parsers.base import ImportFormatError
+from assets.imports.parsers.base import ImportFormatError, MappingEntry, decoding_notes
 
 DELIMITERS = (",", ";", "\t", "|")
 MAX_CELL_CHARS = 16 * 1024 * 1024
+GUESS_SAMPLE_BYTES = 256 * 1024
+# orjson's own limit; deeper documents are refused (the standard library's parser would
+# recurse until Python's limit)
+MAX_JSON_DEPTH = 1024
 
 # Long notes exceed the csv module's default 128 KiB cell limit; raise it, never lower it.
 csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL_CHARS))
 
 
 def decode_text(data: bytes, *, file_name: str) -> str:
-    """The file's text: BOMs honoured, UTF-16 recognised, else UTF-8, else Windows-1252."""
+    """The file's text: BOMs honoured, UTF-16 recognised, else UTF-8, else the legacy
+    encoding charset-normalizer guesses (noted in the mapping report of the parse under way)."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -39,13 +45,102 @@ def decode_text(data: bytes, *, file_name: str) -> str:
             return _text_only(_decode_strict(data, "utf-16-le", file_name), file_name)
         if even_nuls > len(sample) // 4:
             return _text_only(_decode_strict(data, "utf-16-be", file_name), file_name)
-    for encoding in ("utf-8", "cp1252", "latin-1"):
+    try:
+        return _text_only(data.decode("utf-8"), file_name)
+    except UnicodeDecodeError:
+        pass
+    encoding = guess_encoding(data)
+    text = data.decode(encoding, errors="replace")
+    notes = decoding_notes.get()
+    if notes is not None:
+        notes.append(
+            MappingEntry(
+                f"file {file_name}",
+                None,
+                None,
+                "decoded",
+                f"not UTF-8 text: read as {encoding} (the encoding guessed from its bytes)",
+            )
+        )
+    return _text_only(text, file_name)
+
+
+def guess_encoding(data: bytes) -> str:
+    """The most likely legacy encoding of `data` (cp1251, Shift-JIS, GBK ...), judged by
+    charset-normalizer on a bounded sample; Windows-1252 when it cannot tell."""
+    from charset_normalizer import from_bytes
+
+    sample = data[:GUESS_SAMPLE_BYTES]
+    if len(data) > GUESS_SAMPLE_BYTES:
+        # a multi-byte character cut at the end of the sample is not a decoding error
+        sample = sample[: sample.rfind(b"\n") + 1] or sample
+    matches = list(from_bytes(sample))
+    if not matches:
+        return "cp1252"
+    best = matches[0]
+    # Short texts fit several code pages equally well (cp1250 or cp1252, mac_cyrillic or
+    # cp1251): among the near-best, the one Windows and spreadsheets write is the one.
+    tied = [
+        m for m in matches if m.chaos <= best.chaos + 0.01 and m.coherence >= best.coherence - 0.15
+    ]
+    chosen = min(tied, key=lambda m: _COMMON_ENCODINGS.get(m.encoding, len(_COMMON_ENCODINGS)))
+    if chosen.encoding in _LATIN_CODE_PAGES and _reads_as_another_script(str(chosen)):
+        # A few Cyrillic or Greek words decode to "valid" accented Latin too, but Latin
+        # words are mostly plain letters: words made only of accented ones are misread.
+        others = [m for m in matches if m.encoding in _OTHER_SCRIPT_CODE_PAGES]
+        if others:
+            chosen = min(others, key=lambda m: _COMMON_ENCODINGS.get(m.encoding, 99))
+    for encoding in (chosen.encoding, best.encoding, "cp1252"):
         try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
+            data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
             continue
-        return _text_only(text, file_name)
-    raise AssertionError("latin-1 decodes any bytes")
+        return encoding
+    return "latin_1"
+
+
+_LATIN_CODE_PAGES = {
+    "cp1250", "cp1252", "cp1254", "cp1257", "cp1258", "latin_1", "iso8859_2", "iso8859_4",
+    "iso8859_10", "iso8859_13", "iso8859_15", "mac_latin2", "mac_roman", "hp_roman8", "cp775",
+}  # fmt: skip
+_OTHER_SCRIPT_CODE_PAGES = {"cp1251", "koi8_r", "cp1253", "cp1255", "cp1256", "iso8859_5"}
+
+
+def _reads_as_another_script(text: str) -> bool:
+    """Whether the words with accented letters are made almost only of them."""
+    words = [w for w in re.findall(r"[^\W\d_]+", text[:20000]) if not w.isascii()]
+    letters = sum(len(w) for w in words)
+    accented = sum(1 for w in words for c in w if ord(c) > 127)
+    return letters > 0 and accented / letters > 0.7
+
+
+# Legacy encodings in the order a tie is settled: the ones exports are really saved in.
+_COMMON_ENCODINGS = {
+    name: rank
+    for rank, name in enumerate(
+        (
+            "cp1252",
+            "cp1251",
+            "cp932",
+            "shift_jis",
+            "gb18030",
+            "gbk",
+            "gb2312",
+            "big5",
+            "cp949",
+            "euc_kr",
+            "euc_jp",
+            "cp1250",
+            "cp1253",
+            "cp1254",
+            "cp1255",
+            "cp1256",
+            "cp1257",
+            "koi8_r",
+            "latin_1",
+        )
+    )
+}
 
 
 def _text_only(text: str, file_name: str) -> str:
@@ -193,13 +288,21 @@ def load_json(data: bytes, *, file_name: str) -> Any:
     """The JSON document in `data` (any encoding, BOM or not); errors name line and column."""
     import orjson
 
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    text = decode_text(data, file_name=file_name)
-    try:
-        return json.loads(text)
+    text = None
+    for source in ("bytes", "text"):
+        try:
+            return orjson.loads(data if text is None else text)
+        except orjson.JSONDecodeError as exc:
+            if "depth" in str(exc) or "recursion" in str(exc).casefold():
+                raise ImportFormatError(
+                    file_name, None, None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+                ) from None
+        if source == "bytes":
+            text = decode_text(data, file_name=file_name)
+    try:  # only for its error message, which names line and column
+        return json.loads(text or "")
+    except RecursionError:
+        raise ImportFormatError(file_name, None, None, "JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ImportFormatError(
             file_name, f"line {exc.lineno}, column {exc.colno}", None, f"invalid JSON: {exc.msg}"

@@ -17,7 +17,6 @@ from typing import Any
 
 from assets.imports.parsers.base import (
     ImportBuilder,
-    ImportFormatError,
     ParsedImport,
     compose_description,
     import_parser,
@@ -39,6 +38,27 @@ DONE_STATUSES = {"1", "2", "-1"}
 _CHECK_ITEM_RE = re.compile(
     r"^\s*(?:(?P<done>▪|☑|✓|✔|- \[[xX]\])|(?P<open>▫|☐|- \[ \]))\s*(?P<text>.*)$"
 )
+
+
+GUIDE = """\
+## TickTick
+
+**How to export**
+
+On the web app click your avatar, then **Settings → Account → Backup & Restore →
+Generate backup** (or **Settings → Backup & Import → Generate backup**), and upload the CSV.
+
+**What goalport keeps**
+
+- Each list as a goal, its tasks under it, sub-tasks under their task.
+- Titles, contents, due dates (all-day dates on the right day in the task's time zone),
+  priorities, tags, repeat rules, completion and its time; check-list items as progress.
+
+**What it cannot keep**
+
+- Notes (TickTick's note items, reported as skipped), reminders, attachments, habits and
+  focus records (not in the backup).
+"""
 
 
 def is_ticktick_header(names: set[str]) -> bool:
@@ -137,7 +157,8 @@ class _Rows:
             rows.append(values)
         ids = {values["task_id"] for values in rows}
         for values in rows:
-            self._task(values, ids)
+            with builder.row_or_skip(f"task ({self.file_name}, row {values['row']})"):
+                self._task(values, ids)
 
     def _time(
         self, values: dict[str, Any], field: str, header: str, tz: dt.tzinfo
@@ -147,9 +168,12 @@ class _Rows:
             return None
         when = parse_when(text)
         if when is None or when.year is None:
-            raise ImportFormatError(
-                self.file_name, values["row"], header, f"'{text}' is not a date"
-            )
+            if header not in values["unreadable"]:
+                values["adjustments"].append(
+                    f"{header} '{text[:40]}' is not a date: left empty (kept in the extras)"
+                )
+                values["unreadable"][header] = text
+            return None
         return when_to_utc(when, assume_tz=tz)
 
     def _task(self, values: dict[str, Any], ids: set[str]) -> None:
@@ -157,31 +181,33 @@ class _Rows:
         list_key = self._list_goal(values["folder"], values["list"], row)
         tz_name = values["tz"]
         tz = zone(tz_name) or self.default_tz or UTC
+        notes: list[str] = []
+        values["adjustments"], values["unreadable"] = notes, {}
         priority_text = values["priority"].lower().removeprefix("p")
         if priority_text not in PRIORITY_MAP:
-            raise ImportFormatError(
-                self.file_name,
-                row,
-                "Priority",
-                f"'{values['priority']}' is not a TickTick priority",
+            notes.append(
+                f"Priority '{values['priority'][:40]}' is not a TickTick priority: imported "
+                "with the app's default priority"
             )
+            priority_text = "0"
         status = values["status"]
         if status not in DONE_STATUSES | {"0", ""}:
-            raise ImportFormatError(
-                self.file_name, row, "Status", f"'{status}' is not a TickTick status (0, 1, 2)"
+            notes.append(
+                f"Status '{status[:40]}' is not a TickTick status (0, 1, 2): imported as open"
             )
+            status = "0"
         due_day = None
         if values["due"] or values["start"]:
             text = values["due"] or values["start"]
             when = parse_when(text)
             if when is None or when.year is None:
-                raise ImportFormatError(
-                    self.file_name,
-                    row,
-                    "Due Date" if values["due"] else "Start Date",
-                    f"'{text}' is not a date",
+                header = "Due Date" if values["due"] else "Start Date"
+                notes.append(
+                    f"{header} '{text[:40]}' is not a date: left empty (kept in the extras)"
                 )
-            due_day = when_to_local_date(when, local_tz=tz)
+                values["unreadable"][header] = text
+            else:
+                due_day = when_to_local_date(when, local_tz=tz)
         created_at = self._time(values, "created", "Created Time", tz)
         completed_at = self._time(values, "completed", "Completed Time", tz)
         labels = [t.strip() for t in values["tags"].split(",") if t.strip()]
@@ -192,6 +218,7 @@ class _Rows:
                 f"{self.file_name}: row {row} has parentId {parent_id}, which is not in "
                 "the file; imported under its list"
             )
+            notes.append(f"its parent task {parent_id} is not in the file: imported under its list")
         title = values["title"].strip()
         body, items = _split_checklist(values["content"])
         recurrence = values["repeat"] or None
@@ -221,8 +248,11 @@ class _Rows:
                 "order": values["order"],
                 "column": values["column"],
                 "kind": values["kind"],
+                "unreadableDates": values["unreadable"] or None,
             },
         )
+        for note in notes:
+            builder.adjust(key, note)
         for position, (done, text) in enumerate(items):
             builder.add_progress(
                 builder.key("checkitem", f"{values['task_id']}:{position}"),

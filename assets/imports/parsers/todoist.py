@@ -25,24 +25,55 @@ from assets.imports.parsers.base import (
     ImportBuilder,
     ImportFormatError,
     ParsedImport,
+    as_dict,
+    as_list,
+    as_text,
     base_name,
     compose_description,
     import_parser,
     is_zip,
     safe_zip_members,
 )
-from assets.imports.parsers.dates import UTC, parse_when, zone
-from assets.imports.parsers.textio import CsvTable, read_app_csv
+from assets.imports.parsers.dates import UTC, parse_date, parse_timestamp, parse_when, zone
+from assets.imports.parsers.textio import CsvTable, load_json, read_app_csv
 
 APP = "todoist"
 # Todoist's CSV scale: 1 = p1 = most urgent ... 4 = p4 = no priority. Empty means p1 (doc).
 PRIORITY_MAP = {"1": 5, "2": 4, "3": 3, "4": 2, "": 5}
 _LABEL_RE = re.compile(r"(?:(?<=\s)|^)@([^\s@]+)")
-_ATTACHMENT_RE = re.compile(r"\[\[file (\{.*?\})\]\]", re.DOTALL)
+_ATTACHMENT_START, _ATTACHMENT_END = "[[file {", "}]]"
 _PROJECT_ID_RE = re.compile(r"^(?P<name>.*?)\s*\[(?P<id>\d+)\]$")
 _IN_RE = re.compile(r"^in\s+(\d+)\s+(day|week|month|year)s?$")
 _WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
 _WEEKDAYS.update({name.lower(): i for i, name in enumerate(calendar.day_abbr)})
+
+
+GUIDE = """\
+## Todoist
+
+**How to export**
+
+- One project: open the project, click the **⋯** (More project actions) menu, choose
+  **Export as template**, untick **Use relative dates**, then **Download as CSV file**.
+- Every project at once: **Settings → Backups**, then **Download** the newest backup (a zip
+  with one CSV per project). Upload the zip as it is.
+- A JSON backup made with Todoist's Sync API (`projects`, `sections`, `items`, `notes`) is
+  read too.
+
+**What goalport keeps**
+
+- Each project as a goal, sections and tasks under it, sub-tasks under their task (the app
+  keeps three levels; deeper tasks move up beside their parent).
+- Titles, descriptions (`DESCRIPTION`), priorities (p1 is the app's 5, p4 its 2), due dates,
+  labels and recurrence (at the end of the description), comments, the duration
+  (`DURATION`, `DURATION_UNIT`) and attachment links (kept with the import's extras).
+- Done tasks and their completion times, from a JSON backup.
+
+**What it cannot keep**
+
+- Completed tasks of a CSV: Todoist leaves them out of template exports.
+- Attachments themselves (only their names and links), reminders, collaborators.
+"""
 
 
 def is_todoist_header(names: set[str]) -> bool:
@@ -53,9 +84,12 @@ def is_todoist_header(names: set[str]) -> bool:
 def parse_todoist(
     data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
-    """A Todoist project CSV, or a backup zip of them, as goals (project -> tasks)."""
+    """A Todoist project CSV, a backup zip of them, or a JSON backup of the Sync API's
+    resources, as goals (project -> tasks)."""
     builder = ImportBuilder(APP, now=now, tables=("Module", "Goal"), module_name="Todoist")
-    if is_zip(data):
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
+        _parse_backup_json(builder, load_json(data, file_name=name), name, timezone)
+    elif is_zip(data):
         members = safe_zip_members(
             data, file_name=name, select=lambda n: n.casefold().endswith(".csv")
         )
@@ -142,15 +176,15 @@ class _TaskRows:
                 cells = cells + padding[len(cells) :]
             kind = cells[at_type].strip().casefold()
             if kind == "task":
-                indent = self._indent(cells[at_indent].strip(), row)
+                adjustments: list[str] = []
+                indent = self._indent(cells[at_indent].strip(), stack, adjustments)
                 priority_text = cells[at_priority].strip()
                 if priority_text not in PRIORITY_MAP:
-                    raise ImportFormatError(
-                        self.label,
-                        row,
-                        "PRIORITY",
-                        f"'{priority_text}' is not a Todoist priority (1 to 4)",
+                    adjustments.append(
+                        f"PRIORITY '{priority_text[:40]}' is not a Todoist priority (1 to 4): "
+                        "imported with the app's default priority"
                     )
+                    priority_text = "4"
                 while stack and stack[-1][0] >= indent:
                     stack.pop()
                 task = self._task(
@@ -162,6 +196,7 @@ class _TaskRows:
                     section=section,
                     seen_titles=seen_titles,
                 )
+                task["adjustments"] = adjustments
                 self.tasks.append(task)
                 stack.append((indent, task))
             elif kind == "note":
@@ -185,16 +220,20 @@ class _TaskRows:
             today = self.today_by_zone[tz_name] = self.builder.now.astimezone(tz).date()
         return today
 
-    def _indent(self, text: str, row: int) -> int:
+    def _indent(self, text: str, stack: list, adjustments: list[str]) -> int:
+        """The row's INDENT; one that is not a level (a spreadsheet's `x`, `-1`) puts the
+        task beside the task above, as the nearest reading of the file."""
         if not text:
             return 1
         try:
             indent = int(float(text))
-        except ValueError:
+        except (ValueError, OverflowError):
             indent = 0
         if indent < 1:
-            raise ImportFormatError(
-                self.label, row, "INDENT", f"'{text}' is not an indent level (1, 2, 3 ...)"
+            indent = stack[-1][0] if stack else 1
+            adjustments.append(
+                f"INDENT '{text[:40]}' is not an indent level (1, 2, 3 ...): "
+                "placed beside the task above"
             )
         return indent
 
@@ -290,7 +329,7 @@ class _TaskRows:
             extras = task["extras"]
             extras["comments"] = task["comments"]
             extras["attachments"] = attachments
-            builder.add_goal(
+            key = builder.add_goal(
                 task["key"],
                 title=task["title"],
                 source_item=f"task '{task['title']}' ({self.label}, row {task['row']})",
@@ -305,21 +344,47 @@ class _TaskRows:
                 target_date=task["target_date"],
                 extras=extras,
             )
+            for note in task["adjustments"]:
+                builder.adjust(key, note)
 
 
 def _note_text(note: str) -> tuple[str, list[dict[str, Any]]]:
-    """The note with attachment markup replaced by `[file: name]`, and the attachments."""
+    """The note with attachment markup replaced by `[file: name]`, and the attachments.
+
+    `[[file {...}]]` is found with plain `find`s, each part of the note read once: a
+    regular expression that looks for the end of every `[[file {` again (a note of many
+    unclosed ones) takes quadratic time."""
+    if _ATTACHMENT_START not in note:
+        return note, []
     files: list[dict[str, Any]] = []
+    parts: list[str] = []
+    position = 0
+    while True:
+        start = note.find(_ATTACHMENT_START, position)
+        if start < 0:
+            break
+        end = note.find(_ATTACHMENT_END, start + len(_ATTACHMENT_START))
+        if end < 0:  # no markup closes after here: the rest is text
+            break
+        markup_end = end + len(_ATTACHMENT_END)
+        meta = _json_object(note[start + len(_ATTACHMENT_START) - 1 : end + 1])
+        parts.append(note[position:start])
+        if meta is None:
+            parts.append(note[start:markup_end])
+        else:
+            files.append({k: meta.get(k) for k in ("file_name", "file_type", "file_url")})
+            parts.append(f"[file: {meta.get('file_name') or 'attachment'}]")
+        position = markup_end
+    parts.append(note[position:])
+    return "".join(parts), files
 
-    def replace(match: re.Match[str]) -> str:
-        try:
-            meta = json.loads(match.group(1))
-        except ValueError:
-            return match.group(0)
-        files.append({k: meta.get(k) for k in ("file_name", "file_type", "file_url")})
-        return f"[file: {meta.get('file_name') or 'attachment'}]"
 
-    return _ATTACHMENT_RE.sub(replace, note), files
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class DueReading:
@@ -459,3 +524,136 @@ def generate_todoist_csv(task_count: int = 50_000, *, seed: int = 0) -> bytes:
             )
         lines.append(blank)
     return ("\ufeff" + "\r\n".join(lines)).encode("utf-8")
+
+
+# ---------------------------------------------------------------- JSON backup
+
+# The Sync API's scale: 4 = p1 = most urgent ... 1 = p4 = no priority (the CSV's reversed).
+API_PRIORITY_MAP = {4: 5, 3: 4, 2: 3, 1: 2}
+
+
+def is_todoist_backup(doc: Any) -> bool:
+    """A saved Sync API response (`projects` and `items`, tasks with a `project_id`)."""
+    if not isinstance(doc, dict):
+        return False
+    items, projects = doc.get("items"), doc.get("projects")
+    if not isinstance(items, list) or not isinstance(projects, list):
+        return False
+    sample = [i for i in items[:20] if isinstance(i, dict)]
+    return (not sample and bool(projects)) or any(
+        "project_id" in i and "content" in i for i in sample
+    )
+
+
+def _parse_backup_json(builder: ImportBuilder, doc: Any, name: str, default_tz: str | None) -> None:
+    """Projects (sub-projects under theirs), then items under their parent item or their
+    project; sections and labels go to the extras, notes to the description."""
+    if not is_todoist_backup(doc):
+        raise ImportFormatError(
+            name, None, None, "not a Todoist backup (expected 'projects' and 'items' lists)"
+        )
+    tz = zone(default_tz) or UTC
+    projects = [p for p in as_list(doc["projects"]) if isinstance(p, dict)]
+    sections = {
+        str(s.get("id")): as_text(s.get("name"))
+        for s in as_list(doc.get("sections"))
+        if isinstance(s, dict)
+    }
+    notes: dict[str, list[str]] = {}
+    for note in as_list(doc.get("notes")):
+        note = as_dict(note)
+        if note.get("is_deleted"):
+            continue
+        notes.setdefault(str(note.get("item_id")), []).append(as_text(note.get("content")))
+    for position, project in enumerate(projects):
+        project_id = str(project.get("id"))
+        title = as_text(project.get("name")).strip() or "Untitled project"
+        if project.get("is_deleted"):
+            builder.skip(f"project '{title}' (projects[{position}])", "deleted in Todoist")
+            continue
+        parent = project.get("parent_id")
+        builder.add_goal(
+            builder.key("project", project_id),
+            title=title,
+            source_item=f"project '{title}' (projects[{position}])",
+            parent=builder.key("project", parent) if parent else None,
+            created_at=_api_time(project.get("created_at"), tz),
+            updated_at=_api_time(project.get("updated_at"), tz),
+            extras={"archived": bool(project.get("is_archived")) or None},
+        )
+    for position, item in enumerate(as_list(doc["items"])):
+        if not isinstance(item, dict):
+            builder.skip(f"items[{position}]", "not a Todoist task object", bad=True)
+            continue
+        _add_backup_item(builder, item, position, sections, notes, tz)
+
+
+def _add_backup_item(
+    builder: ImportBuilder,
+    item: dict[str, Any],
+    position: int,
+    sections: dict[str, str],
+    notes: dict[str, list[str]],
+    tz: dt.tzinfo,
+) -> None:
+    item_id = str(item.get("id"))
+    title = as_text(item.get("content")).strip()
+    where = f"task '{title}' (items[{position}])"
+    if item.get("is_deleted"):
+        builder.skip(where, "deleted in Todoist", external_key=builder.key("item", item_id))
+        return
+    parent, project = item.get("parent_id"), item.get("project_id")
+    due, deadline = as_dict(item.get("due")), as_dict(item.get("deadline"))
+    duration = as_dict(item.get("duration"))
+    labels = [label for label in as_list(item.get("labels")) if isinstance(label, str)]
+    recurrence = as_text(due.get("string")) if due.get("is_recurring") else None
+    comments = [_note_text(n)[0] for n in notes.get(item_id, [])]
+    api_priority = item.get("priority")
+    priority = API_PRIORITY_MAP.get(api_priority) if isinstance(api_priority, int) else None
+    done = bool(item.get("checked"))
+    key = builder.add_goal(
+        builder.key("item", item_id),
+        title=title,
+        source_item=where,
+        parent=builder.key("item", parent)
+        if parent
+        else builder.key("project", project)
+        if project
+        else None,
+        description=compose_description(
+            as_text(item.get("description")),
+            labels=labels,
+            recurrence=recurrence,
+            comments=comments,
+        ),
+        priority=priority or 2,
+        target_date=_api_day(deadline.get("date"), tz) or _api_day(due.get("date"), tz),
+        is_completed=done,
+        completed_at=_api_time(item.get("completed_at"), tz),
+        created_at=_api_time(item.get("added_at"), tz),
+        updated_at=_api_time(item.get("updated_at"), tz),
+        extras={
+            "section": sections.get(str(item.get("section_id"))),
+            "labels": labels,
+            "recurrence": recurrence,
+            "dueText": as_text(due.get("string")),
+            "duration": f"{duration.get('amount')} {duration.get('unit')}"
+            if duration.get("amount") is not None
+            else None,
+            "comments": notes.get(item_id),
+        },
+    )
+    if priority is None and api_priority is not None:
+        builder.adjust(
+            key,
+            f"priority {str(api_priority)[:20]!r} is not a Todoist priority (1 to 4): "
+            "imported with the app's default priority",
+        )
+
+
+def _api_time(value: Any, tz: dt.tzinfo) -> dt.datetime | None:
+    return parse_timestamp(value, assume_tz=tz) if isinstance(value, str) else None
+
+
+def _api_day(value: Any, tz: dt.tzinfo) -> dt.date | None:
+    return parse_date(value, local_tz=tz) if isinstance(value, str) else None

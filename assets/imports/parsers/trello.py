@@ -36,6 +36,28 @@ APP = "trello"
 _OBJECT_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 
 
+GUIDE = """\
+## Trello
+
+**How to export**
+
+Open the board, click **⋯ (Show menu) → Print, export, and share → Export as JSON**, and
+save the page it opens as a `.json` file. A single card's **Share → Export JSON** works too.
+
+**What goalport keeps**
+
+- The board as a goal, each list as a goal under it, each card under its list.
+- Card descriptions, due dates, completion (**Due date complete**), checklists (each item
+  a progress entry, done or not), labels, members, comments, custom fields and the card
+  link (the last ones with the import's extras).
+
+**What it cannot keep**
+
+- Archived lists and cards (reported as skipped).
+- Attachments themselves and activity older than Trello's last 1,000 actions.
+"""
+
+
 def is_trello_board(doc: Any) -> bool:
     return (
         isinstance(doc, dict)
@@ -212,32 +234,48 @@ class _BoardReader:
             )
         )
         for position, card in cards:
-            card_id = self._require_id(card, f"cards[{position}]")
-            list_id = _text(card.get("idList"))
-            title = _text(card.get("name"))
-            if list_id in list_keys and list_keys[list_id] is None:
-                builder.skip(
-                    f"card '{title}' (cards[{position}])",
-                    "in an archived list",
-                    external_key=builder.key("card", card_id),
-                )
-                continue
-            if card.get("closed") and not self.include_archived:
-                builder.skip(
-                    f"card '{title}' (cards[{position}])",
-                    "archived in Trello (closed)",
-                    external_key=builder.key("card", card_id),
-                )
-                continue
-            parent = list_keys.get(list_id)
-            if parent is None:
-                builder.warn(
-                    f"{self.file_name}: card '{title}' names a list not in the "
-                    "export; imported under the board"
-                )
-                parent = board_key
-            with reading_item(self.file_name, f"cards[{position}]"):
-                self._card(card, card_id, f"cards[{position}]", parent, checklists.get(card_id, []))
+            with builder.row_or_skip(f"card ({self.file_name}, cards[{position}])"):
+                self._board_card(position, card, list_keys, board_key, checklists)
+
+    def _board_card(
+        self,
+        position: int,
+        card: Any,
+        list_keys: dict[str, str | None],
+        board_key: str,
+        checklists: dict[str, list],
+    ) -> None:
+        builder = self.builder
+        card_id = self._require_id(card, f"cards[{position}]")
+        list_id = _text(card.get("idList"))
+        title = _text(card.get("name"))
+        if list_id in list_keys and list_keys[list_id] is None:
+            builder.skip(
+                f"card '{title}' (cards[{position}])",
+                "in an archived list",
+                external_key=builder.key("card", card_id),
+            )
+            return
+        if card.get("closed") and not self.include_archived:
+            builder.skip(
+                f"card '{title}' (cards[{position}])",
+                "archived in Trello (closed)",
+                external_key=builder.key("card", card_id),
+            )
+            return
+        parent = list_keys.get(list_id)
+        if parent is None:
+            builder.warn(
+                f"{self.file_name}: card '{title}' names a list not in the "
+                "export; imported under the board"
+            )
+            builder.adjust(
+                builder.key("card", card_id),
+                f"its list {list_id or '(none)'} is not in the export: imported under the board",
+            )
+            parent = board_key
+        with reading_item(self.file_name, f"cards[{position}]"):
+            self._card(card, card_id, f"cards[{position}]", parent, checklists.get(card_id, []))
 
     def read_single_card(self, card: dict) -> None:
         with reading_item(self.file_name, "card actions"):
@@ -257,7 +295,9 @@ class _BoardReader:
                 self.file_name, where, "due", f"'{card.get('due')}' is not a date"
             )
         completed_at = parse_timestamp(_text(card.get("dateCompleted")))
-        is_completed = bool(card.get("dueComplete")) or completed_at is not None
+        # `dueComplete` says whether it is done (a reopened card keeps its dateCompleted)
+        due_complete = card.get("dueComplete")
+        is_completed = due_complete if isinstance(due_complete, bool) else completed_at is not None
         if is_completed and completed_at is None:
             completed_at = self.completed.get(card_id)
         labels = self._labels(card)

@@ -107,12 +107,22 @@ def assert_contract(parsed: ParsedImport, app: str) -> None:
     assert set(parsed.extras) <= all_ids, set(parsed.extras) - all_ids
     json.dumps(parsed.extras)
     for entry in parsed.report:
-        assert entry.action in ("imported", "flattened", "skipped")
+        assert entry.action in ("imported", "adjusted", "flattened", "skipped", "decoded")
         assert entry.source_item
+        if entry.action == "adjusted":
+            assert entry.adjustments and all(entry.adjustments)
+        if entry.action == "decoded":
+            assert entry.reason and entry.target_table is None
+            continue
         if entry.action == "skipped":
             assert entry.reason and entry.target_table is None
         else:
             assert entry.target_table in parsed.tables
+
+
+def bad_rows(parsed: ParsedImport) -> list[tuple[str, str]]:
+    """(source item, reason) of every row skipped because it could not be mapped."""
+    return [(e.source_item, e.reason) for e in parsed.report if e.bad]
 
 
 def foreign_exports() -> dict[str, bytes]:

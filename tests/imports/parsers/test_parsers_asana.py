@@ -8,7 +8,6 @@ import pytest
 from parser_checks import NOW, assert_contract, by_id, by_title, fixture_bytes, parse_detected, rows
 
 from assets.imports.parsers.asana import parse_asana
-from assets.imports.parsers.base import ImportFormatError
 
 UTC = dt.UTC
 NAME = "Website_Relaunch.csv"
@@ -88,10 +87,15 @@ def test_header_only_export():
     assert parsed.tables["Goal"].num_rows == 0
 
 
-def test_malformed_date_names_file_row_and_field():
+def test_malformed_date_leaves_the_field_empty_and_says_so():
     data = DATA.replace(b"2024-04-15", b"mid-April")
-    with pytest.raises(ImportFormatError) as caught:
-        parse_asana(data, file_name=NAME)
-    assert str(caught.value).startswith(
-        f"{NAME}, row 6, field 'Due Date': 'mid-April' is not a date"
-    )
+    parsed = parse_asana(data, file_name=NAME, now=NOW)
+    assert_contract(parsed, "asana")
+    [entry] = [e for e in parsed.adjusted() if "Due Date" in " ".join(e.adjustments)]
+    assert "row 6" in entry.source_item
+    assert entry.adjustments == [
+        "Due Date 'mid-April' is not a date: left empty (kept in the extras)"
+    ]
+    goal = by_id(parsed)[entry.external_key]
+    assert goal["targetDate"] is None
+    assert parsed.extras[entry.external_key]["unreadableDates"] == {"Due Date": "mid-April"}

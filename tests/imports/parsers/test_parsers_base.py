@@ -191,7 +191,20 @@ def test_builder_cuts_cycles_adopts_orphans_and_keeps_repeated_ids_apart():
     assert_contract(parsed, "todoist")
     goals = by_id(parsed)
     assert [goals[k]["parentGoalId"] for k in ("todoist:task:a", "todoist:task:b")].count(None) == 1
-    assert goals["todoist:task:c"]["parentGoalId"] is None
+    root = goals["todoist:task:c"]["parentGoalId"]
+    assert root == "todoist:goal:import-root" and goals[root]["parentGoalId"] is None
+    assert parsed.extras["todoist:task:c"]["sourceParent"] == "todoist:task:zzz"
+    adjusted = {e.external_key: e.adjustments for e in parsed.adjusted()}
+    assert any("not in the file" in a for a in adjusted["todoist:task:c"])
+    assert any("repeats the external id" in a for a in adjusted["todoist:task:c#2"])
+    assert (
+        sum(
+            "cycle" in a
+            for key in ("todoist:task:a", "todoist:task:b")
+            for a in adjusted.get(key, [])
+        )
+        == 1
+    )
     assert any("cycle" in w for w in parsed.warnings)
     assert any("not in the export" in w for w in parsed.warnings)
     reasons = [e.reason for e in parsed.skipped()]

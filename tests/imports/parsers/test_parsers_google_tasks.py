@@ -10,6 +10,7 @@ import pytest
 from parser_checks import (
     NOW,
     assert_contract,
+    bad_rows,
     by_title,
     fixture_bytes,
     parse_detected,
@@ -92,19 +93,23 @@ def test_empty_export_and_bare_json():
             {"kind": "tasks#taskLists", "items": [{"title": "no id"}]},
             "Tasks.json, items[0], field 'id': missing or not text",
         ),
-        (
-            {
-                "kind": "tasks#taskLists",
-                "items": [{"id": "l", "items": [{"id": "t", "title": "x", "due": "someday"}]}],
-            },
-            "Tasks.json, items[0].items[0], field 'due': 'someday' is not a date",
-        ),
         ({"kind": "something#else"}, "Tasks.json, field 'kind': not a Google Tasks export"),
     ],
 )
 def test_malformed_exports_name_the_item(doc, message):
     with pytest.raises(ImportFormatError, match="^" + re.escape(message)):
         parse_google_tasks(json.dumps(doc).encode(), file_name="Tasks.json")
+
+
+def test_a_task_that_cannot_be_read_is_skipped_alone():
+    tasks = [{"id": "t", "title": "x", "due": "someday"}, {"id": "u", "title": "Fine"}]
+    doc = {"kind": "tasks#taskLists", "items": [{"id": "l", "title": "L", "items": tasks}]}
+    parsed = parse_google_tasks(json.dumps(doc).encode(), file_name="Tasks.json", now=NOW)
+    assert_contract(parsed, "google_tasks")
+    assert sorted(by_title(parsed)) == ["Fine", "L"]
+    assert bad_rows(parsed) == [
+        ("task (Tasks.json, items[0].items[0])", "field 'due': 'someday' is not a date")
+    ]
 
 
 def test_a_zip_without_tasks_json_is_refused():

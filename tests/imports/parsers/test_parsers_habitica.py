@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import re
 
 import pytest
 from parser_checks import NOW, assert_contract, by_title, fixture_bytes, rows
 
-from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.detect import detect_source
 from assets.imports.parsers.habitica import parse_habitica
 
@@ -117,21 +115,32 @@ def test_empty_account():
     assert all(t.num_rows == 0 for t in parsed.tables.values())
 
 
-@pytest.mark.parametrize(
-    ("task", "message"),
-    [
-        ({"text": "no id", "type": "todo"}, "u.json, tasks.todos[0], field '_id': missing"),
-        (
-            {"_id": "x", "text": "odd", "priority": 7},
-            "u.json, tasks.todos[0], field 'priority': '7' is not a Habitica difficulty",
-        ),
-        (
-            {"_id": "x", "text": "odd", "history": [{"date": "yesterday"}]},
-            "u.json, tasks.todos[0].history[0], field 'date': 'yesterday' is not a date",
-        ),
-    ],
-)
-def test_malformed_tasks_name_file_item_and_field(task, message):
-    data = json.dumps({"tasks": {"habits": [], "dailys": [], "todos": [task]}}).encode()
-    with pytest.raises(ImportFormatError, match="^" + re.escape(message)):
-        parse_habitica(data, file_name="u.json")
+def test_a_task_without_an_id_is_skipped_alone_and_counts_as_bad():
+    tasks = [{"text": "no id", "type": "todo"}, {"_id": "ok", "text": "Fine", "type": "todo"}]
+    data = json.dumps({"tasks": {"habits": [], "dailys": [], "todos": tasks}}).encode()
+    parsed = parse_habitica(data, file_name="u.json", now=NOW)
+    assert_contract(parsed, "habitica")
+    assert list(by_title(parsed)) == ["Fine"]
+    [skipped] = parsed.skipped()
+    assert skipped.bad and skipped.source_item == "todo (u.json, tasks.todos[0])"
+    assert skipped.reason == "missing or not text"
+    assert parsed.unmappable_rows() == 1
+
+
+def test_odd_difficulty_and_history_date_are_reported_on_their_task():
+    task = {
+        "_id": "x",
+        "text": "odd",
+        "priority": 7,
+        "history": [{"date": "yesterday", "completed": True}, {"date": 1706774400000}],
+    }
+    data = json.dumps({"tasks": {"habits": [], "dailys": [task], "todos": []}}).encode()
+    parsed = parse_habitica(data, file_name="u.json", now=NOW)
+    assert_contract(parsed, "habitica")
+    goal = by_title(parsed)["odd"]
+    assert goal["difficulty"] is None
+    [adjusted] = parsed.adjusted()
+    assert "'7' is not a Habitica difficulty" in adjusted.adjustments[0]
+    [bad] = [e for e in parsed.skipped() if e.bad]
+    assert "tasks.dailys[0].history[0]" in bad.source_item
+    assert bad.reason == "its date 'yesterday' is not a date"

@@ -75,7 +75,11 @@ def test_measurable_habits_keep_amounts_and_target(loop):
     amounts = [
         (p["value"], p["maxValue"]) for p in rows(loop, "Progress") if p["goalId"] == run["id"]
     ]
-    assert amounts == [(Decimal("5.00"), Decimal("5.00")), (Decimal("12.50"), Decimal("5.00"))]
+    # above the target: the app keeps value <= maxValue, so the target gives way (reported)
+    assert amounts == [(Decimal("5.00"), Decimal("5.00")), (Decimal("12.50"), Decimal("12.50"))]
+    raised = [e for e in loop.adjusted() if e.target_table == "Progress"]
+    assert len(raised) == 1 and "target is raised" in raised[0].adjustments[0]
+    assert loop.extras[raised[0].external_key]["sourceMaxValue"] == "5.00"
 
 
 def test_root_checkmarks_fill_in_an_empty_per_habit_file(loop):

@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from parser_checks import FIXTURES, NOW, assert_contract, by_title, parse_detected, rows, zip_bytes
+from parser_checks import (
+    FIXTURES,
+    NOW,
+    assert_contract,
+    bad_rows,
+    by_title,
+    parse_detected,
+    rows,
+    zip_bytes,
+)
 
 from assets.imports.parsers.base import ImportFormatError, ZipLimits
 from assets.imports.parsers.detect import detect_source
@@ -154,15 +163,16 @@ def test_empty_database_and_html_export():
         parse_notion(zip_bytes({f"{ROOT}index.html": "<html></html>"}), file_name="notion.zip")
 
 
-def test_malformed_date_names_member_row_and_column():
+def test_malformed_date_skips_its_row_naming_member_row_and_column():
     files = export_files()
     path = f"{ROOT}Tasks {TASKS}_all.csv"
     files[path] = files[path].replace(b"May 15, 2023", b"the fifteenth")
-    with pytest.raises(ImportFormatError) as caught:
-        parse_notion(zip_bytes(files), file_name="notion.zip")
-    assert str(caught.value).startswith(
-        f"notion.zip/{path}, row 3, field 'Due': 'the fifteenth' is not a date"
-    )
+    parsed = parse_notion(zip_bytes(files), file_name="notion.zip", now=NOW)
+    assert_contract(parsed, "notion")
+    assert bad_rows(parsed) == [
+        (f"row 3 (notion.zip/{path})", "field 'Due': 'the fifteenth' is not a date")
+    ]
+    assert "Plan trip" in by_title(parsed)
 
 
 def test_nested_parts_share_one_size_budget():

@@ -5,7 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from parser_checks import NOW, assert_contract, by_title, fixture_bytes, parse_detected, rows
+from parser_checks import (
+    NOW,
+    assert_contract,
+    bad_rows,
+    by_title,
+    fixture_bytes,
+    parse_detected,
+    rows,
+)
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.ticktick import parse_ticktick
@@ -88,23 +96,28 @@ def test_old_version_without_ids_kind_or_preamble_and_header_only():
 
 
 @pytest.mark.parametrize(
-    ("column", "value", "message"),
+    ("column", "value", "note"),
     [
-        ("Due Date", "next week", "row 2, field 'Due Date': 'next week' is not a date"),
-        ("Priority", "7", "row 2, field 'Priority': '7' is not a TickTick priority"),
-        ("Status", "done", "row 2, field 'Status': 'done' is not a TickTick status"),
+        ("Due Date", "next week", "Due Date 'next week' is not a date: left empty"),
+        ("Priority", "7", "Priority '7' is not a TickTick priority"),
+        ("Status", "done", "Status 'done' is not a TickTick status (0, 1, 2): imported as open"),
     ],
 )
-def test_malformed_rows_name_file_row_and_field(column, value, message):
+def test_unreadable_cells_are_adjusted_on_their_row(column, value, note):
     values = {"Due Date": "", "Priority": "0", "Status": "0"}
     values[column] = value
     data = (
         HEADER_V3 + f'\n"Inbox","Task","","N","","{values["Due Date"]}","","",'
         f'"{values["Priority"]}","{values["Status"]}","","1","UTC","false"\n'
     ).encode()
-    with pytest.raises(ImportFormatError) as caught:
-        parse_ticktick(data, file_name="tt.csv")
-    assert str(caught.value).startswith(f"tt.csv, {message}")
+    parsed = parse_ticktick(data, file_name="tt.csv", now=NOW)
+    assert_contract(parsed, "ticktick")
+    task = by_title(parsed)["Task"]
+    assert (task["priority"], task["isCompleted"], task["targetDate"]) == (2, False, None)
+    [entry] = parsed.adjusted()
+    assert entry.external_key == task["id"] and "tt.csv, row 2" in entry.source_item
+    assert entry.adjustments[0].startswith(note)
+    assert bad_rows(parsed) == []
 
 
 def test_a_csv_of_something_else_is_refused():

@@ -162,17 +162,21 @@ def test_empty_export_is_the_project_alone_and_an_empty_file_is_an_error():
         ("task,Bad priority,,urgent,1,,,,en,UTC", "PRIORITY", "not a Todoist priority"),
     ],
 )
-def test_malformed_rows_name_file_row_and_field(line, field, why):
+def test_malformed_cells_are_adjusted_on_their_row_not_refused(line, field, why):
     data = (
         "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE\n"
         "task,Fine,,4,1,,,,en,UTC\n"
         f"{line}\n"
     ).encode()
-    with pytest.raises(ImportFormatError) as caught:
-        parse_todoist(data, file_name="Work.csv")
-    assert caught.value.file == "Work.csv" and caught.value.row == 3
-    assert str(caught.value).startswith(f"Work.csv, row 3, field '{field}': ")
-    assert why in str(caught.value)
+    parsed = parse_todoist(data, file_name="Work.csv", now=NOW)
+    assert_contract(parsed, "todoist")
+    assert sorted(by_title(parsed)) == sorted(["Work", "Fine", line.split(",")[1]])
+    [entry] = parsed.adjusted()
+    assert "Work.csv, row 3" in entry.source_item
+    assert entry.adjustments[0].startswith(field) and why in entry.adjustments[0]
+    goal = by_title(parsed)[line.split(",")[1]]
+    assert goal["priority"] == 2 or field == "INDENT"
+    assert goal["parentGoalId"] == by_title(parsed)["Work"]["id"]
 
 
 def test_not_a_todoist_file_is_refused_with_the_file_named():

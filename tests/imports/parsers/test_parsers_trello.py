@@ -7,7 +7,15 @@ import json
 import re
 
 import pytest
-from parser_checks import NOW, assert_contract, by_title, fixture_bytes, parse_detected, rows
+from parser_checks import (
+    NOW,
+    assert_contract,
+    bad_rows,
+    by_title,
+    fixture_bytes,
+    parse_detected,
+    rows,
+)
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.trello import id_timestamp, parse_trello
@@ -131,19 +139,6 @@ def test_empty_board():
     ("doc", "message"),
     [
         (
-            {"id": "b", "name": "B", "lists": [], "cards": [{"name": "no id", "idList": "x"}]},
-            "board.json, cards[0], field 'id': missing or not text",
-        ),
-        (
-            {
-                "id": "b",
-                "name": "B",
-                "lists": [],
-                "cards": [{"id": "c", "idList": "x", "due": "soon"}],
-            },
-            "board.json, cards[0], field 'due': 'soon' is not a date",
-        ),
-        (
             {"id": "b", "name": "B", "lists": ["nope"], "cards": []},
             "board.json, lists[0]: is not an object",
         ),
@@ -153,6 +148,22 @@ def test_empty_board():
 def test_malformed_boards_name_file_item_and_field(doc, message):
     with pytest.raises(ImportFormatError, match="^" + re.escape(message)):
         parse_trello(json.dumps(doc).encode(), file_name="board.json")
+
+
+def test_cards_that_cannot_be_read_are_skipped_alone():
+    cards = [
+        {"name": "no id", "idList": "x"},
+        {"id": "c", "idList": "x", "due": "soon"},
+        {"id": "d", "name": "Fine", "idList": "x"},
+    ]
+    doc = {"id": "b", "name": "B", "lists": [], "cards": cards}
+    parsed = parse_trello(json.dumps(doc).encode(), file_name="board.json", now=NOW)
+    assert_contract(parsed, "trello")
+    assert sorted(by_title(parsed)) == ["B", "Fine"]
+    assert bad_rows(parsed) == [
+        ("card (board.json, cards[0])", "field 'id': missing or not text"),
+        ("card (board.json, cards[1])", "field 'due': 'soon' is not a date"),
+    ]
 
 
 def test_broken_json_names_line_and_column():
