@@ -31,10 +31,21 @@ from assets.imports.parsers.google_tasks import (
 )
 from assets.imports.parsers.habitica import is_habitica, parse_habitica
 from assets.imports.parsers.loop_habits import is_loop_habits_header, parse_loop_habits
+from assets.imports.parsers.microsoft_todo import is_microsoft_todo, parse_microsoft_todo
 from assets.imports.parsers.notion import NOTION_ID_RE, is_notion_member, parse_notion
+from assets.imports.parsers.remember_the_milk import (
+    is_remember_the_milk,
+    parse_remember_the_milk,
+)
+from assets.imports.parsers.taskwarrior import (
+    is_taskwarrior,
+    is_taskwarrior_lines,
+    parse_taskwarrior,
+)
 from assets.imports.parsers.textio import decode_text, load_json, normalize_header, peek_csv_records
 from assets.imports.parsers.ticktick import is_ticktick_header, parse_ticktick
 from assets.imports.parsers.todoist import is_todoist_header, parse_todoist
+from assets.imports.parsers.toodledo import is_toodledo_any_header, parse_toodledo
 from assets.imports.parsers.trello import is_trello_board, is_trello_card, parse_trello
 
 UNKNOWN = "unknown"
@@ -47,6 +58,10 @@ PARSERS: dict[str, Callable[..., ParsedImport]] = {
     "google_tasks": parse_google_tasks,
     "habitica": parse_habitica,
     "loop_habits": parse_loop_habits,
+    "microsoft_todo": parse_microsoft_todo,
+    "remember_the_milk": parse_remember_the_milk,
+    "taskwarrior": parse_taskwarrior,
+    "toodledo": parse_toodledo,
 }
 SOURCE_APPS = tuple(PARSERS)
 _NOTION_DATE_RE = re.compile(r"^@?[A-Z][a-z]+ \d{1,2}, \d{4}")
@@ -80,14 +95,28 @@ def _detect_json(data: bytes, name: str) -> str:
     try:
         doc = load_json(data, file_name=name)
     except ImportFormatError:
-        return UNKNOWN
+        return "taskwarrior" if is_taskwarrior_lines(_text_or_empty(data, name)) else UNKNOWN
     if is_trello_board(doc) or is_trello_card(doc):
         return "trello"
     if is_google_tasks(doc):
         return "google_tasks"
     if is_habitica(doc):
         return "habitica"
+    for app, accepts in (
+        ("microsoft_todo", is_microsoft_todo),
+        ("remember_the_milk", is_remember_the_milk),
+        ("taskwarrior", is_taskwarrior),
+    ):
+        if accepts(doc):
+            return app
     return UNKNOWN
+
+
+def _text_or_empty(data: bytes, name: str) -> str:
+    try:
+        return decode_text(data[:65536], file_name=name)
+    except ImportFormatError:
+        return ""
 
 
 def _detect_csv(text: str, name: str, *, has_bom: bool = False) -> str:
@@ -99,6 +128,7 @@ def _detect_csv(text: str, name: str, *, has_bom: bool = False) -> str:
             ("ticktick", is_ticktick_header),
             ("asana", is_asana_header),
             ("loop_habits", is_loop_habits_header),
+            ("toodledo", is_toodledo_any_header),
         ):
             if accepts(names):
                 return app
@@ -140,6 +170,16 @@ def _detect_zip(data: bytes, name: str) -> str:
         content = safe_zip_members(data, file_name=name, select=lambda n: n == tasks[0])
         if is_google_tasks(_json_or_none(content[tasks[0]], name)):
             return "google_tasks"
+    jsons = [n for n in names if n.casefold().endswith(".json")]
+    if jsons and len(jsons) == len(names):
+        first = safe_zip_members(data, file_name=name, select=lambda n: n == sorted(jsons)[0])
+        doc = _json_or_none(first[sorted(jsons)[0]], name)
+        for app, accepts in (
+            ("microsoft_todo", is_microsoft_todo),
+            ("remember_the_milk", is_remember_the_milk),
+        ):
+            if accepts(doc):
+                return app
     csvs = [n for n in names if n.casefold().endswith(".csv")]
     if csvs and len(csvs) == len([n for n in names if not n.endswith("/")]):
         first = safe_zip_members(data, file_name=name, select=lambda n: n == csvs[0])
