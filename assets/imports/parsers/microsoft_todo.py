@@ -17,7 +17,6 @@ one (`W. Europe Standard Time`), translated through the CLDR table tzlocal ships
 from __future__ import annotations
 
 import datetime as dt
-import html
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote
@@ -137,7 +136,7 @@ def _owner_from_urls(doc: dict) -> tuple[str, str]:
 
 
 class _Text(HTMLParser):
-    """An HTML note's text: tags dropped, block ends as new lines, entities decoded."""
+    """An HTML note's text: tags dropped, each block a line, entities decoded."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -166,12 +165,7 @@ def html_to_text(markup: str) -> str:
     parser.feed(markup)
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
-    text, blank = [], False
-    for line in lines:
-        if line or not blank:
-            text.append(line)
-        blank = not line
-    return html.unescape("\n".join(text).strip())
+    return "\n".join(line for line in lines if line)
 
 
 def graph_zone(name: str) -> dt.tzinfo | None:

@@ -148,9 +148,7 @@ def test_other_json_is_refused_with_the_file_name():
     with pytest.raises(ImportFormatError, match=r"tw.json, \[0\]: not a Taskwarrior export"):
         parse_taskwarrior(b'[{"id": 1}]', file_name="tw.json")
     with pytest.raises(ImportFormatError, match="tw.json, line 2"):
-        parse_taskwarrior(
-            (json.dumps(TASKS[0]) + "\n{broken\n").encode(), file_name="tw.json"
-        )
+        parse_taskwarrior((json.dumps(TASKS[0]) + "\n{broken\n").encode(), file_name="tw.json")
 
 
 @FUZZ_SETTINGS
