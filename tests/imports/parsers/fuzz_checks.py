@@ -60,7 +60,7 @@ def odd_json(draw: st.DrawFn, doc) -> bytes:
         try:
             for key in path[:-1]:
                 parent = parent[key]
-            parent[path[-1]] = draw(st.sampled_from(ODD_VALUES))
+            parent[path[-1]] = json.loads(json.dumps(draw(st.sampled_from(ODD_VALUES))))
         except (KeyError, IndexError, TypeError):
             continue  # an earlier replacement removed this path
     return json.dumps(copy).encode()

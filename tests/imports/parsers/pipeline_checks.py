@@ -81,7 +81,7 @@ def assert_imported_as_parsed(
     stored = goals_by_key(engine, user_id, app)
     local_to_key = {row["id"]: key for key, row in stored.items()}
     expected = {g["id"]: g for g in parsed.tables["Goal"].to_pylist()}
-    assert set(stored) == set(expected) - refused
+    assert set(stored) == set(expected) - refused, set(stored) ^ (set(expected) - refused)
     for key, row in stored.items():
         want = expected[key]
         for column in COMPARED:
@@ -103,6 +103,8 @@ def assert_reimport_updates_only(
     name: str,
     app: str,
     expected: dict[str, set[str]],
+    *,
+    progress_updates: int = 0,
 ) -> dict[str, dict]:
     """Re-importing `edited` (merge) updates exactly the goals and fields of `expected`
     (external key -> field names), touches nothing else, and lands on the same rows."""
@@ -110,15 +112,18 @@ def assert_reimport_updates_only(
     before = goals_by_key(engine, user_id, app)
     key_of = {row["id"]: key for key, row in before.items()}
     _, plan = run_import(database, storage, user_id, edited, name)
-    assert written(plan) == {"Goal": {"create": 0, "update": len(expected), "delete": 0}}
+    want = {"Goal": {"create": 0, "update": len(expected), "delete": 0}}
+    if progress_updates:
+        want["Progress"] = {"create": 0, "update": progress_updates, "delete": 0}
+    assert written(plan) == want, written(plan)
     updates = {
         key_of[e["id"]]: set(e["fields"])
         for e in plan.changes.get("Goal", [])
         if e["action"] == "update"
     }
-    assert updates == expected
+    assert updates == expected, updates
     after = goals_by_key(engine, user_id, app)
-    assert set(after) == set(before)
+    assert set(after) == set(before), set(after) ^ set(before)
     for key, row in after.items():
         differs = {k for k in row if row[k] != before[key][k]}
         assert differs == expected.get(key, set()), (key, differs)
