@@ -24,7 +24,7 @@ from assets.imports.parsers.base import (
     compose_description,
     import_parser,
 )
-from assets.imports.parsers.dates import UTC, iso_utc, parse_when, when_to_utc, zone
+from assets.imports.parsers.dates import UTC, When, iso_utc, parse_when, when_to_utc, zone
 from assets.imports.parsers.textio import CsvTable, decode_text, read_csv_table
 
 APP = "toodledo"
@@ -85,6 +85,27 @@ date).
 """
 
 
+def clock_time(text: str) -> dt.time | None:
+    """`5:00pm`, `5pm`, `17:00`, `12:30 AM`: Toodledo's time columns; None if not a time."""
+    text = text.strip().casefold().replace(" ", "").replace(".", "")
+    suffix = text[-2:] if text.endswith(("am", "pm")) else ""
+    hours, _, minutes = text.removesuffix(suffix).partition(":")
+    if not hours.isdigit() or not (minutes.isdigit() or minutes == "") or len(minutes) > 2:
+        return None
+    hour, minute = int(hours), int(minutes or 0)
+    if suffix:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if suffix == "pm" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    return dt.time(hour, minute)
+
+
+def dt_replace_time(when: When, time_of_day: dt.time) -> When:
+    return When(when.year, when.month, when.day, time_of_day, when.tz)
+
+
 def is_toodledo_header(names: set[str]) -> bool:
     return "task" in names and len(names & _TASK_COLUMNS) >= 3
 
@@ -137,15 +158,16 @@ class _Rows:
         self.containers: dict[str, str] = {}
 
     def _when(self, row: int, header: str, text: str, clock: str = "") -> dt.datetime | None:
-        """A date (with the time column's time, if any) in the user's zone, as UTC."""
+        """A date (at the time column's time, if any) in the user's zone, as UTC."""
         if text.casefold() in _EMPTY_DATES:
             return None
-        when = parse_when(f"{text} {clock}".strip()) if clock else parse_when(text)
-        if clock and when is None:
-            when = parse_when(text)
+        when = parse_when(text)
         if when is None or when.year is None:
             self._unreadable(row, header, text)
             return None
+        time_of_day = clock_time(clock)
+        if time_of_day is not None:
+            when = dt_replace_time(when, time_of_day)
         return when_to_utc(when, assume_tz=self.tz)
 
     def _unreadable(self, row: int, header: str, text: str) -> None:
