@@ -17,6 +17,7 @@ one (`W. Europe Standard Time`), translated through the CLDR table tzlocal ships
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote
@@ -161,6 +162,8 @@ class _Text(HTMLParser):
 
 
 def html_to_text(markup: str) -> str:
+    if "<" not in markup and "&" not in markup:
+        return markup.strip()
     parser = _Text()
     parser.feed(markup)
     parser.close()
@@ -168,6 +171,21 @@ def html_to_text(markup: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def graph_time(text: str) -> dt.datetime | None:
+    """A Graph timestamp (`2024-01-10T09:14:02.1234567Z`; UTC when it names no zone)."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return parse_timestamp(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return truncate_to_ms(moment.astimezone(UTC))
+    except (OverflowError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=1024)
 def graph_zone(name: str) -> dt.tzinfo | None:
     """The zone a Graph `timeZone` names: IANA (`Europe/Paris`) or Windows (`Tokyo Standard
     Time`), or None when it is neither."""
@@ -317,8 +335,8 @@ class _Reader:
             self.task_order.append(task_id)
         else:
             self.superseded += 1
-            mine = parse_timestamp(as_text(task.get("lastModifiedDateTime")))
-            theirs = parse_timestamp(as_text(earlier[2].get("lastModifiedDateTime")))
+            mine = graph_time(as_text(task.get("lastModifiedDateTime")))
+            theirs = graph_time(as_text(earlier[2].get("lastModifiedDateTime")))
             if mine is not None and theirs is not None and mine < theirs:
                 return
             list_id = list_id or earlier[1]
@@ -397,19 +415,26 @@ class _Reader:
         text = as_text(pair.get("dateTime")).strip()
         if not text:
             return None, None, False
-        when = parse_when(text)
-        if when is None or when.year is None:
-            self.builder.warn(f"'{text}' is not a date-time; left empty")
-            return None, None, False
+        try:
+            local = dt.datetime.fromisoformat(text)
+        except ValueError:
+            when = parse_when(text)
+            if when is None or when.year is None:
+                self.builder.warn(f"'{text}' is not a date-time; left empty")
+                return None, None, False
+            local = dt.datetime.combine(when.date(), when.time or dt.time(0), tzinfo=when.tz)
         zone_name = as_text(pair.get("timeZone"))
-        tz = when.tz or (graph_zone(zone_name) if zone_name else None)
+        tz = local.tzinfo or (graph_zone(zone_name) if zone_name else None)
         if tz is None:
             if zone_name:
                 self.builder.warn(f"time zone '{zone_name}' is unknown; read in the user's zone")
             tz = self.user_tz or UTC
-        clock = when.time or dt.time(0)
-        moment = dt.datetime.combine(when.date(), clock, tzinfo=tz)
-        return truncate_to_ms(moment.astimezone(UTC)), tz, clock == dt.time(0)
+        try:
+            instant = truncate_to_ms(local.replace(tzinfo=tz).astimezone(UTC))
+        except (OverflowError, ValueError):
+            self.builder.warn(f"'{text}' is out of range; left empty")
+            return None, None, False
+        return instant, tz, local.time() == dt.time(0)
 
     def _due_day(self, value: Any) -> tuple[dt.date | None, dt.datetime | None]:
         """The due day: a midnight is a date-only due (that day, in its own zone); any other
@@ -450,8 +475,8 @@ class _Reader:
             target_date=target,
             is_completed=status == "completed",
             completed_at=completed,
-            created_at=parse_timestamp(as_text(task.get("createdDateTime"))),
-            updated_at=parse_timestamp(as_text(task.get("lastModifiedDateTime"))),
+            created_at=graph_time(as_text(task.get("createdDateTime"))),
+            updated_at=graph_time(as_text(task.get("lastModifiedDateTime"))),
             extras={
                 "status": status,
                 "importance": importance,
@@ -489,14 +514,14 @@ class _Reader:
             )
             return
         checked = item.get("isChecked") is True
-        created = parse_timestamp(as_text(item.get("createdDateTime")))
+        created = graph_time(as_text(item.get("createdDateTime")))
         builder.add_goal(
             builder.key("step", step_id),
             title=title,
             source_item=f"checklist item '{' '.join(title.split())}' ({where})",
             parent=task_key,
             is_completed=checked,
-            completed_at=parse_timestamp(as_text(item.get("checkedDateTime"))),
+            completed_at=graph_time(as_text(item.get("checkedDateTime"))),
             created_at=created,
             updated_at=created,
         )

@@ -136,6 +136,14 @@ def _time(value: Any) -> dt.datetime | None:
     text = as_text(value).strip()
     if text.isdigit():
         return from_epoch_ms(int(text))
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
     return parse_timestamp(text)
 
 
