@@ -50,7 +50,7 @@ PRIORITY_MAP = {"low": 1, "normal": 2, "high": 4}
 STATUSES = {"notStarted", "inProgress", "completed", "waitingOnOthers", "deferred"}
 _TASK_KEYS = ("importance", "status", "createdDateTime", "checklistItems", "dueDateTime")
 _BLOCK_TAGS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol"}
-_DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+MAX_NESTING = 8  # an array of lists holding task pages is 4 deep; more is no export
 
 GUIDE = """\
 ## Microsoft To Do
@@ -74,6 +74,17 @@ Upload one file, or a `.zip` of all of them. Tasks saved inside their list objec
 messages, shared lists' members, and tasks deleted before the export (a delta page's
 deleted entries are reported as skipped).
 """
+
+
+def _flat(values: dict) -> dict:
+    """Only the scalar (and list-of-text) values: what Graph's recurrence objects hold."""
+    kept: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, str | int | float | bool) and name[:1] != "@":
+            kept[name] = value
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            kept[name] = value
+    return kept
 
 
 def _is_task(item: Any) -> bool:
@@ -276,10 +287,15 @@ class _Reader:
 
     # ------------------------------------------------------------ collecting pages
 
-    def collect(self, doc: Any, where: str, list_id: str, task_id: str, kind: str) -> None:
+    def collect(
+        self, doc: Any, where: str, list_id: str, task_id: str, kind: str, depth: int = 0
+    ) -> None:
+        if depth > MAX_NESTING:
+            raise ImportFormatError(where, None, None, "pages nested too deeply")
+        depth += 1
         if isinstance(doc, list):
             for position, item in enumerate(doc):
-                self.collect(item, f"{where}[{position}]", list_id, task_id, kind)
+                self.collect(item, f"{where}[{position}]", list_id, task_id, kind, depth)
             return
         if not isinstance(doc, dict):
             return
@@ -294,13 +310,14 @@ class _Reader:
                     url_list or list_id,
                     url_task or task_id,
                     page_kind,
+                    depth,
                 )
             return
         if isinstance(doc.get("list"), dict):
             inner = doc["list"]
             self._add_list(inner, f"{where}: list")
             own = as_text(inner.get("id"))
-            self.collect(doc.get("tasks"), f"{where}: tasks", own or list_id, "", "")
+            self.collect(doc.get("tasks"), f"{where}: tasks", own or list_id, "", "", depth)
             return
         if "@removed" in doc:
             item_id = as_text(doc.get("id"))
@@ -315,7 +332,7 @@ class _Reader:
             tasks = doc.get("tasks")
             if tasks is not None:
                 own = as_text(doc.get("id")) or list_id
-                self.collect(tasks, f"{where}: tasks", own, "", "")
+                self.collect(tasks, f"{where}: tasks", own, "", "", depth)
             return
         if "title" in doc:
             self._add_task(doc, where, list_id)
@@ -482,7 +499,11 @@ class _Reader:
                 "importance": importance,
                 "labels": labels,
                 "recurrence": repeats,
-                "recurrenceRule": recurrence,
+                "recurrenceRule": {
+                    part: _flat(as_dict(recurrence.get(part))) for part in ("pattern", "range")
+                }
+                if recurrence
+                else None,
                 "due": iso_utc(due),
                 "dueTimeZone": as_text(as_dict(task.get("dueDateTime")).get("timeZone")),
                 "reminder": iso_utc(reminder),

@@ -161,7 +161,7 @@ def _priority(value: Any) -> str:
 def _count(value: Any) -> int:
     try:
         return int(as_text(value) or value or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

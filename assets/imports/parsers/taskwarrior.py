@@ -297,7 +297,11 @@ class _Reader:
                 "mask": as_text(task.get("mask")),
                 "parent": as_text(task.get("parent")),
                 "urgency": task.get("urgency") if _is_number(task.get("urgency")) else None,
-                "uda": {k: v for k, v in task.items() if k not in KNOWN_FIELDS},
+                "uda": {
+                    k: v
+                    for k, v in task.items()
+                    if k not in KNOWN_FIELDS and isinstance(v, str | int | float | bool)
+                },
             },
         )
 

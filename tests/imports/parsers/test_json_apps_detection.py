@@ -64,3 +64,13 @@ def test_no_parser_takes_another_apps_file(owner):
             with pytest.raises(ImportFormatError) as caught:
                 parse(data, file_name="other.bin")
             assert str(caught.value).startswith("other.bin") and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("app", NEW_APPS)
+def test_each_app_has_an_export_guide(app):
+    import importlib
+
+    guide = importlib.import_module(f"assets.imports.parsers.{app}").GUIDE
+    assert guide.startswith("## ") and guide.endswith("\n")
+    for part in ("**Export:**", "**What goalport keeps:**", "**What it cannot keep:**"):
+        assert guide.count(part) == 1, (app, part)

@@ -187,3 +187,13 @@ def test_through_the_import_pipeline_then_again_then_edited(database, storage):
         },
     )
     assert NOW  # the parse used the job's time, not the tests'
+
+
+def test_pages_nested_without_end_are_refused_in_one_line():
+    page = json.dumps(PAGE)
+    for depth in (2, 1000):
+        deep = ("[" * depth + page + "]" * depth).encode()
+        with pytest.raises(ImportFormatError, match="^deep.json: not a Microsoft To Do"):
+            parse_microsoft_todo(deep, file_name="deep.json")
+    pages = f"[{page}, {page}]".encode()
+    assert parse_microsoft_todo(pages, file_name="ok.json", now=NOW).tables["Goal"].num_rows

@@ -181,3 +181,19 @@ def test_through_the_import_pipeline_then_again_then_edited(database, storage):
         },
         progress_updates=1,  # the occurrence done now: 1 of 1
     )
+
+
+@pytest.mark.slow
+def test_a_refused_file_ends_its_job_failed_with_one_line(database, storage):
+    from assets.imports.jobs import create_import_job, get_import_job
+    from assets.imports.preview import preview_import
+
+    user_id = new_user(database.engine, 155)
+    error = b'{"rsp": {"stat": "fail", "err": {"code": "98", "msg": "Invalid auth token"}}}'
+    for data in (EXPORT[: len(EXPORT) // 2], error):
+        job_id = create_import_job(database.engine, user_id=user_id, file_name="rtm.json")
+        with pytest.raises(ImportFormatError):
+            preview_import(database, storage, job_id, data)
+        job = get_import_job(database.engine, job_id)
+        assert job["status"] == "failed"
+        assert job["errorMessage"].startswith("rtm.json") and "\n" not in job["errorMessage"]
