@@ -48,7 +48,6 @@ from assets.imports.parsers.textio import load_json
 APP = "microsoft_todo"
 PRIORITY_MAP = {"low": 1, "normal": 2, "high": 4}
 STATUSES = {"notStarted", "inProgress", "completed", "waitingOnOthers", "deferred"}
-_TASK_KEYS = ("importance", "status", "createdDateTime", "checklistItems", "dueDateTime")
 _BLOCK_TAGS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol"}
 MAX_NESTING = 8  # an array of lists holding task pages is 4 deep; more is no export
 
@@ -88,7 +87,16 @@ def _flat(values: dict) -> dict:
 
 
 def _is_task(item: Any) -> bool:
-    return isinstance(item, dict) and "title" in item and any(k in item for k in _TASK_KEYS)
+    return (
+        isinstance(item, dict)
+        and "title" in item
+        and (
+            item.get("status") in STATUSES
+            or item.get("importance") in PRIORITY_MAP
+            or isinstance(item.get("checklistItems"), list)
+            or "@odata.etag" in item
+        )
+    )
 
 
 def _is_list(item: Any) -> bool:

@@ -409,6 +409,8 @@ class _Reader:
         current = next((o for o in reversed(live) if o.completed is None), live[-1])
         parent_series = self.task_series.get(series.parent_task, series.parent_task)
         parent = series_keys.get(parent_series) if series.parent_task else None
+        if parent == key:
+            parent = None  # a task named as its own parent: under its list
         if series.parent_task and parent is None:
             builder.warn(
                 f"{source}: its parent task {series.parent_task} is not in the export; "

@@ -74,3 +74,18 @@ def test_each_app_has_an_export_guide(app):
     assert guide.startswith("## ") and guide.endswith("\n")
     for part in ("**Export:**", "**What goalport keeps:**", "**What it cannot keep:**"):
         assert guide.count(part) == 1, (app, part)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"value": [{"title": "x", "status": "open"}]},
+        {"value": [{"displayName": "x"}]},
+        {"lists": [{"name": "x"}], "tasks": []},
+        {"rsp": {"tasks": []}},
+        [{"uuid": "u", "description": "d", "status": "open", "entry": "x"}],
+        [{"uuid": "u", "description": "d"}],
+    ],
+)
+def test_look_alike_json_is_nobodys(doc):
+    assert detect_source(json.dumps(doc).encode(), "x.json") == "unknown"
