@@ -15,6 +15,7 @@ from pipeline_checks import assert_imported_as_parsed, assert_reimport_updates_o
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.detect import detect_source
 from assets.imports.parsers.toodledo import (
+    clock_time,
     is_toodledo_header,
     is_toodledo_notes_header,
     parse_toodledo,
@@ -104,6 +105,12 @@ def test_the_notes_export():
     assert goals["Book ideas"]["parentGoalId"] == "toodledo:folder:Notes"
     assert goals["Untitled note body"]["parentGoalId"] == "toodledo:folder:Travel"
     assert packing["createdAt"] == dt.datetime(2023, 6, 1, 12, tzinfo=UTC)
+
+
+def test_time_columns():
+    assert clock_time("5:00pm") == dt.time(17) and clock_time("12:30 AM") == dt.time(0, 30)
+    assert clock_time("5pm") == dt.time(17) and clock_time("17:05") == dt.time(17, 5)
+    assert [clock_time(t) for t in ("", "13pm", "25:00", "noon", "5:123")] == [None] * 5
 
 
 def test_headers_and_other_csvs():
