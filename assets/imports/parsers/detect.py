@@ -170,16 +170,17 @@ def _detect_zip(data: bytes, name: str) -> str:
         content = safe_zip_members(data, file_name=name, select=lambda n: n == tasks[0])
         if is_google_tasks(_json_or_none(content[tasks[0]], name)):
             return "google_tasks"
-    jsons = [n for n in names if n.casefold().endswith(".json")]
-    if jsons and len(jsons) == len(names):
-        first = safe_zip_members(data, file_name=name, select=lambda n: n == sorted(jsons)[0])
-        doc = _json_or_none(first[sorted(jsons)[0]], name)
-        for app, accepts in (
-            ("microsoft_todo", is_microsoft_todo),
-            ("remember_the_milk", is_remember_the_milk),
-        ):
-            if accepts(doc):
-                return app
+    jsons = sorted(n for n in names if n.casefold().endswith(".json"))[:3]
+    if jsons:
+        first = safe_zip_members(data, file_name=name, select=lambda n: n in jsons)
+        for member in jsons:
+            doc = _json_or_none(first[member], name)
+            for app, accepts in (
+                ("microsoft_todo", is_microsoft_todo),
+                ("remember_the_milk", is_remember_the_milk),
+            ):
+                if accepts(doc):
+                    return app
     csvs = [n for n in names if n.casefold().endswith(".csv")]
     if csvs and len(csvs) == len([n for n in names if not n.endswith("/")]):
         first = safe_zip_members(data, file_name=name, select=lambda n: n == csvs[0])

@@ -31,7 +31,7 @@ def variants() -> dict[str, list[bytes]]:
             foreign_exports()[rtm],
             tasks_rsp,
             lists_rsp,
-            zip_bytes({"a.json": lists_rsp, "b.json": tasks_rsp}),
+            zip_bytes({"a.json": lists_rsp, "b.json": tasks_rsp, "README.txt": "saved by x"}),
         ],
         "taskwarrior": [
             foreign_exports()["taskwarrior"],
