@@ -117,8 +117,8 @@ def is_microsoft_todo(doc: Any) -> bool:
     if not isinstance(doc, dict):
         return False
     context = as_text(doc.get("@odata.context"))
-    if "todo" in context.casefold() or "todoTask" in context:
-        return True
+    if "/todo/" in context or "todoTask" in context:
+        return bool(doc.get("value") is None or isinstance(doc.get("value"), list))
     if isinstance(doc.get("value"), list):
         values = doc["value"]
         return bool(values) and (_is_task(values[0]) or _is_list(values[0]))

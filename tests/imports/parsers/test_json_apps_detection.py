@@ -81,6 +81,7 @@ def test_each_app_has_an_export_guide(app):
     [
         {"value": [{"title": "x", "status": "open"}]},
         {"value": [{"displayName": "x"}]},
+        {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('todo%40x')/events"},
         {"lists": [{"name": "x"}], "tasks": []},
         {"rsp": {"tasks": []}},
         [{"uuid": "u", "description": "d", "status": "open", "entry": "x"}],
