@@ -90,3 +90,11 @@ def test_each_app_has_an_export_guide(app):
 )
 def test_look_alike_json_is_nobodys(doc):
     assert detect_source(json.dumps(doc).encode(), "x.json") == "unknown"
+
+
+@pytest.mark.parametrize("app", ["microsoft_todo", "remember_the_milk", "taskwarrior"])
+def test_json_nested_200000_deep_is_refused_in_one_line(app):
+    deep = b"[" * 200_000 + b"]" * 200_000
+    with pytest.raises(ImportFormatError) as caught:
+        PARSERS[app](deep, file_name="deep.json")
+    assert str(caught.value) == "deep.json: JSON nested too deeply"
