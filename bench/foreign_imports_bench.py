@@ -10,6 +10,11 @@ baseline, measured in the same run, is the straightforward importer: the same st
 written one by one through the SQLAlchemy ORM with their ImportChange records
 (`bench.import_bench._orm_apply`), on the first GOALPORT_BENCH_ORM_ROWS rows (2,000) and
 scaled to the whole import.
+
+Then each app added with issue 15 (Microsoft To Do, Remember The Milk, Taskwarrior,
+Toodledo): its export of 50,000 tasks detected and parsed in a process of its own (time,
+peak memory), against the Todoist parse above as the baseline, and at x1, x4 and x16 of
+3,125 tasks to show the time grows linearly with the input.
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ def run(database_url: str) -> dict:
             f"{preview_cpu + apply_cpu:.2f} s of the {total:.2f} s"
         )
         print(orm_comparison_text(result, orm_estimate))
+        result["other_apps"] = other_apps(parse_seconds)
     result["hostile"] = hostile_inputs()
     result["scaling"] = linear_scaling()
     return result
@@ -273,6 +279,36 @@ def linear_scaling() -> dict:
             f"scaling {label} at {', '.join(f'x{s}' for s in SCALES)} (CPU): "
             + ", ".join(f"{t:.3f} s" for t in times)
             + f"; ratios {ratios[1]} and {ratios[2]} (linear: 4 and 16)"
+        )
+    return results
+
+
+SCALE_UNIT = TASKS // 16
+
+
+def other_apps(todoist_parse_seconds: float) -> dict:
+    """Each new app's 50,000-task parse (time, peak memory) and its growth over x1..x16."""
+    from bench.foreign_app_files import APPS, parse_measured
+    from bench.run import in_child
+
+    results = {}
+    for app in APPS:
+        runs = {scale: in_child(parse_measured, app, SCALE_UNIT * scale) for scale in SCALES}
+        full = runs[SCALES[-1]]
+        linearity = full["seconds"] / (SCALES[-1] * max(runs[1]["seconds"], 1e-6))
+        results[app] = {
+            **full,
+            "seconds_by_scale": {f"x{s}": runs[s]["seconds"] for s in SCALES},
+            "x16_over_16_x1": round(linearity, 2),
+            "vs_todoist_parse": round(full["seconds"] / todoist_parse_seconds, 2),
+        }
+        print(
+            f"{app}: {full['tasks']:,} tasks ({full['file_bytes'] / 1e6:.1f} MB) parsed in "
+            f"{full['seconds']:.2f} s ({full['seconds'] / todoist_parse_seconds:.1f}x the "
+            f"Todoist parse), peak {full['peak_rss_mib']:.0f} MiB "
+            f"(+{full['rss_growth_mib']:.0f}); x1/x4/x16: "
+            + " / ".join(f"{runs[s]['seconds']:.2f}" for s in SCALES)
+            + f" s, x16 = {linearity:.2f} x 16 x1 (1.0 is linear)"
         )
     return results
 

@@ -39,16 +39,27 @@ from assets.imports.parsers.habitica import (
 )
 from assets.imports.parsers.joplin import is_joplin_item, is_joplin_member, parse_joplin
 from assets.imports.parsers.loop_habits import is_loop_habits_header, parse_loop_habits
+from assets.imports.parsers.microsoft_todo import is_microsoft_todo, parse_microsoft_todo
 from assets.imports.parsers.notion import NOTION_ID_RE, is_notion_member, parse_notion
 from assets.imports.parsers.notion_html import (
     is_notion_html_member,
     looks_like_notion_page,
     parse_notion_html,
 )
+from assets.imports.parsers.remember_the_milk import (
+    is_remember_the_milk,
+    parse_remember_the_milk,
+)
+from assets.imports.parsers.taskwarrior import (
+    is_taskwarrior,
+    is_taskwarrior_lines,
+    parse_taskwarrior,
+)
 from assets.imports.parsers.textio import decode_text, load_json, normalize_header, peek_csv_records
 from assets.imports.parsers.things3 import looks_like_things, parse_things3, things_member
 from assets.imports.parsers.ticktick import is_ticktick_header, parse_ticktick
 from assets.imports.parsers.todoist import is_todoist_backup, is_todoist_header, parse_todoist
+from assets.imports.parsers.toodledo import is_toodledo_any_header, parse_toodledo
 from assets.imports.parsers.trello import is_trello_board, is_trello_card, parse_trello
 
 UNKNOWN = "unknown"
@@ -65,6 +76,10 @@ PARSERS: dict[str, Callable[..., ParsedImport]] = {
     "things3": parse_things3,
     "google_keep": parse_google_keep,
     "joplin": parse_joplin,
+    "microsoft_todo": parse_microsoft_todo,
+    "remember_the_milk": parse_remember_the_milk,
+    "taskwarrior": parse_taskwarrior,
+    "toodledo": parse_toodledo,
 }
 SOURCE_APPS = tuple(PARSERS)
 _NOTION_DATE_RE = re.compile(r"^@?[A-Z][a-z]+ \d{1,2}, \d{4}")
@@ -116,7 +131,7 @@ def _detect_json(data: bytes, name: str) -> str:
     except ImportFormatError as exc:
         if "nested" in exc.reason:  # hostile, whichever app it claims to be from
             raise
-        return UNKNOWN
+        return "taskwarrior" if is_taskwarrior_lines(_text_or_empty(data, name)) else UNKNOWN
     if is_trello_board(doc) or is_trello_card(doc):
         return "trello"
     if is_google_tasks(doc):
@@ -129,7 +144,21 @@ def _detect_json(data: bytes, name: str) -> str:
         return "todoist"
     if is_asana_json(doc):
         return "asana"
+    for app, accepts in (
+        ("microsoft_todo", is_microsoft_todo),
+        ("remember_the_milk", is_remember_the_milk),
+        ("taskwarrior", is_taskwarrior),
+    ):
+        if accepts(doc):
+            return app
     return UNKNOWN
+
+
+def _text_or_empty(data: bytes, name: str) -> str:
+    try:
+        return decode_text(data[:65536], file_name=name)
+    except ImportFormatError:
+        return ""
 
 
 def _detect_csv(text: str, name: str, *, has_bom: bool = False) -> str:
@@ -142,6 +171,7 @@ def _detect_csv(text: str, name: str, *, has_bom: bool = False) -> str:
             ("asana", is_asana_header),
             ("loop_habits", is_loop_habits_header),
             ("habitica", is_habitica_history_header),
+            ("toodledo", is_toodledo_any_header),
         ):
             if accepts(names):
                 return app
@@ -188,6 +218,17 @@ def _detect_zip(data: bytes, name: str) -> str:
     found = _detect_archive_files(data, name, names, safe_zip_members)
     if found != UNKNOWN:
         return found
+    jsons = sorted(n for n in names if n.casefold().endswith(".json"))[:3]
+    if jsons:
+        first = safe_zip_members(data, file_name=name, select=lambda n: n in jsons)
+        for member in jsons:
+            doc = _json_or_none(first[member], name)
+            for app, accepts in (
+                ("microsoft_todo", is_microsoft_todo),
+                ("remember_the_milk", is_remember_the_milk),
+            ):
+                if accepts(doc):
+                    return app
     csvs = [n for n in names if n.casefold().endswith(".csv")]
     if csvs and len(csvs) == len([n for n in names if not n.endswith("/")]):
         first = safe_zip_members(data, file_name=name, select=lambda n: n == csvs[0])

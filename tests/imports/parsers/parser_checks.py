@@ -139,6 +139,10 @@ def foreign_exports() -> dict[str, bytes]:
         ),
         "habitica": fixture_bytes("habitica", "habitica-user-data.json"),
         "loop_habits": zip_folder(FIXTURES / "loop_habits" / "export"),
+        "microsoft_todo": zip_folder(FIXTURES / "microsoft_todo" / "export", prefix="todo/"),
+        "remember_the_milk": fixture_bytes("remember_the_milk", "rememberthemilk_export.json"),
+        "taskwarrior": fixture_bytes("taskwarrior", "taskwarrior.json"),
+        "toodledo": fixture_bytes("toodledo", "toodledo_tasks.csv"),
         **file_exports(),
     }
 
