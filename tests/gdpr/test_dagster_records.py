@@ -158,8 +158,8 @@ class Driver:
             definitions=self.defs,
         ) as context:
             result = sensor(context)
+            requests = _run_requests(result)  # a generator sensor runs here
             cursor = context.cursor
-        requests = _run_requests(result)
         if isinstance(result, dg.SensorResult) and result.cursor is not None:
             cursor = result.cursor
         self.cursors[name] = cursor
@@ -385,3 +385,23 @@ def test_the_erasure_searches_only_the_users_runs_and_deletes_those_naming_them(
         assert remaining == {unrelated.run_id, batch.run_id}
         # the batch's run stays (it names no one), its captured output is gone
         assert captured(batch.run_id) == [] and captured(unrelated.run_id)
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "deploy/dagster.production.yaml"])
+def test_ticks_are_purged_within_a_month(config):
+    """Dagster keeps successful sensor and schedule ticks forever unless told otherwise."""
+    import yaml
+
+    retention = yaml.safe_load((Path(__file__).parents[2] / config).read_text())["retention"]
+    with dg.instance_for_test(overrides={"retention": retention}) as instance:
+        settings = instance.get_settings("retention")
+    assert settings == retention  # the instance took them (their schema validated)
+    for kind in ("sensor", "schedule"):
+        days = settings[kind]["purge_after_days"]
+        by_status = days if isinstance(days, dict) else dict.fromkeys(TICK_STATUSES, days)
+        # a status left out keeps Dagster's default: forever
+        assert set(by_status) == set(TICK_STATUSES), (kind, by_status)
+        assert all(0 < d <= 31 for d in by_status.values()), (kind, by_status)
+
+
+TICK_STATUSES = ("skipped", "started", "success", "failure")
