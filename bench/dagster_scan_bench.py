@@ -6,8 +6,9 @@ baseline.
 
 `run(database_url)` reads the seeded database (one user's rows, never written) and keeps
 its Dagster instance (SQLite) in a temporary folder, removed before returning. Runs are
-added directly to the run storage (`add_run`), each with a few events; the user's own
-runs are three GDPR bulk runs of their bucket. Nothing here asserts; it reports.
+added directly to the run storage (`add_run`) with one event each, in one event table
+(as on PostgreSQL); the user's own runs are three GDPR bulk runs of their bucket, with
+twenty events each. Nothing here asserts; it reports.
 """
 
 from __future__ import annotations
@@ -36,18 +37,24 @@ def run(database_url: str) -> dict:
         user_id = conn.execute(sa.select(schema.user.c.id).limit(1)).scalar_one()
     folder = tempfile.mkdtemp(prefix="goalport-dagster-scan-bench-")
     report: dict = {"user_runs": USER_RUNS, "by_unrelated_runs": {}}
-    with dg.instance_for_test(temp_dir=folder) as instance:
+    # one event table for every run, as on PostgreSQL (SQLite's default is a file per run)
+    events = {
+        "module": "dagster.core.storage.event_log",
+        "class": "ConsolidatedSqliteEventLogStorage",
+        "config": {"base_dir": f"{folder}/events"},
+    }
+    with dg.instance_for_test(temp_dir=folder, overrides={"event_log_storage": events}) as instance:
 
-        def add_run(job_name: str, tags: dict[str, str]) -> None:
+        def add_run(job_name: str, tags: dict[str, str], steps: int = 1) -> None:
             added = instance.add_run(
                 dg.DagsterRun(job_name=job_name, run_id=str(uuid.uuid4()), tags=tags)
             )
-            for step in ("extract", "render", "store"):
-                instance.report_engine_event(f"{step} done for a batch", added)
+            for step in range(steps):
+                instance.report_engine_event(f"step {step} done for a batch", added)
 
         bucket = bucket_key(user_bucket(user_id))
         for _ in range(USER_RUNS):
-            add_run(gdpr_bulk_job.name, {"dagster/partition": bucket})
+            add_run(gdpr_bulk_job.name, {"dagster/partition": bucket}, steps=20)
         scoped = DagsterRunHistory(instance, engine=engine)
         everything = DagsterRunHistory(instance)
         present = 0

@@ -311,7 +311,6 @@ def test_no_job_or_sensor_writes_a_user_into_dagsters_records(
                 leaks.setdefault(kind, []).extend(found)
 
         records = instance.get_run_records()
-        assert len(records) == len(drive.results)
         for record in records:
             run = record.dagster_run
             search("run config", json.dumps(run.run_config, default=str))
@@ -329,6 +328,8 @@ def test_no_job_or_sensor_writes_a_user_into_dagsters_records(
         captured = capfd.readouterr()
         search("log lines (stdout, stderr)", captured.out + captured.err)
         assert not leaks, json.dumps(leaks, indent=1)
+        # and the erasure deleted no run: none named them
+        assert len(records) == len(drive.results)
 
 
 @pytest.mark.slow
@@ -405,3 +406,92 @@ def test_ticks_are_purged_within_a_month(config):
 
 
 TICK_STATUSES = ("skipped", "started", "success", "failure")
+
+
+DAEMON_INSTANCE = """
+storage:
+  sqlite:
+    base_dir: {home}/storage
+compute_logs:
+  module: dagster.core.storage.local_compute_log_manager
+  class: LocalComputeLogManager
+  config:
+    base_dir: {home}/compute_logs
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 0
+telemetry:
+  enabled: false
+"""
+TICKING_SENSORS = ("import_inbox_sensor", "export_request_sensor", "due_erasures_sensor")
+
+
+@pytest.mark.slow
+def test_the_daemons_sensor_ticks_name_no_user(code_location, tmp_path, monkeypatch):
+    """The real daemon ticks the sensors (runs stay queued: none may start), and its ticks,
+    their cursors, run keys and log lines, and the queued runs name neither user."""
+    import os
+    import subprocess
+    import time
+
+    repo = Path(__file__).parents[2]
+    home = tmp_path / "daemon_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAEMON_INSTANCE.format(home=home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("PYTHONPATH", str(repo))
+    storage, engine = ObjectStorage(), AppDatabase().engine
+    for user in (KESTREL, OSPREY):
+        storage.write_bytes(f"imports/inbox/{user['id']}/{user['title']}.json", b"{}")
+        request_export(engine, user["id"], "json")
+        request_erasure(engine, user["id"], grace=dt.timedelta(0))
+    storage.write_bytes(f"imports/inbox/{KESTREL['email']}.json", b"{}")
+    dagster = [str(repo / ".venv/bin/dagster"), "sensor", "start", "--start-all"]
+    subprocess.run([*dagster, "-w", "workspace.yaml"], cwd=repo, check=True, timeout=300)
+    logs = tmp_path / "daemon.log"
+    with open(logs, "wb") as out:
+        daemon = subprocess.Popen(
+            [str(repo / ".venv/bin/dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=repo,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ,
+        )
+        try:
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                deadline = time.monotonic() + 300
+                while not _all_ticked(instance) and time.monotonic() < deadline:
+                    time.sleep(2)
+                assert _all_ticked(instance), logs.read_text()[-3000:]
+                leaks: dict[str, list[str]] = {}
+                for state in instance.all_instigator_state():
+                    found = _found(dg.serialize_value(state))  # the cursor is in it
+                    for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id):
+                        found += _found(dg.serialize_value(tick))
+                    if found:
+                        leaks[state.name] = found
+                for record in instance.get_run_records():
+                    run = record.dagster_run
+                    if found := _found(json.dumps([run.run_config, dict(run.tags)])):
+                        leaks[f"queued run {run.job_name}"] = found
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+    for path in home.rglob("*"):
+        if path.is_file() and (found := _found(path.read_bytes().decode("latin-1"))):
+            leaks[f"instance file {path.relative_to(home)}"] = found
+    if found := _found(logs.read_text(errors="replace")):
+        leaks["daemon output"] = found
+    assert not leaks, json.dumps(leaks, indent=1)
+
+
+def _all_ticked(instance: dg.DagsterInstance) -> bool:
+    """Every sensor of TICKING_SENSORS has a finished tick that asked for runs."""
+    done = set()
+    for state in instance.all_instigator_state():
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        if any(t.status.value == "SUCCESS" and t.run_keys for t in ticks):
+            done.add(state.name)
+    return done >= set(TICKING_SENSORS)
