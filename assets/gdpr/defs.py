@@ -232,10 +232,15 @@ class DagsterRunHistory:
         theirs), and the runs whose records name them, with their events; then search the
         runs again. The result is also kept in `sweeps`."""
         runs = list(self._runs(self.user_run_ids(user_id)))
-        deleted = 0
+        deleted = logs_deleted = 0
         for run in runs:
-            self.instance.compute_log_manager.delete_logs(prefix=[run.run_id])
-            if self._mentions(run, user_id):
+            mentions = self._mentions(run, user_id)
+            # searching every run, which of them read the user is unknown: only those naming
+            # them lose their captured output
+            if mentions or self.engine is not None:
+                self.instance.compute_log_manager.delete_logs(prefix=[run.run_id])
+                logs_deleted += 1
+            if mentions:
                 self.instance.delete_run(run.run_id)
                 deleted += 1
         result = DagsterRecordsSweep(
@@ -243,7 +248,7 @@ class DagsterRunHistory:
             record_kinds=SEARCHED_RECORD_KINDS,
             runs_searched=len(runs),
             runs_deleted=deleted,
-            compute_logs_deleted=len(runs),
+            compute_logs_deleted=logs_deleted,
             runs_still_naming_user=len(self.runs_mentioning(user_id)),
         )
         self.sweeps[user_id] = result
