@@ -2,9 +2,10 @@
 previews are applied.
 
 - `import_inbox_sensor` watches `imports/inbox/<userId>/` in object storage. Each new or
-  changed object (run key: object key + ETag, or size + mtime on a local folder) gets a
-  `DataImportJob` row (its id derived from that run key, so a retried tick never makes two)
-  and one `import_staging_job` run. The cursor remembers the version of every object seen.
+  changed object (key + ETag, or size + mtime on a local folder) gets a `DataImportJob`
+  row (its id a hash of those, so a retried tick never makes two) and one
+  `import_staging_job` run keyed by that job id. The cursor is a modification-time
+  watermark: Dagster keeps cursors, run keys and tick logs, and inbox keys name users.
 - `import_staging_job`: `staged_import` reads the file and stages it (data-quality rules
   judged per row; invalid rows reported on the job), the blocking check
   `import_introduces_no_bad_data` stops the run when too many rows are bad or when
@@ -324,8 +325,8 @@ def import_inbox_sensor(
     Objects modified at the watermark's instant are looked at again on the next tick; the
     import job that already exists for their version makes that a no-op.
     """
-    watermark = float(context.cursor) if context.cursor else 0.0
-    candidates = [o for o in inbox_objects(storage) if o.modified >= watermark]
+    previous = watermark = float(context.cursor) if context.cursor else 0.0
+    candidates = [o for o in inbox_objects(storage) if o.modified >= previous]
     known = _existing_job_ids(database, [inbox_job_id(o.key, o.version) for o in candidates])
     requests: list[dg.RunRequest] = []
     ignored = 0
@@ -338,7 +339,7 @@ def import_inbox_sensor(
             continue
         inbox_file = parse_inbox_key(obj.key)
         if inbox_file is None:
-            ignored += 1
+            ignored += obj.modified > previous  # counted once, not on every look again
             continue
         create_import_job(
             database.engine,
