@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import posixpath
 import re
+from dataclasses import dataclass
 
 EXPORTS_PREFIX = "exports"
 BACKUPS_PREFIX = "backups"
@@ -121,6 +122,27 @@ def gdpr_bundle_key(user_id: str, exported_at: dt.datetime) -> str:
 def inbox_folder(user_id: str) -> str:
     """imports/inbox/<user>: files dropped here are imported into that user's data."""
     return user_folder(INBOX_PREFIX, user_id)
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """An object of the import inbox: whose it is and the name it was dropped with."""
+
+    user_id: str
+    file_name: str
+
+
+def parse_inbox_key(key: str) -> InboxFile | None:
+    """The owner and file name of `imports/inbox/<user>/[...]/<file>`; None for a key that
+    is not inside a user's inbox folder (such a file belongs to nobody and is not imported)."""
+    inbox = INBOX_PREFIX + "/"
+    if not key.startswith(inbox):
+        return None
+    user_id, _, rest = key[len(inbox) :].partition("/")
+    file_name = rest.rsplit("/", 1)[-1]
+    if not user_id or user_id in (".", "..") or not file_name:
+        return None
+    return InboxFile(user_id, file_name)
 
 
 def plan_key(user_id: str, job_id: str) -> str:

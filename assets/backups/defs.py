@@ -30,6 +30,7 @@ from assets.backups.runner import (
 )
 from assets.exports.defs import launched_config
 from assets.exports.queue import fail_exports
+from resources.audit import subject_ref
 from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.schema import as_utc
@@ -87,7 +88,9 @@ def verified_backups(
     except BackupKeyUnavailableError as exc:
         raise dg.Failure(description=str(exc)) from None
     if outcome.failed:
-        context.log.error(f"{len(outcome.failed)} backups failed: {outcome.failed}")
+        # by pseudonym: the reasons (on the request rows) and user ids name the users
+        failed_refs = sorted(subject_ref(u) for u in outcome.failed)
+        context.log.error(f"{len(outcome.failed)} backups failed: {', '.join(failed_refs)}")
     # No file URLs here: they name users, and an erasure deletes every run naming its user.
     return dg.MaterializeResult(
         metadata={
@@ -105,7 +108,7 @@ def verified_backups(
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
                     "verified": len(outcome.completed),
-                    "failed": dg.MetadataValue.json(outcome.failed),
+                    "failed": dg.MetadataValue.json(sorted(subject_ref(u) for u in outcome.failed)),
                 },
             )
         ],

@@ -184,7 +184,8 @@ def export_files(
             **({"uris": dg.MetadataValue.json(uris[:100])} if extracted_batch.names_users else {}),
             "records": sum(f.records for f in result.files),
             "requests_completed": len(outcome.completed),
-            "requests_failed": dg.MetadataValue.json(outcome.failed),
+            # the reasons quote the users' rows: they are on the request rows
+            "requests_failed": dg.MetadataValue.json(sorted(outcome.failed)),
         }
     )
 

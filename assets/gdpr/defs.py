@@ -13,30 +13,43 @@ worker processes).
 over (and for interrupted ones, which resume); the work is `assets.gdpr.erasure`, which
 also forgets what Dagster itself remembers about the user (`DagsterRunHistory`, used by
 `goalport gdpr erase` too). Dagster keeps its own record of every run, outside goalport's
-tables: the run config and tags (an export launched by hand from the Launchpad or
-`goalport export` names its users), and the event log (log lines, asset metadata, asset
-check results). goalport's own runs name request, batch and bucket ids rather than users,
-but an erasure must not rely on that: it deletes every run whose record or events mention
-the user, and its verification searches them again. Deleting a run deletes its events and
-captured logs, so a batch run that also exported other users goes from the run history as
-a whole; their request rows keep what was done for them.
+tables: run config and tags, run keys, sensor cursors and ticks, the event log (log lines,
+asset metadata, asset check results) and captured step output. goalport writes no user id
+into any of them (batch, job and bucket ids, pseudonyms), so the erasure looks only where
+one may still be: the runs that read the user's data (an error's text, printed output).
+It deletes their captured output, deletes those whose records name the user (an export
+launched by hand naming users, say), and searches them again to verify; a batch run
+deleted as a whole takes other users' run records along, their request rows keep what was
+done for them.
 """
 
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
+from assets.backups.defs import BATCH_TAG as BACKUP_BATCH_TAG
+from assets.exports.defs import BATCH_TAG as EXPORT_BATCH_TAG
 from assets.gdpr.bulk import (
     BUCKET_COUNT,
     DEFAULT_MAX_ROWS_PER_CHUNK,
     GdprBundleExporter,
     bucket_user_ids,
+    user_bucket,
 )
-from assets.gdpr.erasure import due_erasure_requests, execute_due_erasures
+from assets.gdpr.erasure import (
+    due_erasure_requests,
+    execute_due_erasures,
+    get_erasure_request,
+)
 from assets.gdpr.texts import load_gdpr_texts
+from assets.imports.defs import IMPORT_JOB_TAG
+from resources import schema
+from resources.audit import subject_ref
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
@@ -97,17 +110,20 @@ def gdpr_bundles(
         "chunks": result.chunks,
         "seconds": round(result.seconds, 2),
         "users_per_second": round(len(bundles) / result.seconds, 1) if result.seconds else 0.0,
-        "incomplete_users": dg.MetadataValue.json(result.incomplete_user_ids),
-        "failed_users": dg.MetadataValue.json(result.failed),
+        # pseudonyms (the audit log's subjectRef), never user ids
+        "incomplete_users": dg.MetadataValue.json(
+            sorted(subject_ref(u) for u in result.incomplete_user_ids)
+        ),
+        "failed_users": dg.MetadataValue.json(sorted(subject_ref(u) for u in result.failed)),
     }
     context.log.info(
         f"bucket {bucket}: {len(bundles)} bundles for {len(user_ids)} users "
         f"in {result.seconds:.1f} s"
     )
     if result.failed:
+        # the reasons name their users (keys, values): the pseudonyms are in the metadata
         raise dg.Failure(
-            description=f"{len(result.failed)} users of bucket {bucket} could not be exported: "
-            + "; ".join(f"{u}: {why}" for u, why in list(result.failed.items())[:5]),
+            description=f"{len(result.failed)} users of bucket {bucket} could not be exported",
             metadata=metadata,
         )
     return dg.MaterializeResult(metadata=metadata)
@@ -120,34 +136,148 @@ gdpr_bulk_job = dg.define_asset_job(
 )
 
 
-class DagsterRunHistory:
-    """The runs of one Dagster instance; `keep_run_ids` (the erasure's own run) are never
-    searched or deleted."""
+@dataclass(frozen=True)
+class DagsterRecordsSweep:
+    """What an erasure searched in Dagster's records and what it deleted: counts only, for
+    the receipt. `scope` says which runs were searched: "the user's runs" (found through
+    goalport's job rows, audit entries and the user's GDPR bucket) or "every run" (no
+    database to find them through)."""
 
-    def __init__(self, instance: dg.DagsterInstance, keep_run_ids: Iterable[str] = ()):
+    scope: str
+    record_kinds: tuple[str, ...]
+    runs_searched: int
+    runs_deleted: int
+    compute_logs_deleted: int
+    runs_still_naming_user: int
+
+    def as_receipt(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "recordKinds": list(self.record_kinds),
+            "runsSearched": self.runs_searched,
+            "runsDeleted": self.runs_deleted,
+            "computeLogsDeleted": self.compute_logs_deleted,
+            "runsStillNamingUser": self.runs_still_naming_user,
+        }
+
+
+# Where a user id could still be after goalport stopped writing it into Dagster: a step's
+# error text (it may quote a storage key) or its printed output, in runs that read the user.
+SEARCHED_RECORD_KINDS = ("run config", "run tags", "event log", "compute logs")
+USERS_RUNS, EVERY_RUN = "the user's runs", "every run"
+TAG_VALUES_PER_QUERY = 500
+
+
+class DagsterRunHistory:
+    """Dagster's records of the runs that handled one user, for an erasure.
+
+    goalport writes no user id into Dagster (run config, tags, run keys, cursors, metadata
+    and log lines name batches, jobs, buckets and pseudonyms), so the only records that may
+    still hold one are those of the runs that read the user's data: an error's text, or
+    what a step printed (compute logs). Those runs are found through goalport's tables
+    (`engine`): the user's export and backup rows (run id, batch id), import jobs, audit
+    entries (which keep job, batch and run ids after an erasure), and the GDPR bulk runs
+    of the user's bucket; so an erasure's cost follows the user's runs, not the instance's.
+    Without an engine every run is searched. `remember` collects a user's runs before the
+    erasure deletes the rows that lead to them. `keep_run_ids` (the erasure's own run) are
+    never searched or deleted.
+    """
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        keep_run_ids: Iterable[str] = (),
+        engine: sa.Engine | None = None,
+    ):
         self.instance = instance
         self.keep_run_ids = frozenset(keep_run_ids)
+        self.engine = engine
+        self.remembered: dict[str, set[str]] = {}
+        self.sweeps: dict[str, DagsterRecordsSweep] = {}
+
+    def remember(self, user_id: str) -> list[str]:
+        """Find the user's runs now, while their job rows exist; later calls include them."""
+        found = set(self.user_run_ids(user_id))
+        self.remembered.setdefault(user_id, set()).update(found)
+        return sorted(found)
+
+    def user_run_ids(self, user_id: str) -> list[str]:
+        """Ids of the runs that may hold records of the user (see the class docstring)."""
+        if self.engine is None:
+            return [r.dagster_run.run_id for r in self._all_run_records()]
+        run_ids, tag_values = _user_run_refs(self.engine, user_id)
+        run_ids |= self.remembered.get(user_id, set())
+        for tag, values in tag_values.items():
+            run_ids |= self._run_ids_tagged(tag, sorted(values))
+        bucket_runs = self.instance.get_run_ids(
+            filters=dg.RunsFilter(
+                job_name=gdpr_bulk_job.name,
+                tags={"dagster/partition": bucket_key(user_bucket(user_id))},
+            )
+        )
+        run_ids.update(bucket_runs)
+        return sorted(run_ids - self.keep_run_ids)
 
     def runs_mentioning(self, needle: str) -> list[str]:
-        """Ids of the runs whose config, tags or events contain `needle`."""
-        return [run.run_id for run in self._runs() if self._mentions(run, needle)]
+        """Ids of the user's runs whose config, tags or events contain `needle` (the user's
+        id: the erasure's verification)."""
+        return [
+            run.run_id
+            for run in self._runs(self.user_run_ids(needle))
+            if self._mentions(run, needle)
+        ]
+
+    def sweep(self, user_id: str) -> DagsterRecordsSweep:
+        """Delete the compute logs of every run of the user (what a step printed may be
+        theirs), and the runs whose records name them, with their events; then search the
+        runs again. The result is also kept in `sweeps`."""
+        runs = list(self._runs(self.user_run_ids(user_id)))
+        deleted = logs_deleted = 0
+        for run in runs:
+            mentions = self._mentions(run, user_id)
+            # searching every run, which of them read the user is unknown: only those naming
+            # them lose their captured output
+            if mentions or self.engine is not None:
+                self.instance.compute_log_manager.delete_logs(prefix=[run.run_id])
+                logs_deleted += 1
+            if mentions:
+                self.instance.delete_run(run.run_id)
+                deleted += 1
+        result = DagsterRecordsSweep(
+            scope=EVERY_RUN if self.engine is None else USERS_RUNS,
+            record_kinds=SEARCHED_RECORD_KINDS,
+            runs_searched=len(runs),
+            runs_deleted=deleted,
+            compute_logs_deleted=logs_deleted,
+            runs_still_naming_user=len(self.runs_mentioning(user_id)),
+        )
+        self.sweeps[user_id] = result
+        return result
 
     def forget(self, needle: str) -> int:
-        """Delete every run that mentions `needle`, with its events and its captured step
-        output (which repeats the run's log lines); how many."""
-        found = self.runs_mentioning(needle)
-        for run_id in found:
-            self.instance.compute_log_manager.delete_logs(prefix=[run_id])
-            self.instance.delete_run(run_id)
-        return len(found)
+        """`sweep` the user named by `needle`; how many runs were deleted."""
+        return self.sweep(needle).runs_deleted
 
-    def _runs(self) -> Iterator[dg.DagsterRun]:
+    def _run_ids_tagged(self, tag: str, values: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(values), TAG_VALUES_PER_QUERY):
+            chunk = values[i : i + TAG_VALUES_PER_QUERY]
+            found.update(self.instance.get_run_ids(filters=dg.RunsFilter(tags={tag: chunk})))
+        return found
+
+    def _runs(self, run_ids: list[str]) -> Iterator[dg.DagsterRun]:
+        for i in range(0, len(run_ids), RUN_HISTORY_PAGE):
+            chunk = run_ids[i : i + RUN_HISTORY_PAGE]
+            for record in self.instance.get_run_records(filters=dg.RunsFilter(run_ids=chunk)):
+                yield record.dagster_run
+
+    def _all_run_records(self) -> Iterator[dg.RunRecord]:
         cursor = None
         while True:
             records = self.instance.get_run_records(limit=RUN_HISTORY_PAGE, cursor=cursor)
             for record in records:
                 if record.dagster_run.run_id not in self.keep_run_ids:
-                    yield record.dagster_run
+                    yield record
             if len(records) < RUN_HISTORY_PAGE:
                 return
             cursor = records[-1].dagster_run.run_id
@@ -158,6 +288,40 @@ class DagsterRunHistory:
         return any(
             needle in dg.serialize_value(entry) for entry in self.instance.all_logs(run.run_id)
         )
+
+
+def _user_run_refs(engine: sa.Engine, user_id: str) -> tuple[set[str], dict[str, set[str]]]:
+    """Run ids and goalport run-tag values (batch and import job ids) that lead to the
+    user's runs, from the user's export/backup and import rows and audit entries."""
+    exports, imports, audit = schema.data_export_job, schema.data_import_job, schema.data_audit_log
+    run_ids: set[str | None] = set()
+    batch_ids: set[str | None] = set()
+    job_ids: set[str | None] = set()
+    with engine.connect() as conn:
+        for run_id, batch_id in conn.execute(
+            sa.select(exports.c.runId, exports.c.batchId).where(exports.c.userId == user_id)
+        ):
+            run_ids.add(run_id)
+            batch_ids.add(batch_id)
+        job_ids.update(conn.scalars(sa.select(imports.c.id).where(imports.c.userId == user_id)))
+        details = conn.scalars(
+            sa.select(audit.c.details).where(
+                sa.or_(audit.c.userId == user_id, audit.c.subjectRef == subject_ref(user_id))
+            )
+        )
+        for text in details:
+            entry = json.loads(text) if text else {}
+            if isinstance(entry, dict):
+                run_ids.add(entry.get("runId"))
+                batch_ids.add(entry.get("batchId"))
+                job_ids.add(entry.get("jobId"))
+    batches = {str(b) for b in batch_ids if b}
+    tags = {
+        EXPORT_BATCH_TAG: batches,
+        BACKUP_BATCH_TAG: batches,
+        IMPORT_JOB_TAG: {str(j) for j in job_ids if j},
+    }
+    return {str(r) for r in run_ids if r}, tags
 
 
 class ErasureRunConfig(dg.Config):
@@ -176,10 +340,17 @@ def erase_users(
     """Erase each requested user (one transaction each), delete their files and the runs
     that mention them, verify that nothing is left, and record a receipt without personal
     data."""
-    run_history = DagsterRunHistory(context.instance, keep_run_ids=[context.run_id])
-    outcomes = execute_due_erasures(
-        database.engine, storage, config.request_ids, run_history=run_history
+    run_history = DagsterRunHistory(
+        context.instance, keep_run_ids=[context.run_id], engine=database.engine
     )
+    request_ids = config.request_ids or [
+        r.id for r in due_erasure_requests(database.engine, limit=MAX_ERASURES_PER_RUN)
+    ]
+    for request_id in request_ids:
+        user_id = get_erasure_request(database.engine, request_id).user_id
+        if user_id is not None:  # its runs, found while the rows leading to them exist
+            run_history.remember(user_id)
+    outcomes = execute_due_erasures(database.engine, storage, request_ids, run_history=run_history)
     failed = [o for o in outcomes if not o.verified]
     for outcome in outcomes:
         receipt = outcome.receipt

@@ -2,9 +2,10 @@
 previews are applied.
 
 - `import_inbox_sensor` watches `imports/inbox/<userId>/` in object storage. Each new or
-  changed object (run key: object key + ETag, or size + mtime on a local folder) gets a
-  `DataImportJob` row (its id derived from that run key, so a retried tick never makes two)
-  and one `import_staging_job` run. The cursor remembers the version of every object seen.
+  changed object (key + ETag, or size + mtime on a local folder) gets a `DataImportJob`
+  row (its id a hash of those, so a retried tick never makes two) and one
+  `import_staging_job` run keyed by that job id. The cursor is a modification-time
+  watermark: Dagster keeps cursors, run keys and tick logs, and inbox keys name users.
 - `import_staging_job`: `staged_import` reads the file and stages it (data-quality rules
   judged per row; invalid rows reported on the job), the blocking check
   `import_introduces_no_bad_data` stops the run when too many rows are bad or when
@@ -19,8 +20,8 @@ The work itself is `assets.imports.preview` and `assets.imports.apply`, the same
 `goalport import` CLI runs.
 """
 
+import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,12 @@ from resources import schema
 from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
 from resources.storage import ObjectStorage, StorageError
-from resources.storage_layout import INBOX_PREFIX
+from resources.storage_layout import INBOX_PREFIX, parse_inbox_key
 
 MAX_FILES_PER_TICK = 20
 MAX_APPLIES_PER_TICK = 50
+# The one tag of an import run: its DataImportJob (which names the user; the run does not).
+IMPORT_JOB_TAG = "goalport/import_job"
 
 
 class ImportJobConfig(dg.Config):
@@ -51,6 +54,12 @@ class ImportJobConfig(dg.Config):
 
     job_id: str
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE
+
+
+def _failed_on_job_row(job_id: str) -> dg.Failure:
+    """The run's failure, without the reason: that names the file, its rows and values (a
+    user's text), so it is on the DataImportJob row, which an erasure deletes."""
+    return dg.Failure(f"import {job_id} failed; the reason is on its DataImportJob row")
 
 
 @dataclass
@@ -78,22 +87,21 @@ def staged_import(
         data = read_job_file(storage, job["fileUrl"])
     except StorageError as exc:
         fail_job(database.engine, config.job_id, str(exc))
-        raise dg.Failure(str(exc)) from exc
+        raise _failed_on_job_row(config.job_id) from None
     try:
         staged, detected, state = stage_job(
             database, config.job_id, data, max_bad_share=config.max_bad_share
         )
-    except (ImportFormatError, ImportJobError) as exc:
-        raise dg.Failure(str(exc)) from exc
+    except (ImportFormatError, ImportJobError):
+        raise _failed_on_job_row(config.job_id) from None
     context.log.info(
-        f"{detected.file_name}: {detected.format} from {detected.source_app}, "
+        f"import {config.job_id}: {detected.format} from {detected.source_app}, "
         f"{detected.total_rows} rows, {staged.bad_rows} invalid"
     )
     return dg.Output(
         StagedFile(config.job_id, staged, detected, state.fingerprint),
         metadata={
             "job_id": config.job_id,
-            "user_id": staged.user_id,
             "format": detected.format,
             "source_app": detected.source_app,
             "encrypted": detected.encrypted,
@@ -102,6 +110,15 @@ def staged_import(
             "row_counts": dg.MetadataValue.json(staged.row_counts()),
         },
     )
+
+
+def _invalid_fields(staged: StagedImport) -> dict[str, int]:
+    """How many problems each `table.field` has."""
+    counts: dict[str, int] = {}
+    for issue in staged.issues:
+        name = f"{issue.table}.{issue.field}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def _data_after(staged: StagedImport, current: dict[str, pa.Table]) -> dict[str, pa.Table]:
@@ -133,11 +150,15 @@ def import_introduces_no_bad_data(
         "invalid_rows": staged.bad_rows,
         "invalid_share": round(staged.bad_share, 4),
         "max_bad_share": staged.max_bad_share,
-        "first_invalid_rows": dg.MetadataValue.json([i.as_dict() for i in staged.issues[:20]]),
+        # which fields, never the rows or values (a user's text); those are on the job row
+        "invalid_fields": dg.MetadataValue.json(_invalid_fields(staged)),
     }
     if staged.too_many_bad_rows:
         return dg.AssetCheckResult(
-            passed=False, metadata=metadata, description=staged.bad_rows_message()
+            passed=False,
+            metadata=metadata,
+            description=f"{staged.bad_rows} of {staged.total_rows} rows are invalid, more "
+            f"than the {staged.max_bad_share:.1%} an import accepts; nothing was imported",
         )
     current = load_user_state(database, staged.user_id).tables
     after = run_quality_suites(_data_after(staged, current))
@@ -147,13 +168,20 @@ def import_introduces_no_bad_data(
         baseline = {r.key: r.unexpected_count for r in run_quality_suites(current).results}
         worse = [r for r in after.results if r.unexpected_count > baseline.get(r.key, 0)]
     metadata["quality_engine"] = after.engine
-    metadata["new_rule_failures"] = dg.MetadataValue.json([r.summary() for r in worse])
+    metadata["new_rule_failures"] = dg.MetadataValue.json(
+        {r.key: r.unexpected_count for r in worse}
+    )
     if worse:
         message = "the import would break data-quality rules: " + "; ".join(
             r.summary() for r in worse[:5]
         )
         fail_job(database.engine, staged_import.job_id, message)
-        return dg.AssetCheckResult(passed=False, metadata=metadata, description=message)
+        return dg.AssetCheckResult(
+            passed=False,
+            metadata=metadata,
+            description=f"the import would break {len(worse)} data-quality rules "
+            "(rows on its DataImportJob row)",
+        )
     return dg.AssetCheckResult(passed=True, metadata=metadata)
 
 
@@ -176,14 +204,13 @@ def import_preview(
             staged_import.detected,
             staged_fingerprint=staged_import.fingerprint,
         )
-    except (ImportJobError, TooManyBadRowsError) as exc:
-        raise dg.Failure(str(exc)) from exc
+    except (ImportJobError, TooManyBadRowsError):
+        raise _failed_on_job_row(staged_import.job_id) from None
     totals = plan.totals()
     context.log.info(f"import {staged_import.job_id} previewed: {totals}")
     return dg.MaterializeResult(
         metadata={
             "job_id": staged_import.job_id,
-            "user_id": plan.user_id,
             "totals": dg.MetadataValue.json(totals),
             "conflicts": totals["conflict"],
             "unresolved_conflicts": plan.unresolved_conflicts,
@@ -207,7 +234,7 @@ def applied_import(
         job = get_import_job(database.engine, config.job_id)
         if job["status"] == "confirmed":
             fail_job(database.engine, config.job_id, str(exc))
-        raise dg.Failure(str(exc)) from exc
+        raise _failed_on_job_row(config.job_id) from None
     context.log.info(f"import {config.job_id} applied: {result.rows_written} rows written")
     return dg.MaterializeResult(
         metadata={
@@ -235,9 +262,23 @@ import_apply_job = dg.define_asset_job(
 )
 
 
-def inbox_objects(storage: ObjectStorage) -> list[tuple[str, str]]:
-    """(key, version) of every object under the inbox, one listing: the version is the
-    ETag on S3, size and modification time on a local folder."""
+@dataclass(frozen=True)
+class InboxObject:
+    """One version of one inbox object: its key, its version (the ETag on S3, size and
+    modification time on a local folder) and its modification time (POSIX seconds)."""
+
+    key: str
+    version: str
+    modified: float
+
+
+def _modified(info: dict) -> float:
+    moment = info.get("LastModified") or info.get("mtime") or 0.0
+    return moment.timestamp() if isinstance(moment, dt.datetime) else float(moment)
+
+
+def inbox_objects(storage: ObjectStorage) -> list[InboxObject]:
+    """Every object under the inbox, oldest first, from one listing."""
     base = storage.path(INBOX_PREFIX)
     try:
         found = storage.fs.find(base, detail=True)
@@ -251,18 +292,21 @@ def inbox_objects(storage: ObjectStorage) -> list[tuple[str, str]]:
         if key.rsplit("/", 1)[-1].startswith(".tmp-") or info.get("type") == "directory":
             continue
         etag = info.get("ETag") or info.get("etag")
-        version = (
-            etag.strip('"')
-            if etag
-            else f"{info.get('size')}-{info.get('mtime') or info.get('LastModified')}"
-        )
-        objects.append((key, version))
-    return sorted(objects)
+        modified = _modified(info)
+        version = etag.strip('"') if etag else f"{info.get('size')}-{modified}"
+        objects.append(InboxObject(key, version, modified))
+    return sorted(objects, key=lambda o: (o.modified, o.key))
 
 
 def inbox_job_id(key: str, version: str) -> str:
     """The DataImportJob id for one version of one inbox object (a retried tick reuses it)."""
     return "imp_inbox_" + hashlib.sha256(f"{key}@{version}".encode()).hexdigest()[:24]
+
+
+def _existing_job_ids(database: AppDatabase, job_ids: list[str]) -> set[str]:
+    table = schema.data_import_job
+    with database.engine.connect() as conn:
+        return set(conn.scalars(sa.select(table.c.id).where(table.c.id.in_(job_ids))))
 
 
 @dg.sensor(
@@ -273,40 +317,50 @@ def inbox_job_id(key: str, version: str) -> str:
 def import_inbox_sensor(
     context: dg.SensorEvaluationContext, database: AppDatabase, storage: ObjectStorage
 ):
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    objects = inbox_objects(storage)
-    present = {key for key, _ in objects}
-    launched = 0
-    for key, version in objects:
-        if seen.get(key) == version:
-            continue
-        if launched >= MAX_FILES_PER_TICK:
+    """Each new object version in a user's inbox folder gets a DataImportJob and one run.
+
+    Inbox keys name their users, and Dagster keeps a sensor's cursor, run keys and tick
+    logs, so none of them holds a key: the cursor is a modification-time watermark, the
+    run key is the import job's id (a hash of key and version), and the log counts files.
+    Objects modified at the watermark's instant are looked at again on the next tick; the
+    import job that already exists for their version makes that a no-op.
+    """
+    previous = watermark = float(context.cursor) if context.cursor else 0.0
+    candidates = [o for o in inbox_objects(storage) if o.modified >= previous]
+    known = _existing_job_ids(database, [inbox_job_id(o.key, o.version) for o in candidates])
+    requests: list[dg.RunRequest] = []
+    ignored = 0
+    for obj in candidates:
+        job_id = inbox_job_id(obj.key, obj.version)
+        if job_id not in known and len(requests) >= MAX_FILES_PER_TICK:
             break
-        parts = key.split("/")
-        if len(parts) < 4 or not parts[2]:
-            context.log.warning(f"{key}: not under imports/inbox/<userId>/; ignored")
-            seen[key] = version
+        watermark = max(watermark, obj.modified)
+        if job_id in known:
             continue
-        user_id, file_name = parts[2], parts[-1]
-        job_id = create_import_job(
+        inbox_file = parse_inbox_key(obj.key)
+        if inbox_file is None:
+            ignored += obj.modified > previous  # counted once, not on every look again
+            continue
+        create_import_job(
             database.engine,
-            user_id=user_id,
-            file_name=file_name,
-            file_url=storage.object_url(key),
+            user_id=inbox_file.user_id,
+            file_name=inbox_file.file_name,
+            file_url=storage.object_url(obj.key),
             requested_by="inbox",
-            job_id=inbox_job_id(key, version),
+            job_id=job_id,
         )
-        seen[key] = version
-        launched += 1
-        yield dg.RunRequest(
-            run_key=f"{key}@{version}",
-            run_config=dg.RunConfig(ops={"staged_import": ImportJobConfig(job_id=job_id)}),
-            tags={"goalport/import_job": job_id, "goalport/user": user_id},
+        requests.append(
+            dg.RunRequest(
+                run_key=job_id,
+                run_config=dg.RunConfig(ops={"staged_import": ImportJobConfig(job_id=job_id)}),
+                tags={IMPORT_JOB_TAG: job_id},
+            )
         )
-    # forget objects that left the inbox, so the cursor stays as small as the inbox
-    context.update_cursor(
-        json.dumps({k: v for k, v in seen.items() if k in present}, sort_keys=True)
-    )
+    if ignored:
+        context.log.warning(f"{ignored} inbox files are not in a user's folder; ignored")
+    if requests:
+        context.log.info(f"{len(requests)} inbox files became import jobs")
+    return dg.SensorResult(run_requests=requests, cursor=repr(watermark))
 
 
 @dg.sensor(
@@ -318,16 +372,16 @@ def confirmed_imports_sensor(context: dg.SensorEvaluationContext, database: AppD
     job = schema.data_import_job
     with database.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(job.c.id, job.c.userId)
+            sa.select(job.c.id)
             .where(job.c.status == "confirmed")
             .order_by(job.c.createdAt, job.c.id)
             .limit(MAX_APPLIES_PER_TICK)
         ).fetchall()
-    for job_id, user_id in rows:
+    for (job_id,) in rows:
         yield dg.RunRequest(
             run_key=f"apply:{job_id}",
             run_config=dg.RunConfig(ops={"applied_import": ImportJobConfig(job_id=job_id)}),
-            tags={"goalport/import_job": job_id, "goalport/user": user_id},
+            tags={IMPORT_JOB_TAG: job_id},
         )
 
 

@@ -4,7 +4,9 @@
 The `extracted_batch` asset runs the suites once and carries their report on its output;
 the checks read that report and run nothing again. One check per app table
 (`Goal_quality`, `Progress_quality`, ...), all evaluated by one op. Each reports, per
-failing rule, how many rows fail, a few of their ids and how many users they belong to.
+failing rule, how many rows fail and how many users they belong to: never row ids or
+values, which Dagster would keep after an erasure (the export requests of the users left
+out carry the reason, with example ids, on their rows).
 
 A failing rule stops only the users it concerns. So a check that finds bad rows fails
 with WARN severity, and the render step (`export_files`, through
@@ -80,7 +82,7 @@ def extracted_batch_quality(
         context.log.warning(
             f"{len(report.affected_user_ids)} of {len(report.user_ids)} users fail "
             "data-quality rules and will not be exported: "
-            + "; ".join(r.summary() for r in report.failures)
+            + "; ".join(f"{r.key}: {r.unexpected_count} rows" for r in report.failures)
         )
     yield from quality_check_results(report)
 
@@ -136,9 +138,6 @@ def _table_metadata(report: QualityReport, results: list[RuleResult]) -> dict:
         metadata[f"unexpected: {r.rule}"] = r.unexpected_count
     if failures:
         metadata["failures"] = dg.MetadataValue.md(_failures_table(failures))
-        metadata["example_ids"] = dg.MetadataValue.json(
-            {r.rule: list(r.example_ids) for r in failures}
-        )
     skipped = [r for r in results if r.skipped]
     if skipped:
         metadata["not_checked"] = dg.MetadataValue.json({r.rule: r.skipped for r in skipped})
@@ -147,12 +146,9 @@ def _table_metadata(report: QualityReport, results: list[RuleResult]) -> dict:
 
 
 def _failures_table(failures: list[RuleResult]) -> str:
-    lines = ["| rule | rows | example ids | users |", "|---|---:|---|---:|"]
+    lines = ["| rule | rows | users |", "|---|---:|---:|"]
     for r in failures:
-        ids = ", ".join(f"`{i}`" for i in r.example_ids)
-        lines.append(
-            f"| {r.rule}: {r.description} | {r.unexpected_count} | {ids} | {len(r.user_ids)} |"
-        )
+        lines.append(f"| {r.rule}: {r.description} | {r.unexpected_count} | {len(r.user_ids)} |")
     return "\n".join(lines)
 
 

@@ -38,11 +38,15 @@ def _operator() -> str:
     return f"operator {getpass.getuser()} (goalport CLI)"
 
 
-def _run_history():
-    """The Dagster instance's runs (DAGSTER_HOME's), searched and cleaned by erasures."""
+def _run_history(engine=None, user_ids=()):
+    """The Dagster instance's runs (DAGSTER_HOME's), searched and cleaned by erasures: the
+    runs of the users (found through `engine`'s rows, remembered before they are deleted)."""
     from assets.gdpr.defs import DagsterRunHistory
 
-    return DagsterRunHistory(dagster_instance())
+    history = DagsterRunHistory(dagster_instance(), engine=engine)
+    for user_id in user_ids:
+        history.remember(user_id)
+    return history
 
 
 def _gdpr_error_types() -> tuple[type[Exception], ...]:
@@ -151,7 +155,11 @@ def gdpr_erase(user_id, right_now, grace_days, requested_by) -> None:
         )
         return
     outcome = execute_erasure(
-        database.engine, open_storage(), request.id, force=True, run_history=_run_history()
+        database.engine,
+        open_storage(),
+        request.id,
+        force=True,
+        run_history=_run_history(database.engine, [user_id]),
     )
     receipt = outcome.receipt
     click.echo(
@@ -233,10 +241,14 @@ def gdpr_status(user_id) -> None:
 @gdpr_errors
 def gdpr_run_due() -> None:
     """Carry out every erasure request past its grace period (what the sensor does)."""
-    from assets.gdpr.erasure import execute_due_erasures
+    from assets.gdpr.erasure import due_erasure_requests, execute_due_erasures
 
     database = open_database()
-    outcomes = execute_due_erasures(database.engine, open_storage(), run_history=_run_history())
+    due = due_erasure_requests(database.engine, limit=100)
+    history = _run_history(database.engine, [r.user_id for r in due if r.user_id])
+    outcomes = execute_due_erasures(
+        database.engine, open_storage(), [r.id for r in due], run_history=history
+    )
     for outcome in outcomes:
         click.echo(f"{outcome.request.id}\t{outcome.request.status}\t{outcome.request.subject_ref}")
     click.echo(f"{len(outcomes)} erasure requests carried out")

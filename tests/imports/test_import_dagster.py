@@ -44,8 +44,11 @@ def evaluate(sensor, database, storage=None, cursor=None):
         dg.instance_for_test() as instance,
         dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context,
     ):
-        requests = list(sensor(context) or [])
-        return requests, context.cursor
+        result = sensor(context)
+        if isinstance(result, dg.SensorResult):
+            context.update_cursor(result.cursor)
+            result = result.run_requests
+        return list(result or []), context.cursor
 
 
 def run_job(name: str, request: dg.RunRequest, database, storage):
@@ -72,13 +75,16 @@ def test_inbox_file_becomes_a_preview_and_a_confirmed_job_is_applied(setup):
     requests, cursor = evaluate(import_inbox_sensor, database, storage)
     assert len(requests) == 1
     etag = storage.info(key)["ETag"].strip('"')
-    assert requests[0].run_key == f"{key}@{etag}"
     job_id = inbox_job_id(key, etag)
+    # the run key, tags and cursor name the import job and a time, never the user or key
+    assert requests[0].run_key == job_id and requests[0].tags == {"goalport/import_job": job_id}
+    assert user_id not in repr(requests[0]) and user_id not in cursor
+    assert float(cursor) == storage.info(key)["LastModified"].timestamp()
     job = get_import_job(database.engine, job_id)
     assert (job["status"], job["userId"], job["fileName"]) == ("pending", user_id, "backup.json")
 
     again, cursor_again = evaluate(import_inbox_sensor, database, storage, cursor)
-    assert again == [] and json.loads(cursor_again) == json.loads(cursor)
+    assert again == [] and cursor_again == cursor
 
     staged = run_job("import_staging_job", requests[0], database, storage)
     assert staged.success
