@@ -1,0 +1,223 @@
+"""`POST /api/v1/data/export` queues an export; `GET /api/v1/data/export` reads one
+(`?jobId=`) or the caller's history, newest first, a page at a time.
+
+The request goes into the queue the export sensor (and `goalport exports process`) works
+through (`assets.exports.queue.request_export`): nothing is exported inside a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from typing import Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from api.auth import Caller, api_config, require
+from api.config import ApiConfig
+from api.downloads import export_file_url
+from api.errors import ApiError, error_responses, not_found
+from assets.exports.batches import ExportRequestError
+from assets.exports.job_rows import ExportJob
+from assets.exports.job_status import job_table
+from assets.exports.queue import request_export
+from assets.formats.registry import REQUESTABLE_FORMATS
+from resources.schema import as_utc
+
+router = APIRouter(prefix="/api/v1/data", tags=["exports"])
+API_EXPORT_TYPES = ("full", "selective", "template", "backup")
+MAX_PAGE = 100
+
+
+class DateRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+
+class ExportFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    modules: list[str] | None = Field(
+        default=None, max_length=50, description="module kinds, e.g. fitness, bible"
+    )
+    dateRange: DateRange | None = None  # noqa: N815 (the API's field names are camelCase)
+
+
+class ExportEncryption(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    passphrase: str | None = Field(default=None, max_length=1024)
+    recipient: str | None = Field(default=None, max_length=1024)
+
+
+class ExportRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    exportType: Literal["full", "selective", "template", "backup"]  # noqa: N815
+    format: str = Field(
+        json_schema_extra={"enum": list(REQUESTABLE_FORMATS)},
+        description="one of the formats goalport renders",
+    )
+    filters: ExportFilters | None = None
+    encryption: ExportEncryption | None = Field(
+        default=None, description="not available through the API yet: a request with it is refused"
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in REQUESTABLE_FORMATS:
+            raise ValueError(f"choose from {', '.join(REQUESTABLE_FORMATS)}")
+        return value
+
+
+class ExportAccepted(BaseModel):
+    jobId: str  # noqa: N815
+    status: str
+
+
+class ExportStatusBody(BaseModel):
+    jobId: str  # noqa: N815
+    status: str
+    exportType: str  # noqa: N815
+    format: str
+    recordsProcessed: int  # noqa: N815
+    recordsTotal: int | None  # noqa: N815
+    fileUrl: str | None = Field(description="the download link, while the file is available")  # noqa: N815
+    fileSizeBytes: int | None  # noqa: N815
+    expiresAt: dt.datetime | None  # noqa: N815
+    errorMessage: str | None  # noqa: N815
+    createdAt: dt.datetime  # noqa: N815
+    completedAt: dt.datetime | None  # noqa: N815
+
+
+class ExportHistory(BaseModel):
+    items: list[ExportStatusBody]
+    nextCursor: str | None = Field(description="pass as `cursor` for the next page")  # noqa: N815
+
+
+def status_body(job: ExportJob, config: ApiConfig) -> ExportStatusBody:
+    return ExportStatusBody(
+        jobId=job.id,
+        status=job.status.value,
+        exportType=job.export_type,
+        format=job.format,
+        recordsProcessed=job.records_processed,
+        recordsTotal=job.records_total,
+        fileUrl=export_file_url(job, config),
+        fileSizeBytes=job.file_size_bytes,
+        expiresAt=job.expires_at,
+        errorMessage=job.error_message,
+        createdAt=job.created_at,
+        completedAt=job.completed_at,
+    )
+
+
+@router.post(
+    "/export",
+    status_code=202,
+    response_model=ExportAccepted,
+    responses=error_responses(400, 401, 403, 404, 413, 422, 429),
+    summary="Ask for an export; it is made in the background",
+)
+def post_export(
+    body: ExportRequestBody,
+    caller: Caller = Depends(require("exports")),
+    config: ApiConfig = Depends(api_config),
+) -> ExportAccepted:
+    if body.encryption is not None:
+        raise ApiError(
+            422,
+            "unsupported",
+            "encrypted exports are not available through the API yet: "
+            "use scheduled backups (age-encrypted) instead",
+            field="encryption",
+        )
+    filters = body.filters or ExportFilters()
+    dates = filters.dateRange
+    try:
+        job_id = request_export(
+            config.database.engine,
+            caller.user_id,
+            body.format,
+            modules=filters.modules,
+            since=dates.start.isoformat() if dates else None,
+            until=dates.end.isoformat() if dates else None,
+            export_type=body.exportType,
+            requested_by=caller.actor,
+        )
+    except ExportRequestError as exc:
+        raise ApiError(422, "invalid", str(exc)) from exc
+    with config.database.engine.begin() as conn:
+        caller.audit(
+            conn,
+            "export-request",
+            details={"jobId": job_id, "format": body.format, "exportType": body.exportType},
+        )
+    return ExportAccepted(jobId=job_id, status="pending")
+
+
+def _encode_cursor(job: ExportJob) -> str:
+    text = json.dumps([job.created_at.isoformat(), job.id])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return as_utc(dt.datetime.fromisoformat(created)), str(job_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ApiError(400, "bad_request", "this cursor is not valid", field="cursor") from exc
+
+
+@router.get(
+    "/export",
+    response_model=ExportStatusBody | ExportHistory,
+    responses=error_responses(400, 401, 403, 404, 422, 429),
+    summary="One export's status (with jobId), or the caller's exports, newest first",
+)
+def get_export(
+    jobId: str | None = Query(default=None, max_length=200),  # noqa: N803
+    cursor: str | None = Query(default=None, max_length=500),
+    limit: int = Query(default=20, ge=1, le=MAX_PAGE),
+    caller: Caller = Depends(require("exports")),
+    config: ApiConfig = Depends(api_config),
+) -> ExportStatusBody | ExportHistory:
+    mine = job_table.c.userId == caller.user_id
+    with config.database.engine.begin() as conn:
+        if jobId is not None:
+            row = (
+                conn.execute(sa.select(job_table).where(job_table.c.id == jobId, mine))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise not_found("export job")
+            job = ExportJob.from_row(row)
+            caller.audit(conn, "export-status", details={"jobId": job.id})
+            return status_body(job, config)
+        query = sa.select(job_table).where(mine)
+        if cursor:
+            created, last_id = _decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    job_table.c.createdAt < created,
+                    sa.and_(job_table.c.createdAt == created, job_table.c.id < last_id),
+                )
+            )
+        query = query.order_by(job_table.c.createdAt.desc(), job_table.c.id.desc()).limit(limit + 1)
+        jobs = [ExportJob.from_row(r) for r in conn.execute(query).mappings()]
+        page = jobs[:limit]
+        caller.audit(conn, "export-history", record_count=len(page))
+    return ExportHistory(
+        items=[status_body(j, config) for j in page],
+        nextCursor=_encode_cursor(page[-1]) if len(jobs) > limit else None,
+    )
