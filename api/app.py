@@ -3,6 +3,8 @@ from one `ApiConfig` (`create_app`), served by uvicorn (`serve`)."""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,6 +34,20 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
+class NoServerAccessLog(logging.Filter):
+    """Drops uvicorn's own access lines, which carry the path (a download link's token is a
+    credential); `api.metrics` writes one per request with the route template instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _silence_uvicorn_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, NoServerAccessLog) for f in access.filters):
+        access.addFilter(NoServerAccessLog())
+
+
 def create_app(config: ApiConfig) -> FastAPI:
     app = FastAPI(
         title="goalport API",
@@ -41,6 +57,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
     )
+    _silence_uvicorn_access_log()
     app.state.config = config
     app.state.metrics = ApiMetrics(config.database.engine)
     install_error_handlers(app)
