@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.auth import api_config
@@ -39,6 +39,7 @@ DOWNLOAD_ROUTE = "/api/v1/data/download/{token}"
 # Links made by `assets.exports.downloads.download_link` for `serve-downloads`, still honoured.
 LEGACY_DOWNLOAD_ROUTE = "/download/{token}"
 CHUNK_BYTES = 1024 * 1024
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"  # base64url payload "." signature
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -149,7 +150,7 @@ DOWNLOAD_RESPONSES: dict[int | str, dict] = {
     200: {"description": "the whole file", "content": {"application/octet-stream": {}}},
     206: {"description": "the requested range", "content": {"application/octet-stream": {}}},
     304: {"description": "not modified (If-None-Match)"},
-    **error_responses(403, 404, 416),
+    **error_responses(403, 404, 416, 422),
 }
 
 
@@ -168,7 +169,11 @@ DOWNLOAD_RESPONSES: dict[int | str, dict] = {
     operation_id="download",
     summary="Download an export's file (the link itself is the credential)",
 )
-def download(token: str, request: Request, config: ApiConfig = Depends(api_config)) -> Response:
+def download(
+    request: Request,
+    token: str = Path(pattern=TOKEN_PATTERN, max_length=4096, description="from the link"),
+    config: ApiConfig = Depends(api_config),
+) -> Response:
     stored = _stored_file(config, token)
     filename = posixpath.basename(stored.key).replace('"', "")
     headers = {

@@ -11,11 +11,18 @@ import base64
 import binascii
 import datetime as dt
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from api.auth import Caller, api_config, require
 from api.config import ApiConfig
@@ -34,7 +41,7 @@ MAX_PAGE = 100
 
 
 class DateRange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     start: dt.date
     end: dt.date
 
@@ -46,21 +53,21 @@ class DateRange(BaseModel):
 
 
 class ExportFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    modules: list[str] | None = Field(
+    model_config = ConfigDict(extra="forbid", strict=True)
+    modules: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=50, description="module kinds, e.g. fitness, bible"
     )
     dateRange: DateRange | None = None  # noqa: N815 (the API's field names are camelCase)
 
 
 class ExportEncryption(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     passphrase: str | None = Field(default=None, max_length=1024)
     recipient: str | None = Field(default=None, max_length=1024)
 
 
 class ExportRequestBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     exportType: Literal["full", "selective", "template", "backup"]  # noqa: N815
     format: str = Field(
         json_schema_extra={"enum": list(REQUESTABLE_FORMATS)},

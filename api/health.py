@@ -43,11 +43,13 @@ def readyz(config: ApiConfig = Depends(api_config)) -> Response:
     except Exception as exc:  # any failure means "not ready", whatever raised it
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         checks["database"] = "unreachable"
+    storage = config.storage
     try:
-        config.storage.fs.ls(config.storage.root, detail=False)
+        storage.fs.ls(storage.root, detail=False, refresh=True)
         checks["storage"] = "ok"
     except FileNotFoundError:
-        checks["storage"] = "ok"  # an empty local folder not made yet
+        # A local folder is made by the first write; a bucket that is not there is an error.
+        checks["storage"] = "ok" if storage.is_local else "unreachable"
     except Exception as exc:
         log.warning("readiness: storage unreachable: %s", type(exc).__name__)
         checks["storage"] = "unreachable"
