@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -40,10 +41,20 @@ API_EXPORT_TYPES = ("full", "selective", "template", "backup")
 MAX_PAGE = 100
 
 
+def _date_text(value: object) -> object:
+    """Dates come as YYYY-MM-DD text; a number is not a date (lax parsing took 0 as 1970)."""
+    if not isinstance(value, str | dt.date):
+        raise ValueError("give a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_date_text)]
+
+
 class DateRange(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    start: dt.date
-    end: dt.date
+    model_config = ConfigDict(extra="forbid")
+    start: IsoDate
+    end: IsoDate
 
     @model_validator(mode="after")
     def _ordered(self) -> DateRange:
@@ -53,7 +64,7 @@ class DateRange(BaseModel):
 
 
 class ExportFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
     modules: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=50, description="module kinds, e.g. fitness, bible"
     )
@@ -61,13 +72,13 @@ class ExportFilters(BaseModel):
 
 
 class ExportEncryption(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
     passphrase: str | None = Field(default=None, max_length=1024)
     recipient: str | None = Field(default=None, max_length=1024)
 
 
 class ExportRequestBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
     exportType: Literal["full", "selective", "template", "backup"]  # noqa: N815
     format: str = Field(
         json_schema_extra={"enum": list(REQUESTABLE_FORMATS)},

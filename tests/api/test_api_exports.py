@@ -143,7 +143,9 @@ def test_forged_or_damaged_links_are_refused(api, user_ids, make_token):
         forged = client.get(f"/api/v1/data/download/{payload}.{signature[:-2]}AA")
         assert forged.status_code == 403
         assert forged.json()["error"]["code"] == "invalid_link"
-        assert client.get("/api/v1/data/download/nonsense").status_code == 403
+        assert client.get(f"/api/v1/data/download/{payload}.").status_code == 422
+        not_ascii = client.get("/api/v1/data/download/%C3%AEk.%C2%89")
+        assert not_ascii.status_code == 422 and not_ascii.json()["error"]["field"] == "token"
 
 
 def test_history_newest_first_in_pages(api, user_ids, make_token):
