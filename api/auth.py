@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request
@@ -50,6 +50,10 @@ class Caller:
 
 def api_config(request: Request) -> ApiConfig:
     return request.app.state.config
+
+
+ConfigDep = Annotated[ApiConfig, Depends(api_config)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:
@@ -127,7 +131,7 @@ def require(scope: str):
 
     def dependency(
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+        credentials: BearerDep,
         x_goalport_user: str | None = Header(
             default=None, description="the user the service credential acts for"
         ),
@@ -135,3 +139,6 @@ def require(scope: str):
         return authenticate(request, credentials, x_goalport_user, scope)
 
     return dependency
+
+
+ExportsCaller = Annotated[Caller, Depends(require("exports"))]

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.auth import api_config
+from api.auth import ConfigDep
 from api.config import ApiConfig
 from api.errors import ApiError, error_responses
 from assets.exports.downloads import DownloadError, make_download_token, read_download_token
@@ -171,8 +171,8 @@ DOWNLOAD_RESPONSES: dict[int | str, dict] = {
 )
 def download(
     request: Request,
+    config: ConfigDep,
     token: str = Path(pattern=TOKEN_PATTERN, max_length=4096, description="from the link"),
-    config: ApiConfig = Depends(api_config),
 ) -> Response:
     stored = _stored_file(config, token)
     filename = posixpath.basename(stored.key).replace('"', "")

@@ -132,4 +132,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for these error statuses, all with the one error body."""
-    return {status: {"model": ErrorBody, "description": STATUS_CODES[status]} for status in statuses}
+    return {
+        status: {"model": ErrorBody, "description": STATUS_CODES[status]} for status in statuses
+    }

@@ -14,7 +14,7 @@ import json
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.auth import Caller, api_config, require
+from api.auth import ConfigDep, ExportsCaller
 from api.config import ApiConfig
 from api.downloads import export_file_url
 from api.errors import ApiError, error_responses, not_found
@@ -148,8 +148,8 @@ def status_body(job: ExportJob, config: ApiConfig) -> ExportStatusBody:
 )
 def post_export(
     body: ExportRequestBody,
-    caller: Caller = Depends(require("exports")),
-    config: ApiConfig = Depends(api_config),
+    caller: ExportsCaller,
+    config: ConfigDep,
 ) -> ExportAccepted:
     if body.encryption is not None:
         raise ApiError(
@@ -203,11 +203,11 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     summary="One export's status (with jobId), or the caller's exports, newest first",
 )
 def get_export(
+    caller: ExportsCaller,
+    config: ConfigDep,
     jobId: str | None = Query(default=None, max_length=200),  # noqa: N803
     cursor: str | None = Query(default=None, max_length=500),
     limit: int = Query(default=20, ge=1, le=MAX_PAGE),
-    caller: Caller = Depends(require("exports")),
-    config: ApiConfig = Depends(api_config),
 ) -> ExportStatusBody | ExportHistory:
     mine = job_table.c.userId == caller.user_id
     with config.database.engine.begin() as conn:

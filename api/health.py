@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from api.auth import api_config
-from api.config import ApiConfig
+from api.auth import ConfigDep
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("goalport.api")
@@ -34,7 +33,7 @@ def healthz() -> Health:
     responses={503: {"model": Health, "description": "a dependency does not answer"}},
     summary="The database and the storage answer",
 )
-def readyz(config: ApiConfig = Depends(api_config)) -> Response:
+def readyz(config: ConfigDep) -> Response:
     checks = {}
     try:
         with config.database.engine.connect() as conn:

@@ -45,7 +45,7 @@ def count_request(
     current = limits_table.c
     # A late request from a past window counts in the newer one rather than resetting it.
     same_or_newer = current.windowStart >= statement.excluded.windowStart
-    statement = statement.on_conflict_do_update(
+    upsert = statement.on_conflict_do_update(
         index_elements=[current.bucket],
         set_={
             "count": sa.case((same_or_newer, current.count + 1), else_=1),
@@ -54,7 +54,7 @@ def count_request(
             ),
         },
     ).returning(current.count, current.windowStart)
-    count, started = conn.execute(statement).one()
+    count, started = conn.execute(upsert).one()
     ends = as_utc(started) + dt.timedelta(seconds=limit.window_seconds)
     retry_after = max(1, math.ceil((ends - now).total_seconds()))
     return RateDecision(count <= limit.requests, count, retry_after)

@@ -47,7 +47,8 @@ def test_tokens_cli_create_list_revoke(api, user_ids, database, monkeypatch):
     monkeypatch.setenv("GOALPORT_DATABASE_URL", database.url)
     runner = CliRunner()
     made = runner.invoke(
-        goalport_main, ["tokens", "create", user_ids[0], "--scope", "exports,audit", "--expires", "2"]
+        goalport_main,
+        ["tokens", "create", user_ids[0], "--scope", "exports,audit", "--expires", "2"],
     )
     assert made.exit_code == 0, made.output
     secret = made.stdout.strip().splitlines()[-1]
@@ -71,7 +72,10 @@ def test_tokens_cli_create_list_revoke(api, user_ids, database, monkeypatch):
     assert revoked.exit_code == 0, revoked.output
     with api.client(secret) as client:
         refused = client.get("/api/v1/data/export")
-    assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert (
+        refused.status_code == 401
+        and 'error="invalid_token"' in refused.headers["www-authenticate"]
+    )
     assert "revoked" in runner.invoke(goalport_main, ["tokens", "list", user_ids[0]]).output
 
     bad_scope = runner.invoke(goalport_main, ["tokens", "create", user_ids[0], "--scope", "root"])
@@ -98,7 +102,10 @@ def test_expired_and_wrong_scope_tokens(api, user_ids, database, make_token):
         assert _error(response)["code"] == "insufficient_scope"
         assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
     with database.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(schema.data_export_job)).scalar() == 0
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(schema.data_export_job)).scalar()
+            == 0
+        )
 
 
 def test_another_users_jobs_and_files_are_404(api, user_ids, make_token):
@@ -163,7 +170,11 @@ def test_rate_limit_per_token_with_retry_after(start_api, api_config, user_ids, 
     with live.client(second) as client:  # another token has its own window
         assert client.get("/api/v1/data/export").status_code == 200
     with live.config.database.engine.connect() as conn:
-        counters = dict(conn.execute(sa.select(schema.api_rate_limit.c.bucket, schema.api_rate_limit.c.count)).all())
+        counters = dict(
+            conn.execute(
+                sa.select(schema.api_rate_limit.c.bucket, schema.api_rate_limit.c.count)
+            ).all()
+        )
     assert sorted(counters.values()) == [1, 4]
 
 
@@ -199,14 +210,19 @@ def test_no_token_in_any_response_or_log_line(api, user_ids, make_token, caplog)
     assert any("/api/v1/data/download/{token}" in r.getMessage() for r in caplog.records)
 
 
-def test_erasure_deletes_tokens_and_the_addresses_on_audit_rows(api, user_ids, make_token, database, storage):
+def test_erasure_deletes_tokens_and_the_addresses_on_audit_rows(
+    api, user_ids, make_token, database, storage
+):
     alice = user_ids[0]
     with api.client(make_token(alice)) as client:
         assert client.post("/api/v1/data/export", json=EXPORT).status_code == 202
     with database.engine.connect() as conn:
-        assert conn.execute(
-            sa.select(sa.func.count()).where(schema.data_audit_log.c.ipAddress == "127.0.0.1")
-        ).scalar() > 0
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).where(schema.data_audit_log.c.ipAddress == "127.0.0.1")
+            ).scalar()
+            > 0
+        )
     request = request_erasure(database.engine, alice, grace=dt.timedelta(0))
     outcome = execute_erasure(database.engine, storage, request.id)
     assert outcome.verified

@@ -180,9 +180,7 @@ def test_only_formats_the_registry_renders_are_accepted(api, user_ids, make_toke
     with api.client(make_token(user_ids[0])) as client:
         for fmt in REQUESTABLE_FORMATS:
             _post_export(client, format=fmt)
-        refused = client.post(
-            "/api/v1/data/export", json={"exportType": "full", "format": "exe"}
-        )
+        refused = client.post("/api/v1/data/export", json={"exportType": "full", "format": "exe"})
         assert refused.status_code == 422
         assert refused.json()["error"]["field"] == "format"
         enum = api.app.openapi()["components"]["schemas"]["ExportRequestBody"]["properties"]
@@ -195,7 +193,10 @@ def test_filters_and_refused_bodies(api, user_ids, make_token, database):
             client,
             exportType="selective",
             format="json",
-            filters={"modules": ["fitness"], "dateRange": {"start": "2024-01-01", "end": "2024-06-30"}},
+            filters={
+                "modules": ["fitness"],
+                "dateRange": {"start": "2024-01-01", "end": "2024-06-30"},
+            },
         )
         job = get_export(database.engine, job_id)
         assert job.export_type == "selective"
@@ -222,6 +223,9 @@ def test_filters_and_refused_bodies(api, user_ids, make_token, database):
         assert encrypted.json()["error"]["field"] == "encryption"
         assert "correct horse" not in encrypted.text
     with database.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(schema.data_export_job)).scalar() == 1
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(schema.data_export_job)).scalar()
+            == 1
+        )
         audit = conn.execute(sa.select(schema.data_audit_log.c.details)).scalars().all()
     assert not any("correct horse" in (d or "") for d in audit)

@@ -25,7 +25,9 @@ def _error(response: httpx.Response) -> dict:
 def test_errors_are_json_with_the_right_status(api, user_ids, make_token):
     with api.client(make_token(user_ids[0])) as client:
         bad_json = client.post(
-            "/api/v1/data/export", content=b'{"exportType": "full",', headers={"Content-Type": "application/json"}
+            "/api/v1/data/export",
+            content=b'{"exportType": "full",',
+            headers={"Content-Type": "application/json"},
         )
         assert bad_json.status_code == 400 and _error(bad_json)["code"] == "invalid_json"
         missing = client.post("/api/v1/data/export", json={"exportType": "full"})
@@ -34,7 +36,9 @@ def test_errors_are_json_with_the_right_status(api, user_ids, make_token):
             "/api/v1/data/export", json={"exportType": "full", "format": "json", "userId": "x"}
         )
         assert unknown_field.status_code == 422 and _error(unknown_field)["field"] == "userId"
-        wrong_type = client.post("/api/v1/data/export", json={"exportType": "gdpr", "format": "json"})
+        wrong_type = client.post(
+            "/api/v1/data/export", json={"exportType": "gdpr", "format": "json"}
+        )
         assert wrong_type.status_code == 422 and _error(wrong_type)["field"] == "exportType"
         too_big = client.post(
             "/api/v1/data/export",
@@ -118,7 +122,13 @@ def test_openapi_document_is_valid_3_1_with_docs(api):
         docs = client.get("/api/v1/docs")
     assert document["openapi"].startswith("3.1")
     validate(document)
-    assert {"/api/v1/data/export", "/api/v1/data/download/{token}", "/healthz", "/readyz", "/metrics"} <= set(document["paths"])
+    assert {
+        "/api/v1/data/export",
+        "/api/v1/data/download/{token}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(document["paths"])
     assert docs.status_code == 200 and "/api/v1/openapi.json" in docs.text
     export = document["paths"]["/api/v1/data/export"]
     assert {"202", "401", "403", "422", "429"} <= set(export["post"]["responses"])
