@@ -24,6 +24,7 @@ from resources.schema import as_utc
 TOKEN_PREFIX = "gp_"
 SCOPES = ("exports", "imports", "templates", "backups", "gdpr", "audit")
 tokens_table = schema.api_token
+LAST_USED_PRECISION = dt.timedelta(minutes=1)
 
 
 class TokenError(ValueError):
@@ -157,18 +158,24 @@ def list_tokens(engine: sa.Engine, user_id: str) -> list[ApiToken]:
 
 
 def use_token(conn: sa.Connection, secret: str, now: dt.datetime) -> ApiToken | None:
-    """The live token `secret` is, with its last use set to now; None for an unknown,
-    revoked or expired one (one statement: the lookup is the update)."""
+    """The live token `secret` is, its last use brought up to date; None for an unknown,
+    revoked or expired one.
+
+    The last use is kept to the minute: writing it on every request would make every
+    request of a token wait for the one before it on that row's lock."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
     row = conn.execute(
-        tokens_table.update()
-        .where(
+        sa.select(tokens_table).where(
             tokens_table.c.tokenHash == hash_token(secret),
             tokens_table.c.revokedAt.is_(None),
             sa.or_(tokens_table.c.expiresAt.is_(None), tokens_table.c.expiresAt > now),
         )
-        .values(lastUsedAt=now)
-        .returning(*tokens_table.c)
     ).first()
-    return ApiToken.from_row(row) if row is not None else None
+    if row is None:
+        return None
+    if row.lastUsedAt is None or as_utc(row.lastUsedAt) <= now - LAST_USED_PRECISION:
+        conn.execute(
+            tokens_table.update().where(tokens_table.c.id == row.id).values(lastUsedAt=now)
+        )
+    return ApiToken.from_row(row)
