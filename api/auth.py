@@ -142,3 +142,5 @@ def require(scope: str):
 
 
 ExportsCaller = Annotated[Caller, Depends(require("exports"))]
+AuditCaller = Annotated[Caller, Depends(require("audit"))]
+GdprCaller = Annotated[Caller, Depends(require("gdpr"))]

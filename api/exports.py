@@ -7,10 +7,7 @@ through (`assets.exports.queue.request_export`): nothing is exported inside a re
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
@@ -29,16 +26,15 @@ from api.auth import ConfigDep, ExportsCaller
 from api.config import ApiConfig
 from api.downloads import export_file_url
 from api.errors import ApiError, error_responses, not_found
+from api.pages import MAX_PAGE, encode_cursor, newest_first_page
 from assets.exports.batches import ExportRequestError
 from assets.exports.job_rows import ExportJob
 from assets.exports.job_status import job_table
 from assets.exports.queue import request_export
 from assets.formats.registry import REQUESTABLE_FORMATS
-from resources.schema import as_utc
 
 router = APIRouter(prefix="/api/v1/data", tags=["exports"])
 API_EXPORT_TYPES = ("full", "selective", "template", "backup")
-MAX_PAGE = 100
 
 
 def _date_text(value: object) -> object:
@@ -183,19 +179,6 @@ def post_export(
     return ExportAccepted(jobId=job_id, status="pending")
 
 
-def _encode_cursor(job: ExportJob) -> str:
-    text = json.dumps([job.created_at.isoformat(), job.id])
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    try:
-        created, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return as_utc(dt.datetime.fromisoformat(created)), str(job_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ApiError(400, "bad_request", "this cursor is not valid", field="cursor") from exc
-
-
 @router.get(
     "/export",
     response_model=ExportStatusBody | ExportHistory,
@@ -222,20 +205,11 @@ def get_export(
             job = ExportJob.from_row(row)
             caller.audit(conn, "export-status", details={"jobId": job.id})
             return status_body(job, config)
-        query = sa.select(job_table).where(mine)
-        if cursor:
-            created, last_id = _decode_cursor(cursor)
-            query = query.where(
-                sa.or_(
-                    job_table.c.createdAt < created,
-                    sa.and_(job_table.c.createdAt == created, job_table.c.id < last_id),
-                )
-            )
-        query = query.order_by(job_table.c.createdAt.desc(), job_table.c.id.desc()).limit(limit + 1)
+        query = newest_first_page(sa.select(job_table).where(mine), job_table, cursor, limit)
         jobs = [ExportJob.from_row(r) for r in conn.execute(query).mappings()]
         page = jobs[:limit]
         caller.audit(conn, "export-history", record_count=len(page))
     return ExportHistory(
         items=[status_body(j, config) for j in page],
-        nextCursor=_encode_cursor(page[-1]) if len(jobs) > limit else None,
+        nextCursor=encode_cursor(page[-1].created_at, page[-1].id) if len(jobs) > limit else None,
     )
