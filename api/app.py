@@ -73,7 +73,19 @@ def create_app(config: ApiConfig) -> FastAPI:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: ApiConfig | None = None) -> None:
     """Run the API with uvicorn until interrupted (no access log of paths: see metrics)."""
-    import uvicorn
+    import copy
 
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging_config = copy.deepcopy(LOGGING_CONFIG)
+    logging_config["loggers"]["goalport.api"] = {"handlers": ["default"], "level": "INFO"}
     app = create_app(config or ApiConfig.from_settings())
-    uvicorn.run(app, host=host, port=port, access_log=False, timeout_keep_alive=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=logging_config,
+        timeout_keep_alive=30,
+    )

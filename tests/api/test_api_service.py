@@ -5,9 +5,14 @@ and /metrics (Prometheus text); the OpenAPI 3.1 document is valid and served wit
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import httpx
+import pytest
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -133,3 +138,59 @@ def test_openapi_document_is_valid_3_1_with_docs(api):
     export = document["paths"]["/api/v1/data/export"]
     assert {"202", "401", "403", "422", "429"} <= set(export["post"]["responses"])
     assert "bearer" in str(document["components"]["securitySchemes"]).lower()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_goalport_serve_runs_the_api_from_the_environment(database, tmp_path):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GOALPORT_DATABASE_URL": database.url,
+        "GOALPORT_STORAGE_URL": str(tmp_path / "storage"),
+        "GOALPORT_DOWNLOAD_SECRET": "serve-test-secret-0123456789",
+    }
+    command = [sys.executable, "-m", "pipelines.cli.main"]
+    short = subprocess.run(
+        [*command, "serve", "--port", str(port)],
+        env={**env, "GOALPORT_SERVICE_TOKEN": "too-short"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert short.returncode == 1 and "GOALPORT_SERVICE_TOKEN is 9 bytes" in short.stderr
+    assert "too-short" not in short.stderr
+
+    server = subprocess.Popen(
+        [*command, "serve-downloads", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.3)
+        assert ready.status_code == 200
+        unauthenticated = httpx.get(f"http://127.0.0.1:{port}/api/v1/data/export")
+        assert unauthenticated.status_code == 401
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert "serve-downloads is deprecated: use `goalport serve`" in stderr
+    # One access line per request, naming the route, never uvicorn's line with the path.
+    assert '"GET /readyz" 200' in stderr and '"GET /api/v1/data/export" 401' in stderr
+    assert "HTTP/1.1" not in stderr
