@@ -144,3 +144,4 @@ def require(scope: str):
 ExportsCaller = Annotated[Caller, Depends(require("exports"))]
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
 GdprCaller = Annotated[Caller, Depends(require("gdpr"))]
+BackupsCaller = Annotated[Caller, Depends(require("backups"))]
