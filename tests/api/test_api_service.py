@@ -194,3 +194,21 @@ def test_goalport_serve_runs_the_api_from_the_environment(database, tmp_path):
     # One access line per request, naming the route, never uvicorn's line with the path.
     assert '"GET /readyz" 200' in stderr and '"GET /api/v1/data/export" 401' in stderr
     assert "HTTP/1.1" not in stderr
+
+
+def test_the_api_runs_on_the_embedded_sqlite_database(start_api, api_config, sqlite_url, tmp_path):
+    from api.rate_limit import RateLimit
+    from api.tokens import create_token
+    from synthetic.seed import seed_database
+
+    seed_database(sqlite_url, 1, seed=3, heavy_every=0)
+    database = AppDatabase(url=sqlite_url)
+    user = database.all_user_ids()[0]
+    live = start_api(replace(api_config, database=database, token_limit=RateLimit(2, 3600)))
+    secret = create_token(database.engine, user, ["exports"])[1]
+    with live.client(secret) as client:
+        job = client.post("/api/v1/data/export", json={"exportType": "full", "format": "csv"})
+        assert job.status_code == 202
+        status = client.get("/api/v1/data/export", params={"jobId": job.json()["jobId"]})
+        assert status.json()["status"] == "pending"
+        assert client.get("/api/v1/data/export").status_code == 429
