@@ -43,6 +43,7 @@ def test_schemathesis_finds_nothing_against_the_live_server(api, user_ids, make_
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,  # its cache folder (.schemathesis/) goes there, not into the repo
     )
     (tmp_path / "out.txt").write_text(result.stdout)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
