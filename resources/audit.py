@@ -50,6 +50,8 @@ def record_audit(
     actor: str | None = None,
     details: dict | None = None,
     subject: str | None = None,
+    ip_address: str | None = None,
+    user_agent: str | None = None,
 ) -> str:
     """Insert one DataAuditLog row inside the caller's transaction; returns its id."""
     audit_id = new_id("aud_")
@@ -65,6 +67,8 @@ def record_audit(
             actor=actor,
             details=json.dumps(details or {}, sort_keys=True, default=str),
             createdAt=utc_now(),
+            ipAddress=ip_address,
+            userAgent=user_agent,
         )
     )
     return audit_id

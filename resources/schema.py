@@ -359,6 +359,8 @@ data_audit_log = sa.Table(
     sa.Column("actor", sa.Text),
     sa.Column("details", sa.Text),  # JSON; never file contents or secrets
     _ts("createdAt"),
+    sa.Column("ipAddress", sa.Text),  # of an API call; null once the user is erased
+    sa.Column("userAgent", sa.Text),
 )
 
 import_change = sa.Table(
@@ -439,6 +441,33 @@ OWN_TABLES_WITH_USER: tuple[sa.Table, ...] = (
     user_key,
     notification_outbox,
 )
+
+# ---------------------------------------------------------------- the HTTP API's tables
+
+api_token = sa.Table(
+    "ApiToken",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("name", sa.Text),
+    sa.Column("tokenHash", sa.Text, nullable=False, unique=True),  # SHA-256; never the token
+    sa.Column("scopes", sa.Text, nullable=False),  # comma-separated: exports,imports,...
+    _ts("createdAt"),
+    _ts("expiresAt", nullable=True),
+    _ts("revokedAt", nullable=True),
+    _ts("lastUsedAt", nullable=True),
+)
+
+# One fixed-window request counter per credential (a token id, or "service"): no user id.
+api_rate_limit = sa.Table(
+    "ApiRateLimit",
+    metadata,
+    sa.Column("bucket", sa.Text, primary_key=True),
+    _ts("windowStart"),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+OWN_TABLES_WITH_USER += (api_token,)
 
 # ---------------------------------------------------------------- Arrow types
 

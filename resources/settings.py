@@ -267,3 +267,51 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+PUBLIC_URL_ENV = "GOALPORT_PUBLIC_URL"
+SERVICE_TOKEN_ENV = "GOALPORT_SERVICE_TOKEN"
+MIN_SERVICE_TOKEN_BYTES = 32
+
+
+def public_url() -> str:
+    """GOALPORT_PUBLIC_URL, where `goalport serve` is reached from outside (links in API
+    answers are built on it); "" when unset, and links are then relative."""
+    return os.environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/")
+
+
+def service_token() -> str | None:
+    """GOALPORT_SERVICE_TOKEN, the app backend's credential for acting on any user's
+    behalf; None when unset (no service credential is accepted)."""
+    value = os.environ.get(SERVICE_TOKEN_ENV, "")
+    if not value:
+        return None
+    if len(value.encode()) < MIN_SERVICE_TOKEN_BYTES:
+        raise SettingError(
+            f"{SERVICE_TOKEN_ENV} is {len(value.encode())} bytes: give at least "
+            f"{MIN_SERVICE_TOKEN_BYTES} random bytes (e.g. `openssl rand -hex 32`)"
+        )
+    return value
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise SettingError(f"{name}={raw!r}: give a positive whole number")
+    return int(raw)
+
+
+def api_rate_limit() -> tuple[int, int]:
+    """(requests, seconds): how many calls one API token may make per fixed window,
+    GOALPORT_API_RATE_LIMIT (600) per GOALPORT_API_RATE_WINDOW_SECONDS (60)."""
+    return _positive_int("GOALPORT_API_RATE_LIMIT", 600), _positive_int(
+        "GOALPORT_API_RATE_WINDOW_SECONDS", 60
+    )
+
+
+def api_service_rate_limit() -> int:
+    """Calls per window for the service credential (all of the app's users share it):
+    GOALPORT_API_SERVICE_RATE_LIMIT, else 20,000."""
+    return _positive_int("GOALPORT_API_SERVICE_RATE_LIMIT", 20_000)

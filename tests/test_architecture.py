@@ -2,6 +2,9 @@
 
 - no import cycle among goalport's modules at module level (an import inside a function is
   how a module defers a costly library, and does not count);
+- the HTTP API (`api/`) sits beside `pipelines/`: it uses the areas' plain modules and
+  `resources/`, never an area's Dagster `defs` nor `pipelines/`, and nothing below it
+  imports it;
 - only the areas' Dagster modules (`assets/<area>/defs.py` or `defs/`), `resources/` and
   `pipelines/` import dagster: renderers, parsers and services stay plain Python;
 - `resources/settings.py` is the only reader of the environment;
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("assets", "resources", "pipelines", "synthetic", "migrations")
+PACKAGES = ("assets", "resources", "pipelines", "synthetic", "migrations", "api")
 MAX_LINES = 1100
 LINES_NEEDING_A_REASON = 800
 
@@ -180,3 +183,30 @@ def test_module_size(name):
     if lines > LINES_NEEDING_A_REASON:
         docstring = ast.get_docstring(TREES[name]) or ""
         assert "Why one module" in docstring, f"{SOURCES[name]} has {lines} lines, not why"
+
+
+def _layer_violations(name: str, tree: ast.Module) -> list[str]:
+    targets = {t for t in (_project_module(n) for n in _all_imports(tree)) if t}
+    top = name.split(".")[0]
+    if top == "api":
+        return sorted(
+            t
+            for t in targets
+            if t.startswith("pipelines")
+            or (t.startswith("assets.") and t.split(".")[2:3] == ["defs"])
+        )
+    if top in ("assets", "resources", "synthetic", "migrations"):
+        return sorted(t for t in targets if t == "api" or t.startswith("api."))
+    return []
+
+
+def test_the_api_sits_beside_pipelines():
+    offenders = {
+        name: found for name, tree in TREES.items() if (found := _layer_violations(name, tree))
+    }
+    assert offenders == {}
+
+
+def test_the_layer_check_sees_a_defs_import():
+    tree = ast.parse("from assets.exports.defs import export_job")
+    assert _layer_violations("api.exports", tree) == ["assets.exports.defs"]

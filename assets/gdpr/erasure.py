@@ -512,7 +512,7 @@ def _pseudonymise_audit(
             )
         )
         if own:
-            statement = statement.values(subjectRef=subject)
+            statement = statement.values(subjectRef=subject, ipAddress=None, userAgent=None)
         conn.execute(statement, [{k: v for k, v in u.items() if k != "own"} for u in batch])
     return len(updates)
 

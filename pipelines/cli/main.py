@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli import backups, exports, gdpr, imports, install, quality, templates
+from pipelines.cli import (
+    backups,
+    exports,
+    gdpr,
+    imports,
+    install,
+    quality,
+    serve,
+    templates,
+    tokens,
+)
 
 
 @click.group()
@@ -28,7 +38,7 @@ main.add_command(install.demo)
 main.add_command(exports.export)
 main.add_command(exports.request)
 main.add_command(exports.exports)
-main.add_command(exports.serve_downloads)
+main.add_command(serve.serve_downloads)
 main.add_command(backups.backup)
 main.add_command(backups.keys)
 main.add_command(imports.import_group)
@@ -37,6 +47,8 @@ main.add_command(templates.template)
 main.add_command(quality.check)
 main.add_command(gdpr.gdpr)
 main.add_command(gdpr.verify)
+main.add_command(serve.serve)
+main.add_command(tokens.tokens)
 
 if __name__ == "__main__":
     main()
