@@ -162,3 +162,22 @@ GDPR_TEXTS_ENV = "GOALPORT_GDPR_TEXTS"
 def gdpr_texts_path() -> str | None:
     """GOALPORT_GDPR_TEXTS: a JSON file of Art. 15 texts over the built-in ones; None if unset."""
     return os.environ.get(GDPR_TEXTS_ENV, "").strip() or None
+
+
+ERASURE_RETRY_ENV = "GOALPORT_ERASURE_RETRY_SECONDS"
+DEFAULT_ERASURE_RETRY = dt.timedelta(minutes=5)
+
+
+def erasure_retry_base() -> dt.timedelta:
+    """The first back-off of a failed erasure (it doubles with each further failure, up to a
+    day): GOALPORT_ERASURE_RETRY_SECONDS, else 300."""
+    raw = os.environ.get(ERASURE_RETRY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_ERASURE_RETRY
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise SettingError(f"{ERASURE_RETRY_ENV}={raw!r}: give a number of seconds, 0 or more")
+    return dt.timedelta(seconds=seconds)

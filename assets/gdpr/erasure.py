@@ -37,10 +37,17 @@ import sqlalchemy as sa
 
 from resources import schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
+from resources.erasure_fence import (
+    erased_users,
+    file_locations,
+    forget_file_locations,
+    lock_subject_exclusively,
+    place_tombstone,
+)
 from resources.schema import as_utc, owner_column
-from resources.settings import erasure_grace_period
+from resources.settings import erasure_grace_period, erasure_retry_base
 from resources.storage import ObjectStorage
-from resources.storage_layout import USER_AREAS, destination_prefixes, user_prefixes
+from resources.storage_layout import USER_AREAS, user_prefixes
 
 PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
     "pending",
@@ -52,6 +59,10 @@ PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
 # An erasure still `erasing` this long after its rows were deleted was interrupted: it is
 # due again (steps 2-4 are safe to repeat).
 RESUME_AFTER = dt.timedelta(minutes=15)
+# A failed erasure is retried after erasure_retry_base() * 2**(failures - 1), at most this.
+MAX_RETRY_DELAY = dt.timedelta(days=1)
+# What the receipt says when no run history was given (the CLI without DAGSTER_HOME).
+RUN_HISTORY_NOT_SEARCHED = "Dagster run history: not searched (no Dagster instance was given)"
 ERASED = "[erased]"
 
 # What an audit entry of an erased user may keep in `details`: what was done, never about
@@ -106,6 +117,7 @@ class ErasureRequest:
     completed_at: dt.datetime | None
     receipt: dict | None
     error_message: str | None
+    attempts: int = 0
 
     @classmethod
     def from_row(cls, row) -> ErasureRequest:
@@ -119,13 +131,16 @@ class ErasureRequest:
             completed_at=as_utc(row.completedAt),
             receipt=json.loads(row.receipt) if row.receipt else None,
             error_message=row.errorMessage,
+            attempts=row.attempts or 0,
         )
 
 
 # ---------------------------------------------------------------- requests
 
 
-def _holds_data(conn: sa.Connection, user_id: str) -> bool:
+def holds_data(conn: sa.Connection, user_id: str) -> bool:
+    """Whether any table row names the user (a request is accepted either way: files and
+    Dagster records can outlive the rows)."""
     if conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id)).first():
         return True
     for table in schema.OWN_TABLES_WITH_USER:
@@ -149,9 +164,12 @@ def request_erasure(
     """A pending request to erase `user_id` after the grace period (None: the configured one).
 
     A user already pending keeps their request; asking again with a shorter grace brings
-    it forward (`--now`), never later. Each request (and each bringing forward) is in the
-    audit log with who asked (`requested_by`: the user, or an operator), which the
-    erasure keeps under the pseudonym.
+    it forward (`--now`), never later; a failed one is brought forward the same way. A
+    request is accepted even when no row names the user (erasing twice, or files left by
+    an earlier erasure): the execution sweeps every place anyway and its receipt says
+    what it found. Each request (and each bringing forward) is in the audit log with who
+    asked (`requested_by`: the user, or an operator), which the erasure keeps under the
+    pseudonym.
     """
     now = now or utc_now()
     grace = erasure_grace_period() if grace is None else grace
@@ -159,11 +177,12 @@ def request_erasure(
     with engine.begin() as conn:
         existing = conn.execute(
             sa.select(requests_table).where(
-                requests_table.c.userId == user_id, requests_table.c.status.in_([PENDING, ERASING])
+                requests_table.c.userId == user_id,
+                requests_table.c.status.in_([PENDING, ERASING, FAILED]),
             )
         ).first()
         if existing is not None:
-            if existing.status == PENDING and as_utc(existing.notBefore) > not_before:
+            if existing.status in (PENDING, FAILED) and as_utc(existing.notBefore) > not_before:
                 conn.execute(
                     requests_table.update()
                     .where(requests_table.c.id == existing.id)
@@ -171,8 +190,6 @@ def request_erasure(
                 )
                 _audit_request(conn, user_id, existing.id, "erasure-brought-forward", requested_by)
             return _load(conn, existing.id)
-        if not _holds_data(conn, user_id):
-            raise ErasureError(f"no data is held about user {user_id!r}: nothing to erase")
         request_id = new_id("era_")
         conn.execute(
             requests_table.insert().values(
@@ -192,9 +209,11 @@ def _audit_request(
     conn: sa.Connection, user_id: str, request_id: str, operation: str, actor: str
 ) -> None:
     request = _load(conn, request_id)
+    erased_before = bool(erased_users(conn, [user_id]))  # an audit row never names them again
     record_audit(
         conn,
-        user_id=user_id,
+        user_id=None if erased_before else user_id,
+        subject=request.subject_ref,
         operation=operation,
         operation_type="gdpr",
         actor=actor,
@@ -255,14 +274,16 @@ def erasure_requests(engine: sa.Engine, user_id: str) -> list[ErasureRequest]:
 def due_erasure_requests(
     engine: sa.Engine, *, now: dt.datetime | None = None, limit: int = 100
 ) -> list[ErasureRequest]:
-    """Pending requests past their grace period, and interrupted ones (`erasing` for longer
-    than RESUME_AFTER: while erasing, `notBefore` says when it may be resumed), oldest first."""
+    """Pending requests past their grace period, interrupted ones (`erasing` for longer
+    than RESUME_AFTER: while erasing, `notBefore` says when it may be resumed) and failed
+    ones whose back-off is over (`notBefore` again), oldest first."""
     now = now or utc_now()
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(requests_table)
             .where(
-                requests_table.c.status.in_([PENDING, ERASING]),
+                requests_table.c.status.in_([PENDING, ERASING, FAILED]),
+                requests_table.c.userId.is_not(None),
                 requests_table.c.notBefore <= now,
             )
             .order_by(requests_table.c.notBefore, requests_table.c.id)
@@ -293,12 +314,14 @@ def execute_erasure(
     now: dt.datetime | None = None,
     run_history: RunHistory | None = None,
 ) -> ErasureOutcome:
-    """Carry out one request (see the module docstring); `force` skips the grace period."""
+    """Carry out one request (see the module docstring); `force` skips the grace period
+    (and a failed request's back-off). A step that raises fails the request with the
+    reason; it is retried after its back-off."""
     now = now or utc_now()
     request = get_erasure_request(engine, request_id)
-    if request.status not in (PENDING, ERASING):
+    if request.status not in (PENDING, ERASING, FAILED) or request.user_id is None:
         raise ErasureError(f"erasure request {request_id} is {request.status}, not pending")
-    if request.status == PENDING and request.not_before > now and not force:
+    if request.status != ERASING and request.not_before > now and not force:
         raise ErasureError(
             f"erasure request {request_id} is in its grace period until "
             f"{request.not_before:%Y-%m-%d %H:%M} UTC (it can still be cancelled)"
@@ -308,17 +331,21 @@ def execute_erasure(
         request = get_erasure_request(engine, request_id)
         return ErasureOutcome(request, request.receipt or {})
     user_id = request.user_id
-    assert user_id is not None, "a pending or erasing request still names its user"
-    state["storageObjectsDeleted"] = _delete_files(storage, user_id, state["destinations"])
-    state["runsDeleted"] = run_history.forget(user_id) if run_history is not None else None
-    verification = verify_erased(
-        engine,
-        storage,
-        user_id,
-        destinations=state["destinations"],
-        exclude_request_id=request.id,
-        run_history=run_history,
-    )
+    assert user_id is not None, "checked above"
+    try:
+        state["storageObjectsDeleted"] = _delete_files(engine, storage, request, state)
+        state["runsDeleted"] = run_history.forget(user_id) if run_history is not None else None
+        verification = verify_erased(
+            engine,
+            storage,
+            user_id,
+            destinations=state["destinations"],
+            exclude_request_id=request.id,
+            run_history=run_history,
+        )
+    except Exception as exc:  # the request must say why, and be retried
+        verification = {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
+        state.setdefault("storageObjectsDeleted", {})
     return _finish(engine, request, state, verification)
 
 
@@ -342,16 +369,25 @@ def execute_due_erasures(
 
 
 def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -> dict | None:
-    """Step 1, in one transaction; returns the state that steps 2-4 need."""
+    """Step 1, in one transaction; returns the state that steps 2-4 need.
+
+    The tombstone goes in first, under the fence's exclusive lock (resources/erasure_fence):
+    from its commit on, no writer records anything about the user, and runs in flight
+    delete the files they write. Their job rows go with the rest: that is how an in-flight
+    run is cancelled (it finds its rows gone and the tombstone). Repeating this step (a
+    resumed, retried or second erasure) deletes what has appeared since, adding to the
+    counts of the earlier attempts.
+    """
     with engine.begin() as conn:
         locked = conn.execute(
             sa.select(requests_table).where(requests_table.c.id == request.id).with_for_update()
         ).first()
-        if locked is None or locked.status not in (PENDING, ERASING):
+        if locked is None or locked.status not in (PENDING, ERASING, FAILED):
             return None
-        if locked.status == ERASING:  # resumed after an interruption: rows are gone already
-            return json.loads(locked.receipt)
         user_id = locked.userId
+        earlier = json.loads(locked.receipt) if locked.status != PENDING and locked.receipt else {}
+        lock_subject_exclusively(conn, request.subject_ref)
+        place_tombstone(conn, request.subject_ref, now)
         destinations = [
             url
             for url in conn.execute(
@@ -361,6 +397,8 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             ).scalars()
             if url
         ]
+        destinations = list(dict.fromkeys([*earlier.get("destinations", []), *destinations]))
+        in_flight = _jobs_in_flight(conn, user_id)
         identifying = _identifying_values(conn, user_id)
         deleted: dict[str, int] = {}
         for table in reversed(schema.APP_TABLES):
@@ -392,16 +430,21 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
         pseudonymised = _pseudonymise_audit(
             conn, user_id, request.subject_ref, identifying, destinations
         )
+        before = earlier.get("rowsDeleted", {})
         state = {
-            "notBefore": as_utc(locked.notBefore).isoformat(),
-            "startedAt": now.isoformat(),
+            "notBefore": earlier.get("notBefore", as_utc(locked.notBefore).isoformat()),
+            "startedAt": earlier.get("startedAt", now.isoformat()),
             "rowsDeletedAt": utc_now().isoformat(),
-            "rowsDeleted": {name: n for name, n in deleted.items()},
-            "auditEntriesPseudonymised": pseudonymised,
-            "templatesDeleted": templates_deleted,
-            "templatesAnonymised": templates_anonymised,
-            "keyDestroyed": key_destroyed,
-            # personal (a URL of the user's), kept only until the erasure completes
+            "rowsDeleted": {
+                name: before.get(name, 0) + deleted.get(name, 0) for name in {*before, *deleted}
+            },
+            "jobsInFlightCancelled": earlier.get("jobsInFlightCancelled", 0) + in_flight,
+            "auditEntriesPseudonymised": earlier.get("auditEntriesPseudonymised", 0)
+            + pseudonymised,
+            "templatesDeleted": earlier.get("templatesDeleted", 0) + templates_deleted,
+            "templatesAnonymised": earlier.get("templatesAnonymised", 0) + templates_anonymised,
+            "keyDestroyed": bool(earlier.get("keyDestroyed")) or key_destroyed,
+            # personal (URLs of the user's), kept only until the erasure completes
             "destinations": destinations,
         }
         conn.execute(
@@ -410,6 +453,20 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             .values(status=ERASING, receipt=json.dumps(state), notBefore=now + RESUME_AFTER)
         )
         return state
+
+
+IN_FLIGHT = ("pending", "processing", "staged", "previewed")
+
+
+def _jobs_in_flight(conn: sa.Connection, user_id: str) -> int:
+    """The user's export, backup and import jobs not yet finished (their runs are cancelled
+    by deleting these rows under the tombstone)."""
+    return sum(
+        conn.execute(
+            sa.select(sa.func.count()).where(table.c.userId == user_id, table.c.status.in_(IN_FLIGHT))
+        ).scalar_one()
+        for table in (schema.data_export_job, schema.data_import_job)
+    )
 
 
 def _identifying_values(conn: sa.Connection, user_id: str) -> list[str]:
@@ -524,17 +581,41 @@ def _contains(conn: sa.Connection, column: sa.ColumnElement, value: str) -> sa.C
     return sa.func.instr(column, value) > 0
 
 
-def _destination_storages(destinations: Sequence[str]) -> list[ObjectStorage]:
-    return [ObjectStorage(url=url) for url in dict.fromkeys(destinations)]
+def _places(storage: ObjectStorage, destinations: Sequence[str]) -> list[ObjectStorage]:
+    """Every storage root other than the main one that may hold the user's folders."""
+    roots = dict.fromkeys(d for d in destinations if ObjectStorage(url=d).root != storage.root)
+    return [ObjectStorage(url=url) for url in roots]
 
 
-def _delete_files(storage: ObjectStorage, user_id: str, destinations: Sequence[str]) -> dict:
+def _delete_files(
+    engine: sa.Engine, storage: ObjectStorage, request: ErasureRequest, state: dict
+) -> dict:
+    """Step 2: the user's folders in the main storage, every recorded file location, and
+    the user's folders below each backup destination and recorded storage root. A location
+    whose file is gone is forgotten; the roots stay in `state["destinations"]` until the
+    erasure completes, so that a retry and the verification look there again."""
+    user_id = request.user_id
+    assert user_id is not None
     deleted = {area: storage.delete_prefix(p) for area, p in user_prefixes(user_id).items()}
-    deleted["backupDestinations"] = sum(
-        place.delete_prefix(p)
-        for place in _destination_storages(destinations)
-        for p in destination_prefixes(user_id)
+    with engine.connect() as conn:
+        located = file_locations(conn, request.subject_ref)
+    state["destinations"] = list(
+        dict.fromkeys([*state["destinations"], *(loc.storage_url for loc in located)])
     )
+    recorded, gone = 0, []
+    for location in located:
+        place = location.storage()
+        recorded += place.delete(location.key)
+        if not place.exists(location.key):
+            gone.append(location.id)
+    deleted["recordedLocations"] = recorded
+    deleted["otherStorages"] = sum(
+        place.delete_prefix(p)
+        for place in _places(storage, state["destinations"])
+        for p in user_prefixes(user_id).values()
+    )
+    with engine.begin() as conn:
+        forget_file_locations(conn, gone)
     return deleted
 
 
@@ -547,12 +628,14 @@ def verify_erased(
     exclude_request_id: str | None = None,
     run_history: RunHistory | None = None,
 ) -> dict:
-    """Search every text column of every table for `user_id`, list its storage prefixes,
-    and search the `run_history` when given.
+    """Search every text column of every table for `user_id`, list its folders in the main
+    storage and below every other storage root in `destinations`, and search the
+    `run_history` when given.
 
     Returns counts only (never values): tables and columns scanned, where something was
-    found, how many objects and runs remain, and `passed`. `exclude_request_id` leaves out
-    the request being executed (it names the user until it completes).
+    found, how many objects and runs remain, what was searched (`searched`, in words), and
+    `passed`. `exclude_request_id` leaves out the request being executed (it names the
+    user until it completes).
     """
     found = []
     columns_scanned = 0
@@ -583,30 +666,43 @@ def verify_erased(
                 if n:
                     found.append({"table": table.name, "column": column.name, "rows": int(n)})
         tables_scanned = len([t for t in reflected.sorted_tables if t.name != "alembic_version"])
-    left = {area: len(storage.list(p)) for area, p in user_prefixes(user_id).items()}
-    left["backupDestinations"] = sum(
-        len(place.list(p))
-        for place in _destination_storages(destinations)
-        for p in destination_prefixes(user_id)
-    )
+    prefixes = user_prefixes(user_id)
+    left = {area: len(storage.list(p)) for area, p in prefixes.items()}
+    others = _places(storage, destinations)
+    left["otherStorages"] = sum(len(place.list(p)) for place in others for p in prefixes.values())
     objects_found = sum(left.values())
     runs_found = len(run_history.runs_mentioning(user_id)) if run_history is not None else 0
+    searched = [
+        f"database: {columns_scanned} text columns of {tables_scanned} tables",
+        f"main storage: {len(USER_AREAS)} folders ({', '.join(USER_AREAS)})",
+        f"other storages (backup destinations, --out and out_url copies): {len(others)}, "
+        f"{len(others) * len(USER_AREAS)} folders",
+        "Dagster run history: searched" if run_history is not None else RUN_HISTORY_NOT_SEARCHED,
+    ]
     return {
         "passed": not found and objects_found == 0 and runs_found == 0,
+        "searched": searched,
         "runHistorySearched": run_history is not None,
         "runsFound": runs_found,
         "tablesScanned": tables_scanned,
         "textColumnsScanned": columns_scanned,
         "rowsFound": found,
-        "storagePrefixesChecked": len(USER_AREAS)
-        + len(set(destinations)) * len(destination_prefixes(user_id)),
+        "storagePrefixesChecked": len(USER_AREAS) * (1 + len(others)),
+        "otherStoragesChecked": len(others),
         "objectsFound": objects_found,
     }
+
+
+def retry_delay(failures: int) -> dt.timedelta:
+    """The back-off after the `failures`-th failure: doubling from erasure_retry_base()."""
+    return min(erasure_retry_base() * 2 ** max(0, failures - 1), MAX_RETRY_DELAY)
 
 
 def _finish(
     engine: sa.Engine, request: ErasureRequest, state: dict, verification: dict
 ) -> ErasureOutcome:
+    """Step 5. Completed: the request forgets the user id and the backup destinations. Failed:
+    it keeps both (and the state, to resume from) and is due again after its back-off."""
     completed_at = utc_now()
     receipt = {
         "requestId": request.id,
@@ -618,48 +714,67 @@ def _finish(
         "completedAt": completed_at.isoformat(),
         "rowsDeleted": {k: v for k, v in state["rowsDeleted"].items() if v},
         "tablesTouched": sorted(k for k, v in state["rowsDeleted"].items() if v),
+        "jobsInFlightCancelled": state.get("jobsInFlightCancelled", 0),
         "auditEntriesPseudonymised": state["auditEntriesPseudonymised"],
         "templatesDeleted": state["templatesDeleted"],
         "templatesAnonymised": state["templatesAnonymised"],
         "keyDestroyed": state["keyDestroyed"],
         "storageObjectsDeleted": state["storageObjectsDeleted"],
         "runsDeleted": state.get("runsDeleted"),
+        "attempts": request.attempts + 1,
         "verification": verification,
     }
+    receipt["nothingWasHeld"] = not receipt["rowsDeleted"] and not any(
+        receipt["storageObjectsDeleted"].values()
+    )
     passed = verification["passed"]
-    error = None
-    if not passed:
-        places = [
-            f"{f['table']}.{f['column']} ({f['rows']} rows)" for f in verification["rowsFound"]
-        ]
-        if verification["objectsFound"]:
-            places.append(f"{verification['objectsFound']} objects in storage")
-        if verification.get("runsFound"):
-            places.append(f"{verification['runsFound']} Dagster runs")
-        error = "verification found the user in " + ", ".join(places)
+    error = None if passed else _where_found(verification)
+    values: dict = {
+        "status": COMPLETED if passed else FAILED,
+        "completedAt": completed_at,
+        "errorMessage": error,
+        "attempts": request.attempts + (0 if passed else 1),
+    }
+    if passed:
+        values.update(userId=None, receipt=json.dumps(receipt, sort_keys=True))
+    else:
+        values.update(
+            notBefore=completed_at + retry_delay(request.attempts + 1),
+            receipt=json.dumps({**receipt, "destinations": state["destinations"]}),
+        )
     with engine.begin() as conn:
         done = conn.execute(
             requests_table.update()
             .where(requests_table.c.id == request.id, requests_table.c.status == ERASING)
-            .values(
-                status=COMPLETED if passed else FAILED,
-                completedAt=completed_at,
-                userId=None,
-                receipt=json.dumps(receipt, sort_keys=True),
-                errorMessage=error,
-            )
+            .values(**values)
         )
         if done.rowcount == 1:
             record_audit(
                 conn,
                 user_id=None,
                 subject=request.subject_ref,
-                operation="erase",
+                operation="erase" if passed else "erase-failed",
                 operation_type="gdpr",
                 data_types=receipt["tablesTouched"],
                 record_count=sum(receipt["rowsDeleted"].values()),
                 actor="goalport",
-                details=receipt,
+                # an error message may quote a path naming the user
+                details=_scrub_value(
+                    receipt, _longest_first([request.user_id, *state["destinations"]]), ERASED
+                ),
             )
         final = _load(conn, request.id)
-    return ErasureOutcome(final, final.receipt or receipt)
+    shown = dict(final.receipt or receipt)
+    shown.pop("destinations", None)
+    return ErasureOutcome(final, shown)
+
+
+def _where_found(verification: dict) -> str:
+    if "error" in verification:
+        return f"the erasure stopped: {verification['error']} (it is retried)"
+    places = [f"{f['table']}.{f['column']} ({f['rows']} rows)" for f in verification["rowsFound"]]
+    if verification["objectsFound"]:
+        places.append(f"{verification['objectsFound']} objects in storage")
+    if verification.get("runsFound"):
+        places.append(f"{verification['runsFound']} Dagster runs")
+    return "verification found the user in " + ", ".join(places) + " (it is retried)"
