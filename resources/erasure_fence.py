@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 from resources import schema
 from resources.audit import UserErasedError, new_id, subject_ref, utc_now
-from resources.storage import ObjectStorage
+from resources.storage import ObjectStorage, StoredObject
 
 tombstone_table = schema.erasure_tombstone
 location_table = schema.file_location
@@ -200,3 +200,19 @@ def expired_file_locations(
     return [
         FileLocation(r.id, r.storageUrl, r.key, r.kind, schema.as_utc(r.expiresAt)) for r in rows
     ]
+
+
+def delete_stored(stored: Iterable[StoredObject]) -> int:
+    """Delete files a writer stored (by their URLs): what it does when the fence says the
+    user was erased meanwhile. Returns how many existed."""
+    deleted = 0
+    for item in stored:
+        root = item.url[: len(item.url) - len(item.key)].rstrip("/")
+        deleted += ObjectStorage(url=root).delete(item.key)
+    return deleted
+
+
+def is_main_storage(storage: ObjectStorage) -> bool:
+    """Whether `storage` is goalport's own (GOALPORT_STORAGE_URL), whose per-user folders
+    erasure sweeps anyway; elsewhere a writer records each file's location."""
+    return storage.root == ObjectStorage().root

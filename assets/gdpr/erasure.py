@@ -463,7 +463,9 @@ def _jobs_in_flight(conn: sa.Connection, user_id: str) -> int:
     by deleting these rows under the tombstone)."""
     return sum(
         conn.execute(
-            sa.select(sa.func.count()).where(table.c.userId == user_id, table.c.status.in_(IN_FLIGHT))
+            sa.select(sa.func.count()).where(
+                table.c.userId == user_id, table.c.status.in_(IN_FLIGHT)
+            )
         ).scalar_one()
         for table in (schema.data_export_job, schema.data_import_job)
     )

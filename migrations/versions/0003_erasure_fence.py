@@ -37,9 +37,7 @@ def upgrade() -> None:
     with op.batch_alter_table("FileLocation", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_FileLocation_subjectRef"), ["subjectRef"])
     with op.batch_alter_table("ErasureRequest", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("attempts", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
