@@ -607,8 +607,8 @@ def _delete_files(
     recorded, gone = 0, []
     for location in located:
         place = location.storage()
-        recorded += place.delete(location.key)
-        if not place.exists(location.key):
+        recorded += place.delete_prefix(location.key)  # a file, or a folder (backups)
+        if not place.list(location.key):
             gone.append(location.id)
     deleted["recordedLocations"] = recorded
     deleted["otherStorages"] = sum(
