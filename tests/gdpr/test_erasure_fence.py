@@ -267,3 +267,33 @@ def test_a_half_failed_erasure_is_retried_with_back_off_and_completes(
     assert retried.receipt["attempts"] == 2 and retried.receipt["storageObjectsDeleted"]
     places = [world.storage, s3_url]
     assert scan_everywhere(world.engine, places, world.needles) == []
+
+
+def test_expiry_removes_gdpr_bundles_orphaned_exports_and_inbox_files(world):
+    """GDPR bundles in the main storage expire like exports; an export file whose row
+    failed after it was written, and a file left in the inbox, go once past the expiry;
+    a completed export's file stays until its own expiry."""
+    from assets.exports.expiry import expire_exports
+    from assets.exports.progress import process_pending_exports
+    from assets.gdpr.bulk import export_gdpr_bundles
+
+    export_gdpr_bundles(world.database, world.storage, [world.victim])
+    request_export(world.engine, world.other, "json")
+    process_pending_exports(world.database, world.storage, workers=1)
+    (kept,) = world.storage.list(f"exports/{world.other}")
+    orphan = f"exports/{world.victim}/20250101T000000000000Z-failed.json"
+    world.storage.write_bytes(orphan, b"{}")
+    world.storage.write_bytes(f"imports/inbox/{world.victim}/tasks.csv", b"a,b\n")
+
+    soon = expire_exports(world.engine, world.storage)
+    assert soon.located_files_deleted == 0 and soon.orphans_deleted == 0
+
+    later = expire_exports(
+        world.engine, world.storage, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    )
+
+    assert later.located_files_deleted == 1 and later.orphans_deleted == 2
+    assert world.storage.list(f"gdpr/{world.victim}") == []
+    assert world.storage.list(f"imports/inbox/{world.victim}") == []
+    assert world.storage.list(f"exports/{world.victim}") == []
+    assert later.files_deleted == 1 and not world.storage.exists(kept)
