@@ -344,7 +344,10 @@ def execute_erasure(
             run_history=run_history,
         )
     except Exception as exc:  # the request must say why, and be retried
-        verification = {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
+        # without the user's id or places: the message goes into logs and Dagster's records
+        personal = _longest_first([user_id, *state["destinations"]])
+        why = _scrub_text(f"{type(exc).__name__}: {exc}", personal, ERASED)
+        verification = {"passed": False, "error": why}
         state.setdefault("storageObjectsDeleted", {})
     return _finish(engine, request, state, verification)
 

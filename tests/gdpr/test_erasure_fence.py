@@ -142,6 +142,41 @@ def test_an_export_paused_after_extraction_writes_nothing_once_the_user_is_erase
     assert scan_everywhere(world.engine, [world.storage], world.needles) == []
 
 
+def test_a_file_published_just_before_the_erasure_is_deleted_by_its_writer(world, tmp_path):
+    """The erasure lands between a file's publication (in a storage the erasure does not
+    know of yet) and the row's completion: the writer's final transaction meets the
+    tombstone, writes no row and deletes the file itself."""
+    from assets.exports.batches import write_batch
+    from assets.exports.progress import ExportBatchProgress
+    from resources.audit import utc_now
+
+    elsewhere = ObjectStorage(url=str(tmp_path / "elsewhere"))
+    request_export(world.engine, world.victim, "json")
+    (batch,) = claim_pending_exports(world.engine)
+    progress = ExportBatchProgress.load(world.engine, batch.job_ids, batch_id=batch.batch_id)
+    extracted = world.database.extract([world.victim])
+    progress.started(extracted)
+    published = []
+
+    def erase_then_complete(user_id, files):
+        published.extend(f.stored.key for f in files if elsewhere.exists(f.stored.key))
+        assert erase_now(world).verified
+        progress.user_done(user_id, files)
+
+    write_batch(
+        extracted,
+        elsewhere,
+        ["json"],
+        exported_at=utc_now(),
+        on_user_done=erase_then_complete,
+        workers=1,
+        key_suffix=progress.key_suffix,
+    )
+
+    assert published and progress.outcome.completed == []
+    assert scan_everywhere(world.engine, [world.storage, elsewhere], world.needles) == []
+
+
 def test_the_final_transaction_of_a_writer_refuses_an_erased_user(world):
     """The fence inside a transaction: an erased user's audit row, key row or import job is
     refused even when the writer asked nothing before."""
@@ -233,40 +268,69 @@ def _closed_port_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-def test_a_half_failed_erasure_is_retried_with_back_off_and_completes(
+def test_a_half_failed_erasure_is_retried_by_the_sensor_after_its_back_off(
     world, s3_url, s3_endpoint, monkeypatch
 ):
-    """The S3 endpoint holding a copy is unreachable during the first attempt: the rows are
-    gone, the request fails saying why (not naming the user in the audit log) and is due
-    again only after its back-off; the retry, with the endpoint back, completes."""
+    """The S3 endpoint holding a copy is unreachable during the first run: the rows are
+    gone, the request fails saying why (the audit log does not name the user) and the
+    sensor skips it while it backs off; then it launches a new run (a new run key) that,
+    with the endpoint back, completes the erasure."""
+    import dagster as dg
+
+    from assets.gdpr.defs import ErasureRunConfig, due_erasures_sensor, erasure_job
+
     result = CliRunner().invoke(goalport, ["gdpr", "export", world.victim, "--out", s3_url])
     assert result.exit_code == 0, result.output
-    monkeypatch.setenv("GOALPORT_S3_ENDPOINT_URL", _closed_port_url())
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    erasure.request_erasure(world.engine, world.victim, grace=dt.timedelta(0))
+    resources = {"database": world.database, "storage": world.storage}
 
-    failed = erase_now(world)
+    with dg.instance_for_test() as instance:
 
-    assert failed.request.status == erasure.FAILED and failed.request.attempts == 1
-    assert "the erasure stopped" in (failed.request.error_message or "")
-    assert world.database.existing_user_ids([world.victim]) == set()
-    assert erasure.due_erasure_requests(world.engine) == []  # backing off
-    with world.engine.connect() as conn:
-        audit = schema.data_audit_log
-        details = conn.execute(
-            sa.select(audit.c.details).where(audit.c.operation == "erase-failed")
-        ).scalar_one()
-    assert world.victim not in details
+        def tick():
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                return due_erasures_sensor(context)
 
-    monkeypatch.setenv("GOALPORT_S3_ENDPOINT_URL", s3_endpoint)
-    time.sleep(0.6)
-    (due,) = erasure.due_erasure_requests(world.engine)
-    assert due.id == failed.request.id
-    (retried,) = erasure.execute_due_erasures(world.engine, world.storage)
+        def run(request: dg.RunRequest):
+            config = request.run_config["ops"]["erase_users"]["config"]
+            return erasure_job.execute_in_process(
+                run_config=dg.RunConfig(ops={"erase_users": ErasureRunConfig(**config)}),
+                resources=resources,
+                instance=instance,
+                raise_on_error=False,
+            )
 
-    assert retried.verified and retried.request.status == erasure.COMPLETED
-    assert retried.receipt["attempts"] == 2 and retried.receipt["storageObjectsDeleted"]
-    places = [world.storage, s3_url]
-    assert scan_everywhere(world.engine, places, world.needles) == []
+        monkeypatch.setenv("GOALPORT_S3_ENDPOINT_URL", _closed_port_url())
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("GOALPORT_ERASURE_RETRY_SECONDS", "4")
+        first_tick = tick()
+        first_run = run(first_tick)
+        assert not first_run.success
+
+        (failed,) = erasure.erasure_requests(world.engine, world.victim)
+        assert failed.status == erasure.FAILED and failed.attempts == 1
+        assert "the erasure stopped" in (failed.error_message or "")
+        assert world.victim not in (failed.error_message or "")
+        events = instance.all_logs(first_run.run_id)
+        assert world.victim not in dg.serialize_value(events), "Dagster's log names the user"
+        assert world.database.existing_user_ids([world.victim]) == set()
+        assert isinstance(tick(), dg.SkipReason)  # backing off
+        with world.engine.connect() as conn:
+            audit = schema.data_audit_log
+            details = conn.execute(
+                sa.select(audit.c.details).where(audit.c.operation == "erase-failed")
+            ).scalar_one()
+        assert world.victim not in details
+
+        monkeypatch.setenv("GOALPORT_S3_ENDPOINT_URL", s3_endpoint)
+        time.sleep(max(0.0, (failed.not_before - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
+        second_tick = tick()
+        assert isinstance(second_tick, dg.RunRequest)
+        assert second_tick.run_key != first_tick.run_key
+        assert run(second_tick).success
+
+    (done,) = [r for r in erasure.erasure_requests(world.engine, world.victim) if r.id == failed.id]
+    assert done.status == erasure.COMPLETED and done.receipt["attempts"] == 2
+    assert scan_everywhere(world.engine, [world.storage, s3_url], world.needles) == []
 
 
 def test_expiry_removes_gdpr_bundles_orphaned_exports_and_inbox_files(world):
