@@ -4,7 +4,8 @@ proven gone. Dagster-free: the erasure job, its sensor and the CLI all call this
 A request (`ErasureRequest` row, `pending`) waits until `notBefore` (the grace period, in
 which it can be cancelled). Executing it:
 
-1. in ONE transaction: every row of the user in every app table and in goalport's own tables
+1. in ONE transaction: the erasure tombstone (`resources.erasure_fence`: from its commit on,
+   no writer records the user again, and runs in flight delete what they write), every row of the user in every app table and in goalport's own tables
    (export/import jobs, import history, external refs, backup settings, notifications, the
    wrapped key: crypto-shredding every backup encrypted to it), private templates they
    authored deleted and public ones made anonymous; their audit-log entries keep only the
@@ -13,16 +14,25 @@ which it can be cancelled). Executing it:
    it still has to clean, so that a crash after the commit can be resumed;
 2. their files deleted: every folder of theirs in the main storage
    (`resources.storage_layout.user_prefixes`: exports, backups, GDPR bundles, the import
-   inbox and stored import plans), and `backups/<id>/` below their own backup destination;
+   inbox and stored import plans), every recorded `FileLocation` (`--out` copies, the bulk
+   job's out_url, backup destinations, GDPR bundles), and the user's folders below each
+   of those other storages and their backup destinations;
 3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs`):
    every run that mentions the user is deleted, when a `run_history` is given (the erasure
    job and the CLI give it);
-4. verification: every text column of every table in the database (found by reflection, so
-   tables added later are covered) is searched for the user id, every storage prefix is
-   listed, and the run history searched again; all must find nothing;
-5. the request becomes `completed` (or `failed`, saying where something was found), its
-   `userId` is cleared, and a receipt with no personal data (pseudonym, times, tables and
-   prefixes touched, counts, the verification's result) goes into the audit log.
+4. verification (`assets.gdpr.erasure_verify`, for a batch of requests at once): every
+   text column of every table in the database (found by reflection, so tables added later
+   are covered) is searched for the user id, every storage prefix is listed (in the main
+   storage and every other place recorded), and the run history searched again; all must
+   find nothing;
+5. the request becomes `completed`, its `userId` is cleared, and a receipt with no personal
+   data (pseudonym, times, tables and prefixes touched, counts, what was searched and the
+   verification's result) goes into the audit log. Or it becomes `failed`, saying where
+   something was found or which step raised, keeping what a retry needs: the sensor runs
+   it again after a back-off that doubles with each failure (`retry_delay`).
+
+Every step can be repeated: a request is accepted for a user no row names any more (their
+files may remain), and erasing twice sweeps every place again and reports what it found.
 """
 
 from __future__ import annotations
@@ -31,10 +41,16 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import sqlalchemy as sa
 
+from assets.gdpr.erasure_verify import (
+    RunHistory,
+    Subject,
+    contains,
+    other_storages,
+    verify_erased_many,
+)
 from resources import schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
 from resources.erasure_fence import (
@@ -47,7 +63,7 @@ from resources.erasure_fence import (
 from resources.schema import as_utc, owner_column
 from resources.settings import erasure_grace_period, erasure_retry_base
 from resources.storage import ObjectStorage
-from resources.storage_layout import USER_AREAS, user_prefixes
+from resources.storage_layout import user_prefixes
 
 PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
     "pending",
@@ -61,8 +77,6 @@ PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
 RESUME_AFTER = dt.timedelta(minutes=15)
 # A failed erasure is retried after erasure_retry_base() * 2**(failures - 1), at most this.
 MAX_RETRY_DELAY = dt.timedelta(days=1)
-# What the receipt says when no run history was given (the CLI without DAGSTER_HOME).
-RUN_HISTORY_NOT_SEARCHED = "Dagster run history: not searched (no Dagster instance was given)"
 ERASED = "[erased]"
 
 # What an audit entry of an erased user may keep in `details`: what was done, never about
@@ -96,14 +110,6 @@ audit_table = schema.data_audit_log
 
 class ErasureError(ValueError):
     """The request cannot be made, cancelled or executed; the message says why."""
-
-
-class RunHistory(Protocol):
-    """An orchestrator's records of its runs (`assets.gdpr.defs.DagsterRunHistory`)."""
-
-    def runs_mentioning(self, needle: str) -> list[str]: ...
-
-    def forget(self, needle: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -317,39 +323,10 @@ def execute_erasure(
     """Carry out one request (see the module docstring); `force` skips the grace period
     (and a failed request's back-off). A step that raises fails the request with the
     reason; it is retried after its back-off."""
-    now = now or utc_now()
-    request = get_erasure_request(engine, request_id)
-    if request.status not in (PENDING, ERASING, FAILED) or request.user_id is None:
-        raise ErasureError(f"erasure request {request_id} is {request.status}, not pending")
-    if request.status != ERASING and request.not_before > now and not force:
-        raise ErasureError(
-            f"erasure request {request_id} is in its grace period until "
-            f"{request.not_before:%Y-%m-%d %H:%M} UTC (it can still be cancelled)"
-        )
-    state = _delete_rows(engine, request, now)
-    if state is None:  # another process finished it meanwhile
-        request = get_erasure_request(engine, request_id)
-        return ErasureOutcome(request, request.receipt or {})
-    user_id = request.user_id
-    assert user_id is not None, "checked above"
-    try:
-        state["storageObjectsDeleted"] = _delete_files(engine, storage, request, state)
-        state["runsDeleted"] = run_history.forget(user_id) if run_history is not None else None
-        verification = verify_erased(
-            engine,
-            storage,
-            user_id,
-            destinations=state["destinations"],
-            exclude_request_id=request.id,
-            run_history=run_history,
-        )
-    except Exception as exc:  # the request must say why, and be retried
-        # without the user's id or places: the message goes into logs and Dagster's records
-        personal = _longest_first([user_id, *state["destinations"]])
-        why = _scrub_text(f"{type(exc).__name__}: {exc}", personal, ERASED)
-        verification = {"passed": False, "error": why}
-        state.setdefault("storageObjectsDeleted", {})
-    return _finish(engine, request, state, verification)
+    (outcome,) = _execute(
+        engine, storage, [request_id], force=force, now=now, run_history=run_history, strict=True
+    )
+    return outcome
 
 
 def execute_due_erasures(
@@ -360,15 +337,76 @@ def execute_due_erasures(
     limit: int = 100,
     run_history: RunHistory | None = None,
 ) -> list[ErasureOutcome]:
-    """Execute the named requests, or every due one; one failing does not stop the others."""
+    """Execute the named requests, or every due one; one failing does not stop the others.
+    They are verified together (one search of the database for all of them)."""
     ids = list(request_ids) or [r.id for r in due_erasure_requests(engine, limit=limit)]
-    outcomes = []
-    for request_id in ids:
+    return _execute(engine, storage, ids, run_history=run_history)
+
+
+def _execute(
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    request_ids: Sequence[str],
+    *,
+    force: bool = False,
+    now: dt.datetime | None = None,
+    run_history: RunHistory | None = None,
+    strict: bool = False,
+) -> list[ErasureOutcome]:
+    """Steps 1-3 request by request, step 4 for all of them at once, then step 5 each.
+    `strict`: a request that cannot run raises ErasureError (else it is skipped)."""
+    now = now or utc_now()
+    outcomes: dict[str, ErasureOutcome] = {}
+    swept: list[tuple[ErasureRequest, dict]] = []
+    for request_id in request_ids:
         try:
-            outcomes.append(execute_erasure(engine, storage, request_id, run_history=run_history))
+            request = _runnable(engine, request_id, now, force)
         except ErasureError:
+            if strict:
+                raise
             continue
-    return outcomes
+        state = _delete_rows(engine, request, now)
+        if state is None:  # another process finished it meanwhile
+            request = get_erasure_request(engine, request_id)
+            outcomes[request_id] = ErasureOutcome(request, request.receipt or {})
+            continue
+        try:
+            state["storageObjectsDeleted"] = _delete_files(engine, storage, request, state)
+            user_id = request.user_id or ""
+            state["runsDeleted"] = run_history.forget(user_id) if run_history else None
+        except Exception as exc:  # the request must say why, and be retried
+            state.setdefault("storageObjectsDeleted", {})
+            failure = {"passed": False, "error": _scrubbed_error(exc, request, state)}
+            outcomes[request_id] = _finish(engine, request, state, failure)
+            continue
+        swept.append((request, state))
+    subjects = [Subject(r.user_id or "", tuple(s["destinations"]), r.id) for r, s in swept]
+    try:
+        checks = verify_erased_many(engine, storage, subjects, run_history=run_history)
+    except Exception as exc:
+        checks = [{"passed": False, "error": _scrubbed_error(exc, r, s)} for r, s in swept]
+    for (request, state), verification in zip(swept, checks, strict=True):
+        outcomes[request.id] = _finish(engine, request, state, verification)
+    return [outcomes[i] for i in request_ids if i in outcomes]
+
+
+def _runnable(engine: sa.Engine, request_id: str, now: dt.datetime, force: bool) -> ErasureRequest:
+    request = get_erasure_request(engine, request_id)
+    if request.status not in (PENDING, ERASING, FAILED) or request.user_id is None:
+        raise ErasureError(f"erasure request {request_id} is {request.status}, not pending")
+    if request.status != ERASING and request.not_before > now and not force:
+        raise ErasureError(
+            f"erasure request {request_id} is in its grace period until "
+            f"{request.not_before:%Y-%m-%d %H:%M} UTC (it can still be cancelled)"
+        )
+    return request
+
+
+def _scrubbed_error(exc: Exception, request: ErasureRequest, state: dict) -> str:
+    """Why a step failed, without the user's id or places: the message goes into logs and
+    Dagster's records."""
+    personal = _longest_first([request.user_id, *state["destinations"]])
+    return _scrub_text(f"{type(exc).__name__}: {exc}", personal, ERASED)
 
 
 def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -> dict | None:
@@ -536,8 +574,8 @@ def _pseudonymise_audit(
     those mentions, and nothing else. Returns the number of entries changed."""
     mentions = [
         audit_table.c.userId == user_id,
-        *(_contains(conn, audit_table.c.actor, v) for v in identifying),
-        *(_contains(conn, audit_table.c.details, v) for v in identifying),
+        *(contains(conn, audit_table.c.actor, v) for v in identifying),
+        *(contains(conn, audit_table.c.details, v) for v in identifying),
     ]
     rows = conn.execute(
         sa.select(
@@ -579,19 +617,6 @@ def _pseudonymise_audit(
     return len(updates)
 
 
-def _contains(conn: sa.Connection, column: sa.ColumnElement, value: str) -> sa.ColumnElement:
-    """`value` occurs in `column` (exactly, case-sensitive, no wildcards)."""
-    if conn.dialect.name == "postgresql":
-        return sa.func.strpos(column, value) > 0
-    return sa.func.instr(column, value) > 0
-
-
-def _places(storage: ObjectStorage, destinations: Sequence[str]) -> list[ObjectStorage]:
-    """Every storage root other than the main one that may hold the user's folders."""
-    roots = dict.fromkeys(d for d in destinations if ObjectStorage(url=d).root != storage.root)
-    return [ObjectStorage(url=url) for url in roots]
-
-
 def _delete_files(
     engine: sa.Engine, storage: ObjectStorage, request: ErasureRequest, state: dict
 ) -> dict:
@@ -616,86 +641,12 @@ def _delete_files(
     deleted["recordedLocations"] = recorded
     deleted["otherStorages"] = sum(
         place.delete_prefix(p)
-        for place in _places(storage, state["destinations"])
+        for place in other_storages(storage, state["destinations"])
         for p in user_prefixes(user_id).values()
     )
     with engine.begin() as conn:
         forget_file_locations(conn, gone)
     return deleted
-
-
-def verify_erased(
-    engine: sa.Engine,
-    storage: ObjectStorage,
-    user_id: str,
-    *,
-    destinations: Sequence[str] = (),
-    exclude_request_id: str | None = None,
-    run_history: RunHistory | None = None,
-) -> dict:
-    """Search every text column of every table for `user_id`, list its folders in the main
-    storage and below every other storage root in `destinations`, and search the
-    `run_history` when given.
-
-    Returns counts only (never values): tables and columns scanned, where something was
-    found, how many objects and runs remain, what was searched (`searched`, in words), and
-    `passed`. `exclude_request_id` leaves out the request being executed (it names the
-    user until it completes).
-    """
-    found = []
-    columns_scanned = 0
-    with engine.connect() as conn:
-        reflected = sa.MetaData()
-        reflected.reflect(bind=conn)
-        for table in reflected.sorted_tables:
-            if table.name == "alembic_version":
-                continue
-            text_columns = [c for c in table.columns if isinstance(c.type, sa.String | sa.JSON)]
-            if not text_columns:
-                continue
-            columns_scanned += len(text_columns)
-            counts = [
-                sa.func.coalesce(
-                    sa.func.sum(
-                        sa.case((_contains(conn, sa.cast(c, sa.Text), user_id), 1), else_=0)
-                    ),
-                    0,
-                ).label(c.name)
-                for c in text_columns
-            ]
-            query = sa.select(*counts).select_from(table)
-            if table.name == requests_table.name and exclude_request_id is not None:
-                query = query.where(table.c.id != exclude_request_id)
-            row = conn.execute(query).one()
-            for column, n in zip(text_columns, row, strict=True):
-                if n:
-                    found.append({"table": table.name, "column": column.name, "rows": int(n)})
-        tables_scanned = len([t for t in reflected.sorted_tables if t.name != "alembic_version"])
-    prefixes = user_prefixes(user_id)
-    left = {area: len(storage.list(p)) for area, p in prefixes.items()}
-    others = _places(storage, destinations)
-    left["otherStorages"] = sum(len(place.list(p)) for place in others for p in prefixes.values())
-    objects_found = sum(left.values())
-    runs_found = len(run_history.runs_mentioning(user_id)) if run_history is not None else 0
-    searched = [
-        f"database: {columns_scanned} text columns of {tables_scanned} tables",
-        f"main storage: {len(USER_AREAS)} folders ({', '.join(USER_AREAS)})",
-        f"other storages (backup destinations, --out and out_url copies): {len(others)}, "
-        f"{len(others) * len(USER_AREAS)} folders",
-        "Dagster run history: searched" if run_history is not None else RUN_HISTORY_NOT_SEARCHED,
-    ]
-    return {
-        "passed": not found and objects_found == 0 and runs_found == 0,
-        "searched": searched,
-        "runHistorySearched": run_history is not None,
-        "runsFound": runs_found,
-        "tablesScanned": tables_scanned,
-        "textColumnsScanned": columns_scanned,
-        "rowsFound": found,
-        "storagePrefixesChecked": len(USER_AREAS) * (1 + len(others)),
-        "otherStoragesChecked": len(others),
-        "objectsFound": objects_found,
-    }
 
 
 def retry_delay(failures: int) -> dt.timedelta:

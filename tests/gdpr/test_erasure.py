@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from assets.exports.batches import export_users
 from assets.formats.registry import FORMATS
-from assets.gdpr import erasure
+from assets.gdpr import erasure, erasure_verify
 from assets.gdpr.bulk import export_gdpr_bundles
 from assets.gdpr.defs import ErasureRunConfig, due_erasures_sensor, erasure_job
 from pipelines.cli.main import main as goalport
@@ -429,7 +429,7 @@ def test_a_declined_import_preview_is_erased_with_the_user(pg_url, tmp_path, mon
     assert outcome.receipt["verification"]["storagePrefixesChecked"] == 5
 
     storage.write_bytes(plan, b"left behind")
-    again = erasure.verify_erased(database.engine, storage, victim)
+    again = erasure_verify.verify_erased(database.engine, storage, victim)
     assert not again["passed"] and again["objectsFound"] == 1
 
 

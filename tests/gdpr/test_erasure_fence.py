@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from assets.exports.claims import claim_pending_exports
 from assets.exports.progress import process_claimed_batch
 from assets.exports.queue import request_export
-from assets.gdpr import erasure
+from assets.gdpr import erasure, erasure_verify
 from pipelines.cli.main import main as goalport
 from resources import schema, storage_layout
 from resources.database import AppDatabase
@@ -239,10 +239,10 @@ def test_backups_at_a_destination_the_user_left_are_erased(world, tmp_path):
     result = cli.invoke(goalport, ["gdpr", "erase", world.victim, "--now"])
 
     assert result.exit_code == 0, result.output
-    assert erasure.RUN_HISTORY_NOT_SEARCHED in result.output
+    assert erasure_verify.RUN_HISTORY_NOT_SEARCHED in result.output
     (request,) = erasure.erasure_requests(world.engine, world.victim)
     searched = request.receipt["verification"]["searched"]
-    assert erasure.RUN_HISTORY_NOT_SEARCHED in searched
+    assert erasure_verify.RUN_HISTORY_NOT_SEARCHED in searched
     places = [world.storage, str(first), str(second)]
     assert scan_everywhere(world.engine, places, world.needles) == []
 
