@@ -27,6 +27,7 @@ from resources.database import AppDatabase
 from resources.keys import KeyVault
 from resources.storage import ObjectStorage
 from synthetic.seed import seed_database
+from tests.gdpr.scan import scan_everywhere
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -418,11 +419,16 @@ def test_a_declined_import_preview_is_erased_with_the_user(pg_url, tmp_path, mon
         assert declined.exit_code == 0 and "not applied" in declined.output, declined.output
     (plan,) = storage.list(f"imports/plans/{victim}")
     assert plan.endswith(".plan") and storage.list(f"imports/plans/{other}")
+    with database.engine.connect() as conn:
+        email = conn.execute(
+            sa.select(schema.user.c.email).where(schema.user.c.id == victim)
+        ).scalar_one()
 
     request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
     outcome = erasure.execute_erasure(database.engine, storage, request.id)
 
     assert outcome.verified, outcome.receipt["verification"]
+    assert scan_everywhere(database.engine, [storage], [victim, email]) == []
     assert storage.list(f"imports/plans/{victim}") == []
     assert storage.list(f"imports/plans/{other}"), "another user's plan was deleted"
     assert outcome.receipt["storageObjectsDeleted"]["imports/plans"] == 1
