@@ -361,3 +361,28 @@ def test_expiry_removes_gdpr_bundles_orphaned_exports_and_inbox_files(world):
     assert world.storage.list(f"imports/inbox/{world.victim}") == []
     assert world.storage.list(f"exports/{world.victim}") == []
     assert later.files_deleted == 1 and not world.storage.exists(kept)
+
+
+def test_a_batch_verification_finds_each_leftover_and_names_its_user_only(world):
+    """A batch of five users is searched in one pass (Arrow on PostgreSQL); a mention of
+    one of them left in another user's text is reported for that user alone, with
+    the table, column and row count; the others pass."""
+    from assets.gdpr.erasure_verify import ARROW_SCAN_FROM, Subject, verify_erased_many
+
+    assert erase_now(world).verified
+    ghosts = [f"ghost-{i}.{uuid.uuid4().hex}" for i in range(ARROW_SCAN_FROM)]
+    goal = schema.goal
+    with world.engine.begin() as conn:
+        conn.execute(
+            goal.update()
+            .where(goal.c.userId == world.other)
+            .values(description=f"shared with {world.victim} (a [regex] ^meta$ test)")
+        )
+    subjects = [Subject(u) for u in [*ghosts, world.victim]]
+
+    results = verify_erased_many(world.engine, world.storage, subjects)
+
+    assert [r["passed"] for r in results] == [True] * len(ghosts) + [False]
+    goals_of_other = results[-1]["rowsFound"]
+    assert [(f["table"], f["column"]) for f in goals_of_other] == [("Goal", "description")]
+    assert goals_of_other[0]["rows"] >= 1
