@@ -1,7 +1,8 @@
 """Erasure of many users of the seeded population, against deleting their rows alone.
 
 Runs on a COPY of the bench database (CREATE DATABASE ... TEMPLATE), never on it: erasure
-deletes rows. The copy is migrated (this branch's tables), GOALPORT_BENCH_ERASURE_USERS
+deletes rows. (`bench/run.py` migrates the bench database it is given first: on a branch
+that adds a migration, give it a copy, GOALPORT_BENCH_DB=goalport_bench_<branch>.) The copy is migrated (this branch's tables), GOALPORT_BENCH_ERASURE_USERS
 users (default 1,000) are erased through `assets.gdpr.erasure` (request, tombstone, rows,
 storage sweep, verification) in runs of MAX_ERASURES_PER_RUN, as the sensor launches them;
 a few more one request at a time, as `goalport gdpr erase --now` does; and as many other
