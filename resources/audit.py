@@ -39,6 +39,11 @@ def subject_ref(user_id: str) -> str:
     return "subj_" + hmac.new(pseudonym_key(), user_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+class UserErasedError(RuntimeError):
+    """The user was erased (an erasure tombstone holds their pseudonym): a writer must not
+    record anything about them, and deletes what it wrote (resources/erasure_fence.py)."""
+
+
 def record_audit(
     connection: sa.Connection,
     *,
@@ -53,13 +58,19 @@ def record_audit(
     ip_address: str | None = None,
     user_agent: str | None = None,
 ) -> str:
-    """Insert one DataAuditLog row inside the caller's transaction; returns its id."""
+    """Insert one DataAuditLog row inside the caller's transaction; returns its id.
+
+    Raises UserErasedError for an erased `user_id`: an audit row must never name them again.
+    """
+    subject = subject or (subject_ref(user_id) if user_id else None)
+    if user_id and _tombstoned(connection, subject):
+        raise UserErasedError(f"user {subject} was erased: nothing is recorded about them")
     audit_id = new_id("aud_")
     connection.execute(
         schema.data_audit_log.insert().values(
             id=audit_id,
             userId=user_id,
-            subjectRef=subject or (subject_ref(user_id) if user_id else None),
+            subjectRef=subject,
             operation=operation,
             operationType=operation_type,
             dataTypes=json.dumps(sorted(set(data_types))),
@@ -72,3 +83,13 @@ def record_audit(
         )
     )
     return audit_id
+
+
+def _tombstoned(connection: sa.Connection, subject: str | None) -> bool:
+    tombstone = schema.erasure_tombstone
+    return (
+        connection.execute(
+            sa.select(tombstone.c.subjectRef).where(tombstone.c.subjectRef == subject)
+        ).first()
+        is not None
+    )

@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import PrivateAttr
 
 from resources import age
+from resources.audit import UserErasedError, subject_ref
+from resources.erasure_fence import fence_users
 from resources.schema import user_key
 from resources.settings import (
     MASTER_KEY_ENV,
@@ -208,16 +210,21 @@ class KeyVault(dg.ConfigurableResource):
 
     def ensure_user_key(self, user_id: str) -> str:
         """The user's recipient, creating and storing their identity on first use."""
-        return self.ensure_user_keys([user_id])[user_id]
+        recipient = self.ensure_user_keys([user_id]).get(user_id)
+        if recipient is None:
+            raise UserErasedError(f"user {subject_ref(user_id)} was erased: no key is created")
+        return recipient
 
     def ensure_user_keys(self, user_ids: Sequence[str]) -> dict[str, str]:
-        """Recipients for a batch of users, creating the missing identities in one go."""
+        """Recipients for a batch of users, creating the missing identities in one go; an
+        erased user (the erasure fence) gets none and is left out."""
         master = self._master()
         user_ids = list(dict.fromkeys(user_ids))
         with self._custody_transaction(exclusive=False) as conn:
             self._check_custody(conn, master)
             existing = self._recipients(conn, user_ids)
-            missing = [u for u in user_ids if u not in existing]
+            erased = fence_users(conn, [u for u in user_ids if u not in existing])
+            missing = [u for u in user_ids if u not in existing and u not in erased]
             if missing:
                 now = dt.datetime.now(dt.UTC)
                 rows = []
@@ -235,7 +242,7 @@ class KeyVault(dg.ConfigurableResource):
                 conn.execute(_insert_ignoring_existing(conn, rows))
                 # A concurrent run may have created some of them first: its keys win.
                 existing.update(self._recipients(conn, missing))
-        return {u: existing[u] for u in user_ids}
+        return {u: existing[u] for u in user_ids if u in existing}
 
     @staticmethod
     def _recipients(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str, str]:

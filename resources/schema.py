@@ -404,6 +404,9 @@ erasure_request = sa.Table(
     _ts("completedAt", nullable=True),
     sa.Column("receipt", sa.Text),  # JSON, no personal data
     sa.Column("errorMessage", sa.Text),
+    # executions that failed so far; a failed request is retried after a back-off that
+    # doubles with each (assets.gdpr.erasure)
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
 )
 
 user_key = sa.Table(
@@ -428,6 +431,31 @@ notification_outbox = sa.Table(
     sa.Column("lastError", sa.Text),
     _ts("createdAt"),
     _ts("sentAt", nullable=True),
+)
+
+# The erasure fence (resources/erasure_fence.py): one row per erased user, keyed by the audit
+# pseudonym, never the id. Every writer checks it in its final transaction.
+erasure_tombstone = sa.Table(
+    "ErasureTombstone",
+    metadata,
+    sa.Column("subjectRef", sa.Text, primary_key=True),
+    _ts("erasedAt"),
+)
+
+# Every place goalport wrote a file of a user outside their folders of the main storage
+# (`--out`, the bulk job's out_url, backup destinations) and its GDPR bundles: erasure
+# deletes from each, and expiry deletes those past `expiresAt`. Keyed by pseudonym, so that
+# a re-run erasure finds them after the user's rows are gone.
+file_location = sa.Table(
+    "FileLocation",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("subjectRef", sa.Text, nullable=False, index=True),
+    sa.Column("storageUrl", sa.Text, nullable=False),  # the storage's root URL
+    sa.Column("key", sa.Text, nullable=False),  # the file's key below it
+    sa.Column("kind", sa.Text, nullable=False),  # export, gdpr-bundle, backup
+    _ts("createdAt"),
+    _ts("expiresAt", nullable=True),
 )
 
 # Every goalport table that can hold a user's personal data, by the column naming the user.

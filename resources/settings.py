@@ -315,3 +315,22 @@ def api_service_rate_limit() -> int:
     """Calls per window for the service credential (all of the app's users share it):
     GOALPORT_API_SERVICE_RATE_LIMIT, else 20,000."""
     return _positive_int("GOALPORT_API_SERVICE_RATE_LIMIT", 20_000)
+
+
+ERASURE_RETRY_ENV = "GOALPORT_ERASURE_RETRY_SECONDS"
+DEFAULT_ERASURE_RETRY = dt.timedelta(minutes=5)
+
+
+def erasure_retry_base() -> dt.timedelta:
+    """The first back-off of a failed erasure (it doubles with each further failure, up to a
+    day): GOALPORT_ERASURE_RETRY_SECONDS, else 300."""
+    raw = os.environ.get(ERASURE_RETRY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_ERASURE_RETRY
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise SettingError(f"{ERASURE_RETRY_ENV}={raw!r}: give a number of seconds, 0 or more")
+    return dt.timedelta(seconds=seconds)

@@ -26,6 +26,12 @@ from assets.exports.job_status import ExportStatus, insert_jobs
 from resources import age
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import AppDatabase, ExtractFilter
+from resources.erasure_fence import (
+    erased_users,
+    fenced_transaction,
+    is_main_storage,
+    record_file_locations,
+)
 from resources.settings import export_expiry
 from resources.storage import ObjectStorage
 from resources.storage_layout import passphrase_export_key
@@ -73,6 +79,8 @@ def write_passphrase_export(
     payload = age.encrypt(archive, passphrase=passphrase, work_factor=work_factor)
     job_id = new_id("exp_")
     key = passphrase_export_key(user_id, created_at, job_id)
+    if erased_users(database.engine, [user_id]):  # the fence, before a file is written
+        raise BackupError(f"user {user_id} was erased meanwhile: nothing is written")
     stored = storage.write_bytes(key, payload)
     try:
         opened = open_backup(
@@ -88,7 +96,10 @@ def write_passphrase_export(
         raise
     now = utc_now()
     records = sum(counts.values())
-    with database.engine.begin() as conn:
+    undo = lambda: storage.delete(key)  # noqa: E731
+    with fenced_transaction(database.engine, user_id, undo=undo) as conn:
+        if not is_main_storage(storage):  # `--out`: erasure must find it there
+            record_file_locations(conn, storage, [(user_id, key)], "export")
         row = {
             "id": job_id,
             "userId": user_id,

@@ -41,13 +41,19 @@ from assets.backups.retention import apply_retention
 from assets.exports.batches import render_batch
 from assets.exports.job_status import ExportStatus, complete_job, fail_jobs
 from resources import age
-from resources.audit import record_audit, utc_now
+from resources.audit import UserErasedError, record_audit, utc_now
 from resources.database import AppDatabase, ExtractFilter
+from resources.erasure_fence import (
+    erased_users,
+    fenced_transaction,
+    is_main_storage,
+    record_file_locations,
+)
 from resources.keys import KeyCustodyError, KeyVault
 from resources.schema import backup_config as config_table
 from resources.schema import data_export_job as job_table
 from resources.storage import ObjectStorage, StorageError, StoredObject
-from resources.storage_layout import backup_key
+from resources.storage_layout import backup_folder, backup_key
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +243,14 @@ def run_backup_batch(
                     created_at,
                     run_id,
                 )
-            except (BackupError, StorageError, KeyCustodyError, age.AgeError, OSError) as exc:
+            except (
+                BackupError,
+                StorageError,
+                KeyCustodyError,
+                age.AgeError,
+                OSError,
+                UserErasedError,
+            ) as exc:
                 fail(job, str(exc))
                 continue
             outcome.completed.append(result)
@@ -259,6 +272,8 @@ def _write_and_verify(
     run_id: str | None,
 ) -> BackupResult:
     user_id = job["userId"]
+    if erased_users(engine, [user_id]):  # the fence, before a file is written
+        raise UserErasedError(f"backup request {job['id']}: the user was erased meanwhile")
     archive, _manifest = build_backup_archive(
         user_id=user_id,
         created_at=created_at,
@@ -285,7 +300,9 @@ def _write_and_verify(
     verified_at = utc_now()
     next_at = next_backup_after(verified_at, config.frequency, config.timezone)
     records = sum(counts.values())
-    with engine.begin() as conn:
+    with fenced_transaction(engine, user_id, undo=lambda: destination.delete(key)) as conn:
+        if not is_main_storage(destination):  # a destination of the user's: erasure goes there
+            record_file_locations(conn, destination, [(user_id, backup_folder(user_id))], "backup")
         done = complete_job(
             conn,
             job["id"],

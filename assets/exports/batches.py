@@ -23,6 +23,13 @@ from assets.formats.registry import REQUESTABLE_FORMATS, export_format
 from assets.quality.report import QualityReport
 from assets.quality.suites import check_batch_quality
 from resources.database import AppDatabase, ExtractedBatch, ExtractFilter
+from resources.erasure_fence import (
+    delete_stored,
+    erased_users,
+    fence_users,
+    is_main_storage,
+    record_file_locations,
+)
 from resources.storage import ObjectStorage, StoredObject
 from resources.storage_layout import export_key
 
@@ -233,18 +240,34 @@ def export_users(
     quality_gate: bool = True,
 ) -> BatchExportResult:
     """Extract `user_ids` in one batch and write each user's files in every format; with
-    `quality_gate`, the suites run once on the batch and keep out the users that fail."""
+    `quality_gate`, the suites run once on the batch and keep out the users that fail.
+    Files written outside the main storage (`goalport export --out`) are recorded in
+    `FileLocation` for erasure; a user erased meanwhile keeps no file (the fence)."""
     formats = check_formats(formats)
     exported_at = exported_at or dt.datetime.now(dt.UTC)
     batch = database.extract(user_ids, filters)
+    record = not is_main_storage(storage)
+
+    def user_done(user_id: str, files: list[ExportedFile]) -> None:
+        with database.engine.begin() as conn:
+            if fence_users(conn, [user_id]):
+                delete_stored(f.stored for f in files)
+                files = []
+            elif record:
+                keys = [(user_id, f.stored.key) for f in files]
+                record_file_locations(conn, storage, keys, "export")
+        if on_user_done is not None:
+            on_user_done(user_id, files)
+
     return write_batch(
         batch,
         storage,
         formats,
         exported_at=exported_at,
-        on_user_done=on_user_done,
+        on_user_done=user_done,
         workers=workers,
         quality_gate=quality_gate,
+        skip_user=lambda user_id: bool(erased_users(database.engine, [user_id])),
     )
 
 
@@ -259,6 +282,7 @@ def write_batch(
     key_suffix: Callable[[str], str] | None = None,
     quality_gate: bool = True,
     quality: QualityReport | None = None,
+    skip_user: Callable[[str], bool] | None = None,
 ) -> BatchExportResult:
     """Render and store every found user of an extracted batch.
 
@@ -271,7 +295,8 @@ def write_batch(
     worker), then read back from storage and matched byte for byte (SHA-256) with the
     file that was checked. An incomplete file is deleted and its user failed.
     `on_user_done` is called once per user with the files that passed (none for a user
-    the gate stopped).
+    the gate stopped). A user for whom `skip_user` says True just before their files would
+    be stored (the erasure fence: erased since extraction) gets no file and no call.
     """
     import time
 
@@ -300,6 +325,8 @@ def write_batch(
     for user_id, files, completeness_by_format in _map_users(
         _render_and_verify_chunk, per_user, formats, exported_at, filters, workers, checksums
     ):
+        if skip_user is not None and skip_user(user_id):
+            continue
         counts = {name: t.num_rows for name, t in per_user[user_id].items()}
         written, problems = [], []
         for fmt, data in files.items():

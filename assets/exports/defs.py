@@ -166,6 +166,7 @@ def export_files(
             quality=extracted_batch.quality,
             on_user_done=progress.user_done,
             key_suffix=progress.key_suffix,
+            skip_user=progress.is_erased,
         )
     except Exception as exc:
         progress.abort(f"{type(exc).__name__}: {exc}")

@@ -4,6 +4,10 @@ default); afterwards its file is deleted and its row marked `expired`, with an a
 The file goes first and the row after: a crash in between leaves a completed row whose file
 is already gone, which the next clean-up finishes (`files_already_gone`), never an expired
 row whose file still holds the user's data.
+
+The same clean-up deletes what no row keeps track of once it is past the expiry: files at
+an expired `FileLocation` (GDPR bundles in the main storage), orphaned export files (their
+row failed after the file was written, or is gone) and files left in the import inbox.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import sqlalchemy as sa
 from assets.exports.job_rows import ExportJob
 from assets.exports.job_status import ExportStatus, expire_jobs, job_table
 from resources.audit import record_audit, utc_now
+from resources.erasure_fence import expired_file_locations, forget_file_locations
+from resources.settings import export_expiry
 from resources.storage import ObjectStorage
+from resources.storage_layout import EXPORTS_PREFIX, INBOX_PREFIX
 
 
 @dataclass
@@ -25,6 +32,8 @@ class ExpiryOutcome:
     files_deleted: int = 0
     files_already_gone: int = 0
     not_in_storage: dict[str, str] = field(default_factory=dict)  # job id -> file URL
+    located_files_deleted: int = 0  # expired FileLocation files (GDPR bundles)
+    orphans_deleted: int = 0  # export files no live row names, inbox files, past expiry
 
 
 def storage_key_of(storage: ObjectStorage, url: str | None) -> str | None:
@@ -71,4 +80,52 @@ def expire_exports(
                     details={"jobId": job.id, "format": job.format, "fileUrl": job.file_url},
                 )
                 outcome.expired.append(job.id)
+    outcome.located_files_deleted = _expire_located_files(engine, now)
+    outcome.orphans_deleted = _sweep_orphans(engine, storage, now)
     return outcome
+
+
+def _expire_located_files(engine: sa.Engine, now: dt.datetime) -> int:
+    with engine.connect() as conn:
+        due = expired_file_locations(conn, now)
+    deleted = sum(location.storage().delete_prefix(location.key) for location in due)
+    with engine.begin() as conn:
+        forget_file_locations(conn, [location.id for location in due])
+    return deleted
+
+
+def _modified_at(info: dict) -> dt.datetime | None:
+    value = info.get("mtime") or info.get("LastModified") or info.get("created")
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return value if isinstance(value, dt.datetime) else None
+
+
+def _sweep_orphans(engine: sa.Engine, storage: ObjectStorage, now: dt.datetime) -> int:
+    """Delete export files that no pending, processing or completed row names, and inbox
+    files, once they are older than the export expiry."""
+    cutoff = now - export_expiry()
+    with engine.connect() as conn:
+        live = set(
+            conn.execute(
+                sa.select(job_table.c.fileUrl).where(
+                    job_table.c.fileUrl.is_not(None),
+                    job_table.c.status.in_(
+                        [
+                            ExportStatus.PENDING.value,
+                            ExportStatus.PROCESSING.value,
+                            ExportStatus.COMPLETED.value,
+                        ]
+                    ),
+                )
+            ).scalars()
+        )
+    deleted = 0
+    for prefix, kept in ((EXPORTS_PREFIX, live), (INBOX_PREFIX, set())):
+        for key in storage.list(prefix):
+            if storage.object_url(key) in kept:
+                continue
+            modified = _modified_at(storage.info(key))
+            if modified is not None and modified <= cutoff:
+                deleted += storage.delete(key)
+    return deleted

@@ -48,8 +48,9 @@ from assets.exports.notifications import (
     queue_notification,
 )
 from resources import settings
-from resources.audit import new_id, record_audit, utc_now
+from resources.audit import UserErasedError, new_id, record_audit, utc_now
 from resources.database import AppDatabase, ExtractedBatch, ExtractFilter
+from resources.erasure_fence import delete_stored, erased_users, fenced_transaction
 from resources.schema import owner_column
 from resources.storage import ObjectStorage
 
@@ -206,10 +207,25 @@ class ExportBatchProgress:
         self._fail_users(missing)
 
     def user_done(self, user_id: str, files: Sequence[ExportedFile]) -> None:
-        """Mark the user's rows completed with their files (one transaction per user)."""
+        """Mark the user's rows completed with their files (one transaction per user); if
+        the user was erased meanwhile, delete the files instead (the erasure took the rows)."""
+        try:
+            self._complete_user(user_id, files)
+        except UserErasedError:
+            log.warning("export jobs %s: the user was erased meanwhile", self._job_ids_of(user_id))
+
+    def is_erased(self, user_id: str) -> bool:
+        """The fence before publishing a file: the user was erased after extraction."""
+        return bool(erased_users(self.engine, [user_id]))
+
+    def _job_ids_of(self, user_id: str) -> list[str]:
+        return [j.id for j in self._by_user.get(user_id, [])]
+
+    def _complete_user(self, user_id: str, files: Sequence[ExportedFile]) -> None:
         now = utc_now()
         by_format = {f.format: f for f in files}
-        with self.engine.begin() as conn:
+        undo = lambda: delete_stored(f.stored for f in files)  # noqa: E731
+        with fenced_transaction(self.engine, user_id, undo=undo) as conn:
             for job in self._by_user.get(user_id, []):
                 exported = by_format.get(job.format)
                 if exported is None:
@@ -368,12 +384,14 @@ def process_claimed_batch(
     expires_in: dt.timedelta | None = None,
     workers: int | None = None,
     on_user_done: Callable[[str], None] | None = None,
+    after_extraction: Callable[[], object] | None = None,
 ) -> BatchOutcome:
     """Export one claimed batch in this process and keep its rows in step.
 
     The same steps the Dagster run takes (`assets.exports.defs`), without a run: for
     `goalport exports process`. An error fails the batch's unfinished rows with its message
     and is returned in the outcome, so one bad batch does not stop the next.
+    `after_extraction` is called between extraction and writing (a test pauses there).
     """
     progress = ExportBatchProgress.load(
         database.engine,
@@ -393,6 +411,8 @@ def process_claimed_batch(
     try:
         extracted = database.extract(progress.user_ids, batch.extract_filter)
         progress.started(extracted)
+        if after_extraction is not None:
+            after_extraction()
         result = write_batch(
             extracted,
             storage,
@@ -401,6 +421,7 @@ def process_claimed_batch(
             on_user_done=user_done,
             workers=workers,
             key_suffix=progress.key_suffix,
+            skip_user=progress.is_erased,
         )
         outcome = progress.finished(result)
     except Exception as exc:  # the rows must say why, whatever broke

@@ -45,7 +45,15 @@ from assets.formats.csv import declared_references
 from resources import schema
 from resources.audit import new_id, subject_ref, utc_now
 from resources.database import AppDatabase, ExtractedBatch, pg_text_array, split_by_user
+from resources.erasure_fence import (
+    delete_stored,
+    erased_users,
+    fence_users,
+    is_main_storage,
+    record_file_locations,
+)
 from resources.schema import owner_column
+from resources.settings import export_expiry
 from resources.storage import ObjectStorage, StoredObject
 from resources.storage_layout import gdpr_bundle_key
 
@@ -371,6 +379,8 @@ def _render_and_store(
         except ValueError as exc:
             failed[user_id] = str(exc)
             continue
+        if erased_users(database.engine, [user_id]):  # the fence: erased since extraction
+            continue
         stored = storage.write_bytes(gdpr_bundle_key(user_id, settings.exported_at), data)
         complete = all(live.get(n) == c for n, c in counts.items()) and live.get(
             "DataAuditLog"
@@ -468,7 +478,7 @@ class GdprBundleExporter:
 
         def finished(index: int, outcome) -> None:
             bundles, missing, failed = outcome
-            self._record_audit(bundles)
+            bundles = self._record_written(bundles)
             results[index].bundles.extend(bundles)
             if keep_bundles:
                 total.bundles.extend(bundles)
@@ -522,11 +532,15 @@ class GdprBundleExporter:
         _index, user_ids, live_counts = planned
         return export_chunk_with(self.database, self.storage, self.settings, user_ids, live_counts)
 
-    def _record_audit(self, bundles: list[GdprBundleFile]) -> None:
-        """One audit entry per bundle written (one INSERT per chunk)."""
-        if not bundles or not self.record_audit:
-            return
+    def _record_written(self, bundles: list[GdprBundleFile]) -> list[GdprBundleFile]:
+        """The final transaction of a chunk (the erasure fence): the bundles of users erased
+        meanwhile are deleted and left out; the others get their audit entry (one INSERT
+        per chunk) and their `FileLocation`, which expires like an export in the main
+        storage (a copy elsewhere is the operator's, kept until the user is erased)."""
+        if not bundles:
+            return bundles
         now = utc_now()
+        expires_at = now + export_expiry() if is_main_storage(self.storage) else None
         rows = [
             {
                 "id": new_id("aud_"),
@@ -552,7 +566,15 @@ class GdprBundleExporter:
             for b in bundles
         ]
         with self.database.engine.begin() as conn:
-            conn.execute(schema.data_audit_log.insert(), rows)
+            erased = fence_users(conn, [b.user_id for b in bundles])
+            delete_stored(b.stored for b in bundles if b.user_id in erased)
+            bundles = [b for b in bundles if b.user_id not in erased]
+            written = [(b.user_id, b.stored.key) for b in bundles]
+            record_file_locations(conn, self.storage, written, "gdpr-bundle", expires_at=expires_at)
+            rows = [r for r in rows if r["userId"] not in erased]
+            if rows and self.record_audit:
+                conn.execute(schema.data_audit_log.insert(), rows)
+        return bundles
 
 
 def export_gdpr_bundles(

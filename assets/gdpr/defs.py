@@ -384,12 +384,13 @@ def erasure_job():
     description="Launches erasure_job for erasure requests past their grace period.",
 )
 def due_erasures_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
-    """Due (and interrupted) erasure requests become one run; the run key names the
-    requests and their states, so a request is launched once per state."""
+    """Due (interrupted, and failed past their back-off) erasure requests become one run;
+    the run key names the requests, their states and failures so far, so a request is
+    launched once per state and once per retry."""
     due = due_erasure_requests(database.engine, limit=MAX_ERASURES_PER_RUN)
     if not due:
         return dg.SkipReason("no erasure request is due")
-    states = ",".join(f"{r.id}:{r.status}" for r in due)
+    states = ",".join(f"{r.id}:{r.status}:{r.attempts}" for r in due)
     run_key = "erasure-" + hashlib.sha256(states.encode()).hexdigest()[:24]
     context.log.info(f"{len(due)} erasure requests due")
     return dg.RunRequest(

@@ -4,7 +4,8 @@ proven gone. Dagster-free: the erasure job, its sensor and the CLI all call this
 A request (`ErasureRequest` row, `pending`) waits until `notBefore` (the grace period, in
 which it can be cancelled). Executing it:
 
-1. in ONE transaction: every row of the user in every app table and in goalport's own tables
+1. in ONE transaction: the erasure tombstone (`resources.erasure_fence`: from its commit on,
+   no writer records the user again, and runs in flight delete what they write), every row of the user in every app table and in goalport's own tables
    (export/import jobs, import history, external refs, backup settings, notifications, the
    wrapped key: crypto-shredding every backup encrypted to it), private templates they
    authored deleted and public ones made anonymous; their audit-log entries keep only the
@@ -13,16 +14,25 @@ which it can be cancelled). Executing it:
    it still has to clean, so that a crash after the commit can be resumed;
 2. their files deleted: every folder of theirs in the main storage
    (`resources.storage_layout.user_prefixes`: exports, backups, GDPR bundles, the import
-   inbox and stored import plans), and `backups/<id>/` below their own backup destination;
+   inbox and stored import plans), every recorded `FileLocation` (`--out` copies, the bulk
+   job's out_url, backup destinations, GDPR bundles), and the user's folders below each
+   of those other storages and their backup destinations;
 3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs`):
    every run that mentions the user is deleted, when a `run_history` is given (the erasure
    job and the CLI give it);
-4. verification: every text column of every table in the database (found by reflection, so
-   tables added later are covered) is searched for the user id, every storage prefix is
-   listed, and the run history searched again; all must find nothing;
-5. the request becomes `completed` (or `failed`, saying where something was found), its
-   `userId` is cleared, and a receipt with no personal data (pseudonym, times, tables and
-   prefixes touched, counts, the verification's result) goes into the audit log.
+4. verification (`assets.gdpr.erasure_verify`, for a batch of requests at once): every
+   text column of every table in the database (found by reflection, so tables added later
+   are covered) is searched for the user id, every storage prefix is listed (in the main
+   storage and every other place recorded), and the run history searched again; all must
+   find nothing;
+5. the request becomes `completed`, its `userId` is cleared, and a receipt with no personal
+   data (pseudonym, times, tables and prefixes touched, counts, what was searched and the
+   verification's result) goes into the audit log. Or it becomes `failed`, saying where
+   something was found or which step raised, keeping what a retry needs: the sensor runs
+   it again after a back-off that doubles with each failure (`retry_delay`).
+
+Every step can be repeated: a request is accepted for a user no row names any more (their
+files may remain), and erasing twice sweeps every place again and reports what it found.
 """
 
 from __future__ import annotations
@@ -31,16 +41,29 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import sqlalchemy as sa
 
+from assets.gdpr.erasure_verify import (
+    RunHistory,
+    Subject,
+    contains,
+    other_storages,
+    verify_erased_many,
+)
 from resources import schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
+from resources.erasure_fence import (
+    erased_users,
+    file_locations,
+    forget_file_locations,
+    lock_subject_exclusively,
+    place_tombstone,
+)
 from resources.schema import as_utc, owner_column
-from resources.settings import erasure_grace_period
+from resources.settings import erasure_grace_period, erasure_retry_base
 from resources.storage import ObjectStorage
-from resources.storage_layout import USER_AREAS, destination_prefixes, user_prefixes
+from resources.storage_layout import user_prefixes
 
 PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
     "pending",
@@ -52,6 +75,8 @@ PENDING, ERASING, COMPLETED, FAILED, CANCELLED = (
 # An erasure still `erasing` this long after its rows were deleted was interrupted: it is
 # due again (steps 2-4 are safe to repeat).
 RESUME_AFTER = dt.timedelta(minutes=15)
+# A failed erasure is retried after erasure_retry_base() * 2**(failures - 1), at most this.
+MAX_RETRY_DELAY = dt.timedelta(days=1)
 ERASED = "[erased]"
 
 # What an audit entry of an erased user may keep in `details`: what was done, never about
@@ -87,14 +112,6 @@ class ErasureError(ValueError):
     """The request cannot be made, cancelled or executed; the message says why."""
 
 
-class RunHistory(Protocol):
-    """An orchestrator's records of its runs (`assets.gdpr.defs.DagsterRunHistory`)."""
-
-    def runs_mentioning(self, needle: str) -> list[str]: ...
-
-    def forget(self, needle: str) -> int: ...
-
-
 @dataclass(frozen=True)
 class ErasureRequest:
     id: str
@@ -106,6 +123,7 @@ class ErasureRequest:
     completed_at: dt.datetime | None
     receipt: dict | None
     error_message: str | None
+    attempts: int = 0
 
     @classmethod
     def from_row(cls, row) -> ErasureRequest:
@@ -119,13 +137,16 @@ class ErasureRequest:
             completed_at=as_utc(row.completedAt),
             receipt=json.loads(row.receipt) if row.receipt else None,
             error_message=row.errorMessage,
+            attempts=row.attempts or 0,
         )
 
 
 # ---------------------------------------------------------------- requests
 
 
-def _holds_data(conn: sa.Connection, user_id: str) -> bool:
+def holds_data(conn: sa.Connection, user_id: str) -> bool:
+    """Whether any table row names the user (a request is accepted either way: files and
+    Dagster records can outlive the rows)."""
     if conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id)).first():
         return True
     for table in schema.OWN_TABLES_WITH_USER:
@@ -149,9 +170,12 @@ def request_erasure(
     """A pending request to erase `user_id` after the grace period (None: the configured one).
 
     A user already pending keeps their request; asking again with a shorter grace brings
-    it forward (`--now`), never later. Each request (and each bringing forward) is in the
-    audit log with who asked (`requested_by`: the user, or an operator), which the
-    erasure keeps under the pseudonym.
+    it forward (`--now`), never later; a failed one is brought forward the same way. A
+    request is accepted even when no row names the user (erasing twice, or files left by
+    an earlier erasure): the execution sweeps every place anyway and its receipt says
+    what it found. Each request (and each bringing forward) is in the audit log with who
+    asked (`requested_by`: the user, or an operator), which the erasure keeps under the
+    pseudonym.
     """
     now = now or utc_now()
     grace = erasure_grace_period() if grace is None else grace
@@ -159,11 +183,12 @@ def request_erasure(
     with engine.begin() as conn:
         existing = conn.execute(
             sa.select(requests_table).where(
-                requests_table.c.userId == user_id, requests_table.c.status.in_([PENDING, ERASING])
+                requests_table.c.userId == user_id,
+                requests_table.c.status.in_([PENDING, ERASING, FAILED]),
             )
         ).first()
         if existing is not None:
-            if existing.status == PENDING and as_utc(existing.notBefore) > not_before:
+            if existing.status in (PENDING, FAILED) and as_utc(existing.notBefore) > not_before:
                 conn.execute(
                     requests_table.update()
                     .where(requests_table.c.id == existing.id)
@@ -171,8 +196,6 @@ def request_erasure(
                 )
                 _audit_request(conn, user_id, existing.id, "erasure-brought-forward", requested_by)
             return _load(conn, existing.id)
-        if not _holds_data(conn, user_id):
-            raise ErasureError(f"no data is held about user {user_id!r}: nothing to erase")
         request_id = new_id("era_")
         conn.execute(
             requests_table.insert().values(
@@ -192,9 +215,11 @@ def _audit_request(
     conn: sa.Connection, user_id: str, request_id: str, operation: str, actor: str
 ) -> None:
     request = _load(conn, request_id)
+    erased_before = bool(erased_users(conn, [user_id]))  # an audit row never names them again
     record_audit(
         conn,
-        user_id=user_id,
+        user_id=None if erased_before else user_id,
+        subject=request.subject_ref,
         operation=operation,
         operation_type="gdpr",
         actor=actor,
@@ -255,14 +280,16 @@ def erasure_requests(engine: sa.Engine, user_id: str) -> list[ErasureRequest]:
 def due_erasure_requests(
     engine: sa.Engine, *, now: dt.datetime | None = None, limit: int = 100
 ) -> list[ErasureRequest]:
-    """Pending requests past their grace period, and interrupted ones (`erasing` for longer
-    than RESUME_AFTER: while erasing, `notBefore` says when it may be resumed), oldest first."""
+    """Pending requests past their grace period, interrupted ones (`erasing` for longer
+    than RESUME_AFTER: while erasing, `notBefore` says when it may be resumed) and failed
+    ones whose back-off is over (`notBefore` again), oldest first."""
     now = now or utc_now()
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(requests_table)
             .where(
-                requests_table.c.status.in_([PENDING, ERASING]),
+                requests_table.c.status.in_([PENDING, ERASING, FAILED]),
+                requests_table.c.userId.is_not(None),
                 requests_table.c.notBefore <= now,
             )
             .order_by(requests_table.c.notBefore, requests_table.c.id)
@@ -293,33 +320,13 @@ def execute_erasure(
     now: dt.datetime | None = None,
     run_history: RunHistory | None = None,
 ) -> ErasureOutcome:
-    """Carry out one request (see the module docstring); `force` skips the grace period."""
-    now = now or utc_now()
-    request = get_erasure_request(engine, request_id)
-    if request.status not in (PENDING, ERASING):
-        raise ErasureError(f"erasure request {request_id} is {request.status}, not pending")
-    if request.status == PENDING and request.not_before > now and not force:
-        raise ErasureError(
-            f"erasure request {request_id} is in its grace period until "
-            f"{request.not_before:%Y-%m-%d %H:%M} UTC (it can still be cancelled)"
-        )
-    state = _delete_rows(engine, request, now)
-    if state is None:  # another process finished it meanwhile
-        request = get_erasure_request(engine, request_id)
-        return ErasureOutcome(request, request.receipt or {})
-    user_id = request.user_id
-    assert user_id is not None, "a pending or erasing request still names its user"
-    state["storageObjectsDeleted"] = _delete_files(storage, user_id, state["destinations"])
-    state["runsDeleted"] = run_history.forget(user_id) if run_history is not None else None
-    verification = verify_erased(
-        engine,
-        storage,
-        user_id,
-        destinations=state["destinations"],
-        exclude_request_id=request.id,
-        run_history=run_history,
+    """Carry out one request (see the module docstring); `force` skips the grace period
+    (and a failed request's back-off). A step that raises fails the request with the
+    reason; it is retried after its back-off."""
+    (outcome,) = _execute(
+        engine, storage, [request_id], force=force, now=now, run_history=run_history, strict=True
     )
-    return _finish(engine, request, state, verification)
+    return outcome
 
 
 def execute_due_erasures(
@@ -330,28 +337,98 @@ def execute_due_erasures(
     limit: int = 100,
     run_history: RunHistory | None = None,
 ) -> list[ErasureOutcome]:
-    """Execute the named requests, or every due one; one failing does not stop the others."""
+    """Execute the named requests, or every due one; one failing does not stop the others.
+    They are verified together (one search of the database for all of them)."""
     ids = list(request_ids) or [r.id for r in due_erasure_requests(engine, limit=limit)]
-    outcomes = []
-    for request_id in ids:
+    return _execute(engine, storage, ids, run_history=run_history)
+
+
+def _execute(
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    request_ids: Sequence[str],
+    *,
+    force: bool = False,
+    now: dt.datetime | None = None,
+    run_history: RunHistory | None = None,
+    strict: bool = False,
+) -> list[ErasureOutcome]:
+    """Steps 1-3 request by request, step 4 for all of them at once, then step 5 each.
+    `strict`: a request that cannot run raises ErasureError (else it is skipped)."""
+    now = now or utc_now()
+    outcomes: dict[str, ErasureOutcome] = {}
+    swept: list[tuple[ErasureRequest, dict]] = []
+    for request_id in request_ids:
         try:
-            outcomes.append(execute_erasure(engine, storage, request_id, run_history=run_history))
+            request = _runnable(engine, request_id, now, force)
         except ErasureError:
+            if strict:
+                raise
             continue
-    return outcomes
+        state = _delete_rows(engine, request, now)
+        if state is None:  # another process finished it meanwhile
+            request = get_erasure_request(engine, request_id)
+            outcomes[request_id] = ErasureOutcome(request, request.receipt or {})
+            continue
+        try:
+            state["storageObjectsDeleted"] = _delete_files(engine, storage, request, state)
+            user_id = request.user_id or ""
+            state["runsDeleted"] = run_history.forget(user_id) if run_history else None
+        except Exception as exc:  # the request must say why, and be retried
+            state.setdefault("storageObjectsDeleted", {})
+            failure = {"passed": False, "error": _scrubbed_error(exc, request, state)}
+            outcomes[request_id] = _finish(engine, request, state, failure)
+            continue
+        swept.append((request, state))
+    subjects = [Subject(r.user_id or "", tuple(s["destinations"]), r.id) for r, s in swept]
+    try:
+        checks = verify_erased_many(engine, storage, subjects, run_history=run_history)
+    except Exception as exc:
+        checks = [{"passed": False, "error": _scrubbed_error(exc, r, s)} for r, s in swept]
+    for (request, state), verification in zip(swept, checks, strict=True):
+        outcomes[request.id] = _finish(engine, request, state, verification)
+    return [outcomes[i] for i in request_ids if i in outcomes]
+
+
+def _runnable(engine: sa.Engine, request_id: str, now: dt.datetime, force: bool) -> ErasureRequest:
+    request = get_erasure_request(engine, request_id)
+    if request.status not in (PENDING, ERASING, FAILED) or request.user_id is None:
+        raise ErasureError(f"erasure request {request_id} is {request.status}, not pending")
+    if request.status != ERASING and request.not_before > now and not force:
+        raise ErasureError(
+            f"erasure request {request_id} is in its grace period until "
+            f"{request.not_before:%Y-%m-%d %H:%M} UTC (it can still be cancelled)"
+        )
+    return request
+
+
+def _scrubbed_error(exc: Exception, request: ErasureRequest, state: dict) -> str:
+    """Why a step failed, without the user's id or places: the message goes into logs and
+    Dagster's records."""
+    personal = _longest_first([request.user_id, *state["destinations"]])
+    return _scrub_text(f"{type(exc).__name__}: {exc}", personal, ERASED)
 
 
 def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -> dict | None:
-    """Step 1, in one transaction; returns the state that steps 2-4 need."""
+    """Step 1, in one transaction; returns the state that steps 2-4 need.
+
+    The tombstone goes in first, under the fence's exclusive lock (resources/erasure_fence):
+    from its commit on, no writer records anything about the user, and runs in flight
+    delete the files they write. Their job rows go with the rest: that is how an in-flight
+    run is cancelled (it finds its rows gone and the tombstone). Repeating this step (a
+    resumed, retried or second erasure) deletes what has appeared since, adding to the
+    counts of the earlier attempts.
+    """
     with engine.begin() as conn:
         locked = conn.execute(
             sa.select(requests_table).where(requests_table.c.id == request.id).with_for_update()
         ).first()
-        if locked is None or locked.status not in (PENDING, ERASING):
+        if locked is None or locked.status not in (PENDING, ERASING, FAILED):
             return None
-        if locked.status == ERASING:  # resumed after an interruption: rows are gone already
-            return json.loads(locked.receipt)
         user_id = locked.userId
+        earlier = json.loads(locked.receipt) if locked.status != PENDING and locked.receipt else {}
+        lock_subject_exclusively(conn, request.subject_ref)
+        place_tombstone(conn, request.subject_ref, now)
         destinations = [
             url
             for url in conn.execute(
@@ -361,6 +438,8 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             ).scalars()
             if url
         ]
+        destinations = list(dict.fromkeys([*earlier.get("destinations", []), *destinations]))
+        in_flight = _jobs_in_flight(conn, user_id)
         identifying = _identifying_values(conn, user_id)
         deleted: dict[str, int] = {}
         for table in reversed(schema.APP_TABLES):
@@ -392,16 +471,21 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
         pseudonymised = _pseudonymise_audit(
             conn, user_id, request.subject_ref, identifying, destinations
         )
+        before = earlier.get("rowsDeleted", {})
         state = {
-            "notBefore": as_utc(locked.notBefore).isoformat(),
-            "startedAt": now.isoformat(),
+            "notBefore": earlier.get("notBefore", as_utc(locked.notBefore).isoformat()),
+            "startedAt": earlier.get("startedAt", now.isoformat()),
             "rowsDeletedAt": utc_now().isoformat(),
-            "rowsDeleted": {name: n for name, n in deleted.items()},
-            "auditEntriesPseudonymised": pseudonymised,
-            "templatesDeleted": templates_deleted,
-            "templatesAnonymised": templates_anonymised,
-            "keyDestroyed": key_destroyed,
-            # personal (a URL of the user's), kept only until the erasure completes
+            "rowsDeleted": {
+                name: before.get(name, 0) + deleted.get(name, 0) for name in {*before, *deleted}
+            },
+            "jobsInFlightCancelled": earlier.get("jobsInFlightCancelled", 0) + in_flight,
+            "auditEntriesPseudonymised": earlier.get("auditEntriesPseudonymised", 0)
+            + pseudonymised,
+            "templatesDeleted": earlier.get("templatesDeleted", 0) + templates_deleted,
+            "templatesAnonymised": earlier.get("templatesAnonymised", 0) + templates_anonymised,
+            "keyDestroyed": bool(earlier.get("keyDestroyed")) or key_destroyed,
+            # personal (URLs of the user's), kept only until the erasure completes
             "destinations": destinations,
         }
         conn.execute(
@@ -410,6 +494,22 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             .values(status=ERASING, receipt=json.dumps(state), notBefore=now + RESUME_AFTER)
         )
         return state
+
+
+IN_FLIGHT = ("pending", "processing", "staged", "previewed")
+
+
+def _jobs_in_flight(conn: sa.Connection, user_id: str) -> int:
+    """The user's export, backup and import jobs not yet finished (their runs are cancelled
+    by deleting these rows under the tombstone)."""
+    return sum(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                table.c.userId == user_id, table.c.status.in_(IN_FLIGHT)
+            )
+        ).scalar_one()
+        for table in (schema.data_export_job, schema.data_import_job)
+    )
 
 
 def _identifying_values(conn: sa.Connection, user_id: str) -> list[str]:
@@ -474,8 +574,8 @@ def _pseudonymise_audit(
     those mentions, and nothing else. Returns the number of entries changed."""
     mentions = [
         audit_table.c.userId == user_id,
-        *(_contains(conn, audit_table.c.actor, v) for v in identifying),
-        *(_contains(conn, audit_table.c.details, v) for v in identifying),
+        *(contains(conn, audit_table.c.actor, v) for v in identifying),
+        *(contains(conn, audit_table.c.details, v) for v in identifying),
     ]
     rows = conn.execute(
         sa.select(
@@ -517,96 +617,48 @@ def _pseudonymise_audit(
     return len(updates)
 
 
-def _contains(conn: sa.Connection, column: sa.ColumnElement, value: str) -> sa.ColumnElement:
-    """`value` occurs in `column` (exactly, case-sensitive, no wildcards)."""
-    if conn.dialect.name == "postgresql":
-        return sa.func.strpos(column, value) > 0
-    return sa.func.instr(column, value) > 0
-
-
-def _destination_storages(destinations: Sequence[str]) -> list[ObjectStorage]:
-    return [ObjectStorage(url=url) for url in dict.fromkeys(destinations)]
-
-
-def _delete_files(storage: ObjectStorage, user_id: str, destinations: Sequence[str]) -> dict:
+def _delete_files(
+    engine: sa.Engine, storage: ObjectStorage, request: ErasureRequest, state: dict
+) -> dict:
+    """Step 2: the user's folders in the main storage, every recorded file location, and
+    the user's folders below each backup destination and recorded storage root. A location
+    whose file is gone is forgotten; the roots stay in `state["destinations"]` until the
+    erasure completes, so that a retry and the verification look there again."""
+    user_id = request.user_id
+    assert user_id is not None
     deleted = {area: storage.delete_prefix(p) for area, p in user_prefixes(user_id).items()}
-    deleted["backupDestinations"] = sum(
-        place.delete_prefix(p)
-        for place in _destination_storages(destinations)
-        for p in destination_prefixes(user_id)
+    with engine.connect() as conn:
+        located = file_locations(conn, request.subject_ref)
+    state["destinations"] = list(
+        dict.fromkeys([*state["destinations"], *(loc.storage_url for loc in located)])
     )
+    recorded, gone = 0, []
+    for location in located:
+        place = location.storage()
+        recorded += place.delete_prefix(location.key)  # a file, or a folder (backups)
+        if not place.list(location.key):
+            gone.append(location.id)
+    deleted["recordedLocations"] = recorded
+    deleted["otherStorages"] = sum(
+        place.delete_prefix(p)
+        for place in other_storages(storage, state["destinations"])
+        for p in user_prefixes(user_id).values()
+    )
+    with engine.begin() as conn:
+        forget_file_locations(conn, gone)
     return deleted
 
 
-def verify_erased(
-    engine: sa.Engine,
-    storage: ObjectStorage,
-    user_id: str,
-    *,
-    destinations: Sequence[str] = (),
-    exclude_request_id: str | None = None,
-    run_history: RunHistory | None = None,
-) -> dict:
-    """Search every text column of every table for `user_id`, list its storage prefixes,
-    and search the `run_history` when given.
-
-    Returns counts only (never values): tables and columns scanned, where something was
-    found, how many objects and runs remain, and `passed`. `exclude_request_id` leaves out
-    the request being executed (it names the user until it completes).
-    """
-    found = []
-    columns_scanned = 0
-    with engine.connect() as conn:
-        reflected = sa.MetaData()
-        reflected.reflect(bind=conn)
-        for table in reflected.sorted_tables:
-            if table.name == "alembic_version":
-                continue
-            text_columns = [c for c in table.columns if isinstance(c.type, sa.String | sa.JSON)]
-            if not text_columns:
-                continue
-            columns_scanned += len(text_columns)
-            counts = [
-                sa.func.coalesce(
-                    sa.func.sum(
-                        sa.case((_contains(conn, sa.cast(c, sa.Text), user_id), 1), else_=0)
-                    ),
-                    0,
-                ).label(c.name)
-                for c in text_columns
-            ]
-            query = sa.select(*counts).select_from(table)
-            if table.name == requests_table.name and exclude_request_id is not None:
-                query = query.where(table.c.id != exclude_request_id)
-            row = conn.execute(query).one()
-            for column, n in zip(text_columns, row, strict=True):
-                if n:
-                    found.append({"table": table.name, "column": column.name, "rows": int(n)})
-        tables_scanned = len([t for t in reflected.sorted_tables if t.name != "alembic_version"])
-    left = {area: len(storage.list(p)) for area, p in user_prefixes(user_id).items()}
-    left["backupDestinations"] = sum(
-        len(place.list(p))
-        for place in _destination_storages(destinations)
-        for p in destination_prefixes(user_id)
-    )
-    objects_found = sum(left.values())
-    runs_found = len(run_history.runs_mentioning(user_id)) if run_history is not None else 0
-    return {
-        "passed": not found and objects_found == 0 and runs_found == 0,
-        "runHistorySearched": run_history is not None,
-        "runsFound": runs_found,
-        "tablesScanned": tables_scanned,
-        "textColumnsScanned": columns_scanned,
-        "rowsFound": found,
-        "storagePrefixesChecked": len(USER_AREAS)
-        + len(set(destinations)) * len(destination_prefixes(user_id)),
-        "objectsFound": objects_found,
-    }
+def retry_delay(failures: int) -> dt.timedelta:
+    """The back-off after the `failures`-th failure: doubling from erasure_retry_base()."""
+    return min(erasure_retry_base() * 2 ** max(0, failures - 1), MAX_RETRY_DELAY)
 
 
 def _finish(
     engine: sa.Engine, request: ErasureRequest, state: dict, verification: dict
 ) -> ErasureOutcome:
+    """Step 5. Completed: the request forgets the user id and the backup destinations. Failed:
+    it keeps both (and the state, to resume from) and is due again after its back-off."""
     completed_at = utc_now()
     receipt = {
         "requestId": request.id,
@@ -618,48 +670,67 @@ def _finish(
         "completedAt": completed_at.isoformat(),
         "rowsDeleted": {k: v for k, v in state["rowsDeleted"].items() if v},
         "tablesTouched": sorted(k for k, v in state["rowsDeleted"].items() if v),
+        "jobsInFlightCancelled": state.get("jobsInFlightCancelled", 0),
         "auditEntriesPseudonymised": state["auditEntriesPseudonymised"],
         "templatesDeleted": state["templatesDeleted"],
         "templatesAnonymised": state["templatesAnonymised"],
         "keyDestroyed": state["keyDestroyed"],
         "storageObjectsDeleted": state["storageObjectsDeleted"],
         "runsDeleted": state.get("runsDeleted"),
+        "attempts": request.attempts + 1,
         "verification": verification,
     }
+    receipt["nothingWasHeld"] = not receipt["rowsDeleted"] and not any(
+        receipt["storageObjectsDeleted"].values()
+    )
     passed = verification["passed"]
-    error = None
-    if not passed:
-        places = [
-            f"{f['table']}.{f['column']} ({f['rows']} rows)" for f in verification["rowsFound"]
-        ]
-        if verification["objectsFound"]:
-            places.append(f"{verification['objectsFound']} objects in storage")
-        if verification.get("runsFound"):
-            places.append(f"{verification['runsFound']} Dagster runs")
-        error = "verification found the user in " + ", ".join(places)
+    error = None if passed else _where_found(verification)
+    values: dict = {
+        "status": COMPLETED if passed else FAILED,
+        "completedAt": completed_at,
+        "errorMessage": error,
+        "attempts": request.attempts + (0 if passed else 1),
+    }
+    if passed:
+        values.update(userId=None, receipt=json.dumps(receipt, sort_keys=True))
+    else:
+        values.update(
+            notBefore=completed_at + retry_delay(request.attempts + 1),
+            receipt=json.dumps({**receipt, "destinations": state["destinations"]}),
+        )
     with engine.begin() as conn:
         done = conn.execute(
             requests_table.update()
             .where(requests_table.c.id == request.id, requests_table.c.status == ERASING)
-            .values(
-                status=COMPLETED if passed else FAILED,
-                completedAt=completed_at,
-                userId=None,
-                receipt=json.dumps(receipt, sort_keys=True),
-                errorMessage=error,
-            )
+            .values(**values)
         )
         if done.rowcount == 1:
             record_audit(
                 conn,
                 user_id=None,
                 subject=request.subject_ref,
-                operation="erase",
+                operation="erase" if passed else "erase-failed",
                 operation_type="gdpr",
                 data_types=receipt["tablesTouched"],
                 record_count=sum(receipt["rowsDeleted"].values()),
                 actor="goalport",
-                details=receipt,
+                # an error message may quote a path naming the user
+                details=_scrub_value(
+                    receipt, _longest_first([request.user_id, *state["destinations"]]), ERASED
+                ),
             )
         final = _load(conn, request.id)
-    return ErasureOutcome(final, final.receipt or receipt)
+    shown = dict(final.receipt or receipt)
+    shown.pop("destinations", None)
+    return ErasureOutcome(final, shown)
+
+
+def _where_found(verification: dict) -> str:
+    if "error" in verification:
+        return f"the erasure stopped: {verification['error']} (it is retried)"
+    places = [f"{f['table']}.{f['column']} ({f['rows']} rows)" for f in verification["rowsFound"]]
+    if verification["objectsFound"]:
+        places.append(f"{verification['objectsFound']} objects in storage")
+    if verification.get("runsFound"):
+        places.append(f"{verification['runsFound']} Dagster runs")
+    return "verification found the user in " + ", ".join(places) + " (it is retried)"

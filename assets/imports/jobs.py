@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from assets.imports.plan import check_request
 from resources import schema
-from resources.audit import new_id, utc_now
+from resources.audit import UserErasedError, new_id, utc_now
+from resources.erasure_fence import fence_users
 
 
 class ImportJobError(RuntimeError):
@@ -45,6 +46,8 @@ def create_import_job(
     chosen = check_request(mode, conflict_policy, modules)
     job_id = job_id or new_id("imp_")
     with engine.begin() as conn:
+        if fence_users(conn, [user_id]):  # e.g. a file dropped in the inbox after the erasure
+            raise UserErasedError(f"import {job_id}: the user was erased; no import is created")
         exists = conn.execute(
             sa.select(schema.data_import_job.c.id).where(schema.data_import_job.c.id == job_id)
         ).first()

@@ -38,8 +38,9 @@ from assets.imports.user_state import (
     ids_owned_by_others,
     load_user_state,
 )
-from resources.audit import record_audit
+from resources.audit import UserErasedError, record_audit
 from resources.database import AppDatabase
+from resources.erasure_fence import erased_users, fenced_transaction
 from resources.sources import RUN, read_source
 from resources.storage import ObjectStorage
 from resources.storage_layout import plan_key
@@ -254,9 +255,13 @@ def preview_staged(
     }
     if not detected.is_goalport:
         plan.file["mapping"] = mapping_summary(detected)
-    storage.write_bytes(plan_key(staged.user_id, job_id), plan_to_bytes(plan))
+    key = plan_key(staged.user_id, job_id)
+    if erased_users(engine, [staged.user_id]):  # the fence, before a file is written
+        raise UserErasedError(f"import {job_id}: the user was erased; no plan is stored")
+    storage.write_bytes(key, plan_to_bytes(plan))
     preview = plan.preview()
-    with engine.begin() as conn:
+    undo = lambda: storage.delete(key)  # noqa: E731
+    with fenced_transaction(engine, staged.user_id, undo=undo) as conn:
         update_job(
             conn,
             job_id,

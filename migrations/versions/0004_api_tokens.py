@@ -2,7 +2,7 @@
 caller's address and user agent on audit rows.
 
 Revision ID: 0004_api_tokens
-Revises: 0002_foreign_key_indexes
+Revises: 0003_erasure_fence
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_api_tokens"
-down_revision = "0002_foreign_key_indexes"
+down_revision = "0003_erasure_fence"
 branch_labels = None
 depends_on = None
 

@@ -41,11 +41,18 @@ def errors_as_user_errors(load_error_types: Callable[[], tuple[type[Exception], 
 
 def _core_error_types() -> tuple[type[Exception], ...]:
     from assets.exports.batches import ExportRequestError
+    from resources.audit import UserErasedError
     from resources.database import DatabaseUnavailableError
     from resources.settings import SettingError
     from resources.storage import StorageError
 
-    return (ExportRequestError, DatabaseUnavailableError, SettingError, StorageError)
+    return (
+        ExportRequestError,
+        DatabaseUnavailableError,
+        SettingError,
+        StorageError,
+        UserErasedError,
+    )
 
 
 friendly_errors = errors_as_user_errors(_core_error_types)

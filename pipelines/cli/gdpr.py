@@ -40,9 +40,14 @@ def _operator() -> str:
 
 def _run_history(engine=None, user_ids=()):
     """The Dagster instance's runs (DAGSTER_HOME's), searched and cleaned by erasures: the
-    runs of the users (found through `engine`'s rows, remembered before they are deleted)."""
+    runs of the users (found through `engine`'s rows, remembered before they are deleted).
+    None without DAGSTER_HOME: a throwaway instance would be searched for nothing, so the
+    receipt says the run history was not searched instead."""
     from assets.gdpr.defs import DagsterRunHistory
+    from resources.settings import dagster_home
 
+    if not dagster_home():
+        return None
     history = DagsterRunHistory(dagster_instance(), engine=engine)
     for user_id in user_ids:
         history.remember(user_id)
@@ -137,9 +142,16 @@ def gdpr_erase(user_id, right_now, grace_days, requested_by) -> None:
     """Request the erasure of USER_ID: after a grace period (cancellable), or --now."""
     import datetime as dt
 
-    from assets.gdpr.erasure import execute_erasure, request_erasure
+    from assets.gdpr.erasure import execute_erasure, holds_data, request_erasure
 
     database = open_database()
+    with database.engine.connect() as conn:
+        held = holds_data(conn, user_id)
+    if not held:
+        click.echo(
+            f"no table row names {user_id}; the erasure still sweeps every storage location "
+            "and record goalport knows, and its receipt says what it found"
+        )
     grace = (
         dt.timedelta(0)
         if right_now
@@ -171,11 +183,13 @@ def gdpr_erase(user_id, right_now, grace_days, requested_by) -> None:
     verification = receipt["verification"]
     if not outcome.verified:
         raise UserError(f"erasure of {user_id} NOT verified: {outcome.request.error_message}")
+    if receipt.get("nothingWasHeld"):
+        click.echo("nothing of theirs was left to erase")
+    runs = receipt["runsDeleted"]
     click.echo(
-        f"verified: {verification['textColumnsScanned']} text columns of "
-        f"{verification['tablesScanned']} tables and {verification['storagePrefixesChecked']} "
-        f"storage prefixes hold nothing of theirs; {receipt['runsDeleted']} Dagster runs "
-        "that named them deleted, none left"
+        "verified: nothing of theirs in "
+        + "; ".join(verification["searched"])
+        + (f"; {runs} Dagster runs that named them deleted" if runs is not None else "")
     )
 
 
