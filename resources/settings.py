@@ -260,3 +260,17 @@ def test_pause_after_users() -> int | None:
     None (no pause) when unset."""
     raw = os.environ.get(PAUSE_AFTER_USERS_ENV, "").strip()
     return int(raw) if raw else None
+
+
+RUNS_SHARING_CPUS_ENV = "GOALPORT_RUNS_SHARING_CPUS"
+
+
+def runs_sharing_cpus() -> int:
+    """GOALPORT_RUNS_SHARING_CPUS: how many runs share this host's (or container's) CPUs at
+    once, so that each forks its share of workers; default 1 (a pod per run)."""
+    raw = os.environ.get(RUNS_SHARING_CPUS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingError(f"{RUNS_SHARING_CPUS_ENV}={raw!r}: give a whole number, 1 or more")
+    return int(raw)

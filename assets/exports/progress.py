@@ -36,6 +36,7 @@ from assets.exports.claims import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PER_CLAIM,
     ClaimedBatch,
+    StaleClaims,
     claim_pending_exports,
     requeue_stale_claims,
 )
@@ -444,16 +445,7 @@ def process_pending_exports(
     """Claim and export pending requests until none is left; returns each batch's outcome.
     Claims whose worker died (no heartbeat for GOALPORT_STALE_AFTER) are requeued first."""
     outcomes: list[BatchOutcome] = []
-    stale = requeue_stale_claims(
-        database.engine, older_than=settings.stale_claim_after(), storage=storage
-    )
-    if stale.requeued or stale.failed:
-        log.warning(
-            "claims whose worker died: %d requeued, %d failed for good, %d files deleted",
-            len(stale.requeued),
-            len(stale.failed),
-            len(stale.files_deleted),
-        )
+    requeue_dead_claims(database, storage)
     while True:
         batches = claim_pending_exports(
             database.engine, max_requests=max_requests, batch_size=batch_size
@@ -512,3 +504,19 @@ def pause_for_fault_injection() -> None:
     log.warning("paused by %s for a fault-injection test", settings.PAUSE_AFTER_USERS_ENV)
     while True:
         time.sleep(3600)
+
+
+def requeue_dead_claims(database: AppDatabase, storage: ObjectStorage) -> StaleClaims:
+    """What a local claimer does before claiming: requeue (or fail, at the last try) the
+    rows whose claimant stopped beating GOALPORT_STALE_AFTER ago, deleting their files."""
+    stale = requeue_stale_claims(
+        database.engine, older_than=settings.stale_claim_after(), storage=storage
+    )
+    if stale.requeued or stale.failed:
+        log.warning(
+            "claims whose worker died: %d requeued, %d failed for good, %d files deleted",
+            len(stale.requeued),
+            len(stale.failed),
+            len(stale.files_deleted),
+        )
+    return stale

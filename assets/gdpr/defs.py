@@ -37,6 +37,7 @@ from assets.gdpr.bulk import (
 )
 from assets.gdpr.erasure import due_erasure_requests, execute_due_erasures
 from assets.gdpr.texts import load_gdpr_texts
+from resources import run_policy
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
@@ -64,6 +65,7 @@ class GdprBulkConfig(dg.Config):
     partitions_def=gdpr_bucket_partitions,
     group_name="gdpr",
     kinds={"postgres", "zip", "s3"},
+    pool=run_policy.APP_DATABASE_POOL,
 )
 def gdpr_bundles(
     context: dg.AssetExecutionContext,
@@ -116,6 +118,7 @@ def gdpr_bundles(
 gdpr_bulk_job = dg.define_asset_job(
     "gdpr_bulk_job",
     selection=[gdpr_bundles],
+    tags=run_policy.job_tags(run_policy.GDPR_BULK),
     description="GDPR bundles for one user-id hash bucket; backfill every partition for all users.",
 )
 
@@ -201,7 +204,10 @@ def erase_users(
     )
 
 
-@dg.job(description="Carry out erasure requests whose grace period is over.")
+@dg.job(
+    description="Carry out erasure requests whose grace period is over.",
+    tags=run_policy.job_tags(run_policy.ERASURE),
+)
 def erasure_job():
     erase_users()
 
