@@ -43,7 +43,7 @@ def worker_count(requested: int | None = None, *, runs_sharing: int | None = Non
     return max(1, usable_cpus() // max(1, sharing))
 
 
-def usable_cpus(cgroup_root: str = CGROUP_ROOT) -> int:
+def usable_cpus(cgroup_root: str | None = None) -> int:
     """The CPUs this process may really use: the CPUs it may run on (`os.sched_getaffinity`
     honours taskset and cpusets; `os.cpu_count()` counts the host's), capped by the
     container's CPU quota, which neither of them sees (a pod limited to 2 CPUs on a 64-core
@@ -58,11 +58,11 @@ def usable_cpus(cgroup_root: str = CGROUP_ROOT) -> int:
     return max(1, cpus)
 
 
-def cgroup_cpu_quota(cgroup_root: str = CGROUP_ROOT) -> float | None:
+def cgroup_cpu_quota(cgroup_root: str | None = None) -> float | None:
     """The CPU quota of this process's cgroup in CPUs (quota / period), or None when there
     is none: cgroup v2's `cpu.max` ("max 100000" means none), else cgroup v1's
     `cpu.cfs_quota_us` (-1 means none) and `cpu.cfs_period_us`."""
-    root = Path(cgroup_root)
+    root = Path(cgroup_root or CGROUP_ROOT)
     v2 = _read(root / "cpu.max")
     if v2 is not None:
         parts = v2.split()
