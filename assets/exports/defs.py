@@ -29,7 +29,7 @@ from typing import TypeVar
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.exports.batches import check_formats, make_filter, write_batch
+from assets.exports.batches import ExportRequestError, check_formats, make_filter, write_batch
 from assets.exports.claims import (
     ADOPTED_BATCH_PREFIX,
     DEFAULT_BATCH_SIZE,
@@ -112,8 +112,11 @@ def extracted_batch(
     """Every app table's rows for the batch's users (one query per table, not per user),
     validated by the data-quality suites: one great-expectations run per batch, whose
     report the blocking checks and the render step share."""
-    formats = check_formats(config.formats)
-    filters = make_filter(config.modules, config.since, config.until)
+    try:
+        formats = check_formats(config.formats)
+        filters = make_filter(config.modules, config.since, config.until)
+    except ExportRequestError as exc:  # the run's own config: a retry would not help
+        raise dg.Failure(str(exc), allow_retries=False) from exc
     progress = track_export_run(
         database.engine,
         job_ids=config.job_ids,
