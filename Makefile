@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install system-deps postgres demo dev test bench lint typecheck lock clean
+.PHONY: install system-deps postgres demo dev test bench lint typecheck lock clean up down
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,14 @@ dev: install
 test: install system-deps postgres lint typecheck
 	mkdir -p var/dagster
 	GOALPORT_TEST_PG_URL="$$(cat var/test-pg-url)" $(BIN)/pytest -q -n 2 --dist loadfile
+
+# The production topology on this machine (scripts/ops.py): S3 endpoint, code server,
+# webserver (http://127.0.0.1:3070), daemon and API, on PostgreSQL; logs in var/ops/.
+up: install postgres
+	$(BIN)/python scripts/ops.py up
+
+down:
+	$(BIN)/python scripts/ops.py down
 
 bench: install postgres
 	GOALPORT_BENCH_PG_URL="$$(cat var/test-pg-url)" $(BIN)/python -m bench.run
