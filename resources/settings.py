@@ -274,3 +274,19 @@ def runs_sharing_cpus() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise SettingError(f"{RUNS_SHARING_CPUS_ENV}={raw!r}: give a whole number, 1 or more")
     return int(raw)
+
+
+REQUEST_TICK_ENV = "GOALPORT_REQUEST_TICK_SECONDS"
+DEFAULT_REQUEST_TICK = 15
+
+
+def request_tick_seconds() -> int:
+    """GOALPORT_REQUEST_TICK_SECONDS: the export request sensor's minimum interval (read
+    when the code location loads); default 15. A shorter tick shortens a request's wait;
+    each tick costs the daemon one claim query."""
+    raw = os.environ.get(REQUEST_TICK_ENV, "").strip()
+    if not raw:
+        return DEFAULT_REQUEST_TICK
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingError(f"{REQUEST_TICK_ENV}={raw!r}: give a whole number of seconds, 1 or more")
+    return int(raw)

@@ -290,7 +290,7 @@ def _watermark(cursor: str | None, database: AppDatabase, batches: list[ClaimedB
 
 @dg.sensor(
     job=export_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=settings.request_tick_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Claims pending export requests and launches one export_job run per batch.",
 )

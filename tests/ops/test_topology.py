@@ -41,6 +41,7 @@ def topology(tmp_path):
         "GOALPORT_OPS_DIR": str(tmp_path / "ops"),
         "GOALPORT_OPS_DB_PREFIX": prefix,
         "GOALPORT_STALE_AFTER": "10",
+        "GOALPORT_REQUEST_TICK_SECONDS": "3",
         **{
             f"GOALPORT_OPS_{p}_PORT": str(free_port())
             for p in ("S3", "CODE_SERVER", "WEBSERVER", "API")
