@@ -11,11 +11,16 @@
   instance's disk), so a retry from the failed step would have nothing to start from.
 - `io_retry_policy` retries the steps that talk to PostgreSQL and object storage with
   exponential back-off and jitter (a transient outage costs a retry, not a batch).
+- `dagster-k8s/config` asks Kubernetes (K8sRunLauncher, deploy/helm/values.yaml) for each
+  kind's CPU and memory: the run's pod gets them, and the render pool sizes itself from
+  the pod's CPU quota (`assets.exports.workers.usable_cpus`).
 - `APP_DATABASE_POOL` is the Dagster concurrency pool of the steps that read the app
   database in bulk: the instance caps how many run at once, whatever the number of runs.
 """
 
 from __future__ import annotations
+
+import json
 
 import dagster as dg
 
@@ -46,6 +51,29 @@ MAX_RUNTIME_SECONDS = {
 }
 
 
+# CPU and memory per run pod, from docs/CAPACITY.md: rendering is CPU-bound Python (XLSX
+# ~25 ms a user, a GDPR bundle ~10 ms of CPU), extraction holds a batch's Arrow tables.
+POD_RESOURCES = {
+    EXPORTS: ("2", "4Gi"),
+    IMPORTS: ("1", "2Gi"),
+    BACKUPS: ("2", "4Gi"),
+    GDPR_BULK: ("4", "8Gi"),
+    ERASURE: ("500m", "1Gi"),
+    TEMPLATES: ("250m", "512Mi"),
+}
+
+
+def k8s_config(kind: str) -> str:
+    """The `dagster-k8s/config` tag of a kind: requests equal to limits (a run is sized for
+    its whole life; the CPU limit is the quota the worker pool reads)."""
+    cpu, memory = POD_RESOURCES[kind]
+    sized = {"cpu": cpu, "memory": memory}
+    return json.dumps(
+        {"container_config": {"resources": {"requests": sized, "limits": sized}}},
+        sort_keys=True,
+    )
+
+
 def job_tags(kind: str) -> dict[str, str]:
     """The tags every run of a job of `kind` carries (none of them names a user)."""
     if kind not in KINDS:
@@ -54,6 +82,7 @@ def job_tags(kind: str) -> dict[str, str]:
         KIND_TAG: kind,
         "dagster/max_runtime": str(MAX_RUNTIME_SECONDS[kind]),
         "dagster/retry_strategy": "ALL_STEPS",
+        "dagster-k8s/config": k8s_config(kind),
     }
 
 
