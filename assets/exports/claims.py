@@ -203,6 +203,7 @@ class StaleClaims:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
+    dead_batches: set[str] = field(default_factory=set)
 
 
 def requeue_stale_claims(
@@ -256,6 +257,8 @@ def requeue_stale_claims(
                     conn, [row.id], batch_id=row.batchId, stale_before=stale_before
                 )
                 outcome.requeued.extend(moved)
+        if moved:
+            outcome.dead_batches.add(row.batchId)
         if moved and storage is not None:
             outcome.files_deleted.extend(
                 delete_claim_files(storage, row.userId, row.id, stale_before)

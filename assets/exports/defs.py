@@ -269,6 +269,17 @@ def export_run_request(batch: ClaimedBatch) -> dg.RunRequest:
     )
 
 
+def _fail_dead_runs(instance: dg.DagsterInstance, batch_id: str) -> None:
+    """A run still STARTED whose claim stopped beating died with its process (the default
+    run launcher cannot tell): mark it failed, so that it frees its place in the run queue
+    and run retries and the failure sensor see it. Its rows are requeued already."""
+    started = dg.RunsFilter(tags={BATCH_TAG: batch_id}, statuses=[dg.DagsterRunStatus.STARTED])
+    for run in instance.get_runs(filters=started):
+        instance.report_run_failed(
+            run, message=f"its claim's heartbeat stopped: the run's process is gone ({batch_id})"
+        )
+
+
 def _watermark(cursor: str | None, database: AppDatabase, batches: list[ClaimedBatch]) -> str:
     """The newest (createdAt, id) claimed so far, as JSON."""
     previous = json.loads(cursor) if cursor else None
@@ -323,6 +334,8 @@ def export_request_sensor(
             f"claims whose run stopped beating: {len(stale.requeued)} requests requeued, "
             f"{len(stale.failed)} failed for good, {len(stale.files_deleted)} files deleted"
         )
+    for batch_id in sorted(stale.dead_batches):
+        _fail_dead_runs(instance, batch_id)
     batches = claim_pending_exports(
         database.engine,
         max_requests=MAX_REQUESTS_PER_TICK,

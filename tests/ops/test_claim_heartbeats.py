@@ -173,3 +173,59 @@ def test_kill_9_of_an_export_worker_mid_batch_then_the_next_claim_exports_once(
             .where(schema.data_audit_log.c.operation == "export")
         ).scalar()
     assert audits == 3
+
+
+@pytest.mark.slow
+def test_the_sensor_requeues_a_dead_runs_rows_fails_the_run_and_exports_them_once(
+    database, users, storage, monkeypatch
+):
+    """A run launched for a batch dies (its process gone, still STARTED in Dagster): the
+    next tick requeues its rows, claims them into a new batch, and marks the dead run
+    failed; the failure sensor then leaves the requeued rows alone."""
+    import dagster as dg
+
+    from assets.exports.defs import export_request_sensor, export_run_failure_sensor
+    from pipelines.definitions import defs
+
+    monkeypatch.setenv("GOALPORT_STALE_AFTER", "60")
+    resources = {"database": database, "storage": storage}
+    job_id = request_export(database.engine, users[0], "json")
+    export_job = defs.resolve_job_def("export_job")
+    with dg.instance_for_test() as instance:
+
+        def tick():
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                return export_request_sensor(context)
+
+        (first,) = tick().run_requests
+        dead = instance.create_run_for_job(
+            export_job,
+            run_config=first.run_config,
+            tags={**export_job.tags, **first.tags},
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        assert isinstance(tick(), dg.SkipReason)  # alive: the claim is recent
+        age_claims(database, 600)
+        (second,) = tick().run_requests
+        assert second.run_key != first.run_key
+        assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert export_job.execute_in_process(
+            run_config=second.run_config, tags=second.tags, instance=instance, resources=resources
+        ).success
+
+        failure = (
+            instance.get_records_for_run(dead.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            .records[0]
+            .event_log_entry.dagster_event
+        )
+        with dg.build_run_status_sensor_context(
+            sensor_name=export_run_failure_sensor.name,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(dead.run_id),
+            dagster_event=failure,
+            resources={"database": database},
+        ) as context:
+            export_run_failure_sensor(context.for_run_failure())
+    row = get_export(database.engine, job_id)
+    assert row.status == "completed" and row.attempts == 2
+    assert storage.list("exports") == [storage.key_of(row.file_url)]
