@@ -34,7 +34,8 @@ def utc_now() -> dt.datetime:
 
 
 def subject_ref(user_id: str) -> str:
-    """A pseudonym for a user: HMAC-SHA256 of the id under GOALPORT_PSEUDONYM_KEY."""
+    """A pseudonym for a user: HMAC-SHA256 of the id under the install's pseudonym key
+    (`resources.settings.pseudonym_key`: GOALPORT_PSEUDONYM_KEY, else ./var/pseudonym-key)."""
     return "subj_" + hmac.new(pseudonym_key(), user_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 

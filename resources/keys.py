@@ -22,7 +22,8 @@ import binascii
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 
 _MASTER_KEY_SIZE = 32
 _NONCE_SIZE = 12
+# The PostgreSQL advisory lock that serialises master-key rotation with key creation: any
+# 64-bit number, the same in every goalport process ("goalkeys" in ASCII).
+CUSTODY_LOCK_ID = 0x676F616C_6B657973
 _HOW_TO_SET = (
     f"set {MASTER_KEY_ENV} to the standard base64 of 32 random bytes "
     "(`goalport keys new-master` prints a new one)"
@@ -183,6 +187,23 @@ class KeyVault(dg.ConfigurableResource):
                 "to this one with `goalport keys rotate-master` run under the old key"
             )
 
+    @contextmanager
+    def _custody_transaction(self, *, exclusive: bool) -> Iterator[sa.Connection]:
+        """A transaction that key creation (shared) and rotation (exclusive) run in.
+
+        Without it a key created while a rotation runs is wrapped under the old master key
+        after the rotation read the table, and stays there: every later creation under the
+        new key is then refused. PostgreSQL: a transaction-level advisory lock, shared by
+        creators, exclusive for a rotation, taken before anything is read. SQLite: BEGIN
+        IMMEDIATE, the database's write lock, for both."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+                conn.execute(sa.text(f"SELECT {lock}(:id)"), {"id": CUSTODY_LOCK_ID})
+            elif conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+
     # ------------------------------------------------------------ operations
 
     def ensure_user_key(self, user_id: str) -> str:
@@ -193,7 +214,7 @@ class KeyVault(dg.ConfigurableResource):
         """Recipients for a batch of users, creating the missing identities in one go."""
         master = self._master()
         user_ids = list(dict.fromkeys(user_ids))
-        with self.engine.begin() as conn:
+        with self._custody_transaction(exclusive=False) as conn:
             self._check_custody(conn, master)
             existing = self._recipients(conn, user_ids)
             missing = [u for u in user_ids if u not in existing]
@@ -262,7 +283,8 @@ class KeyVault(dg.ConfigurableResource):
         return deleted.rowcount > 0
 
     def rotate_master(self, new_master_key: str) -> int:
-        """Rewrap every stored key under `new_master_key`, all in one transaction.
+        """Rewrap every stored key under `new_master_key`, all in one transaction, while
+        no key can be created (see `_custody_transaction`).
 
         Needs the current master key configured. Rows already under the new key (a rotation
         run twice) are checked and left alone. Returns the number of rows rewrapped; the
@@ -271,7 +293,7 @@ class KeyVault(dg.ConfigurableResource):
         old = self._master()
         new = decode_master_key(new_master_key, "the new master key")
         old_id, new_id = master_key_id(old), master_key_id(new)
-        with self.engine.begin() as conn:
+        with self._custody_transaction(exclusive=True) as conn:
             rows = conn.execute(sa.select(user_key).with_for_update()).all()
             updates = []
             for row in rows:

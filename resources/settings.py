@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import uuid
 from pathlib import Path
 
 DEFAULT_VAR_DIR = Path("var")
@@ -19,8 +20,11 @@ def database_url() -> str:
     url = os.environ.get("GOALPORT_DATABASE_URL", "").strip()
     if url:
         return normalise_database_url(url)
-    DEFAULT_VAR_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(DEFAULT_VAR_DIR / 'goalport.db').resolve()}"
+    database = private_var_dir() / "goalport.db"
+    if not database.exists():
+        # SQLite gives its journal and WAL files the database file's mode.
+        _create_private_file(database)
+    return f"sqlite:///{database.resolve()}"
 
 
 def storage_url() -> str:
@@ -93,23 +97,21 @@ def webhook_secret() -> str:
     return os.environ.get("GOALPORT_WEBHOOK_SECRET", "")
 
 
-def download_secret() -> bytes:
+DOWNLOAD_SECRET_ENV = "GOALPORT_DOWNLOAD_SECRET"
+MIN_SECRET_BYTES = 32
+
+
+def download_secret(*, required: bool = False) -> bytes:
     """GOALPORT_DOWNLOAD_SECRET, else this install's secret generated once into
-    ./var/download-secret (readable by its owner only), so a forgotten setting still signs."""
-    configured = os.environ.get("GOALPORT_DOWNLOAD_SECRET", "")
-    if configured:
-        return configured.encode()
-    path = DEFAULT_VAR_DIR / "download-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    ./var/download-secret (0600), so a forgotten setting still signs. A secret shorter
+    than 32 bytes is refused, saying where it came from; `required=True` accepts only the
+    variable."""
+    return _install_secret(
+        DOWNLOAD_SECRET_ENV,
+        "download-secret",
+        required=required,
+        regenerate_hint="delete it and goalport makes a new one (links already sent stop working)",
+    )
 
 
 def download_base_url() -> str:
@@ -137,14 +139,23 @@ def erasure_grace_period() -> dt.timedelta:
     return dt.timedelta(days=days)
 
 
-DEFAULT_PSEUDONYM_KEY = "goalport-default-pseudonym-key"
+PSEUDONYM_KEY_ENV = "GOALPORT_PSEUDONYM_KEY"
 
 
-def pseudonym_key() -> bytes:
+def pseudonym_key(*, required: bool = False) -> bytes:
     """GOALPORT_PSEUDONYM_KEY, the HMAC key of the pseudonyms that outlive an erasure, else
-    a fixed default. Set but empty is taken as given (an empty key), as it always was:
-    changing it would change every stored pseudonym."""
-    return os.environ.get("GOALPORT_PSEUDONYM_KEY", DEFAULT_PSEUDONYM_KEY).encode()
+    this install's key generated once into ./var/pseudonym-key (0600). Changing it changes
+    every stored pseudonym, so the generated file is never replaced: back it up.
+    `required=True` (the production profile) accepts only the variable. Never log it."""
+    return _install_secret(
+        PSEUDONYM_KEY_ENV,
+        "pseudonym-key",
+        required=required,
+        regenerate_hint=(
+            "restore it from a backup (a new key changes every stored pseudonym), or set "
+            f"{PSEUDONYM_KEY_ENV} to the key this install used"
+        ),
+    )
 
 
 MASTER_KEY_ENV = "GOALPORT_MASTER_KEY"
@@ -205,6 +216,9 @@ def require_production_settings() -> None:
             "to ./var in production. Set them (see README, Deployment) or unset "
             f"{PROFILE_ENV}."
         )
+    # given: each secret must also be usable (at least 32 bytes), said without showing it
+    download_secret(required=True)
+    pseudonym_key(required=True)
 
 
 STALE_AFTER_ENV = "GOALPORT_STALE_AFTER"
@@ -290,3 +304,97 @@ def request_tick_seconds() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise SettingError(f"{REQUEST_TICK_ENV}={raw!r}: give a whole number of seconds, 1 or more")
     return int(raw)
+
+
+class MissingSecretError(SettingError):
+    """A secret that this profile requires from the environment is not set."""
+
+
+def private_var_dir() -> Path:
+    """./var, where the embedded default keeps its database, storage and secrets; created
+    0700 (whatever the umask) when goalport makes it."""
+    try:
+        DEFAULT_VAR_DIR.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        return DEFAULT_VAR_DIR
+    DEFAULT_VAR_DIR.chmod(0o700)
+    return DEFAULT_VAR_DIR
+
+
+def _create_private_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+
+
+_generated_secrets: dict[Path, bytes] = {}
+
+
+def _install_secret(
+    variable: str, file_name: str, *, required: bool, regenerate_hint: str
+) -> bytes:
+    """The secret in `variable`, else the one in ./var/`file_name`, generated on first use.
+
+    An empty variable counts as unset. Errors name where the secret came from and never
+    show it. The file is created complete or not at all (written to a temporary file,
+    then hard-linked into place, which fails if another process got there first: every
+    process of the install then reads the same secret)."""
+    configured = os.environ.get(variable, "")
+    if configured:
+        secret = configured.encode()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise SettingError(
+                f"{variable} is {len(secret)} bytes long; it must be at least "
+                f"{MIN_SECRET_BYTES} (e.g. `python -c 'import secrets; "
+                "print(secrets.token_hex(32))'`)"
+            )
+        return secret
+    if required:
+        raise MissingSecretError(
+            f"{variable} is not set, and the production profile does not generate it: set it "
+            f"to at least {MIN_SECRET_BYTES} random bytes (e.g. `python -c 'import secrets; "
+            "print(secrets.token_hex(32))'`) and keep a copy where you keep your backups"
+        )
+    path = (private_var_dir() / file_name).resolve()
+    if path in _generated_secrets:
+        return _generated_secrets[path]
+    if not path.exists():
+        _create_secret_file(path)
+    secret = path.read_bytes().strip()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise SettingError(
+            f"{path} holds {len(secret)} bytes, not the {MIN_SECRET_BYTES} or more a secret "
+            f"needs (a crash while it was written?): {regenerate_hint}, or set {variable}"
+        )
+    _generated_secrets[path] = secret
+    return secret
+
+
+def _create_secret_file(path: Path) -> None:
+    temporary = path.with_name(f".tmp-{uuid.uuid4().hex}")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (secrets.token_hex(MIN_SECRET_BYTES) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process made it first: everyone uses that one
+        _fsync_folder(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

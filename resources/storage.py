@@ -2,11 +2,17 @@
 
 Writes are atomic: a reader sees the whole object or nothing. On a local folder the bytes
 go to a hidden temporary file in the same folder, which is fsynced and renamed into place;
-on S3 a PUT (or a completed multipart upload) is atomic by the protocol.
+on S3 a PUT (or a completed multipart upload) is atomic by the protocol. A local file is
+readable by its owner only (0600, in 0700 folders, whatever the umask).
+
+A write that was interrupted (the process killed) leaves its bytes behind: a `.tmp-` file on
+a local folder, an unfinished multipart upload on S3. Listings hide them; deleting a prefix
+removes them too, and `list_including_unfinished` is what says whether anything is left.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import posixpath
@@ -40,6 +46,10 @@ class ObjectStorage(dg.ConfigurableResource):
         default="", description="folder or s3://bucket/prefix; empty means GOALPORT_STORAGE_URL"
     )
     endpoint_url: str | None = None
+    s3_part_size: int = pydantic.Field(
+        default=50 * 2**20,
+        description="bytes per part of an S3 multipart upload (objects of two parts or more)",
+    )
 
     _fs: fsspec.AbstractFileSystem | None = PrivateAttr(default=None)
 
@@ -99,6 +109,8 @@ class ObjectStorage(dg.ConfigurableResource):
         try:
             if self.is_local:
                 _write_local_atomically(target, data)
+            elif self.resolved_url.startswith("s3://"):
+                self.fs.pipe_file(target, data, chunksize=self.s3_part_size)
             else:
                 self.fs.pipe_file(target, data)
         except (OSError, PermissionError) as exc:
@@ -121,6 +133,16 @@ class ObjectStorage(dg.ConfigurableResource):
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys below `prefix`, sorted; temporary files of unfinished writes are not listed."""
+        return [k for k in self._find(prefix) if not _is_temporary(k)]
+
+    def list_including_unfinished(self, prefix: str = "") -> builtins.list[str]:
+        """Everything stored below `prefix`, sorted: the keys, the temporary files of
+        interrupted writes, and (on S3) unfinished multipart uploads, as `<key> (unfinished
+        upload)`. Empty means nothing is left."""
+        uploads = [f"{key} (unfinished upload)" for key, _ in self._unfinished_uploads(prefix)]
+        return sorted(self._find(prefix) + uploads)
+
+    def _find(self, prefix: str) -> builtins.list[str]:
         base = self.root if not prefix else self.path(prefix)
         try:
             found = self.fs.find(base)
@@ -130,10 +152,30 @@ class ObjectStorage(dg.ConfigurableResource):
         keys = []
         for path in found:
             path = path.split("://", 1)[-1]
-            key = path[len(root) :] if path.startswith(root) else path
-            if not posixpath.basename(key).startswith(".tmp-"):
-                keys.append(key)
+            keys.append(path[len(root) :] if path.startswith(root) else path)
         return sorted(keys)
+
+    def _unfinished_uploads(self, prefix: str) -> builtins.list[tuple[str, str]]:
+        """(key, upload id) of the S3 multipart uploads started below `prefix` and never
+        completed or aborted: their parts are stored, unlisted, until aborted."""
+        if not self.resolved_url.startswith("s3://"):
+            return []
+        base = (self.root if not prefix else self.path(prefix)).split("://", 1)[1]
+        bucket, _, below = (base.rstrip("/") + "/").partition("/")
+        root = self.root.split("://", 1)[1].partition("/")[2].rstrip("/")
+        found: builtins.list[tuple[str, str]] = []
+        markers: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=below, **markers)
+            for upload in page.get("Uploads", []):
+                key = upload["Key"]
+                found.append((key[len(root) + 1 :] if root else key, upload["UploadId"]))
+            if not page.get("IsTruncated"):
+                return found
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "UploadIdMarker": page["NextUploadIdMarker"],
+            }
 
     def info(self, key: str) -> dict:
         return self.fs.info(self.path(key))
@@ -147,11 +189,24 @@ class ObjectStorage(dg.ConfigurableResource):
         return True
 
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every object below `prefix`; returns how many were deleted."""
-        keys = self.list(prefix)
+        """Delete everything below `prefix`: objects, temporary files of interrupted writes,
+        unfinished S3 uploads and, on a local folder, the folders left empty (the prefix's
+        own included). Returns how many objects and uploads were deleted."""
+        keys = self._find(prefix)
         for key in keys:
             self.fs.rm_file(self.path(key))
-        return len(keys)
+        uploads = self._unfinished_uploads(prefix)
+        bucket = self.root.split("://", 1)[-1].partition("/")[0]
+        for key, upload_id in uploads:
+            self.fs.call_s3(
+                "abort_multipart_upload",
+                Bucket=bucket,
+                Key=self.path(key).split("://", 1)[1].partition("/")[2],
+                UploadId=upload_id,
+            )
+        if self.is_local and prefix.strip("/"):
+            _remove_empty_folders(self.path(prefix))
+        return len(keys) + len(uploads)
 
     def check_writable(self) -> None:
         """Write and delete a probe object; raise StorageError saying why if that fails."""
@@ -160,12 +215,18 @@ class ObjectStorage(dg.ConfigurableResource):
         self.delete(probe)
 
 
+def _is_temporary(key: str) -> bool:
+    return posixpath.basename(key).startswith(".tmp-")
+
+
 def _write_local_atomically(target: str, data: bytes) -> None:
     folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
+    _make_private_folders(folder)
     temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
     try:
-        with open(temporary, "wb") as handle:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o600)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -174,3 +235,29 @@ def _write_local_atomically(target: str, data: bytes) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _make_private_folders(folder: str) -> None:
+    """Create `folder` and its missing parents 0700, whatever the umask."""
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # a concurrent writer made it
+        os.chmod(path, 0o700)
+
+
+def _remove_empty_folders(top: str) -> None:
+    """Remove `top` and the folders below it that are empty, deepest first; a folder that a
+    concurrent write has just filled is left alone."""
+    if not os.path.isdir(top):
+        return
+    for folder, _, _ in os.walk(top, topdown=False):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            continue

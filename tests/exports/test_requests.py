@@ -551,11 +551,13 @@ def test_webhook_failures_stay_in_the_outbox_and_unsigned_hooks_are_never_sent(
 
 # ---------------------------------------------------------------- command line
 
+CLI_DOWNLOAD_SECRET = "cli-secret-of-at-least-32-bytes-long"
+
 
 def test_cli_requests_processes_lists_shows_and_retries(pg_url, tmp_path, monkeypatch):
     monkeypatch.setenv("GOALPORT_DATABASE_URL", pg_url)
     monkeypatch.setenv("GOALPORT_STORAGE_URL", str(tmp_path / "store"))
-    monkeypatch.setenv("GOALPORT_DOWNLOAD_SECRET", "cli-secret")
+    monkeypatch.setenv("GOALPORT_DOWNLOAD_SECRET", CLI_DOWNLOAD_SECRET)
     monkeypatch.chdir(tmp_path)
     user = AppDatabase(url=pg_url).all_user_ids()[0]
     runner = CliRunner()
@@ -579,7 +581,7 @@ def test_cli_requests_processes_lists_shows_and_retries(pg_url, tmp_path, monkey
     values = json.loads(shown.stdout)
     assert values["status"] == "completed" and values["fileUrl"].endswith(".report.html")
     token = values["downloadUrl"].rsplit("/download/", 1)[1]
-    page = open_download(token, ObjectStorage(), secret=b"cli-secret").data
+    page = open_download(token, ObjectStorage(), secret=CLI_DOWNLOAD_SECRET.encode()).data
     assert page.startswith(b"<!DOCTYPE html>")
 
     refused = runner.invoke(goalport_main, ["exports", "retry", job_id])

@@ -91,3 +91,13 @@ def test_operations_settings_say_what_to_give(monkeypatch, name, value, error):
     }[name]
     with pytest.raises(settings.SettingError, match=error):
         reader()
+
+
+def test_a_short_secret_is_refused_in_production_without_being_shown(monkeypatch):
+    monkeypatch.setenv("GOALPORT_PROFILE", "production")
+    for name in REQUIRED:
+        monkeypatch.setenv(name, "y" * 40)
+    monkeypatch.setenv("GOALPORT_PSEUDONYM_KEY", "short-key-0123")
+    with pytest.raises(settings.SettingError, match="GOALPORT_PSEUDONYM_KEY is 14 bytes") as err:
+        settings.require_production_settings()
+    assert "short-key-0123" not in str(err.value)
