@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import os
 import secrets
@@ -170,7 +171,9 @@ def running_pid(part: str) -> int | None:
     return None if state == "Z" else pid
 
 
-def start(part: str, argv: list[str], env: dict[str, str]) -> int:
+def start(part: str, argv: list[str], env: dict[str, str], port: int | None = None) -> int:
+    if port is not None and port_open(port):
+        raise SystemExit(f"{part}: port {port} is taken by another program; free it or set another")
     log = open(ops_dir() / f"{part}.log", "ab")
     process = subprocess.Popen(
         argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -230,7 +233,7 @@ def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
 
 
@@ -277,21 +280,21 @@ def up(parts: tuple[str, ...] = PARTS) -> None:
     ports = config["ports"]
     argv = commands(config)
     if "s3" in parts and running_pid("s3") is None:
-        start("s3", argv["s3"], env)
+        start("s3", argv["s3"], env, ports["s3"])
         wait_for("the S3 endpoint", lambda: port_open(ports["s3"]), 60, "s3")
     create_bucket(env)
     prepare(config, env)
     if "code-server" in parts and running_pid("code-server") is None:
-        start("code-server", argv["code-server"], env)
+        start("code-server", argv["code-server"], env, ports["code-server"])
     if "code-server" in parts:
         wait_for("the code server", lambda: port_open(ports["code-server"]), 180, "code-server")
     if "daemon" in parts and running_pid("daemon") is None:
         start("daemon", argv["daemon"], env)
     if "webserver" in parts and running_pid("webserver") is None:
-        start("webserver", argv["webserver"], env)
+        start("webserver", argv["webserver"], env, ports["webserver"])
     if "api" in parts and running_pid("api") is None:
         if has_api():
-            start("api", argv["api"], env)
+            start("api", argv["api"], env, ports["api"])
         else:
             print("api: this goalport has no `goalport serve` yet; not started")
     if "webserver" in parts:

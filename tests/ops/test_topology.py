@@ -26,10 +26,16 @@ sys.path.insert(0, str(REPO / "scripts"))
 import ops  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports free right now (held together while chosen)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 @pytest.fixture
@@ -43,8 +49,10 @@ def topology(tmp_path):
         "GOALPORT_STALE_AFTER": "10",
         "GOALPORT_REQUEST_TICK_SECONDS": "3",
         **{
-            f"GOALPORT_OPS_{p}_PORT": str(free_port())
-            for p in ("S3", "CODE_SERVER", "WEBSERVER", "API")
+            f"GOALPORT_OPS_{part}_PORT": str(port)
+            for part, port in zip(
+                ("S3", "CODE_SERVER", "WEBSERVER", "API"), free_ports(4), strict=True
+            )
         },
     }
     try:
