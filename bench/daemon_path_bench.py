@@ -21,6 +21,7 @@ GOALPORT_BENCH_DAEMON_REQUESTS (default 50), GOALPORT_BENCH_DAEMON_TICKS (defaul
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -96,6 +97,7 @@ def _measure(requests: int, tick: int) -> list[dict[str, float]]:
     finally:
         subprocess.run([*script, "down"], env=script_env, capture_output=True)
         os.environ.pop("GOALPORT_OPS_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
         admin = sa.create_engine(ops.server_url(), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             for suffix in ("app", "dagster"):
