@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install system-deps postgres demo dev test bench lint typecheck lock clean
+.PHONY: install system-deps postgres demo dev test bench lint typecheck lock clean up down
 
 install: $(VENV)/.installed
 
@@ -20,12 +20,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 # Tools the tests call as real programs: age (decrypts our backups without goalport),
-# chromium (renders the HTML report), sha256sum.
+# chromium (renders the HTML report; `chromium` or `chromium-browser` on the PATH),
+# sha256sum. Installed only when missing, which needs root; present, nothing is asked.
 system-deps:
 	@missing=""; \
 	command -v age >/dev/null || missing="$$missing age"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (install them, or run make as root)" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -46,6 +48,14 @@ test: install system-deps postgres lint typecheck
 	mkdir -p var/dagster
 	GOALPORT_TEST_PG_URL="$$(cat var/test-pg-url)" $(BIN)/pytest -q -n 2 --dist loadfile
 
+# The production topology on this machine (scripts/ops.py): S3 endpoint, code server,
+# webserver (http://127.0.0.1:3070), daemon and API, on PostgreSQL; logs in var/ops/.
+up: install postgres
+	$(BIN)/python scripts/ops.py up
+
+down:
+	$(BIN)/python scripts/ops.py down
+
 bench: install postgres
 	GOALPORT_BENCH_PG_URL="$$(cat var/test-pg-url)" $(BIN)/python -m bench.run
 
@@ -56,7 +66,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-lock:
+# On a fresh clone too: uv comes with the venv (install), the lock from pyproject.toml.
+lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 --no-header -o requirements.lock
 
 clean:

@@ -9,8 +9,13 @@ from assets.gdpr.defs import defs as gdpr_defs
 from assets.imports.defs import defs as import_defs
 from assets.quality.defs import defs as quality_defs
 from assets.templates.defs import defs as template_defs
+from resources import settings
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
+
+# In the production profile, a missing database, storage or secret stops the code location
+# from loading (a clear error in the UI and the code server's log), never a ./var fallback.
+settings.require_production_settings()
 
 
 def shared_resources() -> dict:

@@ -274,6 +274,7 @@ data_export_job = sa.Table(
     _ts("startedAt", nullable=True),
     _ts("completedAt", nullable=True),
     _ts("expiresAt", nullable=True),
+    _ts("heartbeatAt", nullable=True),  # renewed by the claimant while it works
 )
 
 data_import_job = sa.Table(

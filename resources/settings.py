@@ -175,6 +175,137 @@ def gdpr_texts_path() -> str | None:
     return os.environ.get(GDPR_TEXTS_ENV, "").strip() or None
 
 
+# ---------------------------------------------------------------- production profile
+
+PROFILE_ENV = "GOALPORT_PROFILE"
+PRODUCTION = "production"
+# What a production install must be given: without any of them goalport would fall back to
+# a SQLite file, a folder on the container's ephemeral disk, or secrets it made up itself.
+PRODUCTION_REQUIRED = (
+    "GOALPORT_DATABASE_URL",
+    "GOALPORT_STORAGE_URL",
+    MASTER_KEY_ENV,
+    "GOALPORT_DOWNLOAD_SECRET",
+    "GOALPORT_PSEUDONYM_KEY",
+)
+
+
+def profile() -> str:
+    """GOALPORT_PROFILE: "production", or "" (unset or empty) for the embedded default."""
+    value = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if value not in ("", PRODUCTION):
+        raise SettingError(f"{PROFILE_ENV}={value!r}: give {PRODUCTION!r} or leave it unset")
+    return value
+
+
+def missing_production_settings() -> list[str]:
+    """The variables the production profile needs that are unset or empty."""
+    return [name for name in PRODUCTION_REQUIRED if not os.environ.get(name, "").strip()]
+
+
+def require_production_settings() -> None:
+    """In the production profile, refuse to start (a SettingError naming every missing
+    variable) instead of falling back to ./var; outside it, do nothing."""
+    if profile() != PRODUCTION:
+        return
+    missing = missing_production_settings()
+    if missing:
+        raise SettingError(
+            f"{PROFILE_ENV}=production, but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set: goalport will not fall back "
+            "to ./var in production. Set them (see README, Deployment) or unset "
+            f"{PROFILE_ENV}."
+        )
+    # given: each secret must also be usable (at least 32 bytes), said without showing it
+    download_secret(required=True)
+    pseudonym_key(required=True)
+
+
+STALE_AFTER_ENV = "GOALPORT_STALE_AFTER"
+DEFAULT_STALE_AFTER = dt.timedelta(minutes=5)
+
+
+def stale_claim_after() -> dt.timedelta:
+    """GOALPORT_STALE_AFTER (seconds): a claim whose heartbeat is older than this was lost
+    with its worker and is requeued by the next claimer. Default 300 s."""
+    raw = os.environ.get(STALE_AFTER_ENV, "").strip()
+    if not raw:
+        return DEFAULT_STALE_AFTER
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise SettingError(f"{STALE_AFTER_ENV}={raw!r}: give a positive number of seconds")
+    return dt.timedelta(seconds=seconds)
+
+
+def heartbeat_interval() -> float:
+    """How often a claimant beats: a quarter of GOALPORT_STALE_AFTER, at most 30 s, so a
+    live claim is never taken for a dead one."""
+    return min(30.0, stale_claim_after().total_seconds() / 4)
+
+
+RETRY_DELAY_ENV = "GOALPORT_RETRY_DELAY_SECONDS"
+DEFAULT_RETRY_DELAY = 10.0
+
+
+def retry_delay_seconds() -> float:
+    """GOALPORT_RETRY_DELAY_SECONDS: the first back-off of a retried I/O step (doubled on
+    each retry, with jitter); default 10 s, short in tests."""
+    raw = os.environ.get(RETRY_DELAY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_RETRY_DELAY
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise SettingError(f"{RETRY_DELAY_ENV}={raw!r}: give a number of seconds, 0 or more")
+    return seconds
+
+
+PAUSE_AFTER_USERS_ENV = "GOALPORT_TEST_PAUSE_AFTER_USERS"
+
+
+def test_pause_after_users() -> int | None:
+    """A fault-injection hook for tests only: GOALPORT_TEST_PAUSE_AFTER_USERS=N makes an
+    export worker stop for good after N users are written, so a test can kill it mid-batch.
+    None (no pause) when unset."""
+    raw = os.environ.get(PAUSE_AFTER_USERS_ENV, "").strip()
+    return int(raw) if raw else None
+
+
+RUNS_SHARING_CPUS_ENV = "GOALPORT_RUNS_SHARING_CPUS"
+
+
+def runs_sharing_cpus() -> int:
+    """GOALPORT_RUNS_SHARING_CPUS: how many runs share this host's (or container's) CPUs at
+    once, so that each forks its share of workers; default 1 (a pod per run)."""
+    raw = os.environ.get(RUNS_SHARING_CPUS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingError(f"{RUNS_SHARING_CPUS_ENV}={raw!r}: give a whole number, 1 or more")
+    return int(raw)
+
+
+REQUEST_TICK_ENV = "GOALPORT_REQUEST_TICK_SECONDS"
+DEFAULT_REQUEST_TICK = 15
+
+
+def request_tick_seconds() -> int:
+    """GOALPORT_REQUEST_TICK_SECONDS: the export request sensor's minimum interval (read
+    when the code location loads); default 15. A shorter tick shortens a request's wait;
+    each tick costs the daemon one claim query."""
+    raw = os.environ.get(REQUEST_TICK_ENV, "").strip()
+    if not raw:
+        return DEFAULT_REQUEST_TICK
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingError(f"{REQUEST_TICK_ENV}={raw!r}: give a whole number of seconds, 1 or more")
+    return int(raw)
+
+
 class MissingSecretError(SettingError):
     """A secret that this profile requires from the environment is not set."""
 

@@ -19,6 +19,9 @@ from migrations import upgrade
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
+# Steps retried with back-off (resources/run_policy.py) wait a tenth of a second in tests.
+os.environ.setdefault("GOALPORT_RETRY_DELAY_SECONDS", "0.1")
+
 PG_SERVER_URL = os.environ.get(
     "GOALPORT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

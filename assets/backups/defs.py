@@ -30,6 +30,7 @@ from assets.backups.runner import (
 )
 from assets.exports.defs import launched_config
 from assets.exports.queue import fail_exports
+from resources import run_policy
 from resources.audit import subject_ref
 from resources.database import AppDatabase
 from resources.keys import KeyVault
@@ -52,6 +53,7 @@ class BackupRunConfig(dg.Config):
 @dg.asset(
     group_name="backup",
     kinds={"age", "s3"},
+    pool=run_policy.APP_DATABASE_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,
@@ -119,6 +121,7 @@ backup_job = dg.define_asset_job(
     "backup_job",
     selection=[verified_backups],
     executor_def=dg.in_process_executor,
+    tags=run_policy.job_tags(run_policy.BACKUPS),
     description="Back up, verify and record a batch of users (queued by backup_schedule).",
 )
 

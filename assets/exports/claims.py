@@ -8,6 +8,12 @@ UPDATE SKIP LOCKED` lets concurrent claimers take disjoint rows without waiting 
 other. On SQLite, `BEGIN IMMEDIATE` takes the database's single write lock before reading,
 so claims queue.
 
+A claim outlives its worker only as long as its heartbeat: the claimant renews
+`heartbeatAt` while it works (`assets.exports.progress.ClaimHeartbeat`), and every claimer
+first requeues rows whose heartbeat is older than GOALPORT_STALE_AFTER
+(`requeue_stale_claims`), deleting whatever file the dead claim left under the row's key;
+a row whose claimants died MAX_STALE_CLAIMS times fails with the reason instead.
+
 Batch ids say who claimed them (`sb_` the sensor, `lb_` a local processor, `rb_` a run
 launched by hand that recorded its own rows): the sensor's claims are checked against
 Dagster's runs, and put back if the sensor died between claiming and launching.
@@ -27,16 +33,24 @@ from assets.exports.job_rows import filter_from_dict, filters_json
 from assets.exports.job_status import (
     ExportStatus,
     claim_jobs,
+    fail_stale_jobs,
     job_table,
+    last_sign_of_life,
+    requeue_stale_jobs,
     requeue_unlaunched_claims,
 )
 from assets.formats.registry import REQUESTABLE_FORMATS
 from resources.audit import new_id, utc_now
 from resources.database import ExtractFilter
+from resources.storage import ObjectStorage
+from resources.storage_layout import export_folder
 
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_PER_CLAIM = 1000
 SENSOR_BATCH_PREFIX, LOCAL_BATCH_PREFIX, ADOPTED_BATCH_PREFIX = "sb_", "lb_", "rb_"
+# A row claimed this many times by workers that all died is failed, not requeued again:
+# a request that kills its worker (out of memory, a crash in a library) must not loop.
+MAX_STALE_CLAIMS = 3
 
 
 @dataclass(frozen=True)
@@ -179,3 +193,100 @@ def requeue_stranded_claims(
         with engine.begin() as conn:
             requeue_unlaunched_claims(conn, stranded)
     return stranded
+
+
+@dataclass
+class StaleClaims:
+    """What `requeue_stale_claims` did: rows back to pending, rows failed for good, and the
+    files of dead claims deleted."""
+
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
+    dead_batches: set[str] = field(default_factory=set)
+
+
+def requeue_stale_claims(
+    engine: sa.Engine,
+    *,
+    older_than: dt.timedelta,
+    storage: ObjectStorage | None = None,
+    is_waiting: Callable[[str], bool] | None = None,
+    now: dt.datetime | None = None,
+) -> StaleClaims:
+    """Requeue the processing rows whose claimant stopped beating `older_than` ago.
+
+    `is_waiting(batch_id)` says that a batch has not started yet (its run still queued in
+    Dagster): such a claim is alive although nobody beats it. A row on its MAX_STALE_CLAIMS-th
+    claim fails with the reason instead. With `storage`, the file a dead claim may have
+    stored under the row's key (finished but unrecorded, or a partial temporary file) is
+    deleted, so that no file is left that no row points at.
+    """
+    stale_before = (now or utc_now()) - older_than
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(job_table.c.id, job_table.c.userId, job_table.c.batchId, job_table.c.attempts)
+            .where(
+                job_table.c.status == ExportStatus.PROCESSING.value,
+                job_table.c.batchId.is_not(None),
+                last_sign_of_life() < stale_before,
+            )
+            .order_by(job_table.c.batchId, job_table.c.id)
+        ).all()
+    outcome = StaleClaims()
+    waiting: dict[str, bool] = {}
+    seconds = round(older_than.total_seconds())
+    for row in rows:
+        if is_waiting is not None:
+            if row.batchId not in waiting:
+                waiting[row.batchId] = is_waiting(row.batchId)
+            if waiting[row.batchId]:
+                continue
+        with engine.begin() as conn:
+            if row.attempts >= MAX_STALE_CLAIMS:
+                message = (
+                    f"the worker of each of its {row.attempts} claims stopped (no heartbeat "
+                    f"for {seconds} s): not requeued again; retry it once the cause is fixed"
+                )
+                moved = fail_stale_jobs(
+                    conn, [row.id], message, batch_id=row.batchId, stale_before=stale_before
+                )
+                outcome.failed.extend(moved)
+            else:
+                moved = requeue_stale_jobs(
+                    conn, [row.id], batch_id=row.batchId, stale_before=stale_before
+                )
+                outcome.requeued.extend(moved)
+        if moved:
+            outcome.dead_batches.add(row.batchId)
+        if moved and storage is not None:
+            outcome.files_deleted.extend(
+                delete_claim_files(storage, row.userId, row.id, stale_before)
+            )
+    return outcome
+
+
+def delete_claim_files(
+    storage: ObjectStorage, user_id: str, job_id: str, older_than: dt.datetime
+) -> list[str]:
+    """Delete the files a dead claim of `job_id` left: its export file (named
+    `...-<job id>.<ext>`, one key per request) and, in a local folder, temporary files of
+    writes it never finished (not touched since `older_than`). Returns the deleted keys."""
+    folder = export_folder(user_id)
+    deleted = [
+        key
+        for key in storage.list(folder)
+        if f"-{job_id}." in key.rsplit("/", 1)[-1] and storage.delete(key)
+    ]
+    if storage.is_local:
+        try:
+            found = storage.fs.find(storage.path(folder), detail=True)
+        except FileNotFoundError:
+            found = {}
+        for path, info in found.items():
+            name = path.rsplit("/", 1)[-1]
+            mtime = info.get("mtime") or info.get("created") or 0
+            if name.startswith(".tmp-") and mtime < older_than.timestamp():
+                storage.fs.rm_file(path)
+                deleted.append(f"{folder}/{name}")
+    return deleted

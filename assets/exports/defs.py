@@ -29,22 +29,28 @@ from typing import TypeVar
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.exports.batches import check_formats, make_filter, write_batch
+from assets.exports.batches import ExportRequestError, check_formats, make_filter, write_batch
 from assets.exports.claims import (
     ADOPTED_BATCH_PREFIX,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PER_CLAIM,
     ClaimedBatch,
     claim_pending_exports,
+    requeue_stale_claims,
     requeue_stranded_claims,
 )
 from assets.exports.expiry import expire_exports
 from assets.exports.notifications import deliver_notifications
-from assets.exports.progress import ExportBatchProgress, restrict_batch, track_export_run
+from assets.exports.progress import (
+    ClaimHeartbeat,
+    ExportBatchProgress,
+    restrict_batch,
+    track_export_run,
+)
 from assets.exports.queue import fail_exports
 from assets.quality.report import QualityReport
 from assets.quality.suites import check_batch_quality
-from resources import schema
+from resources import run_policy, schema, settings
 from resources.database import AppDatabase, ExtractedBatch
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
 from resources.schema import as_utc
@@ -55,6 +61,12 @@ MAX_REQUESTS_PER_TICK = DEFAULT_MAX_PER_CLAIM
 # A claim with no run after this long was lost between claiming and launching.
 STRANDED_CLAIM_AFTER = dt.timedelta(minutes=10)
 BATCH_TAG = "goalport/batch_id"
+# A claim whose run is still in Dagster's queue is alive although nobody beats it yet.
+RUN_WAITING_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+]
 ConfigT = TypeVar("ConfigT", bound=dg.Config)
 
 
@@ -87,15 +99,24 @@ class ExportBatch:
     names_users: bool = False
 
 
-@dg.asset(group_name="export", kinds={"postgres", "arrow"}, io_manager_key=IN_RUN_MEMORY)
+@dg.asset(
+    group_name="export",
+    kinds={"postgres", "arrow"},
+    io_manager_key=IN_RUN_MEMORY,
+    retry_policy=run_policy.io_retry_policy(),
+    pool=run_policy.APP_DATABASE_POOL,
+)
 def extracted_batch(
     context: dg.AssetExecutionContext, config: ExportConfig, database: AppDatabase
 ) -> dg.Output[ExportBatch]:
     """Every app table's rows for the batch's users (one query per table, not per user),
     validated by the data-quality suites: one great-expectations run per batch, whose
     report the blocking checks and the render step share."""
-    formats = check_formats(config.formats)
-    filters = make_filter(config.modules, config.since, config.until)
+    try:
+        formats = check_formats(config.formats)
+        filters = make_filter(config.modules, config.since, config.until)
+    except ExportRequestError as exc:  # the run's own config: a retry would not help
+        raise dg.Failure(str(exc), allow_retries=False) from exc
     progress = track_export_run(
         database.engine,
         job_ids=config.job_ids,
@@ -106,12 +127,14 @@ def extracted_batch(
         run_id=context.run.run_id,
     )
     try:
-        extracted = database.extract(progress.user_ids, filters)
-        progress.started(extracted)
-        quality = check_batch_quality(extracted)
+        with ClaimHeartbeat(database.engine, progress.batch_id):
+            extracted = database.extract(progress.user_ids, filters)
+            progress.started(extracted)
+            quality = check_batch_quality(extracted)
     except Exception as exc:
-        progress.abort(f"{type(exc).__name__}: {exc}")
-        deliver_notifications(database.engine, ids=progress.notification_ids)
+        if run_policy.is_last_attempt(context.retry_number):
+            progress.abort(f"{type(exc).__name__}: {exc}")
+            deliver_notifications(database.engine, ids=progress.notification_ids)
         raise
     missing = sorted(set(config.user_ids) - extracted.found_user_ids)
     if missing:
@@ -141,7 +164,11 @@ def extracted_batch(
     )
 
 
-@dg.asset(group_name="export", kinds={"json", "csv", "xlsx", "parquet", "s3"})
+@dg.asset(
+    group_name="export",
+    kinds={"json", "csv", "xlsx", "parquet", "s3"},
+    retry_policy=run_policy.io_retry_policy(),
+)
 def export_files(
     context: dg.AssetExecutionContext,
     extracted_batch: ExportBatch,
@@ -158,19 +185,22 @@ def export_files(
         reclaim_failed=True,
     )
     try:
-        result = write_batch(
-            restrict_batch(extracted_batch.extracted, progress.user_ids),
-            storage,
-            extracted_batch.formats,
-            exported_at=extracted_batch.requested_at,
-            quality=extracted_batch.quality,
-            on_user_done=progress.user_done,
-            key_suffix=progress.key_suffix,
-            skip_user=progress.is_erased,
-        )
+        with ClaimHeartbeat(database.engine, progress.batch_id):
+            result = write_batch(
+                restrict_batch(extracted_batch.extracted, progress.user_ids),
+                storage,
+                extracted_batch.formats,
+                exported_at=extracted_batch.requested_at,
+                quality=extracted_batch.quality,
+                on_user_done=progress.user_done,
+                key_suffix=progress.key_suffix,
+                skip_user=progress.is_erased,
+            )
     except Exception as exc:
-        progress.abort(f"{type(exc).__name__}: {exc}")
-        deliver_notifications(database.engine, ids=progress.notification_ids)
+        # a retry (the step's RetryPolicy) finishes the rows this attempt did not write
+        if run_policy.is_last_attempt(context.retry_number):
+            progress.abort(f"{type(exc).__name__}: {exc}")
+            deliver_notifications(database.engine, ids=progress.notification_ids)
         raise
     outcome = progress.finished(result)
     deliver_notifications(database.engine, ids=progress.notification_ids)
@@ -195,6 +225,7 @@ export_job = dg.define_asset_job(
     "export_job",
     selection=[extracted_batch, export_files],
     executor_def=dg.in_process_executor,
+    tags=run_policy.job_tags(run_policy.EXPORTS),
     description="Export a batch of users in the chosen formats (one query per table per batch).",
 )
 
@@ -240,6 +271,17 @@ def export_run_request(batch: ClaimedBatch) -> dg.RunRequest:
     )
 
 
+def _fail_dead_runs(instance: dg.DagsterInstance, batch_id: str) -> None:
+    """A run still STARTED whose claim stopped beating died with its process (the default
+    run launcher cannot tell): mark it failed, so that it frees its place in the run queue
+    and run retries and the failure sensor see it. Its rows are requeued already."""
+    started = dg.RunsFilter(tags={BATCH_TAG: batch_id}, statuses=[dg.DagsterRunStatus.STARTED])
+    for run in instance.get_runs(filters=started):
+        instance.report_run_failed(
+            run, message=f"its claim's heartbeat stopped: the run's process is gone ({batch_id})"
+        )
+
+
 def _watermark(cursor: str | None, database: AppDatabase, batches: list[ClaimedBatch]) -> str:
     """The newest (createdAt, id) claimed so far, as JSON."""
     previous = json.loads(cursor) if cursor else None
@@ -261,22 +303,41 @@ def _watermark(cursor: str | None, database: AppDatabase, batches: list[ClaimedB
 
 @dg.sensor(
     job=export_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=settings.request_tick_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Claims pending export requests and launches one export_job run per batch.",
 )
-def export_request_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
+def export_request_sensor(
+    context: dg.SensorEvaluationContext, database: AppDatabase, storage: ObjectStorage
+):
     """Queued export requests become batched runs (batch id = run key)."""
     instance = context.instance
 
     def has_run(batch_id: str) -> bool:
         return bool(instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=1))
 
+    def run_not_started(batch_id: str) -> bool:
+        waiting = dg.RunsFilter(tags={BATCH_TAG: batch_id}, statuses=RUN_WAITING_STATUSES)
+        return bool(instance.get_runs(filters=waiting, limit=1))
+
     requeued = requeue_stranded_claims(
         database.engine, older_than=STRANDED_CLAIM_AFTER, has_run=has_run
     )
     if requeued:
         context.log.warning(f"re-queued claims that never became runs: {', '.join(requeued)}")
+    stale = requeue_stale_claims(
+        database.engine,
+        older_than=settings.stale_claim_after(),
+        storage=storage,
+        is_waiting=run_not_started,
+    )
+    if stale.requeued or stale.failed:
+        context.log.warning(
+            f"claims whose run stopped beating: {len(stale.requeued)} requests requeued, "
+            f"{len(stale.failed)} failed for good, {len(stale.files_deleted)} files deleted"
+        )
+    for batch_id in sorted(stale.dead_batches):
+        _fail_dead_runs(instance, batch_id)
     batches = claim_pending_exports(
         database.engine,
         max_requests=MAX_REQUESTS_PER_TICK,
@@ -311,7 +372,9 @@ def export_run_failure_sensor(context: dg.RunFailureSensorContext, database: App
     batch_ids = [run.tags.get(BATCH_TAG), ADOPTED_BATCH_PREFIX + run.run_id]
     job_ids: list[str] = []
     if config is not None:
-        job_ids = config.job_ids
+        # by batch when the run names one: a row requeued since (its claim went stale) and
+        # claimed by another batch is no longer this run's to fail
+        job_ids = [] if config.batch_id else config.job_ids
         batch_ids.append(config.batch_id)
     reasons = [
         _root_cause(event.step_failure_data.error)
@@ -360,7 +423,10 @@ def expire_old_exports(
     )
 
 
-@dg.job(description="Delete export files past their expiry; retry failed webhook deliveries.")
+@dg.job(
+    description="Delete export files past their expiry; retry failed webhook deliveries.",
+    tags=run_policy.job_tags(run_policy.EXPORTS),
+)
 def expire_exports_job():
     expire_old_exports()
 

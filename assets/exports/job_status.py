@@ -4,7 +4,8 @@ Requests, backups and GDPR exports share the table, so they share its life:
 
     pending --claim--> processing --complete--> completed --expire--> expired
                        processing --fail-----> failed
-                       processing --requeue--> pending      (a claim that never became a run)
+                       processing --requeue--> pending      (a claim that never became a run,
+                                                             or whose heartbeat stopped)
     failed, expired --retry--> pending                      (an operator's retry)
     failed --reclaim--> processing                          (a re-executed run takes its rows back)
 
@@ -122,7 +123,66 @@ def claim_jobs(
             "errorMessage": None,
             "recordsProcessed": 0,
             "attempts": job_table.c.attempts + 1,
+            "heartbeatAt": now,
         },
+    )
+
+
+def beat_claims(conn: sa.Connection, batch_id: str, *, now: dt.datetime) -> int:
+    """Renew the heartbeat of the rows `batch_id` still holds (their status is unchanged):
+    the claimant is alive. Returns how many rows it still holds."""
+    result = conn.execute(
+        job_table.update()
+        .where(
+            job_table.c.batchId == batch_id,
+            job_table.c.status == ExportStatus.PROCESSING.value,
+        )
+        .values(heartbeatAt=now)
+    )
+    return result.rowcount
+
+
+def last_sign_of_life() -> sa.ColumnElement[Any]:
+    """When a processing row's claimant was last known alive: its heartbeat, else its claim."""
+    return sa.func.coalesce(job_table.c.heartbeatAt, job_table.c.startedAt)
+
+
+def requeue_stale_jobs(
+    conn: sa.Connection, job_ids: Sequence[str], *, batch_id: str, stale_before: dt.datetime
+) -> list[str]:
+    """processing -> pending for rows of `batch_id` whose claimant stopped beating before
+    `stale_before` (a row that beat meanwhile is left alone)."""
+    return _move(
+        conn,
+        REQUEUE,
+        [
+            job_table.c.id.in_(list(job_ids)),
+            job_table.c.batchId == batch_id,
+            last_sign_of_life() < stale_before,
+        ],
+        {"batchId": None, "runId": None, "startedAt": None, "heartbeatAt": None},
+    )
+
+
+def fail_stale_jobs(
+    conn: sa.Connection,
+    job_ids: Sequence[str],
+    message: str,
+    *,
+    batch_id: str,
+    stale_before: dt.datetime,
+) -> list[str]:
+    """processing -> failed for rows of `batch_id` whose claimant stopped beating before
+    `stale_before`, with the reason: a row whose workers keep dying is not tried again."""
+    return _move(
+        conn,
+        FAIL,
+        [
+            job_table.c.id.in_(list(job_ids)),
+            job_table.c.batchId == batch_id,
+            last_sign_of_life() < stale_before,
+        ],
+        {"errorMessage": message[:MAX_ERROR_MESSAGE], "completedAt": utc_now()},
     )
 
 
@@ -143,6 +203,7 @@ def reclaim_failed_jobs(
             "errorMessage": None,
             "completedAt": None,
             "startedAt": utc_now(),
+            "heartbeatAt": utc_now(),
             "attempts": job_table.c.attempts + 1,
         },
     )

@@ -9,6 +9,10 @@ it while a run still holds it.
 
 `process_claimed_batch` runs one claimed batch in this process with the same steps the
 Dagster run takes, for installs without the daemon.
+
+`ClaimHeartbeat` keeps a claim alive while its claimant works (a thread renewing the rows'
+`heartbeatAt`); when the process dies, the beats stop and the next claimer requeues the
+rows (`assets.exports.claims.requeue_stale_claims`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +36,14 @@ from assets.exports.claims import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PER_CLAIM,
     ClaimedBatch,
+    StaleClaims,
     claim_pending_exports,
+    requeue_stale_claims,
 )
 from assets.exports.job_rows import ExportJob, default_export_type, filters_json, jobs_by_id
 from assets.exports.job_status import (
     ExportStatus,
+    beat_claims,
     complete_job,
     fail_jobs,
     insert_jobs,
@@ -146,6 +155,14 @@ class ExportBatchProgress:
         it is tracked, audited and expired like a queued request."""
         now = utc_now()
         batch_id = ADOPTED_BATCH_PREFIX + (run_id or new_id())
+        if run_id is not None:
+            with engine.connect() as conn:
+                recorded = conn.execute(
+                    sa.select(job_table.c.id).where(job_table.c.batchId == batch_id)
+                ).scalars()
+                earlier = list(recorded)
+            if earlier:  # a retried step of the same run: its rows exist already
+                return cls.load(engine, earlier, batch_id=batch_id, run_id=run_id)
         rows: list[dict[str, Any]] = [
             {
                 "id": new_id("exp_"),
@@ -403,27 +420,32 @@ def process_claimed_batch(
     if not progress.jobs:
         return progress.outcome
 
+    pause_after = settings.test_pause_after_users()
+
     def user_done(user_id: str, files: list[ExportedFile]) -> None:
         progress.user_done(user_id, files)
         if on_user_done is not None:
             on_user_done(user_id)
+        if pause_after is not None and len(progress.outcome.completed) >= pause_after:
+            pause_for_fault_injection()
 
     try:
-        extracted = database.extract(progress.user_ids, batch.extract_filter)
-        progress.started(extracted)
-        if after_extraction is not None:
-            after_extraction()
-        result = write_batch(
-            extracted,
-            storage,
-            [batch.format],
-            exported_at=utc_now(),
-            on_user_done=user_done,
-            workers=workers,
-            key_suffix=progress.key_suffix,
-            skip_user=progress.is_erased,
-        )
-        outcome = progress.finished(result)
+        with ClaimHeartbeat(database.engine, batch.batch_id):
+            extracted = database.extract(progress.user_ids, batch.extract_filter)
+            progress.started(extracted)
+            if after_extraction is not None:
+                after_extraction()
+            result = write_batch(
+                extracted,
+                storage,
+                [batch.format],
+                exported_at=utc_now(),
+                on_user_done=user_done,
+                workers=workers,
+                key_suffix=progress.key_suffix,
+                skip_user=progress.is_erased,
+            )
+            outcome = progress.finished(result)
     except Exception as exc:  # the rows must say why, whatever broke
         log.exception("export batch %s failed", batch.batch_id)
         outcome = progress.abort(f"{type(exc).__name__}: {exc}")
@@ -441,8 +463,10 @@ def process_pending_exports(
     expires_in: dt.timedelta | None = None,
     on_batch_done: Callable[[ClaimedBatch, BatchOutcome], None] | None = None,
 ) -> list[BatchOutcome]:
-    """Claim and export pending requests until none is left; returns each batch's outcome."""
+    """Claim and export pending requests until none is left; returns each batch's outcome.
+    Claims whose worker died (no heartbeat for GOALPORT_STALE_AFTER) are requeued first."""
     outcomes: list[BatchOutcome] = []
+    requeue_dead_claims(database, storage)
     while True:
         batches = claim_pending_exports(
             database.engine, max_requests=max_requests, batch_size=batch_size
@@ -456,3 +480,64 @@ def process_pending_exports(
             outcomes.append(outcome)
             if on_batch_done is not None:
                 on_batch_done(batch, outcome)
+
+
+class ClaimHeartbeat:
+    """Renews the heartbeat of the rows `batch_id` holds every `interval` seconds (a
+    quarter of GOALPORT_STALE_AFTER), in a thread, for as long as the `with` block runs.
+    A beat that fails (the database away for a moment) is logged and tried at the next one."""
+
+    def __init__(self, engine: sa.Engine, batch_id: str, interval: float | None = None):
+        self.engine = engine
+        self.batch_id = batch_id
+        self.interval = interval if interval is not None else settings.heartbeat_interval()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> int:
+        with self.engine.begin() as conn:
+            return beat_claims(conn, self.batch_id, now=utc_now())
+
+    def __enter__(self) -> ClaimHeartbeat:
+        self.beat()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{self.batch_id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("heartbeat of batch %s failed: %s", self.batch_id, exc)
+
+
+def pause_for_fault_injection() -> None:
+    """The test hook of GOALPORT_TEST_PAUSE_AFTER_USERS: wait here, mid-batch, until the
+    test kills the process (its heartbeat goes on until then, as a live worker's would)."""
+    log.warning("paused by %s for a fault-injection test", settings.PAUSE_AFTER_USERS_ENV)
+    while True:
+        time.sleep(3600)
+
+
+def requeue_dead_claims(database: AppDatabase, storage: ObjectStorage) -> StaleClaims:
+    """What a local claimer does before claiming: requeue (or fail, at the last try) the
+    rows whose claimant stopped beating GOALPORT_STALE_AFTER ago, deleting their files."""
+    stale = requeue_stale_claims(
+        database.engine, older_than=settings.stale_claim_after(), storage=storage
+    )
+    if stale.requeued or stale.failed:
+        log.warning(
+            "claims whose worker died: %d requeued, %d failed for good, %d files deleted",
+            len(stale.requeued),
+            len(stale.failed),
+            len(stale.files_deleted),
+        )
+    return stale

@@ -10,12 +10,17 @@ calling process and starts none.
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import Any, TypeVar
 
+from resources import settings
+
+CGROUP_ROOT = "/sys/fs/cgroup"
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -26,17 +31,64 @@ TASKS_PER_WORKER = 4
 IN_FLIGHT_PER_WORKER = 2
 
 
-def worker_count(requested: int | None = None) -> int:
-    """`requested`, else the CPUs this process may run on. `os.sched_getaffinity` honours
-    taskset and cgroup cpusets (a container given 2 of a host's 64 cores counts 2);
-    `os.cpu_count()`, its fallback where there is none, counts the host's."""
+def worker_count(requested: int | None = None, *, runs_sharing: int | None = None) -> int:
+    """`requested`, else this process's share of the CPUs it may use: `usable_cpus()`
+    divided by the runs that share them (GOALPORT_RUNS_SHARING_CPUS: 1 where every run has a
+    pod of its own, the instance's concurrent runs where they share one host)."""
     if requested is not None:
         if requested < 1:
             raise ValueError(f"workers must be at least 1, not {requested}")
         return requested
+    sharing = runs_sharing if runs_sharing is not None else settings.runs_sharing_cpus()
+    return max(1, usable_cpus() // max(1, sharing))
+
+
+def usable_cpus(cgroup_root: str | None = None) -> int:
+    """The CPUs this process may really use: the CPUs it may run on (`os.sched_getaffinity`
+    honours taskset and cpusets; `os.cpu_count()` counts the host's), capped by the
+    container's CPU quota, which neither of them sees (a pod limited to 2 CPUs on a 64-core
+    node counts 64 there)."""
     if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+        cpus = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(cgroup_root: str | None = None) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (quota / period), or None when there
+    is none: cgroup v2's `cpu.max` ("max 100000" means none), else cgroup v1's
+    `cpu.cfs_quota_us` (-1 means none) and `cpu.cfs_period_us`."""
+    root = Path(cgroup_root or CGROUP_ROOT)
+    v2 = _read(root / "cpu.max")
+    if v2 is not None:
+        parts = v2.split()
+        if len(parts) == 2 and parts[0] != "max":
+            return _ratio(parts[0], parts[1])
+        return None
+    for v1 in (root / "cpu", root / "cpu,cpuacct", root):
+        quota, period = _read(v1 / "cpu.cfs_quota_us"), _read(v1 / "cpu.cfs_period_us")
+        if quota is not None and period is not None:
+            return _ratio(quota, period) if not quota.startswith("-") else None
+    return None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _ratio(quota: str, period: str) -> float | None:
+    try:
+        value = int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
 
 
 def share_per_task(total: int, workers: int) -> int:

@@ -48,7 +48,7 @@ from assets.gdpr.erasure import (
 )
 from assets.gdpr.texts import load_gdpr_texts
 from assets.imports.defs import IMPORT_JOB_TAG
-from resources import schema
+from resources import run_policy, schema
 from resources.audit import subject_ref
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
@@ -77,6 +77,7 @@ class GdprBulkConfig(dg.Config):
     partitions_def=gdpr_bucket_partitions,
     group_name="gdpr",
     kinds={"postgres", "zip", "s3"},
+    pool=run_policy.APP_DATABASE_POOL,
 )
 def gdpr_bundles(
     context: dg.AssetExecutionContext,
@@ -132,6 +133,7 @@ def gdpr_bundles(
 gdpr_bulk_job = dg.define_asset_job(
     "gdpr_bulk_job",
     selection=[gdpr_bundles],
+    tags=run_policy.job_tags(run_policy.GDPR_BULK),
     description="GDPR bundles for one user-id hash bucket; backfill every partition for all users.",
 )
 
@@ -372,7 +374,10 @@ def erase_users(
     )
 
 
-@dg.job(description="Carry out erasure requests whose grace period is over.")
+@dg.job(
+    description="Carry out erasure requests whose grace period is over.",
+    tags=run_policy.job_tags(run_policy.ERASURE),
+)
 def erasure_job():
     erase_users()
 

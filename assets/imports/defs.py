@@ -32,12 +32,19 @@ import sqlalchemy as sa
 
 from assets.imports.apply import apply_import
 from assets.imports.detect import DetectedImport
-from assets.imports.jobs import ImportJobError, create_import_job, fail_job, get_import_job
+from assets.imports.jobs import (
+    ImportJobError,
+    apply_is_due,
+    create_import_job,
+    fail_job,
+    get_import_job,
+    record_failed_run,
+)
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.preview import TooManyBadRowsError, preview_staged, read_job_file, stage_job
 from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, TABLE_NAMES, StagedImport, app_columns
 from assets.imports.user_state import load_user_state
-from resources import schema
+from resources import run_policy, schema
 from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
 from resources.storage import ObjectStorage, StorageError
@@ -59,7 +66,9 @@ class ImportJobConfig(dg.Config):
 def _failed_on_job_row(job_id: str) -> dg.Failure:
     """The run's failure, without the reason: that names the file, its rows and values (a
     user's text), so it is on the DataImportJob row, which an erasure deletes."""
-    return dg.Failure(f"import {job_id} failed; the reason is on its DataImportJob row")
+    return dg.Failure(
+        f"import {job_id} failed; the reason is on its DataImportJob row", allow_retries=False
+    )
 
 
 @dataclass
@@ -72,7 +81,12 @@ class StagedFile:
     fingerprint: str
 
 
-@dg.asset(group_name="imports", kinds={"postgres", "arrow"}, io_manager_key=IN_RUN_MEMORY)
+@dg.asset(
+    group_name="imports",
+    kinds={"postgres", "arrow"},
+    io_manager_key=IN_RUN_MEMORY,
+    retry_policy=run_policy.io_retry_policy(),
+)
 def staged_import(
     context: dg.AssetExecutionContext,
     config: ImportJobConfig,
@@ -219,7 +233,12 @@ def import_preview(
     )
 
 
-@dg.asset(group_name="imports", kinds={"postgres"})
+@dg.asset(
+    group_name="imports",
+    kinds={"postgres"},
+    retry_policy=run_policy.io_retry_policy(),
+    pool=run_policy.APP_DATABASE_POOL,
+)
 def applied_import(
     context: dg.AssetExecutionContext,
     config: ImportJobConfig,
@@ -235,6 +254,8 @@ def applied_import(
         if job["status"] == "confirmed":
             fail_job(database.engine, config.job_id, str(exc))
         raise _failed_on_job_row(config.job_id) from None
+    # any other error (the database or storage away) rolled the transaction back: the
+    # RetryPolicy tries again; after the last try, import_run_failure_sensor fails the job
     context.log.info(f"import {config.job_id} applied: {result.rows_written} rows written")
     return dg.MaterializeResult(
         metadata={
@@ -251,6 +272,7 @@ import_staging_job = dg.define_asset_job(
     "import_staging_job",
     selection=[staged_import, import_preview],
     executor_def=dg.in_process_executor,
+    tags=run_policy.job_tags(run_policy.IMPORTS),
     description="Stage an import file, check it, and store its preview on the DataImportJob.",
 )
 
@@ -258,6 +280,7 @@ import_apply_job = dg.define_asset_job(
     "import_apply_job",
     selection=[applied_import],
     executor_def=dg.in_process_executor,
+    tags=run_policy.job_tags(run_policy.IMPORTS),
     description="Apply a confirmed import's previewed plan in one transaction.",
 )
 
@@ -312,6 +335,7 @@ def _existing_job_ids(database: AppDatabase, job_ids: list[str]) -> set[str]:
 @dg.sensor(
     job=import_staging_job,
     minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="New files under imports/inbox/<userId>/ become import jobs and previews.",
 )
 def import_inbox_sensor(
@@ -366,29 +390,61 @@ def import_inbox_sensor(
 @dg.sensor(
     job=import_apply_job,
     minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Import jobs confirmed in the app are applied, one run each.",
 )
 def confirmed_imports_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
+    """One apply run per confirmation: a job confirmed again after a failed apply run gets
+    a new run (the run key counts the job's apply runs), never two at once."""
     job = schema.data_import_job
     with database.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(job.c.id)
+            sa.select(job.c.id, job.c.errorMessage)
             .where(job.c.status == "confirmed")
             .order_by(job.c.createdAt, job.c.id)
             .limit(MAX_APPLIES_PER_TICK)
         ).fetchall()
-    for (job_id,) in rows:
+    for job_id, error_message in rows:
+        runs = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=import_apply_job.name, tags={IMPORT_JOB_TAG: job_id})
+        )
+        if any(not run.is_finished for run in runs):
+            continue  # its apply is queued or running
+        if not apply_is_due(error_message, runs[0].run_id if runs else None):
+            continue  # its last run failed and the failure is not on the row yet
         yield dg.RunRequest(
-            run_key=f"apply:{job_id}",
+            run_key=f"apply:{job_id}:{len(runs)}",
             run_config=dg.RunConfig(ops={"applied_import": ImportJobConfig(job_id=job_id)}),
             tags={IMPORT_JOB_TAG: job_id},
         )
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[import_staging_job, import_apply_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="An import run that failed (or died) fails its DataImportJob, with why.",
+)
+def import_run_failure_sensor(context: dg.RunFailureSensorContext, database: AppDatabase):
+    """The run could not record its own end (killed, out of memory): its job says so, and
+    an apply job may be confirmed again."""
+    run = context.dagster_run
+    job_id = run.tags.get(IMPORT_JOB_TAG)
+    if not job_id:
+        return
+    reasons = [
+        event.step_failure_data.error.message.strip().splitlines()[0]
+        for event in context.get_step_failure_events()
+        if event.step_failure_data and event.step_failure_data.error
+    ]
+    reason = "; ".join(reasons) or (context.failure_event.message or "the run failed")
+    if record_failed_run(database.engine, job_id, run.run_id, reason):
+        context.log.info(f"import job {job_id}: the failed run is recorded on it")
 
 
 defs = dg.Definitions(
     assets=[staged_import, import_preview, applied_import],
     asset_checks=[import_introduces_no_bad_data],
     jobs=[import_staging_job, import_apply_job],
-    sensors=[import_inbox_sensor, confirmed_imports_sensor],
+    sensors=[import_inbox_sensor, confirmed_imports_sensor, import_run_failure_sensor],
     resources=IN_RUN_MEMORY_RESOURCES,
 )

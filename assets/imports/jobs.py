@@ -6,6 +6,11 @@ and `previewed` (the plan stored, the preview on the row), the app may mark it
 (`assets.imports.undo`) `undone`; `stale` (the user's data changed after the preview) and
 `failed` end it, with the reason in `errorMessage`. Those steps write the row through
 `update_job` and `fail_job`.
+
+A run that dies while it holds a job (killed, out of memory, the database gone) cannot say
+so itself: `record_failed_run` does, from the import area's run-failure sensor. An apply is
+one transaction, so a dead apply wrote nothing; the job says so and which run it was, and
+`apply_is_due` lets a job confirmed again after that get a new apply run.
 """
 
 from __future__ import annotations
@@ -123,3 +128,38 @@ def lock_job(conn: sa.Connection, job_id: str) -> dict:
     if row is None:
         raise ImportJobError(f"no import job {job_id}")
     return dict(row._mapping)
+
+
+# Statuses a run holds a job in; a run that died leaves the job in one of them.
+HELD_BY_RUN = ("pending", "staged", "confirmed", "applying")
+
+
+def record_failed_run(engine: sa.Engine, job_id: str, run_id: str, reason: str) -> bool:
+    """A run of the job failed: a job it left in a held status becomes `failed` with the
+    reason and the run's id (an apply wrote nothing: confirm again to retry it); a job the
+    run already failed gets the run's id added. Returns whether the row changed."""
+    job = schema.data_import_job
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(job.c.status, job.c.errorMessage).where(job.c.id == job_id)
+        ).first()
+        if row is None:
+            return False
+        marker = f"(run {run_id})"
+        if row.status in HELD_BY_RUN:
+            message = (
+                f"the run working on this import failed {marker}: {reason}. Nothing was "
+                "written to the user's data; confirm the import again to retry it"
+            )
+            update_job(conn, job_id, status="failed", errorMessage=message[:4000])
+            return True
+        if row.status == "failed" and marker not in (row.errorMessage or ""):
+            update_job(conn, job_id, errorMessage=f"{row.errorMessage or ''} {marker}"[:4000])
+            return True
+    return False
+
+
+def apply_is_due(error_message: str | None, last_run_id: str | None) -> bool:
+    """Whether a `confirmed` job should get an apply run: it never had one, or its last one
+    failed and was recorded on the row before the job was confirmed again."""
+    return last_run_id is None or f"(run {last_run_id})" in (error_message or "")

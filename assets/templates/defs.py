@@ -13,12 +13,17 @@ import dagster as dg
 
 from assets.templates.catalog import catalog_fingerprint, rebuild_catalog
 from assets.templates.template_file import TemplateFormatError, load_template
+from resources import run_policy
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 from resources.storage_layout import catalog_index_key
 
 
-@dg.asset(group_name="templates", kinds={"postgres", "json", "s3"})
+@dg.asset(
+    group_name="templates",
+    kinds={"postgres", "json", "s3"},
+    retry_policy=run_policy.io_retry_policy(),
+)
 def template_catalog(
     context: dg.AssetExecutionContext, database: AppDatabase, storage: ObjectStorage
 ) -> dg.MaterializeResult:
@@ -67,6 +72,7 @@ template_catalog_job = dg.define_asset_job(
     "template_catalog_job",
     selection=dg.AssetSelection.assets(template_catalog),
     executor_def=dg.in_process_executor,
+    tags=run_policy.job_tags(run_policy.TEMPLATES),
     description="Rebuild the public template catalog in object storage.",
 )
 

@@ -135,13 +135,16 @@ def exports() -> None:
 def exports_process(once: bool, batch_size: int, interval: float, workers: int | None) -> None:
     """Claim pending export requests and export them here, batch by batch."""
     from assets.exports.claims import claim_pending_exports
-    from assets.exports.progress import process_claimed_batch
+    from assets.exports.progress import process_claimed_batch, requeue_dead_claims
 
     database = open_database()
     storage = open_storage()
     storage.check_writable()
     total_done = total_failed = 0
     while True:
+        stale = requeue_dead_claims(database, storage)
+        for job_id in stale.requeued:
+            click.echo(f"{job_id}\trequeued\tits earlier worker stopped", err=True)
         batches = claim_pending_exports(database.engine, batch_size=batch_size)
         for batch in batches:
             with click.progressbar(

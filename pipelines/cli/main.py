@@ -28,8 +28,14 @@ def main() -> None:
     """goalport: export, back up, erase and import Goal Assistant data.
 
     Configured by GOALPORT_DATABASE_URL and GOALPORT_STORAGE_URL; without them, a SQLite
-    database and a storage folder under ./var.
+    database and a storage folder under ./var (with GOALPORT_PROFILE=production: an error).
     """
+    from resources import settings
+
+    try:
+        settings.require_production_settings()
+    except settings.SettingError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 main.add_command(install.db)

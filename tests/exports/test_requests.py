@@ -288,7 +288,9 @@ def test_requests_inserted_while_claimers_and_the_sensor_run_are_exported_exactl
             cursor, productive = None, 0
             while productive < 2 and (inserting.is_set() or pending()):
                 with dg.build_sensor_context(
-                    instance=instance, cursor=cursor, resources={"database": database}
+                    instance=instance,
+                    cursor=cursor,
+                    resources={"database": database, "storage": storage},
                 ) as context:
                     result = export_request_sensor(context)
                 if isinstance(result, dg.SensorResult):

@@ -5,6 +5,7 @@ their rows (ready for a retry), runs launched by hand tracked too, the daily cle
 
 import datetime as dt
 import json
+import tempfile
 
 import dagster as dg
 import pytest
@@ -21,6 +22,7 @@ from assets.exports.expiry import storage_key_of
 from assets.exports.queue import get_export, request_export, retry_exports
 from pipelines.definitions import defs
 from resources import schema
+from resources.storage import ObjectStorage
 from synthetic.seed import seed_database
 
 jobs_table = schema.data_export_job
@@ -40,9 +42,10 @@ def instance():
 
 
 def tick(instance, database, cursor=None):
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"database": database}
-    ) as context:
+    # storage is only touched to delete a dead claim's files: none in these tests
+    unused_storage = ObjectStorage(url=tempfile.mkdtemp(prefix="goalport-sensor-"))
+    resources = {"database": database, "storage": unused_storage}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
         return export_request_sensor(context)
 
 

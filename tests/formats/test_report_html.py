@@ -10,6 +10,7 @@ import datetime as dt
 import html
 import json
 import re
+import shutil
 import struct
 import subprocess
 import zlib
@@ -27,7 +28,8 @@ from resources.database import ExtractedBatch
 from resources.schema import APP_ARROW_SCHEMAS, empty_app_tables
 from synthetic.population import generate_population
 
-CHROMIUM = "/usr/bin/chromium"
+# whichever Chromium is on the PATH (Debian's `chromium`, Ubuntu's `chromium-browser`)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 EXPORTED_AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 T0 = dt.datetime(2025, 1, 1, 8, 0, tzinfo=dt.UTC)
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'

@@ -104,7 +104,7 @@ def test_inbox_file_becomes_a_preview_and_a_confirmed_job_is_applied(setup):
             .values(status="confirmed")
         )
     applies, _ = evaluate(confirmed_imports_sensor, database)
-    assert [r.run_key for r in applies] == [f"apply:{job_id}"]
+    assert [r.run_key for r in applies] == [f"apply:{job_id}:0"]  # its first apply run
     applied = run_job("import_apply_job", applies[0], database, storage)
     assert applied.success
     assert get_import_job(database.engine, job_id)["status"] == "applied"
