@@ -25,7 +25,7 @@ from file_exports import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
-from parser_checks import NOW, by_id, parse_detected, rows, zip_bytes
+from parser_checks import NOW, adjustments_of, by_id, parse_detected, rows, zip_bytes
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.detect import detect_source
@@ -94,14 +94,26 @@ def test_long_pages_and_to_dos(parsed):
     assert {p["goalId"] for p in todos.values()} == {key(TRIP)}
 
 
-def test_inconsistent_times_are_passed_on_as_the_file_says():
+def test_inconsistent_times_are_normalised_and_each_adjustment_reported():
     parsed = parse_notion_html(notion_html_export(inconsistent=True), now=NOW)
-    trip = by_id(parsed)[key(TRIP)]
-    assert trip["createdAt"] > trip["updatedAt"]  # the normaliser's business, not the parser's
     goals = by_id(parsed)
-    assert len(goals[key(ROOT_PAGE)]["description"]) > 30_000  # over the app's 5,000
+    # last edited before the "Created" property: createdAt moved to the last edit
+    trip = goals[key(TRIP)]
+    assert trip["createdAt"] == trip["updatedAt"] == dt.datetime(2023, 5, 20, 22, 15, tzinfo=UTC)
+    assert parsed.extras[key(TRIP)]["sourceCreatedAt"] == "2023-05-25T09:30:00Z"
+    [trip_note] = adjustments_of(parsed, key(TRIP))
+    assert trip_note.startswith("last modified (2023-05-20T22:15:00Z) before it was created")
+    # a page over the app's 5,000 characters: shortened, the full text in the extras
+    journal = goals[key(ROOT_PAGE)]["description"]
+    assert len(journal) == 5000 and journal.endswith("…")
+    assert len(parsed.extras[key(ROOT_PAGE)]["sourceDescription"]) > 30_000
+    assert "longer than the app's 5000" in adjustments_of(parsed, key(ROOT_PAGE))[0]
+    # done with no time known anywhere: the import's time, said so
     row = goals[key(NO_PAGE_ROW)]
-    assert row["isCompleted"] and row["completedAt"] is None  # done, with no time known
+    assert row["isCompleted"] and row["completedAt"] == NOW
+    assert adjustments_of(parsed, key(NO_PAGE_ROW)) == [
+        "done without a completion time: completedAt set to the import time"
+    ]
 
 
 def test_the_flat_zip_gives_the_same_keys(parsed):
