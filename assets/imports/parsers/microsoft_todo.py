@@ -75,14 +75,6 @@ deleted entries are reported as skipped).
 """
 
 
-def _json(data: bytes, *, file_name: str) -> Any:
-    """`load_json`, with a document nested past Python's recursion limit refused in one line."""
-    try:
-        return load_json(data, file_name=file_name)
-    except RecursionError:
-        raise ImportFormatError(file_name, None, None, "JSON nested too deeply") from None
-
-
 def _flat(values: dict) -> dict:
     """Only the scalar (and list-of-text) values: what Graph's recurrence objects hold."""
     kept: dict[str, Any] = {}
@@ -270,13 +262,13 @@ def parse_microsoft_todo(
             data, file_name=name, select=lambda n: n.casefold().endswith(".json")
         )
         for member in sorted(members):
-            doc = _json(members[member], file_name=f"{name}/{member}")
+            doc = load_json(members[member], file_name=f"{name}/{member}")
             if is_microsoft_todo(doc):
                 pages.append((f"{name}/{member}", doc))
         if not pages:
             raise ImportFormatError(name, None, None, "the zip holds no Microsoft To Do pages")
     else:
-        doc = _json(data, file_name=name)
+        doc = load_json(data, file_name=name)
         if not is_microsoft_todo(doc):
             raise ImportFormatError(
                 name, None, None, "not a Microsoft To Do (Graph) page: expected lists or tasks"

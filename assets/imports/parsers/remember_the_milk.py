@@ -61,14 +61,6 @@ deleted tasks and lists (reported as skipped), contacts, sharing and reminders.
 """
 
 
-def _json(data: bytes, *, file_name: str) -> Any:
-    """`load_json`, with a document nested past Python's recursion limit refused in one line."""
-    try:
-        return load_json(data, file_name=file_name)
-    except RecursionError:
-        raise ImportFormatError(file_name, None, None, "JSON nested too deeply") from None
-
-
 def many(value: Any) -> list:
     """An API "array": a list, one object standing for a one-element list, or nothing."""
     if isinstance(value, list):
@@ -184,13 +176,13 @@ def parse_remember_the_milk(
             data, file_name=name, select=lambda n: n.casefold().endswith(".json")
         )
         for member in sorted(members):
-            doc = _json(members[member], file_name=f"{name}/{member}")
+            doc = load_json(members[member], file_name=f"{name}/{member}")
             if is_remember_the_milk(doc):
                 documents.append((f"{name}/{member}", doc))
         if not documents:
             raise ImportFormatError(name, None, None, "the zip holds no Remember The Milk data")
     else:
-        doc = _json(data, file_name=name)
+        doc = load_json(data, file_name=name)
         if not is_remember_the_milk(doc):
             raise ImportFormatError(
                 name, None, None, "not a Remember The Milk export (lists and tasks) or API reply"

@@ -82,14 +82,6 @@ change all the time; the uuid is kept), hooks, reports and contexts.
 """
 
 
-def _json(data: bytes, *, file_name: str) -> Any:
-    """`load_json`, with a document nested past Python's recursion limit refused in one line."""
-    try:
-        return load_json(data, file_name=file_name)
-    except RecursionError:
-        raise ImportFormatError(file_name, None, None, "JSON nested too deeply") from None
-
-
 def _is_task(item: Any) -> bool:
     return (
         isinstance(item, dict)
@@ -113,7 +105,7 @@ def is_taskwarrior_lines(text: str) -> bool:
     if not first.startswith("{"):
         return False
     try:
-        return _is_task(_json(first.encode(), file_name="line"))
+        return _is_task(load_json(first.encode(), file_name="line"))
     except ImportFormatError:
         return False
 
@@ -155,7 +147,7 @@ def parse_tw_time(value: Any) -> dt.datetime | None:
 def _documents(data: bytes, name: str) -> list[Any]:
     """The task objects, from an array export or a line-per-task export."""
     try:
-        doc = _json(data, file_name=name)
+        doc = load_json(data, file_name=name)
     except ImportFormatError as exc:
         text = decode_text(data, file_name=name)
         if not is_taskwarrior_lines(text):
@@ -165,7 +157,7 @@ def _documents(data: bytes, name: str) -> list[Any]:
             line = line.strip().rstrip(",").strip()
             if line in ("", "[", "]"):
                 continue
-            tasks.append(_json(line.encode(), file_name=f"{name}, line {number}"))
+            tasks.append(load_json(line.encode(), file_name=f"{name}, line {number}"))
         return tasks
     if isinstance(doc, dict) and _is_task(doc):
         return [doc]

@@ -97,4 +97,4 @@ def test_json_nested_200000_deep_is_refused_in_one_line(app):
     deep = b"[" * 200_000 + b"]" * 200_000
     with pytest.raises(ImportFormatError) as caught:
         PARSERS[app](deep, file_name="deep.json")
-    assert str(caught.value) == "deep.json: JSON nested too deeply"
+    assert str(caught.value) == "deep.json: JSON nested deeper than 1024 levels"
