@@ -54,14 +54,17 @@ MAX_NESTING = 8  # an array of lists holding task pages is 4 deep; more is no ex
 GUIDE = """\
 ## Microsoft To Do
 
-**Export:** Microsoft To Do has no export file of its own. Save your lists with a tool that
+**How to export**
+
+Microsoft To Do has no export file of its own. Save your lists with a tool that
 reads the Microsoft Graph API (Graph Explorer, a PowerShell or Python script, or a To Do
 backup tool): the responses of `GET /me/todo/lists`, and of
 `GET /me/todo/lists/{id}/tasks` (or `.../tasks/delta`) for each list, as `.json` files.
 Upload one file, or a `.zip` of all of them. Tasks saved inside their list object
 (`{"displayName": ..., "tasks": [...]}`) are read too.
 
-**What goalport keeps:**
+**What goalport keeps**
+
 - each list as a goal, its tasks under it, and each task's steps under the task;
 - title, note (HTML notes as plain text), status (completed tasks are done, with their
   completion time), importance (High becomes priority 4), created and modified times, the
@@ -69,7 +72,9 @@ Upload one file, or a `.zip` of all of them. Tasks saved inside their list objec
 - categories as tags, the repeat rule as text, reminder and start times, "My Day" and
   linked resources, kept with the goal.
 
-**What it cannot keep:** attachments (only whether a task had some), flagged e-mails'
+**What it cannot keep**
+
+Attachments (only whether a task had some), flagged e-mails'
 messages, shared lists' members, and tasks deleted before the export (a delta page's
 deleted entries are reported as skipped).
 """

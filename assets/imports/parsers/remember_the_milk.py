@@ -42,12 +42,15 @@ PRIORITY_MAP = {"1": 5, "2": 3, "3": 1, "N": 2, "": 2}
 GUIDE = """\
 ## Remember The Milk
 
-**Export:** on the web app, open **Settings** -> **Account** -> **Export your data**, and
+**How to export**
+
+On the web app, open **Settings** -> **Account** -> **Export your data**, and
 choose the JSON export; RTM e-mails a link to the file. Upload the `.json` file (or the
 `.zip` it came in). Backups made through RTM's API (the saved answers of
 `rtm.lists.getList` and `rtm.tasks.getList`, one file or a zip of them) are read too.
 
-**What goalport keeps:**
+**What goalport keeps**
+
 - each list as a goal, its tasks under it, and sub-tasks under their task;
 - task name, notes (as the description), completion (with its time), priority (1 becomes
   5, 2 becomes 3, 3 becomes 1), the due date as the target date, created and modified
@@ -56,7 +59,9 @@ choose the JSON export; RTM e-mails a link to the file. Upload the `.json` file 
   repeat rule is kept as text;
 - tags, the URL, location, estimate and postponement count, kept with the goal.
 
-**What it cannot keep:** smart lists (saved searches, they hold no tasks of their own),
+**What it cannot keep**
+
+Smart lists (saved searches, they hold no tasks of their own),
 deleted tasks and lists (reported as skipped), contacts, sharing and reminders.
 """
 

@@ -62,12 +62,15 @@ KNOWN_FIELDS = {
 GUIDE = """\
 ## Taskwarrior
 
-**Export:** in a terminal, run `task export > taskwarrior.json` (add a filter such as
+**How to export**
+
+In a terminal, run `task export > taskwarrior.json` (add a filter such as
 `task project:Home export` for part of your tasks; `task rc.hooks=off export` if a hook
 prints extra lines). Upload `taskwarrior.json`. Exports of Taskwarrior 1.x/2.x that print
 one task per line are read too.
 
-**What goalport keeps:**
+**What goalport keeps**
+
 - each part of a project (`Home.Garden`) as a goal, with the project's tasks under it
   (three levels at most: deeper tasks move up beside their parent);
 - description, status (completed tasks are done, with their end time), entry and modified
@@ -77,7 +80,9 @@ one task per line are read too.
 - tags, annotations (as comments), dependencies, wait/scheduled/until dates, urgency and
   your UDAs, kept with the goal and shown at the end of its description where useful.
 
-**What it cannot keep:** deleted tasks (reported as skipped), the numeric task ids (they
+**What it cannot keep**
+
+Deleted tasks (reported as skipped), the numeric task ids (they
 change all the time; the uuid is kept), hooks, reports and contexts.
 """
 
