@@ -8,8 +8,7 @@ import datetime as dt
 import json
 
 import pytest
-from fuzz_checks import FUZZ_SETTINGS, damaged_bytes, odd_json, parses_or_refuses
-from hypothesis import given
+from fuzzing import fuzz_parser
 from parser_checks import (
     FIXTURES,
     NOW,
@@ -159,16 +158,9 @@ def test_other_json_and_empty_zip_are_refused():
 PAGE = json.loads((EXPORT / PAGE_1).read_bytes())
 
 
-@FUZZ_SETTINGS
-@given(damaged_bytes(json.dumps(PAGE).encode()))
-def test_fuzz_damaged_bytes(data):
-    parses_or_refuses(parse_microsoft_todo, data, "microsoft_todo")
-
-
-@FUZZ_SETTINGS
-@given(odd_json(PAGE))
-def test_fuzz_values_of_odd_types(data):
-    parses_or_refuses(parse_microsoft_todo, data, "microsoft_todo")
+def test_fuzzed_files_import_or_are_refused():
+    samples = {PAGE_1.split("/")[-1]: json.dumps(PAGE).encode()}
+    fuzz_parser(parse_microsoft_todo, samples, app="microsoft_todo")
 
 
 INCONSISTENT = {task("3"), task("4"), task("5")}

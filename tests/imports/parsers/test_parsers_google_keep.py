@@ -10,8 +10,8 @@ import tarfile
 import time
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, ODD_TEXT, imports_or_refuses, mutate_text
 from file_exports import keep_notes, keep_takeout, tar_bytes
+from fuzzing import FUZZ_SETTINGS, byte_mutations, json_mutations, parses_or_refuses
 from hypothesis import given
 from hypothesis import strategies as st
 from parser_checks import NOW, adjustments_of, by_id, by_title, parse_detected, zip_bytes
@@ -104,13 +104,15 @@ def test_a_tar_bomb_is_refused_quickly():
     assert time.monotonic() - started < 1
 
 
+FUZZ_NOTE = json.dumps(keep_notes()["Einkaufsliste.json"]).encode()
+
+
 @FUZZ_SETTINGS
-@given(st.integers(0, 5_000), ODD_TEXT, st.integers(0, 30), st.sampled_from([True, False]))
-def test_fuzzed_notes_import_or_are_refused(position, insert, cut, tgz):
-    text = json.dumps(keep_notes()["Einkaufsliste.json"])
-    members = {"Takeout/Keep/a.json": mutate_text(text, position, insert, cut).encode()}
+@given(st.one_of(byte_mutations(FUZZ_NOTE), json_mutations(FUZZ_NOTE)), st.booleans())
+def test_fuzzed_notes_import_or_are_refused(mutated, tgz):
+    members = {"Takeout/Keep/a.json": mutated}
     data = tar_bytes(members) if tgz else zip_bytes(members)
-    imports_or_refuses(parse_google_keep, data, "takeout.tgz", "google_keep")
+    parses_or_refuses(parse_google_keep, data, "takeout.tgz", "google_keep")
 
 
 def test_detection_never_claims_other_takeout_or_tar_files():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, ODD_TEXT, imports_or_refuses, mutate_text
 from file_exports import (
     J_DEEP,
     J_DEEPTODO,
@@ -22,8 +21,8 @@ from file_exports import (
     joplin_item,
     tar_bytes,
 )
+from fuzzing import FUZZ_SETTINGS, byte_mutations, parses_or_refuses
 from hypothesis import given
-from hypothesis import strategies as st
 from parser_checks import NOW, adjustments_of, by_id, parse_detected
 
 from assets.imports.parsers.base import ImportFormatError
@@ -119,14 +118,16 @@ def test_detection_and_hostile_archives():
         parse_joplin(joplin_export()[:700], file_name="cut.jex")
 
 
+FUZZ_ITEM = joplin_item(
+    "Quarterly", "Body", id=J_REPORT, parent_id=J_WORK, is_todo=1, todo_completed=1
+)
+
+
 @FUZZ_SETTINGS
-@given(st.integers(0, 2_000), ODD_TEXT, st.integers(0, 30))
-def test_fuzzed_items_import_or_are_refused(position, insert, cut):
-    item = joplin_item(
-        "Quarterly", "Body", id=J_REPORT, parent_id=J_WORK, is_todo=1, todo_completed=1
-    ).decode()
+@given(byte_mutations(FUZZ_ITEM))
+def test_fuzzed_items_import_or_are_refused(mutated):
     members = {
-        f"{J_REPORT}.md": mutate_text(item, position, insert, cut).encode(),
+        f"{J_REPORT}.md": mutated,
         f"{J_WORK}.md": joplin_item("Work", "", id=J_WORK, type_=2),
     }
-    imports_or_refuses(parse_joplin, tar_bytes(members, gzip=False), "x.jex", "joplin")
+    parses_or_refuses(parse_joplin, tar_bytes(members, gzip=False), "x.jex", "joplin")

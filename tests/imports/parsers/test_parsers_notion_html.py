@@ -9,7 +9,6 @@ import time
 import zipfile
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, ODD_TEXT, imports_or_refuses, mutate_text
 from file_exports import (
     CHILD_PAGE,
     DB,
@@ -23,6 +22,7 @@ from file_exports import (
     notion_html_export,
     notion_page,
 )
+from fuzzing import FUZZ_SETTINGS, byte_mutations, parses_or_refuses
 from hypothesis import given
 from hypothesis import strategies as st
 from parser_checks import NOW, adjustments_of, by_id, parse_detected, rows, zip_bytes
@@ -171,10 +171,8 @@ def test_a_zip_without_pages_is_refused():
         parse_notion_html(zip_bytes({"readme.txt": "hi"}), file_name="x.zip")
 
 
-@FUZZ_SETTINGS
-@given(st.integers(0, 10_000), ODD_TEXT, st.integers(0, 50), st.sampled_from([TRIP, DB, HOTEL]))
-def test_fuzzed_pages_import_or_are_refused(position, insert, cut, page):
-    html = notion_page(
+def fuzz_page(page: str) -> tuple[str, bytes]:
+    return page, notion_page(
         page,
         "Plan trip",
         properties=[("status", "Status", "Done"), ("date", "Due", "<time>@May 1, 2023</time>")],
@@ -183,7 +181,16 @@ def test_fuzzed_pages_import_or_are_refused(position, insert, cut, page):
             f'<tr id="{HOTEL}"><td class="cell-title"><a href="Hotel%20{HOTEL}.html">H</a></td>'
             "</tr></tbody></table>"
         ),
-    ).decode()
-    mutated = mutate_text(html, position, insert, cut).encode()
+    )
+
+
+@FUZZ_SETTINGS
+@given(
+    st.sampled_from([TRIP, DB, HOTEL])
+    .map(fuzz_page)
+    .flatmap(lambda p: st.tuples(st.just(p[0]), byte_mutations(p[1])))
+)
+def test_fuzzed_pages_import_or_are_refused(fuzzed):
+    page, mutated = fuzzed
     data = zip_bytes({"Export-x-Part-1.zip": zip_bytes({f"Page {page}.html": mutated})})
-    imports_or_refuses(parse_notion_html, data, "fuzz.zip", "notion_html")
+    parses_or_refuses(parse_notion_html, data, "fuzz.zip", "notion_html")

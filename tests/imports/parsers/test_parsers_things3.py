@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, imports_or_refuses
 from file_exports import NEW_SCHEMA, things_database, things_zip
+from fuzzing import FUZZ_SETTINGS, parses_or_refuses
 from hypothesis import given
 from hypothesis import strategies as st
 from parser_checks import NOW, adjustments_of, by_id, parse_detected, rows, zip_bytes
@@ -248,4 +248,4 @@ def test_fuzzed_rows_import_or_are_refused(values):
         )
         db.close()
         data = Path(path).read_bytes()
-    imports_or_refuses(parse_things3, data, "main.sqlite", "things3")
+    parses_or_refuses(parse_things3, data, "main.sqlite", "things3")

@@ -9,8 +9,7 @@ import datetime as dt
 import json
 
 import pytest
-from fuzz_checks import FUZZ_SETTINGS, damaged_bytes, odd_json, parses_or_refuses
-from hypothesis import given
+from fuzzing import fuzz_parser
 from parser_checks import adjustments_of, by_id, fixture_bytes, parse_detected, rows, zip_bytes
 from pipeline_checks import assert_imported_as_parsed, assert_reimport_updates_only, new_user
 
@@ -153,16 +152,9 @@ def test_a_saved_api_error_and_other_json_are_refused():
         parse_remember_the_milk(b'{"lists": [], "tasks": "x"}', file_name="rtm.json")
 
 
-@FUZZ_SETTINGS
-@given(damaged_bytes(TASKS_RSP))
-def test_fuzz_damaged_bytes(data):
-    parses_or_refuses(parse_remember_the_milk, data, APP)
-
-
-@FUZZ_SETTINGS
-@given(odd_json(json.loads(EXPORT)))
-def test_fuzz_values_of_odd_types(data):
-    parses_or_refuses(parse_remember_the_milk, data, APP)
+def test_fuzzed_files_import_or_are_refused():
+    samples = {NAME: EXPORT, "rtm.tasks.getList.json": TASKS_RSP}
+    fuzz_parser(parse_remember_the_milk, samples, app=APP)
 
 
 # the back-dated task, and the sub-task whose long note is over the app's 5,000 characters

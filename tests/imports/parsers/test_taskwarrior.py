@@ -8,8 +8,7 @@ import datetime as dt
 import json
 
 import pytest
-from fuzz_checks import FUZZ_SETTINGS, damaged_bytes, odd_json, parses_or_refuses
-from hypothesis import given
+from fuzzing import fuzz_parser
 from parser_checks import (
     NOW,
     adjustments_of,
@@ -174,16 +173,8 @@ def test_other_json_is_refused_with_the_file_name():
         parse_taskwarrior((json.dumps(TASKS[0]) + "\n{broken\n").encode(), file_name="tw.json")
 
 
-@FUZZ_SETTINGS
-@given(damaged_bytes(DATA))
-def test_fuzz_damaged_bytes(data):
-    parses_or_refuses(parse_taskwarrior, data, "taskwarrior")
-
-
-@FUZZ_SETTINGS
-@given(odd_json(TASKS))
-def test_fuzz_values_of_odd_types(data):
-    parses_or_refuses(parse_taskwarrior, data, "taskwarrior")
+def test_fuzzed_files_import_or_are_refused():
+    fuzz_parser(parse_taskwarrior, {NAME: DATA}, app="taskwarrior")
 
 
 # done before entered, done without an end, an end on a pending task, a description over

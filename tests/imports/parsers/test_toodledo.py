@@ -7,8 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from fuzz_checks import FUZZ_SETTINGS, damaged_bytes, parses_or_refuses
-from hypothesis import given
+from fuzzing import fuzz_parser
 from parser_checks import (
     NOW,
     adjustments_of,
@@ -158,16 +157,9 @@ def test_sub_tasks_by_id_or_by_title():
     assert by_title(parse_toodledo(titled, now=NOW))["Pack books"]["parentGoalId"] is not None
 
 
-@FUZZ_SETTINGS
-@given(damaged_bytes(TASKS))
-def test_fuzz_damaged_tasks(data):
-    parses_or_refuses(parse_toodledo, data, APP)
-
-
-@FUZZ_SETTINGS
-@given(damaged_bytes(NOTES))
-def test_fuzz_damaged_notes(data):
-    parses_or_refuses(parse_toodledo, data, APP)
+def test_fuzzed_files_import_or_are_refused():
+    samples = {"toodledo_tasks.csv": TASKS, "toodledo_notes.csv": NOTES}
+    fuzz_parser(parse_toodledo, samples, app=APP)
 
 
 @pytest.mark.slow
