@@ -163,6 +163,7 @@ def test_fuzzed_files_import_or_are_refused():
     fuzz_parser(parse_microsoft_todo, samples, app="microsoft_todo")
 
 
+# modified before created, done without a time, open with one: adjusted and reported
 INCONSISTENT = {task("3"), task("4"), task("5")}
 
 

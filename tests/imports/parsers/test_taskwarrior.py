@@ -178,7 +178,7 @@ def test_fuzzed_files_import_or_are_refused():
 
 
 # done before entered, done without an end, an end on a pending task, a description over
-# the app's 5,000 characters: today's quality gate refuses these rows, the normaliser fixes them
+# the app's 5,000 characters: each imported, adjusted to fit, the adjustment reported
 INCONSISTENT = {key(1), key(2), key(12), key(13)}
 
 
