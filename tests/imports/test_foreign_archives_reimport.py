@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from import_support import dump, import_file, populate
 
 from assets.imports.jobs import get_import_job
-
 from resources import schema
 
 sys.path.insert(0, str(Path(__file__).parent / "parsers"))
