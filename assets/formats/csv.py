@@ -30,7 +30,9 @@ from assets.formats.common import (
     format_timestamp,
     json_default,
     raise_key_mismatch,
+    reading_schema,
     sort_by_id,
+    upgrade_legacy_user,
 )
 from assets.formats.excel_csv import (
     EXCEL_ENCODING,
@@ -286,6 +288,7 @@ def read_table_csv(
         line = raw[: exc.start].count(b"\n") + 1
         raise ValueError(f"{file_name}: line {line} is not valid UTF-8") from exc
     header = _csv_header(raw, file_name)
+    schema = reading_schema(table_name, header)
     if sorted(header) != sorted(schema.names):
         raise_key_mismatch(f"{file_name}, header row", header, set(schema.names))
     try:
@@ -312,7 +315,8 @@ def read_table_csv(
         if excel and pa.types.is_string(field.type):
             text = excel_unescape(text)
         columns.append(column_from_values(text, field, locate))
-    return sort_by_id(pa.Table.from_arrays(columns, schema=schema), file_name)
+    table = upgrade_legacy_user(pa.Table.from_arrays(columns, schema=schema), table_name)
+    return sort_by_id(table, file_name)
 
 
 def _csv_header(raw: bytes, file_name: str) -> list[str]:

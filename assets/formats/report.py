@@ -28,7 +28,7 @@ from assets.formats.charts import (
     goal_progress_charts,
     progress_by_goal,
 )
-from assets.formats.common import ExportStamp, export_renderer
+from assets.formats.common import ExportStamp, export_renderer, full_name
 from assets.formats.html_pages import html_rows, html_texts, render_page
 
 # Enough charts to see every trend without making heavy users' pages huge.
@@ -47,7 +47,7 @@ _DONE = Markup('<span class="done">done</span>')
 def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
     """The user's report page as UTF-8 HTML bytes."""
     user_id, exported_at, filters = stamp.user_id, stamp.exported_at, stamp.filters
-    user = (prepared["User"].select(["name", "email"]).to_pylist() or [{}])[0]
+    user = (prepared["User"].select(["firstName", "lastName", "email"]).to_pylist() or [{}])[0]
     modules = prepared["Module"].to_pylist()
     goals = prepared["Goal"].to_pylist()
     progress = progress_by_goal(prepared["Progress"])
@@ -62,7 +62,7 @@ def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> byt
     )
     name, email, selection = html_texts(
         [
-            user.get("name") or user.get("email") or user_id,
+            full_name(user.get("firstName"), user.get("lastName")) or user.get("email") or user_id,
             user.get("email") or "",
             _describe_filters(filters or {}),
         ]

@@ -26,7 +26,7 @@ from assets.formats.charts import (
     goal_progress_charts,
     progress_by_goal,
 )
-from assets.formats.common import TABLE_NAMES, format_timestamp
+from assets.formats.common import TABLE_NAMES, format_timestamp, full_name
 from assets.formats.html_pages import html_rows, html_texts, render_page
 from assets.gdpr.layout import CATEGORY_DESCRIPTIONS
 from resources.schema import APP_ARROW_SCHEMAS
@@ -63,7 +63,7 @@ def render_readme(
 
     `shown`: the tables whose first rows are shown, when not `prepared` itself: the same
     rows with timestamps already as export text (`csv_text_table`), which read faster."""
-    user_rows = prepared["User"].select(["name", "email"]).to_pylist()
+    user_rows = prepared["User"].select(["firstName", "lastName", "email"]).to_pylist()
     user = user_rows[0] if user_rows else {}
     rows = {name: prepared[name].num_rows for name in TABLE_NAMES}
     goals = prepared["Goal"]
@@ -92,7 +92,11 @@ def render_readme(
     first_rows = _first_rows(prepared, shown or prepared)
     counts = [*completeness["tables"].items(), *completeness["processing"].items()]
     who, escaped_id, email = html_texts(
-        [user.get("name") or user.get("email") or user_id, user_id, user.get("email") or ""]
+        [
+            full_name(user.get("firstName"), user.get("lastName")) or user.get("email") or user_id,
+            user_id,
+            user.get("email") or "",
+        ]
     )
     return render_page(
         "gdpr_readme.html.j2",

@@ -71,7 +71,8 @@ def rich_rows() -> dict[str, list[dict]]:
             dict(
                 id=UID,
                 email="zoë@example.com",
-                name="Zoë 😀 李小龍 محمد",
+                firstName="Zoë 😀",
+                lastName=" 李小龍 محمد",
                 timezone=None,
                 createdAt=ts(2023, 1, 2, 3, 4, 5, 678),
                 updatedAt=ts(2024, 2, 29, 23, 59, 59, 999),
