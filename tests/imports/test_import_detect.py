@@ -48,7 +48,7 @@ def assert_same_tables(found: dict[str, pa.Table], expected: dict[str, pa.Table]
     [
         ("json", "json"),
         ("csv", "csv"),
-        ("csv-excel", "csv"),
+        ("csv-machine", "csv"),
         ("xlsx", "xlsx"),
         ("parquet", "parquet"),
     ],
@@ -145,7 +145,7 @@ def test_bom_and_crlf_are_read_exactly(user_tables):
 
     # goalport writes CSV with CRLF (RFC 4180); tools that rewrite it with LF and a BOM
     # must not change a value (tables with multi-line values are left as written)
-    with zipfile.ZipFile(io.BytesIO(render(user_tables, "csv"))) as archive:
+    with zipfile.ZipFile(io.BytesIO(render(user_tables, "csv-machine"))) as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
     crlf = {}
     rewritten = 0
