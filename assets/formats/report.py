@@ -24,7 +24,8 @@ from assets.formats.charts import (
     ProgressSeries,
     completion_by_module,
     completion_chart,
-    format_number,
+    distinct_goal_titles,
+    format_exact_number,
     goal_progress_charts,
     progress_by_goal,
 )
@@ -55,7 +56,7 @@ def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> byt
         prepared["Achievement"].to_pylist(), key=lambda a: a["earnedAt"], reverse=True
     )
     module_names = {m["id"]: m["name"] for m in modules}
-    titles = {g["id"]: g["title"] for g in goals}
+    titles = distinct_goal_titles(prepared["Goal"])
     charts, charted = goal_progress_charts(progress, titles, MAX_GOAL_CHARTS)
     by_module = completion_by_module(
         module_names, ((g["moduleId"], g["isCompleted"]) for g in goals)
@@ -133,9 +134,9 @@ def _goal_rows(
         latest = ""
         if series is not None and entries:
             value, target = float(series.value[-1]), float(series.max_value[-1])
-            latest = format_number(value)
+            latest = format_exact_number(value)
             if target == target and target:  # not NaN, not zero
-                latest += f" / {format_number(target)} ({value / target:.0%})"
+                latest += f" / {format_exact_number(target)} ({value / target:.0%})"
         rows.append(
             (
                 _indent(depth),

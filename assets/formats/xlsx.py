@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.formats.charts import distinct_goal_titles
 from assets.formats.common import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -310,9 +311,7 @@ def progress_chart_series(
     chosen = [c["values"] for c in counts[:goals]]
     rows = progress.filter(pc.is_in(progress["goalId"], pa.array(chosen)))
     rows = rows.sort_by([("recordedAt", "ascending"), ("id", "ascending")])
-    titles = dict(
-        zip(tables["Goal"]["id"].to_pylist(), tables["Goal"]["title"].to_pylist(), strict=True)
-    )
+    titles = distinct_goal_titles(tables["Goal"])
     series: dict[str, dict[dt.date, float]] = {goal_id: {} for goal_id in chosen}
     for goal_id, recorded_at, value in zip(
         rows["goalId"].to_pylist(),
