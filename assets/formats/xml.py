@@ -154,6 +154,12 @@ def read_xml_export(data: bytes) -> dict[str, pa.Table]:
     return tables
 
 
+def read_xml_stamp(data: bytes) -> tuple[str | None, str | None]:
+    """(exportedAt, userId) as the document's root states them."""
+    root = _parse(data)
+    return root.get("exportedAt"), root.get("userId")
+
+
 def read_xml_filters(data: bytes) -> dict | None:
     """The filters a selective XML export was made with (None: everything)."""
     element = _parse(data).find(_NS + "filters")

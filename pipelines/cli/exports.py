@@ -113,7 +113,7 @@ def request() -> None:
     "fmt",
     default="json",
     show_default=True,
-    help="json, csv, xlsx, parquet or report (one per request)",
+    help="json, csv, csv-machine, xlsx, parquet, xml or report (one per request)",
 )
 @modules_option
 @since_option

@@ -144,3 +144,17 @@ def test_an_xml_export_with_the_old_single_name_imports():
         {"firstName": "Zoë", "lastName": "Brontë Jr."}
     ]
     assert isinstance(user, pa.Table) and user.num_rows == 1
+
+
+def test_an_xml_export_is_recognised_and_imported_from_its_bytes():
+    from assets.imports.detect import detect_import
+    from assets.imports.parsers.base import ImportFormatError
+
+    tables = as_tables(rich_rows())
+    data = render(tables, filters={"modules": ["bible"]})
+    found = detect_import(data, file_name="download (2).bin")
+    assert found.format == "xml" and found.source_app == "goalport"
+    back = {name: found.tables[name] for name in APP_TABLE_NAMES}
+    assert render(back, filters={"modules": ["bible"]}) == data  # export -> import -> export
+    with pytest.raises(ImportFormatError, match="refused: the document declares a DTD"):
+        detect_import(XXE.replace(b"urn:goalport:export:1", b"urn:goalport:export:1 "))

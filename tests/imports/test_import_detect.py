@@ -51,6 +51,7 @@ def assert_same_tables(found: dict[str, pa.Table], expected: dict[str, pa.Table]
         ("csv-machine", "csv"),
         ("xlsx", "xlsx"),
         ("parquet", "parquet"),
+        ("xml", "xml"),
     ],
 )
 def test_own_formats_are_recognised_from_content_not_name(user_tables, fmt, detected_as):
