@@ -58,8 +58,17 @@ _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;", '"': "&quot;"
 _TO_ESCAPE = re.compile('[&<>\r"]')
 
 
+# An attribute's tabs and line feeds would be read back as spaces: referenced too.
+_ATTRIBUTE_ESCAPES = {**_ESCAPES, "\n": "&#10;", "\t": "&#9;"}
+_TO_ESCAPE_IN_ATTRIBUTE = re.compile('[&<>\r\n\t"]')
+
+
 def _escape(text: str) -> str:
     return _TO_ESCAPE.sub(lambda m: _ESCAPES[m.group()], text)
+
+
+def _escape_attribute(text: str) -> str:
+    return _TO_ESCAPE_IN_ATTRIBUTE.sub(lambda m: _ATTRIBUTE_ESCAPES[m.group()], text)
 
 
 # ---------------------------------------------------------------- writing
@@ -77,7 +86,7 @@ def render_xml(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
     parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<export xmlns="', XML_NAMESPACE, '"']
     for key, value in attributes.items():
         _check_xml_text(value, key)
-        parts.append(f' {key}="{_escape(value)}"')
+        parts.append(f' {key}="{_escape_attribute(value)}"')
     parts.append(">\n")
     if stamp.filters:
         parts.append(f"  <filters>{_escape(filters_json(stamp.filters).decode())}</filters>\n")

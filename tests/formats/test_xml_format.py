@@ -158,3 +158,12 @@ def test_an_xml_export_is_recognised_and_imported_from_its_bytes():
     assert render(back, filters={"modules": ["bible"]}) == data  # export -> import -> export
     with pytest.raises(ImportFormatError, match="refused: the document declares a DTD"):
         detect_import(XXE.replace(b"urn:goalport:export:1", b"urn:goalport:export:1 "))
+
+
+def test_a_user_id_with_tabs_and_line_breaks_keeps_them():
+    from assets.formats.xml import read_xml_stamp
+
+    user_id = "odd\tid\nwith\r\nbreaks & <marks>"
+    data = FORMATS["xml"].render(as_tables({}), user_id=user_id, exported_at=AT)
+    XSD.validate(data.decode())
+    assert read_xml_stamp(data) == ("2024-05-06T07:08:09.123Z", user_id)
