@@ -223,3 +223,15 @@ def test_an_export_made_before_first_and_last_name_still_imports(fmt, old_name, 
 
 def test_covers_every_readable_format():
     assert set(OLD_SHAPES) >= set(READABLE_FORMATS) - {"xml"}  # test_xml_format.py
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "xlsx", "parquet"])
+def test_an_old_export_goes_through_import_detection(fmt):
+    from assets.imports.detect import detect_import
+
+    current = FORMATS[fmt].render(_tables("placeholder", "value"), user_id=UID, exported_at=AT)
+    found = detect_import(OLD_SHAPES[fmt](current, "Ana María Pérez"), file_name="old-export")
+    assert found.source_app == "goalport"
+    assert found.tables["User"].select(["firstName", "lastName"]).to_pylist() == [
+        {"firstName": "Ana", "lastName": "María Pérez"}
+    ]
