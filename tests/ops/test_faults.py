@@ -259,3 +259,77 @@ def test_an_s3_outage_during_a_run_leaves_no_partial_object(
         assert {row["status"] for row in rows.values()} == {"completed"}, output[-3000:]
     export_everything_left(database, storage)
     assert_each_export_exactly_once(database, storage)
+
+
+# ---------------------------------------------------------------------------------------
+# Storage full
+
+# Runs in a mount namespace of its own: a 2 MB tmpfs over the storage folder, then one
+# `goalport exports process --once`; what is left on the tmpfs is listed before it goes.
+FULL_DISK_SCRIPT = """
+mount -t tmpfs -o size=2m,mode=0700 goalport-full "$1" || exit 97
+"$2" exports process --once --workers 1
+status=$?
+cd "$1" && find . -mindepth 1 -printf '%y %P\\t%s\\n' > "$3"
+exit $status
+"""
+
+
+def in_private_mount_namespace() -> list[str]:
+    """`unshare --mount` as root; an unprivileged user maps itself to root in a user
+    namespace first (allowed where unprivileged user namespaces are)."""
+    if os.geteuid() == 0:
+        return ["unshare", "--mount", "--propagation", "private"]
+    return ["unshare", "--map-root-user", "--mount", "--propagation", "private"]
+
+
+def test_a_full_disk_fails_the_export_that_does_not_fit_and_no_other(pg_url, database, tmp_path):
+    seed_database(pg_url, 3, seed=31, heavy_every=3)  # the second user is heavy
+    with database.engine.connect() as conn:
+        by_rows = (
+            conn.execute(
+                sa.text('SELECT "userId" FROM "Progress" GROUP BY 1 ORDER BY count(*) DESC')
+            )
+            .scalars()
+            .all()
+        )
+    heavy, *light = by_rows
+    too_big = request_export(database.engine, heavy, "json")
+    fitting = {request_export(database.engine, user_id, "csv"): user_id for user_id in light}
+    storage_folder = tmp_path / "storage"
+    storage_folder.mkdir()
+    listing = tmp_path / "left_on_tmpfs.txt"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GOALPORT_DATABASE_URL": pg_url,
+        "GOALPORT_STORAGE_URL": str(storage_folder),
+    }
+    done = subprocess.run(
+        [*in_private_mount_namespace(), "sh", "-c", FULL_DISK_SCRIPT, "full-disk",
+         str(storage_folder), str(BIN / "goalport"), str(listing)],
+        env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode != 97, f"could not mount the tmpfs: {done.stderr}"
+    assert done.returncode == 1, done.stdout + done.stderr  # one export failed
+
+    rows = statuses(database)
+    failed = rows[too_big]
+    assert failed["status"] == "failed" and failed["fileUrl"] is None
+    assert "No space left on device" in failed["errorMessage"], failed["errorMessage"]
+    # the message names the file it could not write
+    assert f"{storage_folder}/" in failed["errorMessage"] and ".json" in failed["errorMessage"]
+    for job_id in fitting:
+        assert rows[job_id]["status"] == "completed", rows[job_id]
+
+    left = dict(
+        line.split("\t") for line in listing.read_text().splitlines() if line.startswith("f ")
+    )
+    # the files that fit, whole; no temporary file of the one that did not
+    expected = {
+        "f " + ObjectStorage(url=str(storage_folder)).key_of(rows[j]["fileUrl"]):
+        str(rows[j]["fileSizeBytes"])
+        for j in fitting
+    }  # fmt: skip
+    assert left == expected, listing.read_text()
+    assert not any(".tmp-" in line for line in listing.read_text().splitlines())
