@@ -11,9 +11,8 @@ cannot trust an unsigned webhook.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -23,8 +22,11 @@ import sqlalchemy as sa
 
 from assets.exports.job_rows import ExportJob
 from resources import schema, settings
+from resources.alerts import dead_letter_alert, send_alert
 from resources.audit import new_id, utc_now
+from resources.webhooks import sign_webhook_body
 
+log = logging.getLogger(__name__)
 outbox_table = schema.notification_outbox
 EXPORT_COMPLETED, EXPORT_FAILED = "export.completed", "export.failed"
 
@@ -63,11 +65,6 @@ def queue_notification(conn: sa.Connection, job: ExportJob, kind: str, extra: di
 
 def queue_failure_notification(conn: sa.Connection, job: ExportJob, message: str) -> str:
     return queue_notification(conn, job, EXPORT_FAILED, {"error": message})
-
-
-def sign_webhook_body(body: bytes, secret: str) -> str:
-    """The `X-Goalport-Signature` header value: HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -126,7 +123,20 @@ def deliver_notifications(
             outcome.failed[row["id"]] = error
         with engine.begin() as conn:
             conn.execute(outbox_table.update().where(outbox_table.c.id == row["id"]).values(values))
+        if values["status"] == OutboxStatus.FAILED.value:
+            _alert_dead_letter(row, attempts)
     return outcome
+
+
+def _alert_dead_letter(row: sa.RowMapping, attempts: int) -> None:
+    """Tell the operators that a notification was given up (its job by id, no user)."""
+    job_id = json.loads(row["payload"]).get("jobId")
+    alert = dead_letter_alert(
+        notification_id=row["id"], kind=row["kind"], job_id=job_id, attempts=attempts
+    )
+    error = send_alert(alert)
+    if error:
+        log.warning("dead-letter alert for notification %s not sent: %s", row["id"], error)
 
 
 def _post_webhook(
