@@ -3,8 +3,7 @@ time, or a step that ran out of retries) is POSTed to GOALPORT_ALERT_WEBHOOK_URL
 (`resources.alerts`), naming the job, the run, its kind and its batch, never a user.
 
 The areas' own failure sensors fail their rows; this one only tells the operators. An alert
-that could not be sent fails the tick, so the daemon shows it and the next failure is
-alerted again.
+that could not be sent fails the sensor's tick, so the daemon's tick history says why.
 """
 
 import dagster as dg
