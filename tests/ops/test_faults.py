@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -194,9 +195,9 @@ def own_s3_endpoint():
     its buckets in the process, so they outlive a restart, as a real endpoint's do)."""
     from moto.server import ThreadedMotoServer
 
-    from tests.conftest import _free_port
-
-    port = _free_port()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
 
     class Endpoint:
         url = f"http://127.0.0.1:{port}"
