@@ -19,7 +19,10 @@ which it can be cancelled). Executing it:
    of those other storages and their backup destinations;
 3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs`):
    every run that mentions the user is deleted, when a `run_history` is given (the erasure
-   job and the CLI give it);
+   job and the CLI give it). The user's runs are found through rows step 1 deletes, so
+   they are looked up before it and kept in the `erasing` state (`dagsterRunIds`): a
+   resumed erasure sweeps them too. The receipt's `dagsterRecords` says what was searched
+   and deleted there (None: no run history was given);
 4. verification (`assets.gdpr.erasure_verify`, for a batch of requests at once): every
    text column of every table in the database (found by reflection, so tables added later
    are covered) is searched for the user id, every storage prefix is listed (in the main
@@ -365,7 +368,11 @@ def _execute(
             if strict:
                 raise
             continue
-        state = _delete_rows(engine, request, now)
+        # the user's runs are found through rows step 1 deletes: remembered first, and kept
+        # in the request's state so that a resumed erasure (a new process) sweeps them too
+        earlier_runs = (request.receipt or {}).get("dagsterRunIds", [])
+        run_ids = run_history.remember(request.user_id or "", earlier_runs) if run_history else []
+        state = _delete_rows(engine, request, now, run_ids)
         if state is None:  # another process finished it meanwhile
             request = get_erasure_request(engine, request_id)
             outcomes[request_id] = ErasureOutcome(request, request.receipt or {})
@@ -373,7 +380,9 @@ def _execute(
         try:
             state["storageObjectsDeleted"] = _delete_files(engine, storage, request, state)
             user_id = request.user_id or ""
-            state["runsDeleted"] = run_history.forget(user_id) if run_history else None
+            state["dagsterRecords"] = (
+                run_history.sweep(user_id).as_receipt() if run_history else None
+            )
         except Exception as exc:  # the request must say why, and be retried
             state.setdefault("storageObjectsDeleted", {})
             failure = {"passed": False, "error": _scrubbed_error(exc, request, state)}
@@ -409,7 +418,9 @@ def _scrubbed_error(exc: Exception, request: ErasureRequest, state: dict) -> str
     return _scrub_text(f"{type(exc).__name__}: {exc}", personal, ERASED)
 
 
-def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -> dict | None:
+def _delete_rows(
+    engine: sa.Engine, request: ErasureRequest, now: dt.datetime, run_ids: Sequence[str] = ()
+) -> dict | None:
     """Step 1, in one transaction; returns the state that steps 2-4 need.
 
     The tombstone goes in first, under the fence's exclusive lock (resources/erasure_fence):
@@ -487,6 +498,8 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             "keyDestroyed": bool(earlier.get("keyDestroyed")) or key_destroyed,
             # personal (URLs of the user's), kept only until the erasure completes
             "destinations": destinations,
+            # the user's Dagster runs, found through the rows deleted here
+            "dagsterRunIds": sorted({*earlier.get("dagsterRunIds", []), *run_ids}),
         }
         conn.execute(
             requests_table.update()
@@ -636,7 +649,7 @@ def _delete_files(
     for location in located:
         place = location.storage()
         recorded += place.delete_prefix(location.key)  # a file, or a folder (backups)
-        if not place.list(location.key):
+        if not place.list_including_unfinished(location.key):
             gone.append(location.id)
     deleted["recordedLocations"] = recorded
     deleted["otherStorages"] = sum(
@@ -676,7 +689,7 @@ def _finish(
         "templatesAnonymised": state["templatesAnonymised"],
         "keyDestroyed": state["keyDestroyed"],
         "storageObjectsDeleted": state["storageObjectsDeleted"],
-        "runsDeleted": state.get("runsDeleted"),
+        "dagsterRecords": state.get("dagsterRecords"),
         "attempts": request.attempts + 1,
         "verification": verification,
     }
@@ -696,7 +709,13 @@ def _finish(
     else:
         values.update(
             notBefore=completed_at + retry_delay(request.attempts + 1),
-            receipt=json.dumps({**receipt, "destinations": state["destinations"]}),
+            receipt=json.dumps(
+                {
+                    **receipt,
+                    "destinations": state["destinations"],
+                    "dagsterRunIds": state.get("dagsterRunIds", []),
+                }
+            ),
         )
     with engine.begin() as conn:
         done = conn.execute(
@@ -722,6 +741,7 @@ def _finish(
         final = _load(conn, request.id)
     shown = dict(final.receipt or receipt)
     shown.pop("destinations", None)
+    shown.pop("dagsterRunIds", None)
     return ErasureOutcome(final, shown)
 
 

@@ -505,7 +505,15 @@ def test_erasure_deletes_the_dagster_runs_that_name_the_user_and_only_those(pg_u
         assert instance.all_logs(named) == []  # its events went with it
 
     receipt = erasure.get_erasure_request(database.engine, request.id).receipt
-    assert receipt["runsDeleted"] == 1
+    dagster = receipt["dagsterRecords"]
+    assert (dagster["scope"], dagster["runsDeleted"], dagster["runsStillNamingUser"]) == (
+        "the user's runs",
+        1,
+        0,
+    )
+    # the run naming them and the request batch's run; not the others' run nor the erasure's
+    assert dagster["runsSearched"] == 2 and "event log" in dagster["recordKinds"]
+    assert "runsDeleted" not in receipt and "dagsterRunIds" not in receipt
     assert receipt["verification"]["runHistorySearched"]
     assert receipt["verification"]["runsFound"] == 0 and receipt["verification"]["passed"]
     assert victim not in json.dumps(receipt)
