@@ -6,8 +6,9 @@ which it can be cancelled). Executing it:
 
 1. in ONE transaction: the erasure tombstone (`resources.erasure_fence`: from its commit on,
    no writer records the user again, and runs in flight delete what they write), every row of the user in every app table and in goalport's own tables
-   (export/import jobs, import history, external refs, backup settings, notifications, the
-   wrapped key: crypto-shredding every backup encrypted to it), private templates they
+   (export/import jobs, import history, external refs, backup settings, notifications, API
+   tokens and their rate-limit counters, the wrapped key: crypto-shredding every backup
+   encrypted to it), private templates they
    authored deleted and public ones made anonymous; their audit-log entries keep only the
    pseudonym (`subjectRef`), with every personal value taken out of `actor` and `details`.
    The request moves to `erasing`, remembering (in `receipt`) the backup destinations
@@ -452,6 +453,7 @@ def _delete_rows(
         destinations = list(dict.fromkeys([*earlier.get("destinations", []), *destinations]))
         in_flight = _jobs_in_flight(conn, user_id)
         identifying = _identifying_values(conn, user_id)
+        token_ids = _api_token_ids(conn, user_id)
         deleted: dict[str, int] = {}
         for table in reversed(schema.APP_TABLES):
             owner = table.c[owner_column(table.name)]
@@ -474,13 +476,17 @@ def _delete_rows(
             template.update().where(template.c.authorId == user_id).values(authorId=None)
         ).rowcount
         deleted["GoalTemplate"] = templates_deleted
+        limits = schema.api_rate_limit  # one request counter per API token of theirs
+        deleted[limits.name] = conn.execute(
+            limits.delete().where(limits.c.bucket.in_(token_ids))
+        ).rowcount
         conn.execute(
             requests_table.update()
             .where(requests_table.c.userId == user_id, requests_table.c.id != request.id)
             .values(userId=None)
         )
         pseudonymised = _pseudonymise_audit(
-            conn, user_id, request.subject_ref, identifying, destinations
+            conn, user_id, request.subject_ref, identifying, [*destinations, *token_ids]
         )
         before = earlier.get("rowsDeleted", {})
         state = {
@@ -523,6 +529,13 @@ def _jobs_in_flight(conn: sa.Connection, user_id: str) -> int:
         ).scalar_one()
         for table in (schema.data_export_job, schema.data_import_job)
     )
+
+
+def _api_token_ids(conn: sa.Connection, user_id: str) -> list[str]:
+    """The ids of the user's API tokens: the rate limiter's counters and the `actor` of
+    their audit entries (`api-token:<id>`) name them."""
+    token = schema.api_token
+    return list(conn.scalars(sa.select(token.c.id).where(token.c.userId == user_id)))
 
 
 def _identifying_values(conn: sa.Connection, user_id: str) -> list[str]:
@@ -583,8 +596,9 @@ def _pseudonymise_audit(
     destinations: list[str],
 ) -> int:
     """The user's audit entries keep their pseudonym and lose everything personal (also
-    their backup destinations); entries of others that name the user (id or e-mail) lose
-    those mentions, and nothing else. Returns the number of entries changed."""
+    `destinations`: their backup destinations and API token ids; and the client's address
+    and user agent); entries of others that name the user (id or e-mail) lose those
+    mentions, and nothing else. Returns the number of entries changed."""
     mentions = [
         audit_table.c.userId == user_id,
         *(contains(conn, audit_table.c.actor, v) for v in identifying),
