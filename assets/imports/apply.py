@@ -62,6 +62,7 @@ class ApplyResult:
     statements: int
 
 
+@collector_paused()  # the plan read back is many small objects that all stay alive
 def apply_import(
     database: AppDatabase,
     storage: ObjectStorage,
