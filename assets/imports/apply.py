@@ -62,7 +62,6 @@ class ApplyResult:
     statements: int
 
 
-@collector_paused()  # the plan read back is many small objects that all stay alive
 def apply_import(
     database: AppDatabase,
     storage: ObjectStorage,

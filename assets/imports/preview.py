@@ -326,7 +326,6 @@ def _report_entry(entry) -> dict:
     return described
 
 
-@collector_paused()  # over both steps: their hand-over would make it walk every staged row
 def preview_import(
     database: AppDatabase, storage: ObjectStorage, job_id: str, data: bytes, **stage_options: Any
 ) -> PreviewResult:

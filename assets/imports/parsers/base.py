@@ -64,7 +64,7 @@ class ImportFormatError(ValueError):
         super().__init__(f"{', '.join(where)}: {reason}")
 
 
-@dataclass(slots=True)  # one per source row: no __dict__ each for the collector to walk
+@dataclass
 class MappingEntry:
     """One line of the mapping report: a source item and what it became (or why not)."""
 
