@@ -1,6 +1,8 @@
 """Foreign-import benchmark: a 50,000-task Todoist export parsed, previewed and applied into
 PostgreSQL (target: preview + apply under 4 s), with peak memory, then previewed again (the
-re-import path through ExternalRef, which must find nothing to change). Then the hostile
+re-import path through ExternalRef, which must find nothing to change), and the CPU time
+of both sides: this process and the PostgreSQL backends (read from /proc when the server
+runs on this host), steadier than wall time on a busy machine. Then the hostile
 inputs that used to stall a parser (each under 1 s), and linear scaling: each input at
 sizes x1, x4 and x16, printed as time ratios (linear: about 4 and 16).
 
