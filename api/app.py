@@ -8,7 +8,17 @@ import logging
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import audit_trail, backups, downloads, exports, gdpr, health, imports, templates
+from api import (
+    audit_trail,
+    backups,
+    downloads,
+    exports,
+    gdpr,
+    health,
+    imports,
+    templates,
+    webhooks,
+)
 from api.config import MAX_JSON_BODY, ApiConfig
 from api.errors import error_response, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -71,6 +81,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.include_router(health.router)
     app.include_router(imports.router)
     app.include_router(templates.router)
+    app.include_router(webhooks.router)
     app.add_middleware(
         BodySizeLimit,
         limit=MAX_JSON_BODY,

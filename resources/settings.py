@@ -465,3 +465,33 @@ def erasure_retry_base() -> dt.timedelta:
     if seconds < 0:
         raise SettingError(f"{ERASURE_RETRY_ENV}={raw!r}: give a number of seconds, 0 or more")
     return dt.timedelta(seconds=seconds)
+
+
+def _positive_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise SettingError(f"{name}={raw!r}: give a positive number of seconds")
+    return seconds
+
+
+def webhook_backoff_seconds() -> float:
+    """The first wait before a failed webhook delivery is tried again (it doubles with each
+    further failure, up to 6 hours): GOALPORT_WEBHOOK_BACKOFF_SECONDS, else 30."""
+    return _positive_seconds("GOALPORT_WEBHOOK_BACKOFF_SECONDS", 30.0)
+
+
+def webhook_max_attempts() -> int:
+    """Attempts before a notification is a dead letter: GOALPORT_WEBHOOK_MAX_ATTEMPTS, else 8."""
+    return _positive_int("GOALPORT_WEBHOOK_MAX_ATTEMPTS", 8)
+
+
+def webhook_timeout_seconds() -> float:
+    """How long one webhook connection or read may wait: GOALPORT_WEBHOOK_TIMEOUT_SECONDS,
+    else 10."""
+    return _positive_seconds("GOALPORT_WEBHOOK_TIMEOUT_SECONDS", 10.0)
