@@ -27,9 +27,13 @@ from api.auth import Caller, ConfigDep, ImportsCaller
 from api.errors import ApiError, error_responses, not_found
 from api.pages import MAX_PAGE
 from assets.formats.common import as_export_text
-from assets.imports.defs import UPLOADED_JOB_PREFIX
 from assets.imports.detect import DEFAULT_LIMITS
-from assets.imports.jobs import ImportJobError, create_import_job, update_job
+from assets.imports.jobs import (
+    UPLOADED_JOB_PREFIX,
+    ImportJobError,
+    create_import_job,
+    update_job,
+)
 from assets.imports.plan import POLICIES, ImportPlanError
 from assets.imports.staging import MODES, app_columns
 from assets.imports.stored_plans import plan_from_bytes

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from assets.imports.apply import apply_import
 from assets.imports.detect import DetectedImport
 from assets.imports.jobs import (
+    UPLOADED_JOB_PREFIX,
     ImportJobError,
     apply_is_due,
     create_import_job,
@@ -53,8 +54,6 @@ from resources.storage import ObjectStorage, StorageError
 from resources.storage_layout import INBOX_PREFIX, parse_inbox_key
 
 MAX_FILES_PER_TICK = 20
-# Jobs of files uploaded through the API (`api.imports`) have ids with this prefix.
-UPLOADED_JOB_PREFIX = "imp_api_"
 MAX_APPLIES_PER_TICK = 50
 # The one tag of an import run: its DataImportJob (which names the user; the run does not).
 IMPORT_JOB_TAG = "goalport/import_job"
