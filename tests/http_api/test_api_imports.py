@@ -170,3 +170,20 @@ def test_refused_uploads(api, user_ids, make_token, database, storage):
     response = connection.getresponse()
     assert response.status == 413 and b"too_large" in response.read()
     connection.close()
+
+
+def test_the_sensor_asks_one_staging_run_per_uploaded_job(api, user_ids, make_token, database):
+    import dagster as dg
+
+    from assets.imports import defs as import_assets
+
+    alice = user_ids[0]
+    with api.client(make_token(alice, scopes=("imports",))) as client:
+        job_id = client.post(
+            "/api/v1/data/import", files={"file": ("t.csv", TODOIST.read_bytes())}
+        ).json()["jobId"]
+    instance = dg.DagsterInstance.ephemeral()
+    with dg.build_sensor_context(instance=instance, resources={"database": database}) as context:
+        (request,) = list(import_assets.uploaded_imports_sensor(context))
+    assert request.run_key == job_id and request.tags[import_assets.IMPORT_JOB_TAG] == job_id
+    assert alice not in repr(request.run_config) + repr(request.tags)
