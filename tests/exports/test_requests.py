@@ -4,8 +4,8 @@ completed with its file, size, checksum and expiry (or failed with the reason), 
 leaves one audit row, download links work until they expire, the cleanup deletes the file
 and marks the row, and completion notifications reach a signed webhook."""
 
-import datetime as dt
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
