@@ -3,6 +3,7 @@ with the resources configured once (from the environment, defaulting to ./var)."
 
 import dagster as dg
 
+from assets.alerts.defs import defs as alert_defs
 from assets.backups.defs import defs as backup_defs
 from assets.exports.defs import defs as export_defs
 from assets.gdpr.defs import defs as gdpr_defs
@@ -30,6 +31,7 @@ AREA_DEFINITIONS = [
     backup_defs,
     import_defs,
     gdpr_defs,
+    alert_defs,
 ]
 
 defs = dg.Definitions.merge(dg.Definitions(resources=shared_resources()), *AREA_DEFINITIONS)

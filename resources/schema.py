@@ -57,7 +57,9 @@ user = sa.Table(
     metadata,
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("email", sa.Text, nullable=False, unique=True),
-    sa.Column("name", sa.Text),
+    # The app's User: first and last name (until migration 0005 one `name`).
+    sa.Column("firstName", sa.Text),
+    sa.Column("lastName", sa.Text),
     sa.Column("timezone", sa.Text),
     _ts("createdAt"),
     _ts("updatedAt"),

@@ -467,6 +467,18 @@ def erasure_retry_base() -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+def alert_webhook_url() -> str:
+    """GOALPORT_ALERT_WEBHOOK_URL, where operators' alerts (failed runs, dead-lettered
+    notifications) are POSTed; "" when unset (no alert is sent)."""
+    return os.environ.get("GOALPORT_ALERT_WEBHOOK_URL", "").strip()
+
+
+def alert_webhook_secret() -> str:
+    """GOALPORT_ALERT_WEBHOOK_SECRET, the key alerts are signed under; the notifications'
+    GOALPORT_WEBHOOK_SECRET when unset; "" when neither is (nothing is sent unsigned)."""
+    return os.environ.get("GOALPORT_ALERT_WEBHOOK_SECRET", "") or webhook_secret()
+
+
 def _positive_seconds(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:

@@ -8,6 +8,7 @@ readable by its owner only (0600, in 0700 folders, whatever the umask).
 A write that was interrupted (the process killed) leaves its bytes behind: a `.tmp-` file on
 a local folder, an unfinished multipart upload on S3. Listings hide them; deleting a prefix
 removes them too, and `list_including_unfinished` is what says whether anything is left.
+Deleting also removes the local folders it leaves empty (folders are named after users).
 """
 
 from __future__ import annotations
@@ -181,11 +182,14 @@ class ObjectStorage(dg.ConfigurableResource):
         return self.fs.info(self.path(key))
 
     def delete(self, key: str) -> bool:
-        """Delete one object; True if it existed."""
+        """Delete one object; True if it existed. On a local folder, the folders it leaves
+        empty go too (below the root): their names are users' ids."""
         path = self.path(key)
         if not self.fs.exists(path):
             return False
         self.fs.rm_file(path)
+        if self.is_local:
+            _remove_emptied_parents(os.path.dirname(path), self.root)
         return True
 
     def delete_prefix(self, prefix: str) -> int:
@@ -224,7 +228,11 @@ def _write_local_atomically(target: str, data: bytes) -> None:
     _make_private_folders(folder)
     temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # a delete removed the folder as it became empty: again
+            _make_private_folders(folder)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(fd, 0o600)
             handle.write(data)
@@ -249,6 +257,18 @@ def _make_private_folders(folder: str) -> None:
         except FileExistsError:
             continue  # a concurrent writer made it
         os.chmod(path, 0o700)
+
+
+def _remove_emptied_parents(folder: str, root: str) -> None:
+    """Remove `folder` and its parents while they are empty, up to (not including) `root`."""
+    root = os.path.normpath(root.removeprefix("file://"))
+    folder = os.path.normpath(folder.removeprefix("file://"))
+    while folder != root and folder.startswith(root + os.sep):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (or already gone, or being written to): stop
+            return
+        folder = os.path.dirname(folder)
 
 
 def _remove_empty_folders(top: str) -> None:

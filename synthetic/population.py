@@ -153,7 +153,9 @@ def _generate_users(seed, n, heavy, tables) -> dict[str, RowIds | np.ndarray]:
     )
     updated = between(rng, created, np.full(n, _END_MS), power=3)
     person = pick(rng, n, len(PEOPLE))
-    names = pool(p[0] for p in PEOPLE)
+    # The app asks for first and last name; a one-word name is a first name only.
+    first_names = pool(p[0].split(" ", 1)[0] for p in PEOPLE)
+    last_names = pool((p[0].split(" ", 1) + [None])[1] for p in PEOPLE)
     stems = pool(p[1] for p in PEOPLE)
     domain = pick(rng, n, len(DOMAINS))
     # The user's index and the seed make every address unique, across seeds too.
@@ -169,7 +171,9 @@ def _generate_users(seed, n, heavy, tables) -> dict[str, RowIds | np.ndarray]:
         ids,
         {
             "email": email,
-            "name": texts(names, person, rng.random(n) < 0.04),
+            # A few users never gave a name, a few more only a first name.
+            "firstName": texts(first_names, person, no_name := rng.random(n) < 0.04),
+            "lastName": texts(last_names, person, no_name | (rng.random(n) < 0.05)),
             "timezone": texts(pool(TIMEZONES), pick(rng, n, len(TIMEZONES)), rng.random(n) < 0.08),
             "createdAt": timestamps(created),
             "updatedAt": timestamps(updated),

@@ -26,6 +26,7 @@ import enum
 import hashlib
 import hmac
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -35,9 +36,11 @@ import sqlalchemy as sa
 
 from assets.exports.job_rows import ExportJob
 from resources import schema, settings
+from resources.alerts import dead_letter_alert, send_alert
 from resources.audit import new_id, utc_now
 from resources.schema import as_utc
 
+log = logging.getLogger(__name__)
 outbox_table = schema.notification_outbox
 EXPORT_COMPLETED, EXPORT_FAILED = "export.completed", "export.failed"
 
@@ -201,7 +204,20 @@ def deliver_notifications(
                 )
                 .values(values)
             )
+        if values["status"] == OutboxStatus.DEAD.value:
+            _alert_dead_letter(row, attempts)
     return outcome
+
+
+def _alert_dead_letter(row: sa.RowMapping, attempts: int) -> None:
+    """Tell the operators that a notification was given up (its job by id, no user)."""
+    job_id = json.loads(row["payload"]).get("jobId")
+    alert = dead_letter_alert(
+        notification_id=row["id"], kind=row["kind"], job_id=job_id, attempts=attempts
+    )
+    error = send_alert(alert)
+    if error:
+        log.warning("dead-letter alert for notification %s not sent: %s", row["id"], error)
 
 
 def list_notifications(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -296,3 +297,35 @@ def format_number(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def format_exact_number(value: float) -> str:
+    """A value a person reads as data (the latest progress, a target): every digit of the
+    app's two decimals, thousands grouped, never rounded to a whole: 239.51, 1,500, 2.5."""
+    text = f"{value:,.2f}"
+    return text.removesuffix(".00") if text.endswith(".00") else text.rstrip("0")
+
+
+def distinct_goal_titles(goals: pa.Table) -> dict[str, str]:
+    """Each goal's title as charts and legends label it, told apart when titles repeat:
+    a repeated title gets its parent goal's title ("Run (Marathon)"), and one that still
+    repeats a number in id order ("Run (Marathon) #2")."""
+    ids = goals["id"].to_pylist()
+    titles = goals["title"].to_pylist()
+    parents = goals["parentGoalId"].to_pylist()
+    title_of = dict(zip(ids, titles, strict=True))
+    repeated = {t for t, n in Counter(titles).items() if n > 1}
+    labels = {
+        goal_id: (
+            f"{title} ({title_of.get(parent) or 'top level'})" if title in repeated else title
+        )
+        for goal_id, title, parent in zip(ids, titles, parents, strict=True)
+    }
+    counts = Counter(labels.values())
+    seen: Counter = Counter()
+    for goal_id in sorted(ids):
+        label = labels[goal_id]
+        if counts[label] > 1:
+            seen[label] += 1
+            labels[goal_id] = f"{label} #{seen[label]}"
+    return labels

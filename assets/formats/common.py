@@ -335,3 +335,76 @@ def _value_fits(value: object, t: pa.DataType, source: pa.DataType) -> bool:
 def _shorten(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---------------------------------------------------------------- the user's name
+
+# Exports made before the app's first and last name (migration 0005) carry one `name` in
+# the user block; the readers take them and split it as the migration did.
+LEGACY_USER_NAME = "name"
+USER_NAME_FIELDS = ("firstName", "lastName")
+
+
+def split_full_name(name: str | None) -> tuple[str | None, str | None]:
+    """(first name, last name) of a single name: the first word, and the rest if any."""
+    words = (name or "").split(None, 1)
+    if not words:
+        return None, None
+    return words[0], (words[1].strip() or None) if len(words) > 1 else None
+
+
+def full_name(first: str | None, last: str | None) -> str | None:
+    """The name a person reads: first and last name joined, None when both are missing."""
+    return " ".join(part.strip() for part in (first, last) if part and part.strip()) or None
+
+
+def _legacy_user_schema() -> pa.Schema:
+    schema = APP_ARROW_SCHEMAS["User"]
+    first = schema.get_field_index(USER_NAME_FIELDS[0])
+    without = schema.remove(schema.get_field_index(USER_NAME_FIELDS[1])).remove(first)
+    return without.insert(first, pa.field(LEGACY_USER_NAME, pa.string()))
+
+
+LEGACY_USER_SCHEMA = _legacy_user_schema()
+
+
+def is_legacy_user_header(table_name: str, names: Iterable[Any]) -> bool:
+    """Whether a User header is the one of an export older than first and last name."""
+    return table_name == "User" and sorted(map(str, names)) == sorted(LEGACY_USER_SCHEMA.names)
+
+
+def reading_schema(table_name: str, names: Iterable[Any]) -> pa.Schema:
+    """The schema to read a table with the columns `names` by: the legacy User one for an
+    old export's user, the app's otherwise (`upgrade_legacy_user` brings it up to date)."""
+    if is_legacy_user_header(table_name, names):
+        return LEGACY_USER_SCHEMA
+    return APP_ARROW_SCHEMAS[table_name]
+
+
+def upgrade_legacy_user(table: pa.Table, table_name: str) -> pa.Table:
+    """A User table of an old export (one `name`) with first and last name instead; any
+    other table unchanged."""
+    names = table.column_names
+    if table_name != "User" or LEGACY_USER_NAME not in names or USER_NAME_FIELDS[0] in names:
+        return table
+    pairs = [split_full_name(name) for name in table[LEGACY_USER_NAME].to_pylist()]
+    columns = {
+        USER_NAME_FIELDS[0]: pa.array([p[0] for p in pairs], pa.string()),
+        USER_NAME_FIELDS[1]: pa.array([p[1] for p in pairs], pa.string()),
+    }
+    schema = APP_ARROW_SCHEMAS["User"]
+    return pa.Table.from_arrays(
+        [columns[n] if n in columns else table[n] for n in schema.names], schema=schema
+    )
+
+
+def upgrade_legacy_user_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An old export's user object (one `name`) with first and last name instead."""
+    if LEGACY_USER_NAME not in row or USER_NAME_FIELDS[0] in row:
+        return row
+    upgraded = {k: v for k, v in row.items() if k != LEGACY_USER_NAME}
+    name = row[LEGACY_USER_NAME]
+    if name is not None and not isinstance(name, str):
+        return row  # not text: left for the reader to refuse with the field named
+    upgraded[USER_NAME_FIELDS[0]], upgraded[USER_NAME_FIELDS[1]] = split_full_name(name)
+    return upgraded

@@ -30,7 +30,9 @@ from assets.formats.common import (
     format_timestamp,
     json_default,
     raise_key_mismatch,
+    reading_schema,
     sort_by_id,
+    upgrade_legacy_user,
 )
 from assets.formats.excel_csv import (
     EXCEL_ENCODING,
@@ -52,6 +54,19 @@ CSV_DIALECT = {
     "header": True,
 }
 MACHINE_FLAVOUR = "machine"
+# What each flavour is for, as its data package says (`description`, `goalport.csvFlavourPurpose`).
+CSV_FLAVOUR_PURPOSES = {
+    MACHINE_FLAVOUR: (
+        "Machine flavour (export format 'csv-machine'): plain RFC 4180 UTF-8 files for programs "
+        "and databases; every value exactly as stored. Not for spreadsheets: a value such as "
+        "=HYPERLINK(...) may run as a formula there; open the 'csv' export instead."
+    ),
+    EXCEL_FLAVOUR: (
+        "Spreadsheet-safe flavour (export format 'csv'): UTF-8 with a byte-order mark, and an "
+        "apostrophe before every text value a spreadsheet would run as a formula (see "
+        "goalport.excelEscaping to undo it)."
+    ),
+}
 CSV_FLAVOURS = (MACHINE_FLAVOUR, EXCEL_FLAVOUR)
 _CSV_WRITE_OPTIONS = pcsv.WriteOptions(quoting_style="needed", eol="\r\n", batch_size=8192)
 
@@ -234,6 +249,7 @@ def build_datapackage(
     goalport: dict = {
         **stamp.header(),
         "csvFlavour": flavour,
+        "csvFlavourPurpose": CSV_FLAVOUR_PURPOSES[flavour],
         "nulls": 'an empty unquoted field is null; "" is an empty string',
     }
     if flavour == EXCEL_FLAVOUR:
@@ -241,6 +257,7 @@ def build_datapackage(
     return {
         "name": f"goalport-export-{resource_name(re.sub(r'[^A-Za-z0-9]+', '-', stamp.user_id))}",
         "title": f"goalport export of user {stamp.user_id}",
+        "description": CSV_FLAVOUR_PURPOSES[flavour],
         "created": format_timestamp(stamp.exported_at),
         "profile": "tabular-data-package",
         "goalport": goalport,
@@ -286,6 +303,7 @@ def read_table_csv(
         line = raw[: exc.start].count(b"\n") + 1
         raise ValueError(f"{file_name}: line {line} is not valid UTF-8") from exc
     header = _csv_header(raw, file_name)
+    schema = reading_schema(table_name, header)
     if sorted(header) != sorted(schema.names):
         raise_key_mismatch(f"{file_name}, header row", header, set(schema.names))
     try:
@@ -312,7 +330,8 @@ def read_table_csv(
         if excel and pa.types.is_string(field.type):
             text = excel_unescape(text)
         columns.append(column_from_values(text, field, locate))
-    return sort_by_id(pa.Table.from_arrays(columns, schema=schema), file_name)
+    table = upgrade_legacy_user(pa.Table.from_arrays(columns, schema=schema), table_name)
+    return sort_by_id(table, file_name)
 
 
 def _csv_header(raw: bytes, file_name: str) -> list[str]:

@@ -10,9 +10,9 @@ escaped too, which makes "drop one leading apostrophe" the exact reverse.
 It is a flavour of the CSV export, not a format of its own: the same zip of one file per
 table, the same `datapackage.json` (whose `goalport.csvFlavour` says which flavour, and
 whose `excelEscaping` states these rules for third parties), read back by the one CSV reader
-(`assets.formats.csv`, which also holds `render_csv_excel_zip`). An export cannot be
-requested in it; the GDPR bundle carries it beside the machine CSV. Pure: Arrow columns in,
-Arrow columns out.
+(`assets.formats.csv`, which also holds `render_csv_excel_zip`). It is what the export
+format `csv` writes, since that is the zip people download and open; the plain flavour is
+`csv-machine`. The GDPR bundle carries both. Pure: Arrow columns in, Arrow columns out.
 """
 
 from __future__ import annotations

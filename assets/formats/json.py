@@ -34,6 +34,7 @@ from assets.formats.common import (
     json_default,
     raise_key_mismatch,
     sort_by_id,
+    upgrade_legacy_user_row,
 )
 from resources.schema import APP_ARROW_SCHEMAS, empty_table
 
@@ -370,7 +371,7 @@ def _json_export_rows(data: bytes) -> tuple[dict[str, list[dict]], dict[str, lis
 
     user = _member(document, "user", (dict, type(None)))
     if user is not None:
-        add("User", user, "user", -1)
+        add("User", upgrade_legacy_user_row(user) if isinstance(user, dict) else user, "user", -1)
     for i, row in enumerate(_member(document, "modules", list)):
         add("Module", row, "modules", i)
     for i, row in enumerate(_member(document, "unattachedProgress", list)):

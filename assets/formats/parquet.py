@@ -22,6 +22,7 @@ from assets.formats.common import (
     export_renderer,
     json_default,
     sort_by_id,
+    upgrade_legacy_user,
 )
 from assets.formats.zip_archive import open_zip, write_zip, zip_member
 from resources.schema import APP_ARROW_SCHEMAS
@@ -61,7 +62,9 @@ def read_parquet_zip(data: bytes) -> dict[str, pa.Table]:
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{file_name}: not a readable Parquet file: {exc}") from exc
         table = conform_table(
-            table.replace_schema_metadata(None), APP_ARROW_SCHEMAS[name], file_name
+            upgrade_legacy_user(table.replace_schema_metadata(None), name),
+            APP_ARROW_SCHEMAS[name],
+            file_name,
         )
         check_required_values(table, file_name)
         tables[name] = sort_by_id(table, file_name)

@@ -26,6 +26,7 @@ from assets.formats.json import read_json_export, read_json_exports, render_json
 from assets.formats.parquet import read_parquet_zip, render_parquet_zip
 from assets.formats.report import render_report_html
 from assets.formats.xlsx import read_xlsx_export, render_xlsx
+from assets.formats.xml import read_xml_export, render_xml
 
 Reader = Callable[[bytes], dict[str, pa.Table]]
 ManyReader = Callable[[Sequence[bytes]], list[dict[str, pa.Table]]]
@@ -47,7 +48,7 @@ class ExportFormat:
     # completeness check reads a worker's whole share of a batch); None: one by one.
     read_many: ManyReader | None = None
     # Whether an export can be asked for in this format (`goalport export --format`, export
-    # requests). The Excel CSV flavour cannot: the GDPR bundle carries it, imports read it.
+    # requests).
     requestable: bool = True
 
 
@@ -73,20 +74,22 @@ FORMATS: Mapping[str, ExportFormat] = MappingProxyType(
                 read=read_json_export,
                 read_many=read_json_exports,
             ),
+            # The CSV people download and open in a spreadsheet: the Excel-safe flavour (no
+            # value runs as a formula). Programs that want the plain RFC 4180 files ask for
+            # "csv-machine" by name; its data package says what it is for.
             ExportFormat(
                 name="csv",
                 extension="csv.zip",
                 media_type=_ZIP,
-                render=render_csv_zip,
-                read=read_csv_zip,
-            ),
-            ExportFormat(
-                name="csv-excel",
-                extension="csv.zip",
-                media_type=_ZIP,
                 render=render_csv_excel_zip,
                 read=read_csv_zip,  # one reader for both flavours: the data package says which
-                requestable=False,
+            ),
+            ExportFormat(
+                name="csv-machine",
+                extension="machine.csv.zip",
+                media_type=_ZIP,
+                render=render_csv_zip,
+                read=read_csv_zip,
             ),
             ExportFormat(
                 name="xlsx",
@@ -101,6 +104,13 @@ FORMATS: Mapping[str, ExportFormat] = MappingProxyType(
                 media_type=_ZIP,
                 render=render_parquet_zip,
                 read=read_parquet_zip,
+            ),
+            ExportFormat(
+                name="xml",
+                extension="xml",
+                media_type="application/xml",
+                render=render_xml,
+                read=read_xml_export,
             ),
             ExportFormat(
                 name="report",

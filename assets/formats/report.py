@@ -24,11 +24,12 @@ from assets.formats.charts import (
     ProgressSeries,
     completion_by_module,
     completion_chart,
-    format_number,
+    distinct_goal_titles,
+    format_exact_number,
     goal_progress_charts,
     progress_by_goal,
 )
-from assets.formats.common import ExportStamp, export_renderer
+from assets.formats.common import ExportStamp, export_renderer, full_name
 from assets.formats.html_pages import html_rows, html_texts, render_page
 
 # Enough charts to see every trend without making heavy users' pages huge.
@@ -47,7 +48,7 @@ _DONE = Markup('<span class="done">done</span>')
 def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
     """The user's report page as UTF-8 HTML bytes."""
     user_id, exported_at, filters = stamp.user_id, stamp.exported_at, stamp.filters
-    user = (prepared["User"].select(["name", "email"]).to_pylist() or [{}])[0]
+    user = (prepared["User"].select(["firstName", "lastName", "email"]).to_pylist() or [{}])[0]
     modules = prepared["Module"].to_pylist()
     goals = prepared["Goal"].to_pylist()
     progress = progress_by_goal(prepared["Progress"])
@@ -55,14 +56,14 @@ def render_report_html(prepared: dict[str, pa.Table], stamp: ExportStamp) -> byt
         prepared["Achievement"].to_pylist(), key=lambda a: a["earnedAt"], reverse=True
     )
     module_names = {m["id"]: m["name"] for m in modules}
-    titles = {g["id"]: g["title"] for g in goals}
+    titles = distinct_goal_titles(prepared["Goal"])
     charts, charted = goal_progress_charts(progress, titles, MAX_GOAL_CHARTS)
     by_module = completion_by_module(
         module_names, ((g["moduleId"], g["isCompleted"]) for g in goals)
     )
     name, email, selection = html_texts(
         [
-            user.get("name") or user.get("email") or user_id,
+            full_name(user.get("firstName"), user.get("lastName")) or user.get("email") or user_id,
             user.get("email") or "",
             _describe_filters(filters or {}),
         ]
@@ -133,9 +134,9 @@ def _goal_rows(
         latest = ""
         if series is not None and entries:
             value, target = float(series.value[-1]), float(series.max_value[-1])
-            latest = format_number(value)
+            latest = format_exact_number(value)
             if target == target and target:  # not NaN, not zero
-                latest += f" / {format_number(target)} ({value / target:.0%})"
+                latest += f" / {format_exact_number(target)} ({value / target:.0%})"
         rows.append(
             (
                 _indent(depth),

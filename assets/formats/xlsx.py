@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.formats.charts import distinct_goal_titles
 from assets.formats.common import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -40,10 +41,12 @@ from assets.formats.common import (
     export_renderer,
     filters_json,
     raise_key_mismatch,
+    reading_schema,
     sort_by_id,
     type_description,
+    upgrade_legacy_user,
 )
-from resources.schema import APP_ARROW_SCHEMAS, as_utc
+from resources.schema import as_utc
 
 if TYPE_CHECKING:  # XlsxWriter has no type information: these read as Any, for the reader
     from xlsxwriter.chart import Chart
@@ -308,9 +311,7 @@ def progress_chart_series(
     chosen = [c["values"] for c in counts[:goals]]
     rows = progress.filter(pc.is_in(progress["goalId"], pa.array(chosen)))
     rows = rows.sort_by([("recordedAt", "ascending"), ("id", "ascending")])
-    titles = dict(
-        zip(tables["Goal"]["id"].to_pylist(), tables["Goal"]["title"].to_pylist(), strict=True)
-    )
+    titles = distinct_goal_titles(tables["Goal"])
     series: dict[str, dict[dt.date, float]] = {goal_id: {} for goal_id in chosen}
     for goal_id, recorded_at, value in zip(
         rows["goalId"].to_pylist(),
@@ -383,7 +384,8 @@ def _write_summary(
     facts = [
         ("User id", user_id),
         ("Email", user_row.get("email")),
-        ("Name", user_row.get("name")),
+        ("First name", user_row.get("firstName")),
+        ("Last name", user_row.get("lastName")),
         ("Format", f"{FORMAT_NAME} version {FORMAT_VERSION}"),
         ("Filters", filters_json(filters).decode() if filters else "none: everything"),
         ("Times", "All times are UTC. Each table has its own sheet, column names in row 1."),
@@ -453,10 +455,10 @@ def read_xlsx_export(data: bytes) -> dict[str, pa.Table]:
 
 
 def _read_sheet(rows: Iterator[Sequence], table_name: str) -> pa.Table:
-    schema = APP_ARROW_SCHEMAS[table_name]
     header = list(next(rows, ()))
     while header and header[-1] is None:
         header.pop()
+    schema = reading_schema(table_name, header)
     if sorted(map(str, header)) != sorted(schema.names):
         raise_key_mismatch(f"sheet {table_name!r}, header row", header, set(schema.names))
     width = len(header)
@@ -480,7 +482,7 @@ def _read_sheet(rows: Iterator[Sequence], table_name: str) -> pa.Table:
     for field, values in zip(schema, columns, strict=True):
         converted = _cells_to_values(values, field, locate)
         arrays.append(column_from_values(converted, field, locate))
-    table = pa.Table.from_arrays(arrays, schema=schema)
+    table = upgrade_legacy_user(pa.Table.from_arrays(arrays, schema=schema), table_name)
     return sort_by_id(table, f"sheet {table_name!r}")
 
 

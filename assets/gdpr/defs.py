@@ -44,7 +44,6 @@ from assets.gdpr.bulk import (
 from assets.gdpr.erasure import (
     due_erasure_requests,
     execute_due_erasures,
-    get_erasure_request,
 )
 from assets.gdpr.texts import load_gdpr_texts
 from assets.imports.defs import IMPORT_JOB_TAG
@@ -197,11 +196,13 @@ class DagsterRunHistory:
         self.remembered: dict[str, set[str]] = {}
         self.sweeps: dict[str, DagsterRecordsSweep] = {}
 
-    def remember(self, user_id: str) -> list[str]:
-        """Find the user's runs now, while their job rows exist; later calls include them."""
-        found = set(self.user_run_ids(user_id))
-        self.remembered.setdefault(user_id, set()).update(found)
-        return sorted(found)
+    def remember(self, user_id: str, run_ids: Iterable[str] = ()) -> list[str]:
+        """Find the user's runs now, while their job rows exist, together with `run_ids`
+        (found by an earlier attempt of the erasure); later calls include them all."""
+        known = self.remembered.setdefault(user_id, set())
+        known.update(run_ids)
+        known.update(self.user_run_ids(user_id))
+        return sorted(known - self.keep_run_ids)
 
     def user_run_ids(self, user_id: str) -> list[str]:
         """Ids of the runs that may hold records of the user (see the class docstring)."""
@@ -348,10 +349,6 @@ def erase_users(
     request_ids = config.request_ids or [
         r.id for r in due_erasure_requests(database.engine, limit=MAX_ERASURES_PER_RUN)
     ]
-    for request_id in request_ids:
-        user_id = get_erasure_request(database.engine, request_id).user_id
-        if user_id is not None:  # its runs, found while the rows leading to them exist
-            run_history.remember(user_id)
     outcomes = execute_due_erasures(database.engine, storage, request_ids, run_history=run_history)
     failed = [o for o in outcomes if not o.verified]
     for outcome in outcomes:

@@ -6,8 +6,9 @@ which it can be cancelled). Executing it:
 
 1. in ONE transaction: the erasure tombstone (`resources.erasure_fence`: from its commit on,
    no writer records the user again, and runs in flight delete what they write), every row of the user in every app table and in goalport's own tables
-   (export/import jobs, import history, external refs, backup settings, notifications, the
-   wrapped key: crypto-shredding every backup encrypted to it), private templates they
+   (export/import jobs, import history, external refs, backup settings, notifications, API
+   tokens and their rate-limit counters, the wrapped key: crypto-shredding every backup
+   encrypted to it), private templates they
    authored deleted and public ones made anonymous; their audit-log entries keep only the
    pseudonym (`subjectRef`), with every personal value taken out of `actor` and `details`.
    The request moves to `erasing`, remembering (in `receipt`) the backup destinations
@@ -19,7 +20,10 @@ which it can be cancelled). Executing it:
    of those other storages and their backup destinations;
 3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs`):
    every run that mentions the user is deleted, when a `run_history` is given (the erasure
-   job and the CLI give it);
+   job and the CLI give it). The user's runs are found through rows step 1 deletes, so
+   they are looked up before it and kept in the `erasing` state (`dagsterRunIds`): a
+   resumed erasure sweeps them too. The receipt's `dagsterRecords` says what was searched
+   and deleted there (None: no run history was given);
 4. verification (`assets.gdpr.erasure_verify`, for a batch of requests at once): every
    text column of every table in the database (found by reflection, so tables added later
    are covered) is searched for the user id, every storage prefix is listed (in the main
@@ -365,7 +369,11 @@ def _execute(
             if strict:
                 raise
             continue
-        state = _delete_rows(engine, request, now)
+        # the user's runs are found through rows step 1 deletes: remembered first, and kept
+        # in the request's state so that a resumed erasure (a new process) sweeps them too
+        earlier_runs = (request.receipt or {}).get("dagsterRunIds", [])
+        run_ids = run_history.remember(request.user_id or "", earlier_runs) if run_history else []
+        state = _delete_rows(engine, request, now, run_ids)
         if state is None:  # another process finished it meanwhile
             request = get_erasure_request(engine, request_id)
             outcomes[request_id] = ErasureOutcome(request, request.receipt or {})
@@ -373,7 +381,9 @@ def _execute(
         try:
             state["storageObjectsDeleted"] = _delete_files(engine, storage, request, state)
             user_id = request.user_id or ""
-            state["runsDeleted"] = run_history.forget(user_id) if run_history else None
+            state["dagsterRecords"] = (
+                run_history.sweep(user_id).as_receipt() if run_history else None
+            )
         except Exception as exc:  # the request must say why, and be retried
             state.setdefault("storageObjectsDeleted", {})
             failure = {"passed": False, "error": _scrubbed_error(exc, request, state)}
@@ -409,7 +419,9 @@ def _scrubbed_error(exc: Exception, request: ErasureRequest, state: dict) -> str
     return _scrub_text(f"{type(exc).__name__}: {exc}", personal, ERASED)
 
 
-def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -> dict | None:
+def _delete_rows(
+    engine: sa.Engine, request: ErasureRequest, now: dt.datetime, run_ids: Sequence[str] = ()
+) -> dict | None:
     """Step 1, in one transaction; returns the state that steps 2-4 need.
 
     The tombstone goes in first, under the fence's exclusive lock (resources/erasure_fence):
@@ -441,6 +453,7 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
         destinations = list(dict.fromkeys([*earlier.get("destinations", []), *destinations]))
         in_flight = _jobs_in_flight(conn, user_id)
         identifying = _identifying_values(conn, user_id)
+        token_ids = _api_token_ids(conn, user_id)
         deleted: dict[str, int] = {}
         for table in reversed(schema.APP_TABLES):
             owner = table.c[owner_column(table.name)]
@@ -463,13 +476,17 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             template.update().where(template.c.authorId == user_id).values(authorId=None)
         ).rowcount
         deleted["GoalTemplate"] = templates_deleted
+        limits = schema.api_rate_limit  # one request counter per API token of theirs
+        deleted[limits.name] = conn.execute(
+            limits.delete().where(limits.c.bucket.in_(token_ids))
+        ).rowcount
         conn.execute(
             requests_table.update()
             .where(requests_table.c.userId == user_id, requests_table.c.id != request.id)
             .values(userId=None)
         )
         pseudonymised = _pseudonymise_audit(
-            conn, user_id, request.subject_ref, identifying, destinations
+            conn, user_id, request.subject_ref, identifying, [*destinations, *token_ids]
         )
         before = earlier.get("rowsDeleted", {})
         state = {
@@ -487,6 +504,8 @@ def _delete_rows(engine: sa.Engine, request: ErasureRequest, now: dt.datetime) -
             "keyDestroyed": bool(earlier.get("keyDestroyed")) or key_destroyed,
             # personal (URLs of the user's), kept only until the erasure completes
             "destinations": destinations,
+            # the user's Dagster runs, found through the rows deleted here
+            "dagsterRunIds": sorted({*earlier.get("dagsterRunIds", []), *run_ids}),
         }
         conn.execute(
             requests_table.update()
@@ -510,6 +529,13 @@ def _jobs_in_flight(conn: sa.Connection, user_id: str) -> int:
         ).scalar_one()
         for table in (schema.data_export_job, schema.data_import_job)
     )
+
+
+def _api_token_ids(conn: sa.Connection, user_id: str) -> list[str]:
+    """The ids of the user's API tokens: the rate limiter's counters and the `actor` of
+    their audit entries (`api-token:<id>`) name them."""
+    token = schema.api_token
+    return list(conn.scalars(sa.select(token.c.id).where(token.c.userId == user_id)))
 
 
 def _identifying_values(conn: sa.Connection, user_id: str) -> list[str]:
@@ -570,8 +596,9 @@ def _pseudonymise_audit(
     destinations: list[str],
 ) -> int:
     """The user's audit entries keep their pseudonym and lose everything personal (also
-    their backup destinations); entries of others that name the user (id or e-mail) lose
-    those mentions, and nothing else. Returns the number of entries changed."""
+    `destinations`: their backup destinations and API token ids; and the client's address
+    and user agent); entries of others that name the user (id or e-mail) lose those
+    mentions, and nothing else. Returns the number of entries changed."""
     mentions = [
         audit_table.c.userId == user_id,
         *(contains(conn, audit_table.c.actor, v) for v in identifying),
@@ -636,7 +663,7 @@ def _delete_files(
     for location in located:
         place = location.storage()
         recorded += place.delete_prefix(location.key)  # a file, or a folder (backups)
-        if not place.list(location.key):
+        if not place.list_including_unfinished(location.key):
             gone.append(location.id)
     deleted["recordedLocations"] = recorded
     deleted["otherStorages"] = sum(
@@ -676,7 +703,7 @@ def _finish(
         "templatesAnonymised": state["templatesAnonymised"],
         "keyDestroyed": state["keyDestroyed"],
         "storageObjectsDeleted": state["storageObjectsDeleted"],
-        "runsDeleted": state.get("runsDeleted"),
+        "dagsterRecords": state.get("dagsterRecords"),
         "attempts": request.attempts + 1,
         "verification": verification,
     }
@@ -696,7 +723,13 @@ def _finish(
     else:
         values.update(
             notBefore=completed_at + retry_delay(request.attempts + 1),
-            receipt=json.dumps({**receipt, "destinations": state["destinations"]}),
+            receipt=json.dumps(
+                {
+                    **receipt,
+                    "destinations": state["destinations"],
+                    "dagsterRunIds": state.get("dagsterRunIds", []),
+                }
+            ),
         )
     with engine.begin() as conn:
         done = conn.execute(
@@ -722,6 +755,7 @@ def _finish(
         final = _load(conn, request.id)
     shown = dict(final.receipt or receipt)
     shown.pop("destinations", None)
+    shown.pop("dagsterRunIds", None)
     return ErasureOutcome(final, shown)
 
 

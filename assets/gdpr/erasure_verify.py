@@ -13,9 +13,9 @@ were measured 50x and 2x slower for a batch of 50 (bench/erasure_bench.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -33,12 +33,20 @@ ARROW_SCAN_FROM = 4
 _REGEX_SPECIAL = re.compile(r"([.^$|()\[\]{}*+?\\-])")
 
 
+class RecordsSweep(Protocol):
+    """What a sweep of the orchestrator's records searched and deleted (counts only)."""
+
+    def as_receipt(self) -> dict[str, Any]: ...
+
+
 class RunHistory(Protocol):
     """An orchestrator's records of its runs (`assets.gdpr.defs.DagsterRunHistory`)."""
 
+    def remember(self, user_id: str, run_ids: Iterable[str] = ()) -> list[str]: ...
+
     def runs_mentioning(self, needle: str) -> list[str]: ...
 
-    def forget(self, needle: str) -> int: ...
+    def sweep(self, user_id: str) -> RecordsSweep: ...
 
 
 @dataclass(frozen=True)
@@ -173,8 +181,11 @@ def verify_erased_many(
     for subject in subjects:
         prefixes = user_prefixes(subject.user_id)
         others = other_storages(storage, subject.destinations)
-        objects = sum(len(storage.list(p)) for p in prefixes.values())
-        objects += sum(len(place.list(p)) for place in others for p in prefixes.values())
+        # temporary files of interrupted writes and unfinished uploads count: they hold bytes
+        objects = sum(len(storage.list_including_unfinished(p)) for p in prefixes.values())
+        objects += sum(
+            len(place.list_including_unfinished(p)) for place in others for p in prefixes.values()
+        )
         runs = len(run_history.runs_mentioning(subject.user_id)) if run_history else 0
         rows = found[subject.user_id]
         results.append(
@@ -210,7 +221,8 @@ def verify_erased(
     run_history: RunHistory | None = None,
 ) -> dict:
     """Search every text column of every table for `user_id`, list their folders in the main
-    storage and below every other storage root in `destinations`, and search the
+    storage and below every other storage root in `destinations` (temporary files of
+    interrupted writes and unfinished uploads included), and search the
     `run_history` when given.
 
     Returns counts only (never values): tables and columns scanned, where something was

@@ -51,7 +51,7 @@ BUNDLE = "(bundle)"  # the name problems of the whole file are reported under
 # ---------------------------------------------------------------- what each table is
 
 CATEGORY_DESCRIPTIONS: dict[str, str] = {
-    "User": "Your account: e-mail address, name, time zone, when it was created.",
+    "User": "Your account: e-mail address, first and last name, time zone, when it was created.",
     "Module": "The areas of life you track goals in (fitness, learning, Bible, work, ...).",
     "Goal": "Your goals and sub-goals: title, description, priority, difficulty, dates, status.",
     "Progress": "Every progress entry you recorded: value, target, notes, when.",

@@ -23,10 +23,11 @@ from assets.formats.charts import (
     ProgressChart,
     completion_by_module,
     completion_chart,
+    distinct_goal_titles,
     goal_progress_charts,
     progress_by_goal,
 )
-from assets.formats.common import TABLE_NAMES, format_timestamp
+from assets.formats.common import TABLE_NAMES, format_timestamp, full_name
 from assets.formats.html_pages import html_rows, html_texts, render_page
 from assets.gdpr.layout import CATEGORY_DESCRIPTIONS
 from resources.schema import APP_ARROW_SCHEMAS
@@ -63,7 +64,7 @@ def render_readme(
 
     `shown`: the tables whose first rows are shown, when not `prepared` itself: the same
     rows with timestamps already as export text (`csv_text_table`), which read faster."""
-    user_rows = prepared["User"].select(["name", "email"]).to_pylist()
+    user_rows = prepared["User"].select(["firstName", "lastName", "email"]).to_pylist()
     user = user_rows[0] if user_rows else {}
     rows = {name: prepared[name].num_rows for name in TABLE_NAMES}
     goals = prepared["Goal"]
@@ -84,7 +85,7 @@ def render_readme(
                 zip(goals["moduleId"].to_pylist(), goals["isCompleted"].to_pylist(), strict=True),
             )
         )
-        titles = dict(zip(goals["id"].to_pylist(), goals["title"].to_pylist(), strict=True))
+        titles = distinct_goal_titles(goals)
         charts, charted = goal_progress_charts(
             progress_by_goal(prepared["Progress"]), titles, README_GOAL_CHARTS
         )
@@ -92,7 +93,11 @@ def render_readme(
     first_rows = _first_rows(prepared, shown or prepared)
     counts = [*completeness["tables"].items(), *completeness["processing"].items()]
     who, escaped_id, email = html_texts(
-        [user.get("name") or user.get("email") or user_id, user_id, user.get("email") or ""]
+        [
+            full_name(user.get("firstName"), user.get("lastName")) or user.get("email") or user_id,
+            user_id,
+            user.get("email") or "",
+        ]
     )
     return render_page(
         "gdpr_readme.html.j2",
@@ -196,10 +201,23 @@ def _first_rows(
 def _table_layout(name: str) -> tuple[Markup, str, tuple[int, ...]]:
     """A table's header row, row markup, and the positions of the columns they show (all
     but userId)."""
-    names = APP_ARROW_SCHEMAS[name].names
+    schema = APP_ARROW_SCHEMAS[name]
+    names = schema.names
     positions = tuple(i for i, c in enumerate(names) if c != "userId")
     header = html_rows("<th>{}</th>", ((names[i],) for i in positions))
-    return header, "<tr>" + "<td>{}</td>" * len(positions) + "</tr>\n", positions
+    cells = "".join(f"<td{_cell_class(schema.field(i))}>{{}}</td>" for i in positions)
+    return header, "<tr>" + cells + "</tr>\n", positions
+
+
+def _cell_class(field: pa.Field) -> str:
+    """Numbers, ids and times are one value each: they never wrap across lines (a wide
+    table scrolls sideways instead), and numbers line up on the right."""
+    t = field.type
+    if pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_floating(t):
+        return ' class="num"'
+    if field.name == "id" or field.name.endswith("Id") or pa.types.is_temporal(t):
+        return ' class="nowrap"'
+    return ""
 
 
 def _cell(value: object) -> str:

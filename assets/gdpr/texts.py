@@ -32,7 +32,7 @@ DEFAULT_GDPR_TEXTS: dict = {
         "Keeping the service secure and available (legitimate interest, Art. 6(1)(f)).",
     ],
     "categories": [
-        "Account data: e-mail address, name, time zone.",
+        "Account data: e-mail address, first and last name, time zone.",
         "Content you created: goals, progress entries and notes, achievements, settings, "
         "Bible reading plans, readings and study notes, work projects and tasks.",
         "Records of processing: when your data was exported, imported, backed up or deleted.",

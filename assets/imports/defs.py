@@ -48,6 +48,7 @@ from assets.imports.preview import TooManyBadRowsError, preview_staged, read_job
 from assets.imports.staging import DEFAULT_MAX_BAD_SHARE, TABLE_NAMES, StagedImport, app_columns
 from assets.imports.user_state import load_user_state
 from resources import run_policy, schema
+from resources.audit import UserErasedError
 from resources.database import AppDatabase
 from resources.run_memory import IN_RUN_MEMORY, IN_RUN_MEMORY_RESOURCES
 from resources.storage import ObjectStorage, StorageError
@@ -350,13 +351,14 @@ def import_inbox_sensor(
     logs, so none of them holds a key: the cursor is a modification-time watermark, the
     run key is the import job's id (a hash of key and version), and the log counts files.
     Objects modified at the watermark's instant are looked at again on the next tick; the
-    import job that already exists for their version makes that a no-op.
+    import job that already exists for their version makes that a no-op. A file dropped
+    for a user who was erased is deleted (the erasure fence refuses their import job).
     """
     previous = watermark = float(context.cursor) if context.cursor else 0.0
     candidates = [o for o in inbox_objects(storage) if o.modified >= previous]
     known = _existing_job_ids(database, [inbox_job_id(o.key, o.version) for o in candidates])
     requests: list[dg.RunRequest] = []
-    ignored = 0
+    ignored = erased = 0
     for obj in candidates:
         job_id = inbox_job_id(obj.key, obj.version)
         if job_id not in known and len(requests) >= MAX_FILES_PER_TICK:
@@ -368,14 +370,19 @@ def import_inbox_sensor(
         if inbox_file is None:
             ignored += obj.modified > previous  # counted once, not on every look again
             continue
-        create_import_job(
-            database.engine,
-            user_id=inbox_file.user_id,
-            file_name=inbox_file.file_name,
-            file_url=storage.object_url(obj.key),
-            requested_by="inbox",
-            job_id=job_id,
-        )
+        try:
+            create_import_job(
+                database.engine,
+                user_id=inbox_file.user_id,
+                file_name=inbox_file.file_name,
+                file_url=storage.object_url(obj.key),
+                requested_by="inbox",
+                job_id=job_id,
+            )
+        except UserErasedError:  # dropped after their erasure: nothing of theirs is kept
+            storage.delete(obj.key)
+            erased += 1
+            continue
         requests.append(
             dg.RunRequest(
                 run_key=job_id,
@@ -385,6 +392,8 @@ def import_inbox_sensor(
         )
     if ignored:
         context.log.warning(f"{ignored} inbox files are not in a user's folder; ignored")
+    if erased:
+        context.log.info(f"{erased} inbox files of erased users deleted")
     if requests:
         context.log.info(f"{len(requests)} inbox files became import jobs")
     return dg.SensorResult(run_requests=requests, cursor=repr(watermark))

@@ -200,7 +200,18 @@ def _detect(data: bytes, name: str, options: _Options, depth: int) -> DetectedIm
     head = data[:65536]
     if head.lstrip(UTF8_BOM + b" \t\r\n").startswith(b"{") and _looks_like_goalport_json(data):
         return _read_goalport_json(data, name)
+    if head.lstrip(UTF8_BOM + b" \t\r\n").startswith(b"<") and _XML_MARKER in head:
+        return _read_goalport_xml(data, name)
     return _read_foreign(data, name, options)
+
+
+def _read_goalport_xml(data: bytes, name: str) -> DetectedImport:
+    from assets.formats.xml import read_xml_filters, read_xml_stamp
+
+    data = _strip_bom(data)
+    tables = _read_with(reader_of("xml"), data, name)
+    exported_at, user_id = read_xml_stamp(data)
+    return _goalport_export(name, "xml", data, tables, exported_at, user_id, read_xml_filters(data))
 
 
 # ---------------------------------------------------------------- encryption
@@ -287,6 +298,7 @@ def check_utf8(data: bytes, name: str) -> None:
         ) from None
 
 
+_XML_MARKER = b"urn:goalport:export:"
 _HEADER_TEXT = re.compile(rb'"(exportedAt|userId)"\s*:\s*"([^"\\]*)"')
 
 

@@ -46,7 +46,8 @@ MAX_CHAPTER, MAX_VERSE = 150, 176
 # (table, column) -> (minimum, maximum) length in characters.
 TEXT_LIMITS: dict[tuple[str, str], tuple[int, int]] = {
     ("User", "email"): (3, 254),
-    ("User", "name"): (0, 200),
+    ("User", "firstName"): (0, 200),
+    ("User", "lastName"): (0, 200),
     ("Module", "kind"): (1, 40),
     ("Module", "name"): (1, 100),
     ("Goal", "title"): (1, 200),

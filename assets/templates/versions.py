@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from assets.formats.common import full_name
 from assets.templates.template_file import (
     PersonalDataError,
     TemplateDiff,
@@ -276,7 +277,9 @@ def _insert_version(
 ) -> TemplateRecord:
     try:
         validate_template(document, "the new template")
-        check_no_personal_data(document, name=author["name"], email=author["email"])
+        check_no_personal_data(
+            document, name=full_name(author["firstName"], author["lastName"]), email=author["email"]
+        )
     except (TemplateFormatError, PersonalDataError) as exc:
         raise TemplateError(str(exc)) from exc
     now = utc_now()

@@ -34,7 +34,8 @@ from pipelines.cli.common import (
     multiple=True,
     default=("json",),
     show_default=True,
-    help="json, csv, xlsx or parquet; repeat or separate with commas",
+    help="json, csv (spreadsheet-safe), csv-machine, xlsx, parquet, xml or report; repeat or "
+    "separate with commas",
 )
 @modules_option
 @since_option
@@ -62,6 +63,8 @@ def export(user_ids, formats, modules, since, until, out_url) -> None:
             filters,
             on_user_done=lambda _uid, _files: bar.update(1),
         )
+    given = {"modules": split_csv(modules) or None, "since": since, "until": until}
+    _audit_exports(database, result.files, {k: v for k, v in given.items() if v})
     for f in result.files:
         click.echo(f"{f.user_id}\t{f.format}\t{f.stored.size}\t{f.stored.url}")
     for user_id, reason in sorted(result.failed_users.items()):
@@ -70,6 +73,32 @@ def export(user_ids, formats, modules, since, until, out_url) -> None:
         raise UserError(
             f"{len(result.failed_users)} of {len(set(user_ids))} users not exported (see above)"
         )
+
+
+def _audit_exports(database, files, filters: dict) -> None:
+    """One audit row per file written, as the request path writes (assets/exports/progress.py),
+    so that a user's processing record (the GDPR bundle) lists the exports made here too."""
+    from resources.audit import record_audit
+
+    with database.engine.begin() as conn:
+        for f in files:
+            record_audit(
+                conn,
+                user_id=f.user_id,
+                operation="export",
+                operation_type="selective" if filters else "full",
+                data_types=[t for t, n in f.row_counts.items() if n],
+                record_count=f.records,
+                actor="cli",
+                details={
+                    "via": "goalport export",
+                    "format": f.format,
+                    "filters": filters or None,
+                    "fileUrl": f.stored.url,
+                    "fileSizeBytes": f.stored.size,
+                    "checksum": "sha256:" + f.stored.sha256,
+                },
+            )
 
 
 @click.group()
@@ -84,7 +113,7 @@ def request() -> None:
     "fmt",
     default="json",
     show_default=True,
-    help="json, csv, xlsx, parquet or report (one per request)",
+    help="json, csv, csv-machine, xlsx, parquet, xml or report (one per request)",
 )
 @modules_option
 @since_option

@@ -38,9 +38,10 @@ def _operator() -> str:
     return f"operator {getpass.getuser()} (goalport CLI)"
 
 
-def _run_history(engine=None, user_ids=()):
+def _run_history(engine=None):
     """The Dagster instance's runs (DAGSTER_HOME's), searched and cleaned by erasures: the
-    runs of the users (found through `engine`'s rows, remembered before they are deleted).
+    runs of the users (found through `engine`'s rows; the erasure remembers them before it
+    deletes those rows).
     None without DAGSTER_HOME: a throwaway instance would be searched for nothing, so the
     receipt says the run history was not searched instead."""
     from assets.gdpr.defs import DagsterRunHistory
@@ -48,10 +49,7 @@ def _run_history(engine=None, user_ids=()):
 
     if not dagster_home():
         return None
-    history = DagsterRunHistory(dagster_instance(), engine=engine)
-    for user_id in user_ids:
-        history.remember(user_id)
-    return history
+    return DagsterRunHistory(dagster_instance(), engine=engine)
 
 
 def _gdpr_error_types() -> tuple[type[Exception], ...]:
@@ -171,7 +169,7 @@ def gdpr_erase(user_id, right_now, grace_days, requested_by) -> None:
         open_storage(),
         request.id,
         force=True,
-        run_history=_run_history(database.engine, [user_id]),
+        run_history=_run_history(database.engine),
     )
     receipt = outcome.receipt
     click.echo(
@@ -185,11 +183,16 @@ def gdpr_erase(user_id, right_now, grace_days, requested_by) -> None:
         raise UserError(f"erasure of {user_id} NOT verified: {outcome.request.error_message}")
     if receipt.get("nothingWasHeld"):
         click.echo("nothing of theirs was left to erase")
-    runs = receipt["runsDeleted"]
+    dagster = receipt["dagsterRecords"]
     click.echo(
         "verified: nothing of theirs in "
         + "; ".join(verification["searched"])
-        + (f"; {runs} Dagster runs that named them deleted" if runs is not None else "")
+        + (
+            f"; Dagster: {dagster['runsSearched']} of their runs searched, "
+            f"{dagster['runsDeleted']} that named them deleted"
+            if dagster is not None
+            else ""
+        )
     )
 
 
@@ -259,7 +262,7 @@ def gdpr_run_due() -> None:
 
     database = open_database()
     due = due_erasure_requests(database.engine, limit=100)
-    history = _run_history(database.engine, [r.user_id for r in due if r.user_id])
+    history = _run_history(database.engine)
     outcomes = execute_due_erasures(
         database.engine, open_storage(), [r.id for r in due], run_history=history
     )

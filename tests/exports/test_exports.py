@@ -190,7 +190,7 @@ def parquet_rows(data: bytes) -> dict[str, list[dict]]:
 
 READERS = {
     "json": lambda b: json_rows(json.loads(b)),
-    "csv": csv_rows,
+    "csv-machine": csv_rows,  # values exact; the spreadsheet-safe "csv": tests/formats
     "xlsx": xlsx_rows,
     "parquet": parquet_rows,
 }

@@ -55,7 +55,7 @@ def hostile_user() -> dict[str, pa.Table]:
     tables = empty_app_tables()
     tables["User"] = table(
         "User",
-        [{"id": "u1", "email": "zoe@example.test", "name": SCRIPT, "timezone": "Europe/Berlin",
+        [{"id": "u1", "email": "zoe@example.test", "firstName": SCRIPT, "timezone": "Europe/Berlin",
           "createdAt": T0, "updatedAt": T0}],
     )  # fmt: skip
     tables["Module"] = table(
@@ -215,7 +215,7 @@ def test_the_templates_load_through_the_package():
 
 QUOTES = 'Tom\'s "plan" & co'
 QUOTED_COLUMNS = {
-    "User": ["name", "email"],
+    "User": ["firstName", "lastName", "email"],
     "Module": ["name"],
     "Goal": ["title", "description"],
     "Progress": ["notes"],

@@ -37,14 +37,13 @@ def test_each_entry_is_filed_under_its_own_name():
 
 
 def test_the_requestable_formats_are_the_cli_choices_in_their_order():
-    assert REQUESTABLE_FORMATS == ("json", "csv", "xlsx", "parquet", "report")
-    assert "csv-excel" in FORMATS and not FORMATS["csv-excel"].requestable
+    assert REQUESTABLE_FORMATS == ("json", "csv", "csv-machine", "xlsx", "parquet", "xml", "report")
 
 
 def test_every_format_but_the_report_is_read_back():
-    assert READABLE_FORMATS == ("json", "csv", "csv-excel", "xlsx", "parquet")
+    assert READABLE_FORMATS == ("json", "csv", "csv-machine", "xlsx", "parquet", "xml")
     assert FORMATS["report"].read is None
-    assert DATA_FORMATS == ("json", "csv", "xlsx", "parquet")
+    assert DATA_FORMATS == ("json", "csv", "csv-machine", "xlsx", "parquet", "xml")
 
 
 def test_files_of_different_requestable_formats_never_share_a_name():
@@ -69,7 +68,7 @@ def test_an_unknown_format_is_named_with_the_known_ones():
     with pytest.raises(UnknownFormatError) as caught:
         export_format("pdf")
     assert str(caught.value) == (
-        "unknown file format 'pdf': goalport knows json, csv, csv-excel, xlsx, parquet, report"
+        "unknown file format 'pdf': goalport knows json, csv, csv-machine, xlsx, parquet, xml, report"
     )
     assert isinstance(caught.value, KeyError)
 
@@ -77,7 +76,7 @@ def test_an_unknown_format_is_named_with_the_known_ones():
 def test_asking_for_the_reader_of_a_format_that_is_not_read_back_says_which_are():
     with pytest.raises(UnknownFormatError, match="report files are not read back: goalport "):
         reader_of("report")
-    assert reader_of("csv-excel") is reader_of("csv")
+    assert reader_of("csv-machine") is reader_of("csv")
 
 
 def test_format_modules_import_neither_dagster_nor_a_database_driver():

@@ -97,7 +97,7 @@ def small_user() -> dict[str, pa.Table]:
     tables = empty_app_tables()
     tables["User"] = table(
         "User",
-        [{"id": "u1", "email": "zoe@example.test", "name": "Zoë <b>Brontë</b> زوي 🌱",
+        [{"id": "u1", "email": "zoe@example.test", "firstName": "Zoë", "lastName": "<b>Brontë</b> زوي 🌱",
           "createdAt": T0, "updatedAt": T0}],
     )  # fmt: skip
     tables["Module"] = table(

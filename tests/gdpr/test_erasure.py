@@ -506,7 +506,82 @@ def test_erasure_deletes_the_dagster_runs_that_name_the_user_and_only_those(pg_u
         assert instance.all_logs(named) == []  # its events went with it
 
     receipt = erasure.get_erasure_request(database.engine, request.id).receipt
-    assert receipt["runsDeleted"] == 1
+    dagster = receipt["dagsterRecords"]
+    assert (dagster["scope"], dagster["runsDeleted"], dagster["runsStillNamingUser"]) == (
+        "the user's runs",
+        1,
+        0,
+    )
+    # the run naming them and the request batch's run; not the others' run nor the erasure's
+    assert dagster["runsSearched"] == 2 and "event log" in dagster["recordKinds"]
+    assert "runsDeleted" not in receipt and "dagsterRunIds" not in receipt
     assert receipt["verification"]["runHistorySearched"]
     assert receipt["verification"]["runsFound"] == 0 and receipt["verification"]["passed"]
     assert victim not in json.dumps(receipt)
+
+
+def test_a_resumed_erasure_in_a_new_process_sweeps_the_runs_found_before_the_rows_went(
+    pg_url, tmp_path
+):
+    """An export run in flight failed with an error quoting the user's storage key; the
+    only way to it is the user's export row (its batch id; no audit entry yet). The erasure
+    is interrupted right after step 1 (the rows are gone); a new process, with a new
+    DagsterRunHistory that cannot find the run through the database any more, resumes it
+    from the request's `erasing` state and still deletes that run."""
+    from assets.exports.claims import claim_pending_exports
+    from assets.exports.defs import BATCH_TAG
+    from assets.exports.queue import request_export
+    from assets.gdpr.defs import USERS_RUNS, DagsterRunHistory
+
+    seed_database(pg_url, 2, seed=23, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    victim, other = database.all_user_ids()
+    storage = ObjectStorage(url=str(tmp_path / "storage"))
+    request_export(database.engine, victim, "json")
+    (batch,) = claim_pending_exports(database.engine)
+
+    @dg.op
+    def write_export():
+        raise OSError(f"disk full writing exports/{victim}/export.json")
+
+    @dg.job
+    def failing_export():
+        write_export()
+
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        failed = failing_export.execute_in_process(
+            instance=instance, tags={BATCH_TAG: batch.batch_id}, raise_on_error=False
+        )
+        kept = failing_export.execute_in_process(instance=instance, raise_on_error=False)
+        assert victim in dg.serialize_value(instance.all_logs(failed.run_id))
+        request = erasure.request_erasure(database.engine, victim, grace=dt.timedelta(0))
+        first_process = DagsterRunHistory(instance, engine=database.engine)
+        run_ids = first_process.remember(victim)
+        assert run_ids == [failed.run_id]
+        erasure._delete_rows(database.engine, request, utc_now(), run_ids)  # then it died
+        interrupted = erasure.get_erasure_request(database.engine, request.id)
+        assert interrupted.status == erasure.ERASING
+        assert interrupted.receipt["dagsterRunIds"] == [failed.run_id]
+
+        reopened = dg.DagsterInstance.from_ref(instance.get_ref())
+        second_process = DagsterRunHistory(reopened, engine=database.engine)
+        assert failed.run_id not in second_process.user_run_ids(victim)  # the rows are gone
+        outcome = erasure.execute_erasure(
+            database.engine, storage, request.id, run_history=second_process
+        )
+
+        assert outcome.verified, outcome.receipt
+        dagster = outcome.receipt["dagsterRecords"]
+        assert (dagster["scope"], dagster["runsSearched"], dagster["runsDeleted"]) == (
+            USERS_RUNS,
+            1,
+            1,
+        )
+        remaining = {r.dagster_run.run_id for r in instance.get_run_records()}
+        assert remaining == {kept.run_id}
+        assert (
+            "dagsterRunIds" not in erasure.get_erasure_request(database.engine, request.id).receipt
+        )
+    assert other in database.all_user_ids()
+    database.engine.dispose()

@@ -1,8 +1,10 @@
 """Erasure that holds (issue 14): work in flight cannot write after it (the fence), copies
 outside the main storage are found through `FileLocation`, every per-user folder of the
 storage layout is covered, erasing twice and retrying a failed erasure both complete. After
-each, `tests/gdpr/scan.py` searches every table and every storage place the test used for
-the user id, their e-mail and a text of theirs, and must find nothing."""
+each, `tests/gdpr/scan.py` searches every table, every storage place the test used and the
+Dagster instance where the test used one (runs, event logs, compute logs,
+materializations, check evaluations, ticks, cursors) for the user id, their e-mail and a
+text of theirs, and must find nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -218,7 +221,8 @@ def test_out_copies_are_erased_from_where_they_were_written(world, tmp_path, s3_
     assert "other storages (backup destinations, --out and out_url copies): 2" in result.output
     assert "Dagster run history: searched" in result.output
     places = [world.storage, str(copies), s3_url]
-    assert scan_everywhere(world.engine, places, world.needles) == []
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME's, which the CLI searched
+        assert scan_everywhere(world.engine, places, world.needles, dagster=instance) == []
     assert ObjectStorage(url=str(copies)).list(f"exports/{world.other}"), "another's copy went"
 
 
@@ -276,8 +280,6 @@ def test_a_half_failed_erasure_is_retried_by_the_sensor_after_its_back_off(
     gone, the request fails saying why (the audit log does not name the user) and the
     sensor skips it while it backs off; then it launches a new run (a new run key) that,
     with the endpoint back, completes the erasure."""
-    import dagster as dg
-
     from assets.gdpr.defs import ErasureRunConfig, due_erasures_sensor, erasure_job
 
     result = CliRunner().invoke(goalport, ["gdpr", "export", world.victim, "--out", s3_url])
@@ -329,9 +331,13 @@ def test_a_half_failed_erasure_is_retried_by_the_sensor_after_its_back_off(
         assert second_tick.run_key != first_tick.run_key
         assert run(second_tick).success
 
-    (done,) = [r for r in erasure.erasure_requests(world.engine, world.victim) if r.id == failed.id]
-    assert done.status == erasure.COMPLETED and done.receipt["attempts"] == 2
-    assert scan_everywhere(world.engine, [world.storage, s3_url], world.needles) == []
+        (done,) = [
+            r for r in erasure.erasure_requests(world.engine, world.victim) if r.id == failed.id
+        ]
+        assert done.status == erasure.COMPLETED and done.receipt["attempts"] == 2
+        assert done.receipt["dagsterRecords"]["runsStillNamingUser"] == 0
+        places = [world.storage, s3_url]
+        assert scan_everywhere(world.engine, places, world.needles, dagster=instance) == []
 
 
 def test_expiry_removes_gdpr_bundles_orphaned_exports_and_inbox_files(world):
@@ -387,3 +393,73 @@ def test_a_batch_verification_finds_each_leftover_and_names_its_user_only(world)
     goals_of_other = results[-1]["rowsFound"]
     assert [(f["table"], f["column"]) for f in goals_of_other] == [("Goal", "description")]
     assert goals_of_other[0]["rows"] >= 1
+
+
+# A writer of goalport's (`goalport export` in a process of its own) whose write of the
+# user's file stalls once the bytes are in the temporary file: the test kills it there.
+STALLING_EXPORT = """
+import os, sys, time
+
+real_fsync = os.fsync
+
+
+def stall_on_the_users_file(fd):
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    if sys.argv[1] in path and os.path.basename(path).startswith(".tmp-"):
+        print("stalled", path, flush=True)
+        time.sleep(600)
+    real_fsync(fd)
+
+
+os.fsync = stall_on_the_users_file
+from pipelines.cli.main import main
+
+main(["export", sys.argv[1], "--format", "json"])
+"""
+
+
+@pytest.mark.slow
+def test_a_write_killed_half_way_leaves_nothing_once_the_user_is_erased(world, tmp_path):
+    """`goalport export` is killed (SIGKILL) while writing the user's file: its temporary
+    file, holding their data, stays in their folder, hidden from listings. The erasure's
+    verification sees it (it would not have passed while it was there), the erasure deletes
+    it and the folders named after the user, and its receipt says verified."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "stalling_export.py"
+    script.write_text(STALLING_EXPORT)
+    repo = Path(__file__).parents[2]
+    writer = subprocess.Popen(
+        [sys.executable, str(script), world.victim],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = writer.stdout.readline() if writer.stdout else ""
+        assert line.startswith("stalled"), line + (writer.stderr.read() if writer.stderr else "")
+    finally:
+        os.killpg(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=60)
+    assert writer.returncode == -signal.SIGKILL
+    folder = f"exports/{world.victim}"
+    (left,) = world.storage.list_including_unfinished(folder)
+    assert os.path.basename(left).startswith(".tmp-") and world.storage.list(folder) == []
+    assert any(".tmp-" in hit for hit in scan_storage([world.storage], world.needles))
+    before = erasure_verify.verify_erased(world.engine, world.storage, world.victim)
+    assert before["objectsFound"] == 1
+
+    outcome = erase_now(world)
+
+    assert outcome.verified, outcome.receipt["verification"]
+    assert outcome.receipt["verification"]["objectsFound"] == 0
+    assert outcome.receipt["storageObjectsDeleted"]["exports"] == 1
+    assert not (Path(world.storage.root) / folder).exists()
+    assert scan_everywhere(world.engine, [world.storage], world.needles) == []

@@ -155,7 +155,7 @@ def test_goalport_serve_runs_the_api_from_the_environment(database, tmp_path):
         **os.environ,
         "GOALPORT_DATABASE_URL": database.url,
         "GOALPORT_STORAGE_URL": str(tmp_path / "storage"),
-        "GOALPORT_DOWNLOAD_SECRET": "serve-test-secret-0123456789",
+        "GOALPORT_DOWNLOAD_SECRET": "serve-test-download-secret-0123456789",  # 32 bytes at least
     }
     command = [sys.executable, "-m", "pipelines.cli.main"]
     short = subprocess.run(

@@ -114,7 +114,9 @@ def corrupt_user_rows(engine: sa.Engine, user_id: str, *, touch_updated_at: bool
         )
         conn.execute(progress.delete().where(progress.c.id.in_(some)))
         conn.execute(
-            schema.user.update().where(schema.user.c.id == user_id).values(name="Someone Else")
+            schema.user.update()
+            .where(schema.user.c.id == user_id)
+            .values(firstName="Someone", lastName="Else")
         )
         conn.execute(
             goal.insert().values(

@@ -1,10 +1,14 @@
 """Notion HTML, Things 3, Google Keep and Joplin exports through the real import pipeline
-(stage -> preview -> apply on PostgreSQL): every item lands with its title, nesting, done
-state and dates; the same file again changes nothing; the account exported again after a few
-edits updates exactly those items."""
+(stage -> preview -> apply on PostgreSQL), with the inconsistencies real exports have (done
+before created, modified before created, a note over the app's length limit, a parent not in
+the file): every item lands with its title, nesting, done state and dates, none refused
+(the default share of bad rows), each adjustment is in the job's mapping report; the same
+file again changes nothing; the account exported again after a few edits updates exactly
+those items."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from import_support import dump, import_file, populate
 
+from assets.imports.jobs import get_import_job
 from resources import schema
 
 sys.path.insert(0, str(Path(__file__).parent / "parsers"))
@@ -67,7 +72,7 @@ def test_imports_then_reimports_exactly(database, storage, app):
     engine = database.engine
     user_id = populate(engine, 1, 90)[0]
     name, build = EXPORTS[app]
-    first_file = build()
+    first_file = build(inconsistent=True)
     with engine.connect() as conn:
         zone = conn.execute(
             sa.select(schema.user.c.timezone).where(schema.user.c.id == user_id)
@@ -75,8 +80,18 @@ def test_imports_then_reimports_exactly(database, storage, app):
     # the pipeline reads zone-less times and due days in the user's time zone
     expected = parse_foreign_export(first_file, file_name=name, now=NOW, timezone=zone)
 
-    _, first = import_file(database, storage, user_id, first_file, file_name=name)
+    job_id, first = import_file(database, storage, user_id, first_file, file_name=name)
     assert first.source_app == app
+    assert first.issues == [] and first.counts["Goal"]["invalid"] == 0
+    # every adjustment the normaliser made is in the job's mapping report, with its reason
+    adjusted = {e.external_key: e.adjustments for e in expected.adjusted()}
+    assert any("before it was created" in note for notes in adjusted.values() for note in notes)
+    assert any("longer than the app's 5000" in n for notes in adjusted.values() for n in notes)
+    preview = json.loads(get_import_job(engine, job_id)["previewData"])
+    reported = {
+        e["externalKey"]: e["adjustments"] for e in preview["file"]["report"] if "adjustments" in e
+    }
+    assert reported == adjusted
     goals = imported_goals(engine, user_id, app)
     parsed_goals = expected.tables["Goal"].to_pylist()
     assert len(goals) == len(parsed_goals)
@@ -85,11 +100,13 @@ def test_imports_then_reimports_exactly(database, storage, app):
         by_title.setdefault(row["title"], []).append(row)
     local_of = {}
     for source in parsed_goals:
+        # a time the import's clock gave (done, no time known) is the run's, not NOW
+        inferred = expected.extras.get(source["id"], {}).get("inferred", ())
+        compared = ["isCompleted", "targetDate"] + ["completedAt"] * ("completedAt" not in inferred)
         match = [
             r
             for r in by_title[source["title"]]
-            if (r["isCompleted"], r["targetDate"], r["completedAt"])
-            == (source["isCompleted"], source["targetDate"], source["completedAt"])
+            if all(r[column] == source[column] for column in compared)
         ]
         assert match, source["title"]
         local_of[source["id"]] = match[0]["id"]
@@ -102,7 +119,7 @@ def test_imports_then_reimports_exactly(database, storage, app):
     assert written(same) == {}
     assert dump(engine) == after_first
 
-    edited = build(edited=True)
+    edited = build(edited=True, inconsistent=True)
     _, again = import_file(database, storage, user_id, edited, file_name=name)
     changes = CHANGES[app]
     expected_writes = {"Goal": {"create": 0, "update": len(changes), "delete": 0}}

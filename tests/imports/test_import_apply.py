@@ -198,7 +198,9 @@ def test_apply_refuses_when_the_data_changed_after_the_preview(database, storage
     job_id = previewed_job(database, storage, user_id, exported)
     with database.engine.begin() as conn:
         conn.execute(
-            schema.user.update().where(schema.user.c.id == user_id).values(name="Moved on")
+            schema.user.update()
+            .where(schema.user.c.id == user_id)
+            .values(firstName="Moved", lastName="on")
         )
     moved = dump(database.engine)
     with pytest.raises(StalePreviewError, match="changed after the preview"):

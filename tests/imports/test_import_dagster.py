@@ -177,3 +177,42 @@ def test_a_job_row_naming_a_file_outside_the_storage_is_refused(pg_url, tmp_path
     assert f"refused to read {file_url}" in job["errorMessage"]
     assert "only objects inside goalport's storage" in job["errorMessage"]
     database.engine.dispose()
+
+
+def test_a_file_dropped_for_an_erased_user_is_deleted_and_logged_as_a_count(pg_url, s3_url, capfd):
+    """The inbox sensor meets an erased user's file (dropped after the erasure): no import
+    job, no run, the file deleted, the watermark advanced past it, and the log says only how
+    many files went (no user id); another user's file in the same tick becomes a job."""
+    import datetime as dt
+
+    from assets.gdpr.erasure import execute_erasure, request_erasure
+
+    database = AppDatabase(url=pg_url)
+    storage = ObjectStorage(url=s3_url)
+    erased_user, other = sorted(populate(database.engine, 2, 73))
+    exported = export_user(database, other, "json")
+    request = request_erasure(database.engine, erased_user, grace=dt.timedelta(0))
+    assert execute_erasure(database.engine, storage, request.id).verified
+    late = f"imports/inbox/{erased_user}/late.json"
+    storage.write_bytes(late, b'{"goals": [{"title": "mine"}]}')
+    late_modified = storage.info(late)["LastModified"].timestamp()
+    storage.write_bytes(f"imports/inbox/{other}/backup.json", exported)
+
+    capfd.readouterr()
+    requests, cursor = evaluate(import_inbox_sensor, database, storage)
+    sensor_log = [line for line in capfd.readouterr().err.splitlines() if " - dagster - " in line]
+
+    assert len(requests) == 1
+    assert get_import_job(database.engine, requests[0].run_key)["userId"] == other
+    assert storage.list_including_unfinished(f"imports/inbox/{erased_user}") == []
+    with database.engine.connect() as conn:
+        job = schema.data_import_job
+        assert (
+            conn.execute(sa.select(sa.func.count()).where(job.c.userId == erased_user)).scalar_one()
+            == 0
+        )
+    assert float(cursor) >= late_modified
+    assert any("1 inbox files of erased users deleted" in line for line in sensor_log)
+    assert erased_user not in "".join(sensor_log) and erased_user not in cursor
+    assert evaluate(import_inbox_sensor, database, storage, cursor)[0] == []
+    database.engine.dispose()

@@ -48,9 +48,10 @@ def assert_same_tables(found: dict[str, pa.Table], expected: dict[str, pa.Table]
     [
         ("json", "json"),
         ("csv", "csv"),
-        ("csv-excel", "csv"),
+        ("csv-machine", "csv"),
         ("xlsx", "xlsx"),
         ("parquet", "parquet"),
+        ("xml", "xml"),
     ],
 )
 def test_own_formats_are_recognised_from_content_not_name(user_tables, fmt, detected_as):
@@ -145,7 +146,7 @@ def test_bom_and_crlf_are_read_exactly(user_tables):
 
     # goalport writes CSV with CRLF (RFC 4180); tools that rewrite it with LF and a BOM
     # must not change a value (tables with multi-line values are left as written)
-    with zipfile.ZipFile(io.BytesIO(render(user_tables, "csv"))) as archive:
+    with zipfile.ZipFile(io.BytesIO(render(user_tables, "csv-machine"))) as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
     crlf = {}
     rewritten = 0

@@ -47,7 +47,8 @@ def user_row() -> dict:
     return {
         "id": USER,
         "email": "ann@example.org",
-        "name": "Ann",
+        "firstName": "Ann",
+        "lastName": None,
         "timezone": "UTC",
         "createdAt": T0,
         "updatedAt": T0,

@@ -23,7 +23,7 @@ from import_support import (
 from assets.imports.jobs import get_import_job
 from resources.storage import ObjectStorage
 
-FORMATS = ["json", "csv", "csv-excel", "xlsx", "parquet"]
+FORMATS = ["json", "csv", "csv-machine", "xlsx", "parquet", "xml"]
 DAMAGE = ["erase-account", "erase-rows", "corrupt", "corrupt-touching-updatedAt"]
 
 

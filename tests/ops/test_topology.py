@@ -97,7 +97,7 @@ def test_requests_through_the_daemon_survive_a_kill_9_of_the_daemon(topology):
             rows = conn.execute(sa.text('SELECT id, status FROM "DataExportJob"')).all()
         return dict(rows)
 
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while all(s == "pending" for s in statuses().values()):  # the sensor has not claimed yet
         assert time.monotonic() < deadline, "the daemon's sensor never claimed the requests"
         time.sleep(0.1)
@@ -108,7 +108,7 @@ def test_requests_through_the_daemon_survive_a_kill_9_of_the_daemon(topology):
     assert restarted.returncode == 0, restarted.stderr
     assert ops.running_pid("daemon") not in (None, pids["daemon"])
 
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 300
     while any(s != "completed" for s in statuses().values()):
         failed = {j: s for j, s in statuses().items() if s == "failed"}
         assert not failed, failed

@@ -138,3 +138,23 @@ def test_deleting_a_prefix_keeps_the_folders_above_it(tmp_path: Path):
     assert (tmp_path / "storage" / "imports" / "plans").is_dir()
     storage.delete_prefix("")  # the whole storage: its root folder stays
     assert (tmp_path / "storage").is_dir()
+
+
+def test_deleting_a_users_last_file_removes_the_folders_named_after_them(tmp_path: Path):
+    """A writer undoing its file (the erasure fence) or expiry deleting one must not leave
+    an empty folder named after the user; a folder still holding a file stays, and so
+    does the storage root. Writing into a folder just removed works."""
+    root = tmp_path / "storage"
+    storage = ObjectStorage(url=str(root))
+    storage.write_bytes(f"exports/{VICTIM}/2025/a.json", b"a")
+    storage.write_bytes(f"exports/{VICTIM}/b.json", b"b")
+    storage.write_bytes("top.json", b"t")
+
+    assert storage.delete(f"exports/{VICTIM}/2025/a.json")
+    assert not (root / "exports" / VICTIM / "2025").exists()
+    assert (root / "exports" / VICTIM).is_dir()
+    assert storage.delete(f"exports/{VICTIM}/b.json")
+    assert not (root / "exports").exists()
+    assert storage.delete("top.json") and root.is_dir()
+    storage.write_bytes(f"exports/{VICTIM}/c.json", b"c")
+    assert storage.list(f"exports/{VICTIM}") == [f"exports/{VICTIM}/c.json"]

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from assets.formats.common import full_name, split_full_name
 from assets.templates import defs as template_assets
 from assets.templates.apply import ApplyOptions, applied_templates, apply_template, preview_apply
 from assets.templates.catalog import rebuild_catalog, search_catalog
@@ -67,7 +68,8 @@ def add_user(conn, user_id: str, name: str | None, email: str) -> None:
         schema.user.insert().values(
             id=user_id,
             email=email,
-            name=name,
+            firstName=split_full_name(name)[0],
+            lastName=split_full_name(name)[1],
             timezone="Europe/Lisbon",
             createdAt=ts("2023-12-01"),
             updatedAt=ts("2023-12-02"),
@@ -221,7 +223,7 @@ def _pick_rich_user(tables) -> str:
             gid, d = parent[gid], d + 1
         return d
 
-    named = set(tables["User"].filter(pc.is_valid(tables["User"]["name"]))["id"].to_pylist())
+    named = set(tables["User"].filter(pc.is_valid(tables["User"]["firstName"]))["id"].to_pylist())
     score = Counter()
     deepest: dict[str, int] = {}
     for g in goals:
@@ -260,7 +262,7 @@ def test_template_from_a_rich_goal_tree_holds_no_personal_data_or_progress(engin
     for word in ("iscompleted", "completedat", "progress", "userid", "createdat", "moduleid"):
         assert word not in text
     # The creator's name and e-mail appear nowhere, in any case.
-    assert user.name.casefold() not in text
+    assert full_name(user.firstName, user.lastName).casefold() not in text
     assert user.email.casefold() not in text
     assert user.email.split("@")[0].casefold() not in text
 

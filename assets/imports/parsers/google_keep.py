@@ -37,15 +37,21 @@ MAX_TITLE_CHARS = 200
 GUIDE = """\
 ## Google Keep
 
-**Export:** go to **Google Takeout** (takeout.google.com), click **Deselect all**, tick
+**How to export**
+
+Go to **Google Takeout** (takeout.google.com), click **Deselect all**, tick
 **Keep**, then **Next step → Create export**. Download the `.zip` (or `.tgz`) Google sends
 and upload it as it is; the Keep folder may have another name in your language.
 
-**Kept:** every note and checklist (as a goal: the note's text becomes the description, a
+**What goalport keeps**
+
+Every note and checklist (as a goal: the note's text becomes the description, a
 checklist's items sub-goals, ticked items done), labels (as tags), archived and pinned
 notes, colours, creation and last-edit times.
 
-**Not kept:** images, drawings and audio recordings (listed in the goal's extras by file
+**What it cannot keep**
+
+Images, drawings and audio recordings (listed in the goal's extras by file
 name), reminders (Takeout leaves them out), collaborators. Notes in Keep's trash are left
 out and listed as skipped.
 """

@@ -35,15 +35,21 @@ _PROPERTY_RE = re.compile(r"^([a-z_]+): ?(.*)$")
 GUIDE = """\
 ## Joplin
 
-**Export:** in Joplin desktop choose **File → Export all → JEX - Joplin Export File**
+**How to export**
+
+In Joplin desktop choose **File → Export all → JEX - Joplin Export File**
 (or right-click a notebook → **Export → JEX**). Upload the `.jex` file as it is.
 
-**Kept:** notebooks and sub-notebooks (as goals, nested as in Joplin, three levels at
+**What goalport keeps**
+
+Notebooks and sub-notebooks (as goals, nested as in Joplin, three levels at
 most), notes and to-dos (as goals under their notebook: the note's text becomes the
 description), whether a to-do is done and when, its due date, tags, creation and
 modification times.
 
-**Not kept:** attachments and images (only their links stay in the text), note history,
+**What it cannot keep**
+
+Attachments and images (only their links stay in the text), note history,
 alarms' notification times, location fields, encrypted notes (decrypt them in Joplin
 first). Notes in Joplin's trash and conflict copies are left out and listed as skipped.
 """

@@ -54,14 +54,17 @@ MAX_NESTING = 8  # an array of lists holding task pages is 4 deep; more is no ex
 GUIDE = """\
 ## Microsoft To Do
 
-**Export:** Microsoft To Do has no export file of its own. Save your lists with a tool that
+**How to export**
+
+Microsoft To Do has no export file of its own. Save your lists with a tool that
 reads the Microsoft Graph API (Graph Explorer, a PowerShell or Python script, or a To Do
 backup tool): the responses of `GET /me/todo/lists`, and of
 `GET /me/todo/lists/{id}/tasks` (or `.../tasks/delta`) for each list, as `.json` files.
 Upload one file, or a `.zip` of all of them. Tasks saved inside their list object
 (`{"displayName": ..., "tasks": [...]}`) are read too.
 
-**What goalport keeps:**
+**What goalport keeps**
+
 - each list as a goal, its tasks under it, and each task's steps under the task;
 - title, note (HTML notes as plain text), status (completed tasks are done, with their
   completion time), importance (High becomes priority 4), created and modified times, the
@@ -69,18 +72,12 @@ Upload one file, or a `.zip` of all of them. Tasks saved inside their list objec
 - categories as tags, the repeat rule as text, reminder and start times, "My Day" and
   linked resources, kept with the goal.
 
-**What it cannot keep:** attachments (only whether a task had some), flagged e-mails'
+**What it cannot keep**
+
+Attachments (only whether a task had some), flagged e-mails'
 messages, shared lists' members, and tasks deleted before the export (a delta page's
 deleted entries are reported as skipped).
 """
-
-
-def _json(data: bytes, *, file_name: str) -> Any:
-    """`load_json`, with a document nested past Python's recursion limit refused in one line."""
-    try:
-        return load_json(data, file_name=file_name)
-    except RecursionError:
-        raise ImportFormatError(file_name, None, None, "JSON nested too deeply") from None
 
 
 def _flat(values: dict) -> dict:
@@ -270,13 +267,13 @@ def parse_microsoft_todo(
             data, file_name=name, select=lambda n: n.casefold().endswith(".json")
         )
         for member in sorted(members):
-            doc = _json(members[member], file_name=f"{name}/{member}")
+            doc = load_json(members[member], file_name=f"{name}/{member}")
             if is_microsoft_todo(doc):
                 pages.append((f"{name}/{member}", doc))
         if not pages:
             raise ImportFormatError(name, None, None, "the zip holds no Microsoft To Do pages")
     else:
-        doc = _json(data, file_name=name)
+        doc = load_json(data, file_name=name)
         if not is_microsoft_todo(doc):
             raise ImportFormatError(
                 name, None, None, "not a Microsoft To Do (Graph) page: expected lists or tasks"

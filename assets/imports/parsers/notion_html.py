@@ -87,18 +87,24 @@ _TYPED_ROLES = {"created_time": "created", "last_edited_time": "updated"}
 GUIDE = """\
 ## Notion (HTML export)
 
-**Export:** in Notion open **Settings → Export all workspace content** (or a page's
+**How to export**
+
+In Notion open **Settings → Export all workspace content** (or a page's
 **••• → Export**), choose **Export format: HTML**, **Include content: Everything** and
 **Include subpages** on, then **Export**. Upload the `.zip` Notion e-mails you, as it is
 (the `Export-…-Part-1.zip` inside it is read too).
 
-**Kept:** every page and sub-page (as goals nested like in Notion, three levels at most),
+**What goalport keeps**
+
+Every page and sub-page (as goals nested like in Notion, three levels at most),
 databases (a goal each, their rows goals under them), Status, Done checkboxes, dates
 (deadline and ranges), priority selects, multi-select tags, "Parent item" relations,
 created and last-edited times, page text (as the description) and to-do blocks (as
 progress entries of their page); other properties are kept in the goal's extras.
 
-**Not kept:** images, files and embeds, comments, formulas' and rollups' logic (their shown
+**What it cannot keep**
+
+Images, files and embeds, comments, formulas' and rollups' logic (their shown
 value is kept), page icons and covers, linked-view filters.
 """
 

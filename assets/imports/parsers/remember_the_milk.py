@@ -42,12 +42,15 @@ PRIORITY_MAP = {"1": 5, "2": 3, "3": 1, "N": 2, "": 2}
 GUIDE = """\
 ## Remember The Milk
 
-**Export:** on the web app, open **Settings** -> **Account** -> **Export your data**, and
+**How to export**
+
+On the web app, open **Settings** -> **Account** -> **Export your data**, and
 choose the JSON export; RTM e-mails a link to the file. Upload the `.json` file (or the
 `.zip` it came in). Backups made through RTM's API (the saved answers of
 `rtm.lists.getList` and `rtm.tasks.getList`, one file or a zip of them) are read too.
 
-**What goalport keeps:**
+**What goalport keeps**
+
 - each list as a goal, its tasks under it, and sub-tasks under their task;
 - task name, notes (as the description), completion (with its time), priority (1 becomes
   5, 2 becomes 3, 3 becomes 1), the due date as the target date, created and modified
@@ -56,17 +59,11 @@ choose the JSON export; RTM e-mails a link to the file. Upload the `.json` file 
   repeat rule is kept as text;
 - tags, the URL, location, estimate and postponement count, kept with the goal.
 
-**What it cannot keep:** smart lists (saved searches, they hold no tasks of their own),
+**What it cannot keep**
+
+Smart lists (saved searches, they hold no tasks of their own),
 deleted tasks and lists (reported as skipped), contacts, sharing and reminders.
 """
-
-
-def _json(data: bytes, *, file_name: str) -> Any:
-    """`load_json`, with a document nested past Python's recursion limit refused in one line."""
-    try:
-        return load_json(data, file_name=file_name)
-    except RecursionError:
-        raise ImportFormatError(file_name, None, None, "JSON nested too deeply") from None
 
 
 def many(value: Any) -> list:
@@ -184,13 +181,13 @@ def parse_remember_the_milk(
             data, file_name=name, select=lambda n: n.casefold().endswith(".json")
         )
         for member in sorted(members):
-            doc = _json(members[member], file_name=f"{name}/{member}")
+            doc = load_json(members[member], file_name=f"{name}/{member}")
             if is_remember_the_milk(doc):
                 documents.append((f"{name}/{member}", doc))
         if not documents:
             raise ImportFormatError(name, None, None, "the zip holds no Remember The Milk data")
     else:
-        doc = _json(data, file_name=name)
+        doc = load_json(data, file_name=name)
         if not is_remember_the_milk(doc):
             raise ImportFormatError(
                 name, None, None, "not a Remember The Milk export (lists and tasks) or API reply"

@@ -62,12 +62,15 @@ KNOWN_FIELDS = {
 GUIDE = """\
 ## Taskwarrior
 
-**Export:** in a terminal, run `task export > taskwarrior.json` (add a filter such as
+**How to export**
+
+In a terminal, run `task export > taskwarrior.json` (add a filter such as
 `task project:Home export` for part of your tasks; `task rc.hooks=off export` if a hook
 prints extra lines). Upload `taskwarrior.json`. Exports of Taskwarrior 1.x/2.x that print
 one task per line are read too.
 
-**What goalport keeps:**
+**What goalport keeps**
+
 - each part of a project (`Home.Garden`) as a goal, with the project's tasks under it
   (three levels at most: deeper tasks move up beside their parent);
 - description, status (completed tasks are done, with their end time), entry and modified
@@ -77,17 +80,11 @@ one task per line are read too.
 - tags, annotations (as comments), dependencies, wait/scheduled/until dates, urgency and
   your UDAs, kept with the goal and shown at the end of its description where useful.
 
-**What it cannot keep:** deleted tasks (reported as skipped), the numeric task ids (they
+**What it cannot keep**
+
+Deleted tasks (reported as skipped), the numeric task ids (they
 change all the time; the uuid is kept), hooks, reports and contexts.
 """
-
-
-def _json(data: bytes, *, file_name: str) -> Any:
-    """`load_json`, with a document nested past Python's recursion limit refused in one line."""
-    try:
-        return load_json(data, file_name=file_name)
-    except RecursionError:
-        raise ImportFormatError(file_name, None, None, "JSON nested too deeply") from None
 
 
 def _is_task(item: Any) -> bool:
@@ -113,7 +110,7 @@ def is_taskwarrior_lines(text: str) -> bool:
     if not first.startswith("{"):
         return False
     try:
-        return _is_task(_json(first.encode(), file_name="line"))
+        return _is_task(load_json(first.encode(), file_name="line"))
     except ImportFormatError:
         return False
 
@@ -155,7 +152,7 @@ def parse_tw_time(value: Any) -> dt.datetime | None:
 def _documents(data: bytes, name: str) -> list[Any]:
     """The task objects, from an array export or a line-per-task export."""
     try:
-        doc = _json(data, file_name=name)
+        doc = load_json(data, file_name=name)
     except ImportFormatError as exc:
         text = decode_text(data, file_name=name)
         if not is_taskwarrior_lines(text):
@@ -165,7 +162,7 @@ def _documents(data: bytes, name: str) -> list[Any]:
             line = line.strip().rstrip(",").strip()
             if line in ("", "[", "]"):
                 continue
-            tasks.append(_json(line.encode(), file_name=f"{name}, line {number}"))
+            tasks.append(load_json(line.encode(), file_name=f"{name}, line {number}"))
         return tasks
     if isinstance(doc, dict) and _is_task(doc):
         return [doc]

@@ -74,20 +74,26 @@ _OPTIONAL = (
 GUIDE = """\
 ## Things 3
 
-**Export:** Things has no export command; goalport reads its database. On the Mac, quit
+**How to export**
+
+Things has no export command; goalport reads its database. On the Mac, quit
 Things, open **Finder → Go → Go to Folder…** and paste
 `~/Library/Group Containers/JLMPQHK86H.com.culturedcode.ThingsMac/`. Open the
 `ThingsData-…` folder, compress the **Things Database.thingsdatabase** folder (right-click →
 **Compress**) and upload the zip. Uploading `main.sqlite` alone works too, but the zip also
 carries the changes still in `main.sqlite-wal`.
 
-**Kept:** areas, projects, headings and to-dos (as goals nested in that order, three levels
+**What goalport keeps**
+
+Areas, projects, headings and to-dos (as goals nested in that order, three levels
 at most: a to-do under a heading of a project in an area sits beside its heading), notes,
 deadlines, whether an item is completed and when, cancelled items (open, marked cancelled),
 checklists (as progress of their to-do), tags, When (Inbox, Anytime, Someday, a start date),
 repeating to-dos (once, with their rule in the description).
 
-**Not kept:** reminders' times, the Logbook's order, the copies Things made of a repeating
+**What it cannot keep**
+
+Reminders' times, the Logbook's order, the copies Things made of a repeating
 to-do (they are counted in the report), the Trash (listed as skipped).
 """
 

@@ -63,12 +63,15 @@ _EMPTY_DATES = {"0000-00-00", "00/00/0000", "0", "none", "no date"}
 GUIDE = """\
 ## Toodledo
 
-**Export:** on the website, open **Tools** -> **Import / Export** -> **Export**, choose
+**How to export**
+
+On the website, open **Tools** -> **Import / Export** -> **Export**, choose
 **CSV** (the spreadsheet file), and export **Current Tasks**; export **Completed Tasks**
 the same way if you want them too, and your **Notes** from the Notes section's export. Each
 file can be uploaded on its own.
 
-**What goalport keeps:**
+**What goalport keeps**
+
 - your Toodledo goals as goals, with the tasks that work toward them beneath; a task
   without a goal is a goal of its own, and sub-tasks sit under their task;
 - task title, note (as the description), priority (Top 5, High 4, Medium 3, Low 2,
@@ -78,7 +81,9 @@ file can be uploaded on its own.
   and timer kept with the goal;
 - each note as a goal under its folder, the note's text as its description.
 
-**What it cannot keep:** a goal's level (lifelong, long-term, short-term) and its links
+**What it cannot keep**
+
+A goal's level (lifelong, long-term, short-term) and its links
 between goals (the CSV does not carry them), collaborators, alarms, attachments, and a
 renamed task's history (without the ID column a task is known by its title and its added
 date).

@@ -157,3 +157,8 @@ def file_exports() -> dict[str, bytes]:
         "google_keep": built.keep_takeout(),
         "joplin": built.joplin_export(),
     }
+
+
+def adjustments_of(parsed: ParsedImport, key: str) -> list[str]:
+    """The adjustments the mapping report holds for the row `key` (empty when none)."""
+    return [note for e in parsed.report if e.external_key == key for note in e.adjustments]

@@ -1,9 +1,13 @@
 """An app's export through the real import pipeline (job -> stage -> preview -> apply) on the
-test database, and the checks every app's end-to-end test makes: each goal the parser made
-is in the database as parsed (title, parent, done state, dates), the same file again
-writes nothing, an edited file updates exactly what was edited."""
+test database, and the checks every app's end-to-end test makes: every row of the file is
+imported (inconsistent ones adjusted, none refused, with the default share of bad rows),
+as parsed (title, parent, done state, dates), every adjustment is in the job's mapping
+report, the same file again writes nothing, an edited file updates exactly what was
+edited."""
 
 from __future__ import annotations
+
+import json
 
 import sqlalchemy as sa
 
@@ -30,9 +34,9 @@ def new_user(engine: sa.Engine, seed: int, timezone: str | None = "Europe/Berlin
 
 
 def run_import(database, storage, user_id: str, data: bytes, name: str, *, mode="merge"):
-    """(job row, plan) of `data` imported for `user_id` (invalid rows left out, not fatal)."""
+    """(job row, plan) of `data` imported for `user_id` (the default share of bad rows)."""
     job_id = create_import_job(database.engine, user_id=user_id, file_name=name, mode=mode)
-    preview = preview_import(database, storage, job_id, data, max_bad_share=1.0)
+    preview = preview_import(database, storage, job_id, data)
     apply_import(database, storage, job_id)
     job = get_import_job(database.engine, job_id)
     assert job["status"] == "applied", job
@@ -69,19 +73,28 @@ def user_timezone(engine: sa.Engine, user_id: str) -> str | None:
 def assert_imported_as_parsed(
     database, storage, user_id: str, data: bytes, name: str, app: str, inconsistent: set[str]
 ) -> dict[str, dict]:
-    """Import `data`; every goal the parser makes is in the database as parsed. Rows of
-    `inconsistent` (done before created ...) may be refused by today's quality gate (the
-    central normaliser fixes them); no other row may. Returns the goals by external key."""
+    """Import `data`; every goal the parser makes is in the database as parsed, none refused.
+    The rows of `inconsistent` (done before created, a note over the app's limit ...) are
+    adjusted to fit, and every adjustment of the file is in the job's mapping report with
+    its reason. Returns the goals by external key."""
     engine = database.engine
     job, plan = run_import(database, storage, user_id, data, name)
     assert job["sourceApp"] == app and plan.source_app == app
+    assert plan.issues == [], plan.issues
     parsed = parse_foreign_export(data, file_name=name, timezone=user_timezone(engine, user_id))
-    refused = {i["id"] for i in plan.issues}
-    assert refused <= inconsistent, plan.issues
+    adjusted = {e.external_key: e.adjustments for e in parsed.adjusted()}
+    assert inconsistent <= set(adjusted), inconsistent - set(adjusted)
+    preview = json.loads(job["previewData"])
+    reported = {
+        e["externalKey"]: e["adjustments"] for e in preview["file"]["report"] if "adjustments" in e
+    }
+    assert reported == adjusted, (reported, adjusted)
+    assert preview["file"]["mapping"]["adjusted"] == len(adjusted)
+    assert preview["file"]["mapping"]["unmappable"] == 0
     stored = goals_by_key(engine, user_id, app)
     local_to_key = {row["id"]: key for key, row in stored.items()}
     expected = {g["id"]: g for g in parsed.tables["Goal"].to_pylist()}
-    assert set(stored) == set(expected) - refused, set(stored) ^ (set(expected) - refused)
+    assert set(stored) == set(expected), set(stored) ^ set(expected)
     for key, row in stored.items():
         want = expected[key]
         for column in COMPARED:

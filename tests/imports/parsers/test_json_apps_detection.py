@@ -11,7 +11,7 @@ import pytest
 from parser_checks import fixture_bytes, foreign_exports, zip_bytes
 
 from assets.imports.parsers.base import ImportFormatError
-from assets.imports.parsers.detect import PARSERS, detect_source
+from assets.imports.parsers.detect import PARSERS, detect_source, export_guides
 
 NEW_APPS = ("microsoft_todo", "remember_the_milk", "taskwarrior", "toodledo")
 
@@ -72,8 +72,9 @@ def test_each_app_has_an_export_guide(app):
 
     guide = importlib.import_module(f"assets.imports.parsers.{app}").GUIDE
     assert guide.startswith("## ") and guide.endswith("\n")
-    for part in ("**Export:**", "**What goalport keeps:**", "**What it cannot keep:**"):
+    for part in ("**How to export**", "**What goalport keeps**", "**What it cannot keep**"):
         assert guide.count(part) == 1, (app, part)
+    assert export_guides()[app] == guide  # what `goalport import guide` prints
 
 
 @pytest.mark.parametrize(
@@ -97,4 +98,4 @@ def test_json_nested_200000_deep_is_refused_in_one_line(app):
     deep = b"[" * 200_000 + b"]" * 200_000
     with pytest.raises(ImportFormatError) as caught:
         PARSERS[app](deep, file_name="deep.json")
-    assert str(caught.value) == "deep.json: JSON nested too deeply"
+    assert str(caught.value) == "deep.json: JSON nested deeper than 1024 levels"

@@ -10,11 +10,11 @@ import tarfile
 import time
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, ODD_TEXT, imports_or_refuses, mutate_text
 from file_exports import keep_notes, keep_takeout, tar_bytes
+from fuzzing import FUZZ_SETTINGS, byte_mutations, json_mutations, parses_or_refuses
 from hypothesis import given
 from hypothesis import strategies as st
-from parser_checks import NOW, by_id, by_title, parse_detected, zip_bytes
+from parser_checks import NOW, adjustments_of, by_id, by_title, parse_detected, zip_bytes
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.detect import detect_source
@@ -50,10 +50,18 @@ def test_notes_and_checklists_whatever_the_folder_and_archive(folder, tgz):
     assert goals["Doppelt"]["id"] != shopping["id"]  # a repeated creation time stays apart
 
 
-def test_inconsistent_times_are_passed_on():
+def test_inconsistent_times_are_normalised_and_each_adjustment_reported():
     parsed = parse_google_keep(keep_takeout(inconsistent=True), now=NOW)
     untitled = next(g for g in by_id(parsed).values() if g["title"].startswith("Idee:"))
-    assert untitled["updatedAt"] < untitled["createdAt"]
+    edited_at = dt.datetime(2023, 11, 13, 22, 13, 20, tzinfo=dt.UTC)
+    assert untitled["createdAt"] == untitled["updatedAt"] == edited_at
+    assert len(untitled["description"]) == 5000
+    extras = parsed.extras[untitled["id"]]
+    assert extras["sourceCreatedAt"] == "2023-11-14T22:13:30Z"
+    assert extras["sourceDescription"].startswith("Idee: Très long texte")
+    long_text, moved = adjustments_of(parsed, untitled["id"])
+    assert "longer than the app's 5000" in long_text
+    assert moved.startswith("last modified (2023-11-13T22:13:20Z) before it was created")
 
 
 def test_a_single_note_json_and_detection():
@@ -96,13 +104,15 @@ def test_a_tar_bomb_is_refused_quickly():
     assert time.monotonic() - started < 1
 
 
+FUZZ_NOTE = json.dumps(keep_notes()["Einkaufsliste.json"]).encode()
+
+
 @FUZZ_SETTINGS
-@given(st.integers(0, 5_000), ODD_TEXT, st.integers(0, 30), st.sampled_from([True, False]))
-def test_fuzzed_notes_import_or_are_refused(position, insert, cut, tgz):
-    text = json.dumps(keep_notes()["Einkaufsliste.json"])
-    members = {"Takeout/Keep/a.json": mutate_text(text, position, insert, cut).encode()}
+@given(st.one_of(byte_mutations(FUZZ_NOTE), json_mutations(FUZZ_NOTE)), st.booleans())
+def test_fuzzed_notes_import_or_are_refused(mutated, tgz):
+    members = {"Takeout/Keep/a.json": mutated}
     data = tar_bytes(members) if tgz else zip_bytes(members)
-    imports_or_refuses(parse_google_keep, data, "takeout.tgz", "google_keep")
+    parses_or_refuses(parse_google_keep, data, "takeout.tgz", "google_keep")
 
 
 def test_detection_never_claims_other_takeout_or_tar_files():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, ODD_TEXT, imports_or_refuses, mutate_text
 from file_exports import (
     J_DEEP,
     J_DEEPTODO,
@@ -22,9 +21,9 @@ from file_exports import (
     joplin_item,
     tar_bytes,
 )
+from fuzzing import FUZZ_SETTINGS, byte_mutations, parses_or_refuses
 from hypothesis import given
-from hypothesis import strategies as st
-from parser_checks import NOW, by_id, parse_detected
+from parser_checks import NOW, adjustments_of, by_id, parse_detected
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.detect import detect_source
@@ -57,7 +56,10 @@ def test_notebooks_nest_and_notes_sit_in_them(parsed):
     # notebook > notebook > notebook > to-do: the fourth level is flattened
     assert goals[note(J_DEEPTODO)]["parentGoalId"] == folder(J_PROJECTS)
     assert parsed.extras[note(J_DEEPTODO)]["sourceParent"] == folder(J_DEEP)
-    assert goals[note(J_ORPHAN)]["parentGoalId"] is None
+    # its notebook is not in the export: under the import's root goal, said so
+    assert goals[note(J_ORPHAN)]["parentGoalId"] == "joplin:goal:import-root"
+    assert parsed.extras[note(J_ORPHAN)]["sourceParent"] == folder("9" * 32)
+    assert "is not in the file" in adjustments_of(parsed, note(J_ORPHAN))[0]
     assert note(J_TRASHED) not in goals
     assert any(e.reason == "in Joplin's trash" for e in parsed.skipped())
 
@@ -82,10 +84,21 @@ def test_due_date_follows_the_users_time_zone():
     assert goals[note(J_REPORT)]["targetDate"] == dt.date(2023, 11, 16)
 
 
-def test_inconsistent_items_are_passed_on():
-    goals = by_id(parse_joplin(joplin_export(inconsistent=True), now=NOW))
-    assert goals[note(J_MILK)]["completedAt"] < goals[note(J_MILK)]["createdAt"]
-    assert goals[note(J_DEEPTODO)]["updatedAt"] < goals[note(J_DEEPTODO)]["createdAt"]
+def test_inconsistent_items_are_normalised_and_each_adjustment_reported():
+    parsed = parse_joplin(joplin_export(inconsistent=True), now=NOW)
+    goals = by_id(parsed)
+    milk, deep = goals[note(J_MILK)], goals[note(J_DEEPTODO)]
+    done_at = dt.datetime(2022, 10, 10, 22, 13, 20, tzinfo=dt.UTC)
+    assert milk["createdAt"] == milk["completedAt"] == done_at and milk["isCompleted"]
+    assert parsed.extras[note(J_MILK)]["sourceCreatedAt"] == "2023-11-13T09:00:00Z"
+    [milk_note] = adjustments_of(parsed, note(J_MILK))
+    assert milk_note.startswith("completed (2022-10-10T22:13:20Z) before it was created")
+    edited_at = dt.datetime(2023, 4, 1, tzinfo=dt.UTC)
+    assert deep["createdAt"] == deep["updatedAt"] == edited_at
+    [deep_note] = adjustments_of(parsed, note(J_DEEPTODO))
+    assert deep_note.startswith("last modified (2023-04-01T00:00:00Z) before it was created")
+    assert len(goals[note(J_NOTE)]["description"]) == 5000
+    assert "longer than the app's 5000" in adjustments_of(parsed, note(J_NOTE))[0]
 
 
 def test_an_item_splits_into_metadata_title_and_body():
@@ -105,14 +118,16 @@ def test_detection_and_hostile_archives():
         parse_joplin(joplin_export()[:700], file_name="cut.jex")
 
 
+FUZZ_ITEM = joplin_item(
+    "Quarterly", "Body", id=J_REPORT, parent_id=J_WORK, is_todo=1, todo_completed=1
+)
+
+
 @FUZZ_SETTINGS
-@given(st.integers(0, 2_000), ODD_TEXT, st.integers(0, 30))
-def test_fuzzed_items_import_or_are_refused(position, insert, cut):
-    item = joplin_item(
-        "Quarterly", "Body", id=J_REPORT, parent_id=J_WORK, is_todo=1, todo_completed=1
-    ).decode()
+@given(byte_mutations(FUZZ_ITEM))
+def test_fuzzed_items_import_or_are_refused(mutated):
     members = {
-        f"{J_REPORT}.md": mutate_text(item, position, insert, cut).encode(),
+        f"{J_REPORT}.md": mutated,
         f"{J_WORK}.md": joplin_item("Work", "", id=J_WORK, type_=2),
     }
-    imports_or_refuses(parse_joplin, tar_bytes(members, gzip=False), "x.jex", "joplin")
+    parses_or_refuses(parse_joplin, tar_bytes(members, gzip=False), "x.jex", "joplin")

@@ -9,7 +9,6 @@ import time
 import zipfile
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, ODD_TEXT, imports_or_refuses, mutate_text
 from file_exports import (
     CHILD_PAGE,
     DB,
@@ -23,9 +22,10 @@ from file_exports import (
     notion_html_export,
     notion_page,
 )
+from fuzzing import FUZZ_SETTINGS, byte_mutations, parses_or_refuses
 from hypothesis import given
 from hypothesis import strategies as st
-from parser_checks import NOW, by_id, parse_detected, rows, zip_bytes
+from parser_checks import NOW, adjustments_of, by_id, parse_detected, rows, zip_bytes
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.detect import detect_source
@@ -94,14 +94,26 @@ def test_long_pages_and_to_dos(parsed):
     assert {p["goalId"] for p in todos.values()} == {key(TRIP)}
 
 
-def test_inconsistent_times_are_passed_on_as_the_file_says():
+def test_inconsistent_times_are_normalised_and_each_adjustment_reported():
     parsed = parse_notion_html(notion_html_export(inconsistent=True), now=NOW)
-    trip = by_id(parsed)[key(TRIP)]
-    assert trip["createdAt"] > trip["updatedAt"]  # the normaliser's business, not the parser's
     goals = by_id(parsed)
-    assert len(goals[key(ROOT_PAGE)]["description"]) > 30_000  # over the app's 5,000
+    # last edited before the "Created" property: createdAt moved to the last edit
+    trip = goals[key(TRIP)]
+    assert trip["createdAt"] == trip["updatedAt"] == dt.datetime(2023, 5, 20, 22, 15, tzinfo=UTC)
+    assert parsed.extras[key(TRIP)]["sourceCreatedAt"] == "2023-05-25T09:30:00Z"
+    [trip_note] = adjustments_of(parsed, key(TRIP))
+    assert trip_note.startswith("last modified (2023-05-20T22:15:00Z) before it was created")
+    # a page over the app's 5,000 characters: shortened, the full text in the extras
+    journal = goals[key(ROOT_PAGE)]["description"]
+    assert len(journal) == 5000 and journal.endswith("…")
+    assert len(parsed.extras[key(ROOT_PAGE)]["sourceDescription"]) > 30_000
+    assert "longer than the app's 5000" in adjustments_of(parsed, key(ROOT_PAGE))[0]
+    # done with no time known anywhere: the import's time, said so
     row = goals[key(NO_PAGE_ROW)]
-    assert row["isCompleted"] and row["completedAt"] is None  # done, with no time known
+    assert row["isCompleted"] and row["completedAt"] == NOW
+    assert adjustments_of(parsed, key(NO_PAGE_ROW)) == [
+        "done without a completion time: completedAt set to the import time"
+    ]
 
 
 def test_the_flat_zip_gives_the_same_keys(parsed):
@@ -159,10 +171,8 @@ def test_a_zip_without_pages_is_refused():
         parse_notion_html(zip_bytes({"readme.txt": "hi"}), file_name="x.zip")
 
 
-@FUZZ_SETTINGS
-@given(st.integers(0, 10_000), ODD_TEXT, st.integers(0, 50), st.sampled_from([TRIP, DB, HOTEL]))
-def test_fuzzed_pages_import_or_are_refused(position, insert, cut, page):
-    html = notion_page(
+def fuzz_page(page: str) -> tuple[str, bytes]:
+    return page, notion_page(
         page,
         "Plan trip",
         properties=[("status", "Status", "Done"), ("date", "Due", "<time>@May 1, 2023</time>")],
@@ -171,7 +181,16 @@ def test_fuzzed_pages_import_or_are_refused(position, insert, cut, page):
             f'<tr id="{HOTEL}"><td class="cell-title"><a href="Hotel%20{HOTEL}.html">H</a></td>'
             "</tr></tbody></table>"
         ),
-    ).decode()
-    mutated = mutate_text(html, position, insert, cut).encode()
+    )
+
+
+@FUZZ_SETTINGS
+@given(
+    st.sampled_from([TRIP, DB, HOTEL])
+    .map(fuzz_page)
+    .flatmap(lambda p: st.tuples(st.just(p[0]), byte_mutations(p[1])))
+)
+def test_fuzzed_pages_import_or_are_refused(fuzzed):
+    page, mutated = fuzzed
     data = zip_bytes({"Export-x-Part-1.zip": zip_bytes({f"Page {page}.html": mutated})})
-    imports_or_refuses(parse_notion_html, data, "fuzz.zip", "notion_html")
+    parses_or_refuses(parse_notion_html, data, "fuzz.zip", "notion_html")

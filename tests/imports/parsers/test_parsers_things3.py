@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from archive_fuzzing import FUZZ_SETTINGS, imports_or_refuses
 from file_exports import NEW_SCHEMA, things_database, things_zip
+from fuzzing import FUZZ_SETTINGS, parses_or_refuses
 from hypothesis import given
 from hypothesis import strategies as st
-from parser_checks import NOW, by_id, parse_detected, rows, zip_bytes
+from parser_checks import NOW, adjustments_of, by_id, parse_detected, rows, zip_bytes
 
 from assets.imports.parsers.base import ImportFormatError
 from assets.imports.parsers.detect import detect_source
@@ -107,11 +107,26 @@ def test_rows_only_in_the_wal_are_read():
     assert rows(with_wal, "Goal") and not rows(without, "Goal")
 
 
-def test_inconsistent_rows_are_passed_on_as_the_file_says():
-    goals = by_id(parse_things3(things_zip(inconsistent=True), now=NOW))
+def test_inconsistent_rows_are_normalised_and_each_adjustment_reported():
+    parsed = parse_things3(things_zip(inconsistent=True), now=NOW)
+    goals = by_id(parsed)
     tiles, paint = goals[task("T-tiles")], goals[task("T-paint")]
-    assert tiles["completedAt"] < tiles["createdAt"]
-    assert paint["updatedAt"] < paint["createdAt"]
+    # completed before it was created: createdAt moved to the completion, the source kept
+    assert tiles["createdAt"] == tiles["completedAt"] == dt.datetime(2023, 1, 5, 9, tzinfo=UTC)
+    assert parsed.extras[task("T-tiles")]["sourceCreatedAt"] == "2023-11-03T07:00:00Z"
+    [tiles_note] = adjustments_of(parsed, task("T-tiles"))
+    assert tiles_note.startswith("completed (2023-01-05T09:00:00Z) before it was created")
+    # modified before it was created: createdAt moved to the last change
+    assert paint["createdAt"] == paint["updatedAt"] == dt.datetime(2023, 10, 1, tzinfo=UTC)
+    [paint_note] = adjustments_of(parsed, task("T-paint"))
+    assert paint_note.startswith("last modified (2023-10-01T00:00:00Z) before it was created")
+    assert "createdAt moved to the earliest known time" in paint_note
+    # the long note is shortened with the full text kept, the orphan hangs under the root
+    assert len(goals[task("T-inbox")]["description"]) == 5000
+    assert "longer than the app's 5000" in adjustments_of(parsed, task("T-inbox"))[0]
+    root = goals[task("T-lost")]["parentGoalId"]
+    assert root == "things3:goal:import-root"
+    assert "is not in the file" in adjustments_of(parsed, task("T-lost"))[0]
 
 
 def test_packed_dates():
@@ -233,4 +248,4 @@ def test_fuzzed_rows_import_or_are_refused(values):
         )
         db.close()
         data = Path(path).read_bytes()
-    imports_or_refuses(parse_things3, data, "main.sqlite", "things3")
+    parses_or_refuses(parse_things3, data, "main.sqlite", "things3")

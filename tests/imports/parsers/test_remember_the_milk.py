@@ -9,9 +9,8 @@ import datetime as dt
 import json
 
 import pytest
-from fuzz_checks import FUZZ_SETTINGS, damaged_bytes, odd_json, parses_or_refuses
-from hypothesis import given
-from parser_checks import by_id, fixture_bytes, parse_detected, rows, zip_bytes
+from fuzzing import fuzz_parser
+from parser_checks import adjustments_of, by_id, fixture_bytes, parse_detected, rows, zip_bytes
 from pipeline_checks import assert_imported_as_parsed, assert_reimport_updates_only, new_user
 
 from assets.imports.parsers.base import ImportFormatError
@@ -71,8 +70,12 @@ def test_fields_notes_tags_priorities_and_dates(account):
     extras = account.extras[series(1)]
     assert extras["postponed"] == 2 and extras["url"] == "https://example.invalid/elster"
     assert [n["title"] for n in extras["notes"]] == ["Steuer-ID"]
+    # a note over the app's 5,000 characters: shortened, the full text kept and reported
     long_note = by_id(account)[series(2)]["description"]
-    assert long_note.startswith("Zeile Zeile") and len(long_note) == len("Zeile " * 3000) - 1
+    assert long_note.startswith("Zeile Zeile") and len(long_note) == 5000
+    assert account.extras[series(2)]["sourceDescription"] == ("Zeile " * 3000).rstrip()
+    [shortened] = adjustments_of(account, series(2))
+    assert shortened.startswith("description of 17999 characters is longer than the app's 5000")
     # a task with no name but a note
     untitled = by_id(account)[series(10)]
     assert untitled["title"] == "Untitled"
@@ -108,9 +111,15 @@ def test_smart_and_deleted_items_are_skipped_and_orphans_kept(account):
     assert any("79999999" in w for w in account.warnings)
 
 
-def test_inconsistencies_are_passed_on(account):
-    back = by_id(account)[series(7)]
-    assert back["completedAt"] < back["createdAt"] and back["updatedAt"] < back["createdAt"]
+def test_inconsistencies_are_normalised_and_each_adjustment_reported(account):
+    back = by_id(account)[series(7)]  # modified and completed before it was created
+    assert back["createdAt"] == back["updatedAt"] == dt.datetime(2024, 2, 1, 7, tzinfo=UTC)
+    assert back["completedAt"] == dt.datetime(2024, 2, 5, 7, tzinfo=UTC) and back["isCompleted"]
+    assert account.extras[series(7)]["sourceCreatedAt"] == "2024-02-10T07:00:00Z"
+    assert adjustments_of(account, series(7)) == [
+        "last modified (2024-02-01T07:00:00Z) before it was created (2024-02-10T07:00:00Z): "
+        "createdAt moved to the earliest known time of the item"
+    ]
 
 
 def test_the_api_replies_give_the_same_goals_under_the_same_keys(account, api):
@@ -143,19 +152,13 @@ def test_a_saved_api_error_and_other_json_are_refused():
         parse_remember_the_milk(b'{"lists": [], "tasks": "x"}', file_name="rtm.json")
 
 
-@FUZZ_SETTINGS
-@given(damaged_bytes(TASKS_RSP))
-def test_fuzz_damaged_bytes(data):
-    parses_or_refuses(parse_remember_the_milk, data, APP)
+def test_fuzzed_files_import_or_are_refused():
+    samples = {NAME: EXPORT, "rtm.tasks.getList.json": TASKS_RSP}
+    fuzz_parser(parse_remember_the_milk, samples, app=APP)
 
 
-@FUZZ_SETTINGS
-@given(odd_json(json.loads(EXPORT)))
-def test_fuzz_values_of_odd_types(data):
-    parses_or_refuses(parse_remember_the_milk, data, APP)
-
-
-# the back-dated task, and the sub-task whose long note is over the app's 5,000 characters
+# the back-dated task, and the sub-task whose long note is over the app's 5,000 characters:
+# both imported, adjusted to fit, each adjustment reported
 INCONSISTENT = {series(7), series(2)}
 
 

@@ -8,9 +8,16 @@ import datetime as dt
 import json
 
 import pytest
-from fuzz_checks import FUZZ_SETTINGS, damaged_bytes, odd_json, parses_or_refuses
-from hypothesis import given
-from parser_checks import NOW, assert_contract, by_id, fixture_bytes, parse_detected, rows
+from fuzzing import fuzz_parser
+from parser_checks import (
+    NOW,
+    adjustments_of,
+    assert_contract,
+    by_id,
+    fixture_bytes,
+    parse_detected,
+    rows,
+)
 from pipeline_checks import assert_imported_as_parsed, assert_reimport_updates_only, new_user
 
 from assets.imports.parsers.base import ImportFormatError
@@ -65,7 +72,11 @@ def test_fields_dates_priority_tags_annotations_and_udas(export):
     }
     description = tomatoes["description"]
     assert description.startswith("Tags: garden, spring\nComments:\n- Buy seeds first\n- Long")
-    assert len(description) > 10_000  # the very long annotation is kept whole
+    # the very long annotation: shortened to the app's 5,000, the whole text kept and reported
+    assert len(description) == 5000
+    assert len(extras["sourceDescription"]) > 10_000
+    [shortened] = adjustments_of(export, key(1))
+    assert "longer than the app's 5000: shortened" in shortened
     goals = by_id(export)
     assert (goals[key(2)]["priority"], goals[key(3)]["priority"], goals[key(4)]["priority"]) == (
         3,
@@ -102,16 +113,27 @@ def test_deleted_tasks_are_skipped_with_a_reason(export):
     }
 
 
-def test_inconsistencies_are_passed_on_as_the_file_says(export):
+def test_inconsistencies_are_normalised_and_each_adjustment_reported(export):
     goals = by_id(export)
     fence = goals[key(2)]  # done before it was entered, modified before entered
-    assert fence["isCompleted"] and fence["completedAt"] == dt.datetime(2024, 1, 10, 9, tzinfo=UTC)
-    assert fence["createdAt"] == dt.datetime(2024, 2, 1, 10, tzinfo=UTC)
-    assert fence["updatedAt"] < fence["createdAt"]
-    bank = goals[key(12)]  # completed without an end time
-    assert bank["isCompleted"] and bank["completedAt"] is None
-    zoe = goals[key(13)]  # pending with an end time
-    assert not zoe["isCompleted"] and zoe["completedAt"] is not None
+    done_at = dt.datetime(2024, 1, 10, 9, tzinfo=UTC)
+    assert fence["isCompleted"] and fence["completedAt"] == fence["createdAt"] == done_at
+    assert fence["updatedAt"] == dt.datetime(2024, 1, 15, 12, tzinfo=UTC)
+    assert export.extras[key(2)]["sourceCreatedAt"] == "2024-02-01T10:00:00Z"
+    assert adjustments_of(export, key(2)) == [
+        "completed (2024-01-10T09:00:00Z) before it was created (2024-02-01T10:00:00Z): "
+        "createdAt moved to the earliest known time of the item"
+    ]
+    bank = goals[key(12)]  # completed without an end time: the last change
+    assert bank["isCompleted"] and bank["completedAt"] == bank["updatedAt"]
+    assert adjustments_of(export, key(12)) == [
+        "done without a completion time: completedAt taken from the last change"
+    ]
+    zoe = goals[key(13)]  # pending with an end time: stays open, the time kept
+    assert not zoe["isCompleted"] and zoe["completedAt"] is None
+    assert export.extras[key(13)]["sourceCompletedAt"] == "2024-01-07T08:00:00Z"
+    [reopened] = adjustments_of(export, key(13))
+    assert reopened.startswith("open, but with a completion time")
     assert goals[key(14)]["title"] == "Untitled"  # empty description
     # a repeated uuid: both kept, the second under a suffixed key
     assert goals[key(1) + "#2"]["title"] == "Plant tomatoes (copy)"
@@ -151,20 +173,12 @@ def test_other_json_is_refused_with_the_file_name():
         parse_taskwarrior((json.dumps(TASKS[0]) + "\n{broken\n").encode(), file_name="tw.json")
 
 
-@FUZZ_SETTINGS
-@given(damaged_bytes(DATA))
-def test_fuzz_damaged_bytes(data):
-    parses_or_refuses(parse_taskwarrior, data, "taskwarrior")
-
-
-@FUZZ_SETTINGS
-@given(odd_json(TASKS))
-def test_fuzz_values_of_odd_types(data):
-    parses_or_refuses(parse_taskwarrior, data, "taskwarrior")
+def test_fuzzed_files_import_or_are_refused():
+    fuzz_parser(parse_taskwarrior, {NAME: DATA}, app="taskwarrior")
 
 
 # done before entered, done without an end, an end on a pending task, a description over
-# the app's 5,000 characters: today's quality gate refuses these rows, the normaliser fixes them
+# the app's 5,000 characters: each imported, adjusted to fit, the adjustment reported
 INCONSISTENT = {key(1), key(2), key(12), key(13)}
 
 

@@ -7,9 +7,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from fuzz_checks import FUZZ_SETTINGS, damaged_bytes, parses_or_refuses
-from hypothesis import given
-from parser_checks import NOW, assert_contract, by_title, fixture_bytes, parse_detected
+from fuzzing import fuzz_parser
+from parser_checks import (
+    NOW,
+    adjustments_of,
+    assert_contract,
+    by_title,
+    fixture_bytes,
+    parse_detected,
+)
 from pipeline_checks import assert_imported_as_parsed, assert_reimport_updates_only, new_user
 
 from assets.imports.parsers.base import ImportFormatError
@@ -72,7 +78,14 @@ def test_fields_priorities_dates_and_extras(current):
 def test_same_titles_unreadable_dates_and_inconsistencies(current):
     calls = [g for g in current.tables["Goal"].to_pylist() if g["title"] == "Call mum"]
     assert len(calls) == 2 and calls[0]["id"] != calls[1]["id"]
-    assert calls[0]["updatedAt"] < calls[0]["createdAt"]  # modified before added: as written
+    # modified before added: createdAt moved to the last change, the source kept and said
+    assert calls[0]["createdAt"] == calls[0]["updatedAt"] == dt.datetime(2024, 1, 4, 12, tzinfo=UTC)
+    assert current.extras[calls[0]["id"]]["sourceCreatedAt"] == "2024-01-06T12:00:00Z"
+    assert adjustments_of(current, calls[0]["id"]) == [
+        "last modified (2024-01-04T12:00:00Z) before it was created (2024-01-06T12:00:00Z): "
+        "createdAt moved to the earliest known time of the item"
+    ]
+    assert adjustments_of(current, calls[1]["id"]) == []
     bad = by_title(current)["Bad date task"]
     assert bad["targetDate"] is None
     assert current.warnings == [
@@ -87,7 +100,10 @@ def test_the_completed_export_and_keys_shared_with_the_current_one(current, comp
     assert outline["completedAt"] == dt.datetime(2024, 1, 9, 12, tzinfo=UTC)
     assert outline["parentGoalId"] == "toodledo:goal:Finish the novel"  # the same goal key
     back = goals["Back-dated task"]
-    assert back["completedAt"] < back["createdAt"]
+    assert back["createdAt"] == back["updatedAt"] == dt.datetime(2024, 2, 1, 12, tzinfo=UTC)
+    assert back["completedAt"] == dt.datetime(2024, 2, 5, 12, tzinfo=UTC)
+    [moved_back] = adjustments_of(completed, back["id"])
+    assert moved_back.startswith("last modified (2024-02-01T12:00:00Z) before it was created")
     # a task moved from the current export to the completed one keeps its key
     moved = TASKS.replace(b'"Research the setting"', b'"Outline the plot"').replace(
         b'"2024-01-01","2024-01-02"', b'"2024-01-01","2024-01-09"'
@@ -141,16 +157,9 @@ def test_sub_tasks_by_id_or_by_title():
     assert by_title(parse_toodledo(titled, now=NOW))["Pack books"]["parentGoalId"] is not None
 
 
-@FUZZ_SETTINGS
-@given(damaged_bytes(TASKS))
-def test_fuzz_damaged_tasks(data):
-    parses_or_refuses(parse_toodledo, data, APP)
-
-
-@FUZZ_SETTINGS
-@given(damaged_bytes(NOTES))
-def test_fuzz_damaged_notes(data):
-    parses_or_refuses(parse_toodledo, data, APP)
+def test_fuzzed_files_import_or_are_refused():
+    samples = {"toodledo_tasks.csv": TASKS, "toodledo_notes.csv": NOTES}
+    fuzz_parser(parse_toodledo, samples, app=APP)
 
 
 @pytest.mark.slow

@@ -1,0 +1,1 @@
+"""Operators' alerts in Dagster: one run-failure sensor for every job of the code location."""

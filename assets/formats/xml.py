@@ -1,0 +1,374 @@
+"""The XML export: one document per user, described by the published XML Schema
+`assets/formats/schemas/export-v1.xsd` (made from the app's tables by `export_xsd_text`).
+
+    <export xmlns="urn:goalport:export:1" format="goalport.export" formatVersion="1"
+            userId="..." exportedAt="2024-05-06T07:08:09.123Z">
+      <filters>{"modules": ["fitness"]}</filters>     (only for a selective export)
+      <User><row><id>...</id><email>...</email>...</row></User>
+      <Module>...</Module> ... one element per app table, in schema order
+    </export>
+
+A row holds one element per column, in schema order; a null value is an absent element,
+an empty text an empty one. Values are spelled as in every goalport format
+(`assets/formats/common.py`), which are also XML Schema's (`xs:dateTime`, `xs:date`,
+`xs:decimal`, `xs:boolean`). Text keeps every character: a carriage return is written as
+`&#13;` (XML readers turn a raw one into a line feed), and a text with a character XML 1.0
+cannot hold (most control characters) is written in base64 with `encoding="base64"`.
+
+Reading refuses any DTD, entity declaration or external reference (defusedxml): an XXE or
+entity-expansion ("billion laughs") file gets a clear error, never a network or file read.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from pathlib import Path
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as safe_xml
+import orjson
+import pyarrow as pa
+from defusedxml import DefusedXmlException
+
+from assets.formats.common import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LEGACY_USER_SCHEMA,
+    TABLE_NAMES,
+    ExportStamp,
+    as_export_text,
+    column_from_values,
+    export_renderer,
+    filters_json,
+    sort_by_id,
+    upgrade_legacy_user,
+)
+from resources.schema import APP_ARROW_SCHEMAS
+
+XML_NAMESPACE = "urn:goalport:export:1"
+EXPORT_XSD_PATH = Path(__file__).parent / "schemas" / "export-v1.xsd"
+WHERE = "export.xml"
+
+_NS = "{" + XML_NAMESPACE + "}"
+# Characters XML 1.0 cannot hold at all, even as a character reference.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;", '"': "&quot;"}
+_TO_ESCAPE = re.compile('[&<>\r"]')
+
+
+# An attribute's tabs and line feeds would be read back as spaces: referenced too.
+_ATTRIBUTE_ESCAPES = {**_ESCAPES, "\n": "&#10;", "\t": "&#9;"}
+_TO_ESCAPE_IN_ATTRIBUTE = re.compile('[&<>\r\n\t"]')
+
+
+def _escape(text: str) -> str:
+    return _TO_ESCAPE.sub(lambda m: _ESCAPES[m.group()], text)
+
+
+def _escape_attribute(text: str) -> str:
+    return _TO_ESCAPE_IN_ATTRIBUTE.sub(lambda m: _ATTRIBUTE_ESCAPES[m.group()], text)
+
+
+# ---------------------------------------------------------------- writing
+
+
+@export_renderer
+def render_xml(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
+    """The user's export as one UTF-8 XML document."""
+    attributes = {
+        "format": FORMAT_NAME,
+        "formatVersion": str(FORMAT_VERSION),
+        "userId": stamp.user_id,
+        "exportedAt": stamp.header()["exportedAt"],
+    }
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<export xmlns="', XML_NAMESPACE, '"']
+    for key, value in attributes.items():
+        _check_xml_text(value, key)
+        parts.append(f' {key}="{_escape_attribute(value)}"')
+    parts.append(">\n")
+    if stamp.filters:
+        parts.append(f"  <filters>{_escape(filters_json(stamp.filters).decode())}</filters>\n")
+    for name in TABLE_NAMES:
+        table = prepared[name]
+        if not table.num_rows:
+            parts.append(f"  <{name}/>\n")
+            continue
+        parts.append(f"  <{name}>\n")
+        columns = [
+            (field.name, _value_texts(table.column(field.name), field)) for field in table.schema
+        ]
+        for i in range(table.num_rows):
+            parts.append("    <row>")
+            for column, texts in columns:
+                text = texts[i]
+                if text is None:
+                    continue
+                if _NOT_XML.search(text):
+                    encoded = base64.b64encode(text.encode("utf-8", "surrogatepass")).decode()
+                    parts.append(f'<{column} encoding="base64">{encoded}</{column}>')
+                else:
+                    parts.append(f"<{column}>{_escape(text)}</{column}>")
+            parts.append("</row>\n")
+        parts.append(f"  </{name}>\n")
+    parts.append("</export>\n")
+    return "".join(parts).encode("utf-8")
+
+
+def _value_texts(column: pa.ChunkedArray, field: pa.Field) -> list[str | None]:
+    if pa.types.is_boolean(field.type):
+        return [None if v is None else ("true" if v else "false") for v in column.to_pylist()]
+    if pa.types.is_integer(field.type):
+        return [None if v is None else str(v) for v in column.to_pylist()]
+    return as_export_text(column).to_pylist()
+
+
+def _check_xml_text(value: str, what: str) -> None:
+    if _NOT_XML.search(value):
+        raise ValueError(f"{WHERE}: {what} {value!r} holds a character XML cannot carry")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_xml_export(data: bytes) -> dict[str, pa.Table]:
+    """The tables of a goalport XML export document."""
+    root = _parse(data)
+    if root.tag != _NS + "export":
+        raise ValueError(f"{WHERE}: the root element is {root.tag!r}, expected <export> in "
+                         f"namespace {XML_NAMESPACE}")  # fmt: skip
+    if root.get("format") != FORMAT_NAME:
+        raise ValueError(f"{WHERE}: 'format' is {root.get('format')!r}, expected {FORMAT_NAME!r}")
+    if root.get("formatVersion") != str(FORMAT_VERSION):
+        raise ValueError(
+            f"{WHERE}: formatVersion {root.get('formatVersion')!r} is not supported "
+            f"(this goalport reads version {FORMAT_VERSION})"
+        )
+    elements: dict[str, Element] = {}
+    for child in root:
+        name = _local(child.tag, "element")
+        if name == "filters":
+            continue
+        if name not in APP_ARROW_SCHEMAS:
+            raise ValueError(f"{WHERE}: unknown element <{name}> (not an app table)")
+        if name in elements:
+            raise ValueError(f"{WHERE}: <{name}> appears twice")
+        elements[name] = child
+    tables = {}
+    for name in TABLE_NAMES:
+        if name not in elements:
+            raise ValueError(f"{WHERE}: the document has no <{name}>")
+        tables[name] = _read_table(elements[name], name)
+    return tables
+
+
+def read_xml_stamp(data: bytes) -> tuple[str | None, str | None]:
+    """(exportedAt, userId) as the document's root states them."""
+    root = _parse(data)
+    return root.get("exportedAt"), root.get("userId")
+
+
+def read_xml_filters(data: bytes) -> dict | None:
+    """The filters a selective XML export was made with (None: everything)."""
+    element = _parse(data).find(_NS + "filters")
+    if element is None or not element.text:
+        return None
+    try:
+        return orjson.loads(element.text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{WHERE}: <filters> is not JSON: {exc}") from exc
+
+
+def _parse(data: bytes) -> Element:
+    try:
+        return safe_xml.fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise ValueError(
+            f"{WHERE}: refused: the document declares a DTD, entities or external references "
+            f"({type(exc).__name__}); goalport exports never do, and such a file could read "
+            "local files or expand without end"
+        ) from exc
+    except ParseError as exc:
+        raise ValueError(f"{WHERE}: not well-formed XML: {exc}") from exc
+
+
+def _local(tag: str, what: str) -> str:
+    if not tag.startswith(_NS):
+        raise ValueError(f"{WHERE}: {what} {tag!r} is not in namespace {XML_NAMESPACE}")
+    return tag[len(_NS) :]
+
+
+def _read_table(element: Element, name: str) -> pa.Table:
+    rows: list[dict[str, str | None]] = []
+    for index, row in enumerate(element):
+        if _local(row.tag, "element") != "row":
+            raise ValueError(f"{WHERE}: <{name}> holds <{_local(row.tag, 'element')}>, not <row>")
+        values: dict[str, str | None] = {}
+        for cell in row:
+            column = _local(cell.tag, "element")
+            if column in values:
+                raise ValueError(f"{WHERE}: <{name}> row {index + 1}: <{column}> appears twice")
+            values[column] = _cell_text(cell, name, index, column)
+        rows.append(values)
+    schema = APP_ARROW_SCHEMAS[name]
+    if (
+        name == "User"
+        and any("name" in r for r in rows)
+        and not any("firstName" in r for r in rows)
+    ):
+        schema = LEGACY_USER_SCHEMA  # an export older than first and last name
+    known = set(schema.names)
+    for index, values in enumerate(rows):
+        unknown = sorted(values.keys() - known)
+        if unknown:
+            raise ValueError(
+                f"{WHERE}: <{name}> row {index + 1}: unknown field(s) {', '.join(unknown)}"
+            )
+
+    def locate(i: int) -> str:
+        return f"{WHERE}: <{name}> row {i + 1}"
+
+    arrays = [
+        column_from_values(_typed([r.get(f.name) for r in rows], f, locate), f, locate)
+        for f in schema
+    ]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    return sort_by_id(upgrade_legacy_user(table, name), f"<{name}>")
+
+
+def _cell_text(cell: Element, table: str, index: int, column: str) -> str:
+    if len(cell):
+        raise ValueError(f"{WHERE}: <{table}> row {index + 1}, field {column!r}: holds elements")
+    text = cell.text or ""
+    encoding = cell.get("encoding")
+    if encoding is None:
+        return text
+    if encoding != "base64":
+        raise ValueError(
+            f"{WHERE}: <{table}> row {index + 1}, field {column!r}: unknown encoding {encoding!r}"
+        )
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8", "surrogatepass")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{WHERE}: <{table}> row {index + 1}, field {column!r}: not valid base64 text"
+        ) from exc
+
+
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _typed(texts: list[str | None], field: pa.Field, locate: Callable[[int], str]) -> list:
+    """XML texts as the values `column_from_values` expects (XML Schema's lexical forms)."""
+    t = field.type
+    if pa.types.is_string(t):
+        return texts
+    out: list = []
+    for i, text in enumerate(texts):
+        if text is None:
+            out.append(None)
+            continue
+        text = text.strip()  # every non-text XML Schema type collapses whitespace
+        if pa.types.is_boolean(t):
+            if text not in _BOOLEANS:
+                raise ValueError(
+                    f"{locate(i)}, field {field.name!r}: {text!r} is not true or false"
+                )
+            out.append(_BOOLEANS[text])
+        elif pa.types.is_integer(t):
+            if not re.fullmatch(r"[+-]?[0-9]+", text):
+                raise ValueError(
+                    f"{locate(i)}, field {field.name!r}: {text!r} is not a whole number"
+                )
+            out.append(int(text))
+        else:
+            out.append(text)
+    return out
+
+
+# ---------------------------------------------------------------- the published schema
+
+
+def export_xsd_text() -> str:
+    """The XML Schema of the export document, made from the app's tables (the published
+    `schemas/export-v1.xsd` is this text; a test keeps them equal)."""
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"',
+        f'           targetNamespace="{XML_NAMESPACE}" xmlns="{XML_NAMESPACE}"',
+        '           elementFormDefault="qualified">',
+        "  <xs:annotation><xs:documentation>",
+        f"    A goalport export ({FORMAT_NAME} version {FORMAT_VERSION}): one user's rows of every",
+        "    app table. A null value is an absent element; all times are UTC.",
+        "  </xs:documentation></xs:annotation>",
+        '  <xs:element name="export">',
+        "    <xs:complexType>",
+        "      <xs:sequence>",
+        '        <xs:element name="filters" type="xs:string" minOccurs="0"/>',
+        *(f'        <xs:element name="{n}" type="{n}Table"/>' for n in TABLE_NAMES),
+        "      </xs:sequence>",
+        f'      <xs:attribute name="format" type="xs:string" use="required" fixed="{FORMAT_NAME}"/>',
+        '      <xs:attribute name="formatVersion" type="xs:integer" use="required"'
+        f' fixed="{FORMAT_VERSION}"/>',
+        '      <xs:attribute name="userId" type="xs:string" use="required"/>',
+        '      <xs:attribute name="exportedAt" type="xs:dateTime" use="required"/>',
+        "    </xs:complexType>",
+        "  </xs:element>",
+        '  <xs:complexType name="text">',
+        "    <xs:simpleContent>",
+        '      <xs:extension base="xs:string">',
+        '        <xs:attribute name="encoding">',
+        '          <xs:simpleType><xs:restriction base="xs:string">',
+        '            <xs:enumeration value="base64"/>',
+        "          </xs:restriction></xs:simpleType>",
+        "        </xs:attribute>",
+        "      </xs:extension>",
+        "    </xs:simpleContent>",
+        "  </xs:complexType>",
+    ]
+    decimals = set()
+    for name in TABLE_NAMES:
+        lines += [
+            f'  <xs:complexType name="{name}Table">',
+            f'    <xs:sequence><xs:element name="row" type="{name}Row" minOccurs="0"'
+            ' maxOccurs="unbounded"/></xs:sequence>',
+            "  </xs:complexType>",
+            f'  <xs:complexType name="{name}Row">',
+            "    <xs:sequence>",
+        ]
+        for field in APP_ARROW_SCHEMAS[name]:
+            optional = ' minOccurs="0"' if field.nullable else ""
+            xsd_type = _xsd_type(field.type)
+            if xsd_type.startswith("decimal"):
+                decimals.add((field.type.precision, field.type.scale))
+            lines.append(f'      <xs:element name="{field.name}" type="{xsd_type}"{optional}/>')
+        lines += ["    </xs:sequence>", "  </xs:complexType>"]
+    for precision, scale in sorted(decimals):
+        lines += [
+            f'  <xs:simpleType name="decimal{precision}_{scale}">',
+            '    <xs:restriction base="xs:decimal">',
+            f'      <xs:totalDigits value="{precision}"/><xs:fractionDigits value="{scale}"/>',
+            "    </xs:restriction>",
+            "  </xs:simpleType>",
+        ]
+    lines.append("</xs:schema>")
+    return "\n".join(lines) + "\n"
+
+
+def _xsd_type(t: pa.DataType) -> str:
+    if pa.types.is_string(t):
+        return "text"
+    if pa.types.is_timestamp(t):
+        return "xs:dateTime"
+    if pa.types.is_date(t):
+        return "xs:date"
+    if pa.types.is_boolean(t):
+        return "xs:boolean"
+    if pa.types.is_int32(t):
+        return "xs:int"
+    if pa.types.is_integer(t):
+        return "xs:long"
+    if pa.types.is_decimal(t):
+        return f"decimal{t.precision}_{t.scale}"
+    raise TypeError(f"no XML Schema type for {t}")
