@@ -8,7 +8,17 @@ import logging
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import audit_trail, backups, downloads, exports, gdpr, health
+from api import (
+    audit_trail,
+    backups,
+    downloads,
+    exports,
+    gdpr,
+    health,
+    imports,
+    templates,
+    webhooks,
+)
 from api.config import MAX_JSON_BODY, ApiConfig
 from api.errors import error_response, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -17,17 +27,19 @@ API_PREFIX = "/api/v1"
 
 
 class BodySizeLimit:
-    """Refuse a request whose declared body is larger than the API accepts (413)."""
+    """Refuse a request whose declared body is larger than the API accepts (413); the paths
+    in `larger` (uploads) accept their own limit."""
 
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None):
+        self.app, self.limit, self.larger = app, limit, larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            limit = self.larger.get(scope["path"].rstrip("/"), self.limit)
             declared = dict(scope["headers"]).get(b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 response = error_response(
-                    413, "too_large", f"a request body may have at most {self.limit} bytes"
+                    413, "too_large", f"a request body may have at most {limit} bytes"
                 )
                 await response(scope, receive, send)
                 return
@@ -67,7 +79,14 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.include_router(gdpr.router)
     app.include_router(backups.router)
     app.include_router(health.router)
-    app.add_middleware(BodySizeLimit, limit=MAX_JSON_BODY)
+    app.include_router(imports.router)
+    app.include_router(templates.router)
+    app.include_router(webhooks.router)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=MAX_JSON_BODY,
+        larger={f"{API_PREFIX}/data/import": imports.MAX_UPLOAD_BODY},
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
 

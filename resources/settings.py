@@ -477,3 +477,33 @@ def alert_webhook_secret() -> str:
     """GOALPORT_ALERT_WEBHOOK_SECRET, the key alerts are signed under; the notifications'
     GOALPORT_WEBHOOK_SECRET when unset; "" when neither is (nothing is sent unsigned)."""
     return os.environ.get("GOALPORT_ALERT_WEBHOOK_SECRET", "") or webhook_secret()
+
+
+def _positive_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise SettingError(f"{name}={raw!r}: give a positive number of seconds")
+    return seconds
+
+
+def webhook_backoff_seconds() -> float:
+    """The first wait before a failed webhook delivery is tried again (it doubles with each
+    further failure, up to 6 hours): GOALPORT_WEBHOOK_BACKOFF_SECONDS, else 30."""
+    return _positive_seconds("GOALPORT_WEBHOOK_BACKOFF_SECONDS", 30.0)
+
+
+def webhook_max_attempts() -> int:
+    """Attempts before a notification is a dead letter: GOALPORT_WEBHOOK_MAX_ATTEMPTS, else 8."""
+    return _positive_int("GOALPORT_WEBHOOK_MAX_ATTEMPTS", 8)
+
+
+def webhook_timeout_seconds() -> float:
+    """How long one webhook connection or read may wait: GOALPORT_WEBHOOK_TIMEOUT_SECONDS,
+    else 10."""
+    return _positive_seconds("GOALPORT_WEBHOOK_TIMEOUT_SECONDS", 10.0)

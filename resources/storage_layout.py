@@ -24,9 +24,17 @@ BACKUPS_PREFIX = "backups"
 GDPR_PREFIX = "gdpr"
 INBOX_PREFIX = "imports/inbox"
 PLANS_PREFIX = "imports/plans"
+UPLOADS_PREFIX = "imports/uploads"
 # Every area that holds files of one user below `<area>/<user id>/`. The names carry no
 # personal data: erasure receipts count deleted files by them.
-USER_AREAS = (EXPORTS_PREFIX, BACKUPS_PREFIX, GDPR_PREFIX, INBOX_PREFIX, PLANS_PREFIX)
+USER_AREAS = (
+    EXPORTS_PREFIX,
+    BACKUPS_PREFIX,
+    GDPR_PREFIX,
+    INBOX_PREFIX,
+    PLANS_PREFIX,
+    UPLOADS_PREFIX,
+)
 
 CATALOG_PREFIX = "templates/catalog"
 
@@ -148,6 +156,17 @@ def parse_inbox_key(key: str) -> InboxFile | None:
 def plan_key(user_id: str, job_id: str) -> str:
     """imports/plans/<user>/<job>.plan: where a job's plan waits between preview and apply."""
     return f"{user_folder(PLANS_PREFIX, user_id)}/{job_id}.plan"
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def upload_key(user_id: str, job_id: str, file_name: str) -> str:
+    """imports/uploads/<user>/<job>/<file>: a file uploaded through the API for one import
+    job (not the inbox: the inbox sensor would make a second job of it). The name keeps
+    only plain characters, so a client's name cannot climb out of the folder."""
+    base = _UNSAFE_NAME.sub("_", posixpath.basename(file_name.replace("\\", "/"))).strip(" .")
+    return f"{user_folder(UPLOADS_PREFIX, user_id)}/{job_id}/{base[:120] or 'upload'}"
 
 
 # ---------------------------------------------------------------- the template catalog

@@ -17,10 +17,17 @@ memory: whatever the run itself could not record) as failed with the reason.
 
 Exports stay downloadable for a limited time (7 days unless GOALPORT_EXPORT_EXPIRY_DAYS
 says otherwise): once a day `expire_exports_job` deletes the files past their expiry and
-marks their rows `expired`, and tries again the notifications whose webhook delivery failed.
+marks their rows `expired`.
+
+Notifications (the outbox) are delivered by `webhook_delivery_job`, which
+`webhook_delivery_sensor` starts when some notification's next attempt is due (the first
+at once, failures after their back-off: `assets.exports.notifications`); the run key is
+the due notifications' ids and attempt counts, so a tick never starts a second run for the
+same attempts. Notification ids name no user.
 """
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +47,7 @@ from assets.exports.claims import (
     requeue_stranded_claims,
 )
 from assets.exports.expiry import expire_exports
-from assets.exports.notifications import deliver_notifications
+from assets.exports.notifications import deliver_notifications, due_notifications
 from assets.exports.progress import (
     ClaimHeartbeat,
     ExportBatchProgress,
@@ -134,7 +141,6 @@ def extracted_batch(
     except Exception as exc:
         if run_policy.is_last_attempt(context.retry_number):
             progress.abort(f"{type(exc).__name__}: {exc}")
-            deliver_notifications(database.engine, ids=progress.notification_ids)
         raise
     missing = sorted(set(config.user_ids) - extracted.found_user_ids)
     if missing:
@@ -200,10 +206,8 @@ def export_files(
         # a retry (the step's RetryPolicy) finishes the rows this attempt did not write
         if run_policy.is_last_attempt(context.retry_number):
             progress.abort(f"{type(exc).__name__}: {exc}")
-            deliver_notifications(database.engine, ids=progress.notification_ids)
         raise
     outcome = progress.finished(result)
-    deliver_notifications(database.engine, ids=progress.notification_ids)
     uris = [f.stored.url for f in result.files]
     context.log.info(f"wrote {len(uris)} files for {len(result.by_user())} users")
     return dg.MaterializeResult(
@@ -409,7 +413,6 @@ def expire_old_exports(
             "expired exports stored outside "
             f"{storage.root} were left alone: {', '.join(outcome.not_in_storage)}"
         )
-    delivery = deliver_notifications(database.engine)
     return dg.Output(
         len(outcome.expired),
         metadata={
@@ -417,14 +420,12 @@ def expire_old_exports(
             "files_deleted": outcome.files_deleted,
             "files_already_gone": outcome.files_already_gone,
             "left_outside_storage": dg.MetadataValue.json(outcome.not_in_storage),
-            "notifications_sent": len(delivery.sent),
-            "notifications_failed": len(delivery.failed),
         },
     )
 
 
 @dg.job(
-    description="Delete export files past their expiry; retry failed webhook deliveries.",
+    description="Delete export files past their expiry.",
     tags=run_policy.job_tags(run_policy.EXPORTS),
 )
 def expire_exports_job():
@@ -440,10 +441,43 @@ expire_exports_schedule = dg.ScheduleDefinition(
 )
 
 
+@dg.op(description="POST the due outbox notifications to the webhook, signed.")
+def deliver_due_notifications(context: dg.OpExecutionContext, database: AppDatabase) -> int:
+    delivery = deliver_notifications(database.engine)
+    if delivery.failed:
+        context.log.warning(f"{len(delivery.failed)} webhook deliveries failed; retried later")
+    context.log.info(f"{len(delivery.sent)} notifications delivered")
+    return len(delivery.sent)
+
+
+@dg.job(
+    description="Deliver the due webhook notifications (with back-off; dead letters kept).",
+    tags=run_policy.job_tags(run_policy.EXPORTS),
+)
+def webhook_delivery_job():
+    deliver_due_notifications()
+
+
+@dg.sensor(
+    job=webhook_delivery_job,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts a webhook delivery run when a notification's next attempt is due.",
+)
+def webhook_delivery_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
+    if not settings.webhook_url():
+        return dg.SkipReason("GOALPORT_WEBHOOK_URL is not set: the outbox is for the app")
+    due = due_notifications(database.engine)
+    if not due:
+        return dg.SkipReason("no notification is due")
+    attempts = ",".join(f"{notification_id}:{n}" for notification_id, n in due)
+    return dg.RunRequest(run_key="webhooks:" + hashlib.sha256(attempts.encode()).hexdigest()[:32])
+
+
 defs = dg.Definitions(
     assets=[extracted_batch, export_files],
-    jobs=[export_job, expire_exports_job],
+    jobs=[export_job, expire_exports_job, webhook_delivery_job],
     schedules=[expire_exports_schedule],
-    sensors=[export_request_sensor, export_run_failure_sensor],
+    sensors=[export_request_sensor, export_run_failure_sensor, webhook_delivery_sensor],
     resources=IN_RUN_MEMORY_RESOURCES,
 )

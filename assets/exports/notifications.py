@@ -1,16 +1,30 @@
 """Export notifications: an outbox row written in the same transaction as the status change
-it announces, and a webhook client that delivers the outbox, signed.
+it announces, and a webhook client that delivers the outbox, signed per Standard Webhooks.
 
 Writing the notification with the row change means none is lost if the process dies before
-it is sent, and none is sent for a change that rolled back. Delivery happens after commit
-(the run right after its batch, the daily clean-up for what failed): without a webhook URL
-the outbox stays for the app to read; without a secret nothing is sent, because a receiver
-cannot trust an unsigned webhook.
+it is sent, and none is sent for a change that rolled back. Delivery happens after commit,
+in the background (`webhook_delivery_sensor` starts a delivery run when one is due):
+without a webhook URL the outbox stays for the app to read; without a secret nothing is
+sent, because a receiver cannot trust an unsigned webhook.
+
+Signing (https://www.standardwebhooks.com): headers `webhook-id` (the notification id, the
+same on every attempt: receivers de-duplicate on it), `webhook-timestamp` (seconds) and
+`webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the secret
+`whsec_<base64 key>`. A failed attempt is tried again after an exponential back-off,
+counted from when the notification was queued (attempt k+1 is due `base * (2**k - 1)`
+after it, at most `cap` apart), so no column is needed for it; after `max_attempts` the
+notification is `dead` (a dead letter, listed by `goalport notifications list --dead` and
+`GET /api/v1/webhooks/deliveries?status=dead`). Redirects are not followed.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import enum
+import hashlib
+import hmac
 import json
 import logging
 import urllib.error
@@ -24,7 +38,7 @@ from assets.exports.job_rows import ExportJob
 from resources import schema, settings
 from resources.alerts import dead_letter_alert, send_alert
 from resources.audit import new_id, utc_now
-from resources.webhooks import sign_webhook_body
+from resources.schema import as_utc
 
 log = logging.getLogger(__name__)
 outbox_table = schema.notification_outbox
@@ -34,7 +48,32 @@ EXPORT_COMPLETED, EXPORT_FAILED = "export.completed", "export.failed"
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
-    FAILED = "failed"
+    DEAD = "dead"  # every attempt failed: a dead letter
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """When failed deliveries are tried again (settings: GOALPORT_WEBHOOK_BACKOFF_SECONDS,
+    GOALPORT_WEBHOOK_MAX_ATTEMPTS; tests keep them short)."""
+
+    base: dt.timedelta = dt.timedelta(seconds=30)
+    cap: dt.timedelta = dt.timedelta(hours=6)
+    max_attempts: int = 8
+
+    @classmethod
+    def from_settings(cls) -> Backoff:
+        return cls(
+            base=dt.timedelta(seconds=settings.webhook_backoff_seconds()),
+            max_attempts=settings.webhook_max_attempts(),
+        )
+
+    def due_at(self, queued_at: dt.datetime, attempts: int) -> dt.datetime:
+        """When attempt `attempts + 1` is due: the delays base, 2 base, 4 base ... (each
+        at most `cap`) added up from when the notification was queued."""
+        delay = dt.timedelta(0)
+        for k in range(attempts):
+            delay += min(self.base * (2**k), self.cap)
+        return queued_at + delay
 
 
 def queue_notification(conn: sa.Connection, job: ExportJob, kind: str, extra: dict) -> str:
@@ -67,11 +106,52 @@ def queue_failure_notification(conn: sa.Connection, job: ExportJob, message: str
     return queue_notification(conn, job, EXPORT_FAILED, {"error": message})
 
 
+class WebhookSecretError(ValueError):
+    """The webhook secret is not `whsec_<base64>`."""
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: the base64 after `whsec_`."""
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise WebhookSecretError(
+            "GOALPORT_WEBHOOK_SECRET must be whsec_ followed by base64 (e.g. whsec_"
+            + base64.b64encode(b"32 random bytes.................").decode()
+            + ")"
+        ) from exc
+
+
+def sign_webhook(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header: `v1,` and the base64 HMAC-SHA256 of
+    `id.timestamp.body` under the secret's key."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(webhook_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
 @dataclass
 class DeliveryOutcome:
     sent: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     not_configured: bool = False
+
+
+def _due(engine: sa.Engine, backoff: Backoff, now: dt.datetime, ids) -> list[sa.RowMapping]:
+    query = sa.select(outbox_table).where(outbox_table.c.status == OutboxStatus.PENDING.value)
+    if ids is not None:
+        query = query.where(outbox_table.c.id.in_(list(ids)))
+    with engine.connect() as conn:
+        pending = conn.execute(query.order_by(outbox_table.c.createdAt)).mappings().all()
+    return [r for r in pending if backoff.due_at(as_utc(r["createdAt"]), r["attempts"]) <= now]
+
+
+def due_notifications(
+    engine: sa.Engine, backoff: Backoff | None = None, now: dt.datetime | None = None
+) -> list[tuple[str, int]]:
+    """(id, attempts) of the pending notifications whose next attempt is due."""
+    rows = _due(engine, backoff or Backoff.from_settings(), now or utc_now(), None)
+    return [(r["id"], r["attempts"]) for r in rows]
 
 
 def deliver_notifications(
@@ -80,33 +160,27 @@ def deliver_notifications(
     ids: Sequence[str] | None = None,
     url: str | None = None,
     secret: str | None = None,
-    timeout: float = 10.0,
-    max_attempts: int = 5,
+    timeout: float | None = None,
+    backoff: Backoff | None = None,
 ) -> DeliveryOutcome:
-    """POST pending outbox notifications to the webhook (GOALPORT_WEBHOOK_URL), signed
-    under GOALPORT_WEBHOOK_SECRET.
+    """POST the pending outbox notifications that are due to the webhook
+    (GOALPORT_WEBHOOK_URL), signed under GOALPORT_WEBHOOK_SECRET; a failure is tried again
+    after the back-off, and is a dead letter after the last attempt.
 
-    `ids` limits delivery to those notifications; otherwise every pending one is tried.
-    Receivers should de-duplicate on `X-Goalport-Delivery`: a delivery whose response was
-    lost is sent again.
+    `ids` limits delivery to those notifications. Receivers de-duplicate on `webhook-id`:
+    a delivery whose response was lost is sent again.
     """
     url = url if url is not None else settings.webhook_url()
     secret = secret if secret is not None else settings.webhook_secret()
+    timeout = timeout if timeout is not None else settings.webhook_timeout_seconds()
+    backoff = backoff or Backoff.from_settings()
     outcome = DeliveryOutcome()
     if not url:
         outcome.not_configured = True
         return outcome
     if ids is not None and not ids:
         return outcome
-    query = sa.select(outbox_table).where(
-        outbox_table.c.status == OutboxStatus.PENDING.value,
-        outbox_table.c.attempts < max_attempts,
-    )
-    if ids is not None:
-        query = query.where(outbox_table.c.id.in_(list(ids)))
-    with engine.connect() as conn:
-        pending = conn.execute(query.order_by(outbox_table.c.createdAt)).mappings().all()
-    for row in pending:
+    for row in _due(engine, backoff, utc_now(), ids):
         error = (
             _post_webhook(url, secret, row["id"], row["kind"], row["payload"].encode(), timeout)
             if secret
@@ -118,12 +192,19 @@ def deliver_notifications(
             values.update(status=OutboxStatus.SENT.value, sentAt=utc_now())
             outcome.sent.append(row["id"])
         else:
-            gave_up = attempts >= max_attempts
-            values["status"] = (OutboxStatus.FAILED if gave_up else OutboxStatus.PENDING).value
+            gave_up = attempts >= backoff.max_attempts
+            values["status"] = (OutboxStatus.DEAD if gave_up else OutboxStatus.PENDING).value
             outcome.failed[row["id"]] = error
         with engine.begin() as conn:
-            conn.execute(outbox_table.update().where(outbox_table.c.id == row["id"]).values(values))
-        if values["status"] == OutboxStatus.FAILED.value:
+            conn.execute(
+                outbox_table.update()
+                .where(
+                    outbox_table.c.id == row["id"],
+                    outbox_table.c.attempts == row["attempts"],  # not if another run sent it
+                )
+                .values(values)
+            )
+        if values["status"] == OutboxStatus.DEAD.value:
             _alert_dead_letter(row, attempts)
     return outcome
 
@@ -139,9 +220,45 @@ def _alert_dead_letter(row: sa.RowMapping, attempts: int) -> None:
         log.warning("dead-letter alert for notification %s not sent: %s", row["id"], error)
 
 
+def list_notifications(
+    engine: sa.Engine,
+    *,
+    status: str | None = None,
+    user_id: str | None = None,
+    limit: int = 100,
+) -> list[dict]:
+    """Outbox rows, newest first, of one status and/or one user."""
+    query = sa.select(outbox_table)
+    if status:
+        query = query.where(outbox_table.c.status == status)
+    if user_id:
+        query = query.where(outbox_table.c.userId == user_id)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            query.order_by(outbox_table.c.createdAt.desc(), outbox_table.c.id.desc()).limit(limit)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is the receiver's answer, not a place to go: following it would send the
+    signed payload wherever the receiver points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, PLR0913
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def _post_webhook(
-    url: str, secret: str, delivery_id: str, kind: str, body: bytes, timeout: float
+    url: str, secret: str, message_id: str, kind: str, body: bytes, timeout: float
 ) -> str | None:
+    timestamp = int(utc_now().timestamp())
+    try:
+        signature = sign_webhook(secret, message_id, timestamp, body)
+    except WebhookSecretError as exc:
+        return str(exc)
     request = urllib.request.Request(
         url,
         data=body,
@@ -149,16 +266,17 @@ def _post_webhook(
         headers={
             "Content-Type": "application/json",
             "User-Agent": "goalport-webhook/1",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
             "X-Goalport-Event": kind,
-            "X-Goalport-Delivery": delivery_id,
-            "X-Goalport-Signature": sign_webhook_body(body, secret),
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
+        with _opener.open(request, timeout=timeout) as response:
+            response.read(64 * 1024)
     except urllib.error.HTTPError as exc:
-        return f"webhook {url} answered {exc.code} {exc.reason}"
+        return f"the webhook answered {exc.code} {exc.reason}"
     except (urllib.error.URLError, OSError) as exc:
-        return f"webhook {url} unreachable: {getattr(exc, 'reason', exc)}"
+        return f"the webhook is unreachable: {getattr(exc, 'reason', exc)}"
     return None

@@ -52,7 +52,6 @@ from assets.exports.job_status import (
 )
 from assets.exports.notifications import (
     EXPORT_COMPLETED,
-    deliver_notifications,
     queue_failure_notification,
     queue_notification,
 )
@@ -449,7 +448,6 @@ def process_claimed_batch(
     except Exception as exc:  # the rows must say why, whatever broke
         log.exception("export batch %s failed", batch.batch_id)
         outcome = progress.abort(f"{type(exc).__name__}: {exc}")
-    deliver_notifications(database.engine, ids=progress.notification_ids)
     return outcome
 
 

@@ -12,6 +12,8 @@ previews are applied.
   great-expectations finds that the user's data would break a rule it did not break
   before, and `import_preview` diffs against the user's data and stores the preview on the
   job (status `previewed`).
+- `uploaded_imports_sensor` starts one `import_staging_job` run per pending job of a file
+  uploaded through the API (`POST /api/v1/data/import`; ids `imp_api_...`).
 - The app (or an operator) confirms a preview by setting the job's status to `confirmed`;
   `confirmed_imports_sensor` starts one `import_apply_job` run per confirmed job, which
   applies the stored plan in one transaction (status `applied`).
@@ -33,6 +35,7 @@ import sqlalchemy as sa
 from assets.imports.apply import apply_import
 from assets.imports.detect import DetectedImport
 from assets.imports.jobs import (
+    UPLOADED_JOB_PREFIX,
     ImportJobError,
     apply_is_due,
     create_import_job,
@@ -428,6 +431,31 @@ def confirmed_imports_sensor(context: dg.SensorEvaluationContext, database: AppD
         )
 
 
+@dg.sensor(
+    job=import_staging_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Files uploaded through the API become previews, one run each.",
+)
+def uploaded_imports_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
+    """Each pending API upload job gets one staging run (the run key is the job id, which
+    names no user)."""
+    job = schema.data_import_job
+    with database.engine.connect() as conn:
+        job_ids = conn.scalars(
+            sa.select(job.c.id)
+            .where(job.c.status == "pending", job.c.id.startswith(UPLOADED_JOB_PREFIX))
+            .order_by(job.c.createdAt, job.c.id)
+            .limit(MAX_FILES_PER_TICK)
+        ).all()
+    for job_id in job_ids:
+        yield dg.RunRequest(
+            run_key=job_id,
+            run_config=dg.RunConfig(ops={"staged_import": ImportJobConfig(job_id=job_id)}),
+            tags={IMPORT_JOB_TAG: job_id},
+        )
+
+
 @dg.run_failure_sensor(
     monitored_jobs=[import_staging_job, import_apply_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -454,6 +482,11 @@ defs = dg.Definitions(
     assets=[staged_import, import_preview, applied_import],
     asset_checks=[import_introduces_no_bad_data],
     jobs=[import_staging_job, import_apply_job],
-    sensors=[import_inbox_sensor, confirmed_imports_sensor, import_run_failure_sensor],
+    sensors=[
+        import_inbox_sensor,
+        confirmed_imports_sensor,
+        uploaded_imports_sensor,
+        import_run_failure_sensor,
+    ],
     resources=IN_RUN_MEMORY_RESOURCES,
 )

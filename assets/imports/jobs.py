@@ -25,6 +25,10 @@ from resources import schema
 from resources.audit import UserErasedError, new_id, utc_now
 from resources.erasure_fence import fence_users
 
+# Jobs of files uploaded through the API (`api.imports`) have ids with this prefix; the
+# `uploaded_imports_sensor` previews them.
+UPLOADED_JOB_PREFIX = "imp_api_"
+
 
 class ImportJobError(RuntimeError):
     """An import step refused; the message says why and what to do."""

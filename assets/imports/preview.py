@@ -335,3 +335,12 @@ def preview_import(
     staged, detected, state = stage_job(database, job_id, data, **stage_options)
     plan = preview_staged(database, storage, job_id, staged, detected, state)
     return PreviewResult(job_id, plan, detected, plan.warnings)
+
+
+def preview_job_file(database: AppDatabase, storage: ObjectStorage, job_id: str) -> PreviewResult:
+    """Preview a pending job whose file is already in goalport's storage (an upload through
+    the API): the work of `import_staging_job`, in one call, as the CLI does it."""
+    job = get_import_job(database.engine, job_id)
+    with job_failed_on_error(database.engine, job_id):
+        data = read_job_file(storage, job["fileUrl"])
+    return preview_import(database, storage, job_id, data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -49,6 +49,7 @@ class ApplyOptions:
     rename: str | Mapping[str, str] | None = None
     module_kind: str | None = None
     keep_subgoals: bool = True
+    only: Collection[str] | None = None  # the template goal keys to create; None: all
 
 
 @dataclass
@@ -192,6 +193,7 @@ def _plan(
             rename=options.rename,
             keep_subgoals=options.keep_subgoals,
             module_kind=kind,
+            only=options.only,
         )
     except TemplateFormatError as exc:
         raise TemplateError(str(exc)) from exc

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -374,12 +374,14 @@ def plan_goals(
     rename: str | Mapping[str, str] | None = None,
     keep_subgoals: bool = True,
     module_kind: str | None = None,
+    only: Collection[str] | None = None,
 ) -> list[PlannedGoal]:
     """The goals a template becomes for a plan starting on `start`.
 
     `rename` is a new title for the template's one top-level goal, or new titles by goal
     key; `module_kind` puts every goal in that kind of module; without sub-goals only the
-    top-level goals are planned.
+    top-level goals are planned; with `only` (goal keys) only those goals are, each under
+    its nearest chosen ancestor (a top-level goal when none is chosen).
     """
     goals = document["goals"]
     keys = {g["key"] for g in goals}
@@ -399,12 +401,24 @@ def plan_goals(
         if not title.strip():
             raise TemplateFormatError(f"the new title of {key} is empty")
 
+    chosen = set(only) if only is not None else None
+    if chosen is not None:
+        unchosen = sorted(chosen - keys)
+        if unchosen:
+            raise TemplateFormatError(f"no goal with key {', '.join(unchosen)} in the template")
+        if not chosen:
+            raise TemplateFormatError("choose at least one of the template's goals")
     depth: dict[str, int] = {}
+    hangs_under: dict[str, str | None] = {}  # a goal key -> the kept goal its children go under
     planned = []
     for g in goals:
-        parent = g["parentKey"]
+        parent = g["parentKey"] if g["parentKey"] is None else hangs_under[g["parentKey"]]
+        if chosen is not None and g["key"] not in chosen:
+            hangs_under[g["key"]] = parent
+            continue
+        hangs_under[g["key"]] = g["key"]
         depth[g["key"]] = 0 if parent is None else depth[parent] + 1
-        if parent is not None and not keep_subgoals:
+        if g["parentKey"] is not None and not keep_subgoals:
             continue
         offset = g.get("targetOffsetDays")
         planned.append(

@@ -15,6 +15,7 @@ from pipelines.cli import (
     gdpr,
     imports,
     install,
+    notifications,
     quality,
     serve,
     templates,
@@ -55,6 +56,7 @@ main.add_command(gdpr.gdpr)
 main.add_command(gdpr.verify)
 main.add_command(serve.serve)
 main.add_command(tokens.tokens)
+main.add_command(notifications.notifications)
 
 if __name__ == "__main__":
     main()

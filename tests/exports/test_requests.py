@@ -4,6 +4,7 @@ completed with its file, size, checksum and expiry (or failed with the reason), 
 leaves one audit row, download links work until they expire, the cleanup deletes the file
 and marks the row, and completion notifications reach a signed webhook."""
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -32,7 +33,7 @@ from assets.exports.downloads import (
     open_download,
 )
 from assets.exports.expiry import expire_exports, storage_key_of
-from assets.exports.notifications import deliver_notifications
+from assets.exports.notifications import Backoff, deliver_notifications
 from assets.exports.progress import process_claimed_batch, process_pending_exports
 from assets.exports.queue import get_export, list_exports, request_export, retry_exports
 from pipelines.cli.main import main as goalport_main
@@ -504,11 +505,14 @@ def outbox(engine):
 
 def test_completion_writes_the_outbox_and_posts_a_signed_webhook(database, storage, monkeypatch):
     hook = _Webhook()
+    key = b"0123456789abcdef0123456789abcdef"
     monkeypatch.setenv("GOALPORT_WEBHOOK_URL", hook.url)
-    monkeypatch.setenv("GOALPORT_WEBHOOK_SECRET", "whsec-test")
+    monkeypatch.setenv("GOALPORT_WEBHOOK_SECRET", "whsec_" + base64.b64encode(key).decode())
     try:
         job_id = request_export(database.engine, users(database)[0], "json")
         claim_and_process(database, storage)
+        assert hook.received == []  # delivered in the background, not by the export step
+        deliver_notifications(database.engine)
     finally:
         hook.close()
     (row,) = outbox(database.engine)
@@ -518,12 +522,14 @@ def test_completion_writes_the_outbox_and_posts_a_signed_webhook(database, stora
     assert payload["jobId"] == job_id and payload["checksum"] == job.checksum
     assert payload["expiresAt"] == job.expires_at.isoformat()
 
-    ((headers, body),) = hook.received
+    ((sent_headers, body),) = hook.received
+    headers = {k.lower(): v for k, v in sent_headers.items()}  # names are case-insensitive
     assert json.loads(body) == payload
-    expected = hmac.new(b"whsec-test", body, hashlib.sha256).hexdigest()
-    assert headers["X-Goalport-Signature"] == f"sha256={expected}"
-    assert headers["X-Goalport-Delivery"] == row["id"]
-    assert headers["X-Goalport-Event"] == "export.completed"
+    signed = f"{row['id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert headers["webhook-id"] == row["id"]
+    assert headers["x-goalport-event"] == "export.completed"
 
 
 def test_webhook_failures_stay_in_the_outbox_and_unsigned_hooks_are_never_sent(
@@ -538,11 +544,17 @@ def test_webhook_failures_stay_in_the_outbox_and_unsigned_hooks_are_never_sent(
 
     broken = _Webhook(status=500)
     try:
-        outcome = deliver_notifications(database.engine, url=broken.url, secret="s")
+        outcome = deliver_notifications(database.engine, url=broken.url, secret="whsec_c2VjcmV0")
         (row,) = outbox(database.engine)
         assert outcome.failed and row["status"] == "pending" and row["attempts"] == 1
         assert "answered 500" in row["lastError"]
-        unsigned = deliver_notifications(database.engine, url=broken.url, secret="")
+        assert not deliver_notifications(
+            database.engine, url=broken.url, secret="whsec_c2VjcmV0"
+        ).failed  # backing off
+        at_once = Backoff(base=dt.timedelta(0))
+        unsigned = deliver_notifications(
+            database.engine, url=broken.url, secret="", backoff=at_once
+        )
         assert "GOALPORT_WEBHOOK_SECRET is not set" in unsigned.failed[row["id"]]
         assert len(broken.received) == 1
     finally:

@@ -233,6 +233,7 @@ def test_erasing_one_user_removes_all_of_theirs_and_nothing_else(population):
         "gdpr": 1,
         "imports/inbox": 1,
         "imports/plans": 0,
+        "imports/uploads": 0,
         "recordedLocations": 0,
         "otherStorages": 1,
     }
@@ -432,7 +433,7 @@ def test_a_declined_import_preview_is_erased_with_the_user(pg_url, tmp_path, mon
     assert storage.list(f"imports/plans/{victim}") == []
     assert storage.list(f"imports/plans/{other}"), "another user's plan was deleted"
     assert outcome.receipt["storageObjectsDeleted"]["imports/plans"] == 1
-    assert outcome.receipt["verification"]["storagePrefixesChecked"] == 5
+    assert outcome.receipt["verification"]["storagePrefixesChecked"] == 6
 
     storage.write_bytes(plan, b"left behind")
     again = erasure_verify.verify_erased(database.engine, storage, victim)

@@ -84,6 +84,7 @@ def _sample_arguments(parameters) -> dict:
         "job_id": "job1",
         "suffix": "x",
         "encrypted": True,
+        "file_name": "upload.csv",
     }
     return {name: samples[name] for name in parameters if name != "area"}
 

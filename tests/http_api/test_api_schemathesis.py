@@ -15,7 +15,9 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 @pytest.mark.slow
 def test_schemathesis_finds_nothing_against_the_live_server(api, user_ids, make_token, tmp_path):
-    token = make_token(user_ids[0], scopes=("exports", "audit", "gdpr", "backups"))
+    token = make_token(
+        user_ids[0], scopes=("exports", "imports", "templates", "audit", "gdpr", "backups")
+    )
     result = subprocess.run(
         [
             str(SCHEMATHESIS),

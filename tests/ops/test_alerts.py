@@ -5,6 +5,8 @@ that does not answer is given up on after the timeout."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -18,7 +20,7 @@ import pytest
 from assets.alerts.defs import run_failure_alert_sensor
 from assets.exports.claims import claim_pending_exports
 from assets.exports.defs import ExportConfig, export_run_request
-from assets.exports.notifications import deliver_notifications
+from assets.exports.notifications import Backoff, deliver_notifications
 from assets.exports.queue import fail_exports, request_export
 from pipelines.definitions import defs
 from resources.alerts import message_without_users, send_alert
@@ -163,12 +165,14 @@ def test_a_dead_lettered_notification_is_alerted_by_job_id(alerting, receiver, d
     claim_pending_exports(database.engine)
     fail_exports(database.engine, "the batch failed", job_ids=[job_id])
 
+    at_once = Backoff(base=dt.timedelta(0), max_attempts=2)
+    app_secret = "whsec_" + base64.b64encode(b"app-secret").decode()
     first = deliver_notifications(
-        database.engine, url=receiver.url + "/broken", secret="app-secret", max_attempts=2
+        database.engine, url=receiver.url + "/broken", secret=app_secret, backoff=at_once
     )
     assert first.failed and receiver.posts_to("/alerts") == []  # one more try to come
     last = deliver_notifications(
-        database.engine, url=receiver.url + "/broken", secret="app-secret", max_attempts=2
+        database.engine, url=receiver.url + "/broken", secret=app_secret, backoff=at_once
     )
     (notification_id,) = last.failed
     ((path, headers, raw),) = [r for r in receiver.requests if r[0] == "/alerts"]

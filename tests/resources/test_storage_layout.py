@@ -20,6 +20,7 @@ def test_every_key_of_a_user_is_below_one_of_their_prefixes():
         layout.gdpr_bundle_key("u1", AT),
         layout.plan_key("u1", "imp_3"),
         f"{layout.inbox_folder('u1')}/todoist.csv",
+        layout.upload_key("u1", "imp_api_4", "../../Home [1].csv"),
     ]
     assert keys == [
         "exports/u1/20261101T120005123456Z.csv.zip",
@@ -30,6 +31,7 @@ def test_every_key_of_a_user_is_below_one_of_their_prefixes():
         "gdpr/u1/20261101T120005123456Z.zip",
         "imports/plans/u1/imp_3.plan",
         "imports/inbox/u1/todoist.csv",
+        "imports/uploads/u1/imp_api_4/Home _1_.csv",
     ]
     prefixes = layout.user_prefixes("u1").values()
     assert all(any(k.startswith(p + "/") for p in prefixes) for k in keys)
@@ -39,6 +41,7 @@ def test_every_key_of_a_user_is_below_one_of_their_prefixes():
         "gdpr",
         "imports/inbox",
         "imports/plans",
+        "imports/uploads",
     ]
     assert layout.destination_prefixes("u1") == ["backups/u1"]
 
