@@ -57,7 +57,7 @@ user = sa.Table(
     metadata,
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("email", sa.Text, nullable=False, unique=True),
-    # The app's User: first and last name (until migration 0005 one `name`).
+    # The app's User: first and last name (until migration 0007_user_names one `name`).
     sa.Column("firstName", sa.Text),
     sa.Column("lastName", sa.Text),
     sa.Column("timezone", sa.Text),

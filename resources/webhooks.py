@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import urllib.error
+import urllib.parse
 import urllib.request
 
 SIGNATURE_HEADER = "X-Goalport-Signature"
@@ -45,7 +46,12 @@ def post_signed_json(
         with _OPENER.open(request, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
-        return f"webhook {url} answered {exc.code} {exc.reason}"
+        return f"webhook at {_host(url)} answered {exc.code} {exc.reason}"
     except (urllib.error.URLError, OSError) as exc:
-        return f"webhook {url} unreachable: {getattr(exc, 'reason', exc)}"
+        return f"webhook at {_host(url)} unreachable: {getattr(exc, 'reason', exc)}"
     return None
+
+
+def _host(url: str) -> str:
+    """Where a webhook is, without its path or query: those are often its credential."""
+    return urllib.parse.urlsplit(url).hostname or "an unnamed host"

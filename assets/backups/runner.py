@@ -41,7 +41,7 @@ from assets.backups.retention import apply_retention
 from assets.exports.batches import render_batch
 from assets.exports.job_status import ExportStatus, complete_job, fail_jobs
 from resources import age
-from resources.audit import UserErasedError, record_audit, utc_now
+from resources.audit import UserErasedError, record_audit, subject_ref, utc_now
 from resources.database import AppDatabase, ExtractFilter
 from resources.erasure_fence import (
     erased_users,
@@ -375,7 +375,13 @@ def _write_and_verify(
             timezone=config.timezone,
         )
     except (StorageError, OSError) as exc:
-        log.warning("retention of %s's backups failed (nothing lost): %s", user_id, exc)
+        # the error names the user's storage key: the log line (Dagster's event log in
+        # production) gets the pseudonym and the error's kind only
+        log.warning(
+            "retention of %s's backups failed (nothing lost): %s",
+            subject_ref(user_id),
+            type(exc).__name__,
+        )
     return result
 
 

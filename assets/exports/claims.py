@@ -228,7 +228,18 @@ def requeue_stale_claims(
             sa.select(job_table.c.id, job_table.c.userId, job_table.c.batchId, job_table.c.attempts)
             .where(
                 job_table.c.status == ExportStatus.PROCESSING.value,
-                job_table.c.batchId.is_not(None),
+                # only the claims made here beat; a backup (`bk_`) or an operator's run
+                # has its own watch and must not be taken from it
+                sa.or_(
+                    *(
+                        job_table.c.batchId.startswith(prefix)
+                        for prefix in (
+                            SENSOR_BATCH_PREFIX,
+                            LOCAL_BATCH_PREFIX,
+                            ADOPTED_BATCH_PREFIX,
+                        )
+                    )
+                ),
                 last_sign_of_life() < stale_before,
             )
             .order_by(job_table.c.batchId, job_table.c.id)

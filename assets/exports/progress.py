@@ -314,10 +314,18 @@ class ExportBatchProgress:
         return self.outcome
 
     def abort(self, message: str) -> BatchOutcome:
-        """The export raised: fail every row not yet completed with the message."""
+        """The export raised: fail every row not yet completed with the message, each row's
+        copy with the other users of the batch taken out (an error about one user's file
+        names its key, and the row's message reaches its own user through the API and
+        webhooks)."""
         self.outcome.error = message
+        batch_users = {j.user_id for j in self.jobs}
         self._fail_users(
-            {j.user_id: message for j in self.jobs if j.id not in self.outcome.completed}
+            {
+                j.user_id: _without_others(message, j.user_id, batch_users)
+                for j in self.jobs
+                if j.id not in self.outcome.completed
+            }
         )
         return self.outcome
 
@@ -336,6 +344,13 @@ class ExportBatchProgress:
                 if fail_jobs(conn, [job.id], message, batch_id=self.batch_id, run_id=self.run_id):
                     self.notification_ids.append(queue_failure_notification(conn, job, message))
                 self.outcome.failed[job.id] = message
+
+
+def _without_others(message: str, own_user: str, batch_users: Iterable[str]) -> str:
+    for user_id in batch_users:
+        if user_id != own_user and user_id in message:
+            message = message.replace(user_id, "<another user>")
+    return message
 
 
 def _completeness_json(exported: ExportedFile) -> str | None:

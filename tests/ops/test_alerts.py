@@ -149,6 +149,7 @@ def test_without_a_secret_no_alert_is_sent_and_the_tick_says_why(monkeypatch, re
 def test_redirects_are_not_followed_and_a_silent_receiver_is_given_up(receiver):
     error = send_alert({"event": "run.failed"}, url=receiver.url + "/redirect", secret=SECRET)
     assert error is not None and "307" in error
+    assert "/redirect" not in error  # a webhook's path is often its credential: never logged
     assert [p for p, _, _ in receiver.requests] == ["/redirect"]  # never /elsewhere
 
     started = time.monotonic()

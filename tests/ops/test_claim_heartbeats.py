@@ -74,6 +74,18 @@ def test_a_claim_whose_run_waits_in_the_queue_is_alive(database, users):
     assert waiting.requeued == [] and waiting.failed == []
 
 
+def test_a_backup_in_flight_is_not_taken_for_a_dead_export_claim(database, users):
+    """Backups have their own watch (hours, not the claims' heartbeat): an export claimer
+    must leave a long or queued backup's rows alone."""
+    from assets.backups.due import queue_backup_now
+
+    queued = queue_backup_now(database.engine, users[:2], requested_by="test")
+    age_claims(database, 3600)
+    outcome = requeue_stale_claims(database.engine, older_than=dt.timedelta(seconds=60))
+    assert outcome.requeued == [] and outcome.failed == []
+    assert {get_export(database.engine, j).status for j in queued.job_ids} == {"processing"}
+
+
 def test_a_row_whose_workers_keep_dying_fails_with_the_reason(database, users):
     job_id = request_export(database.engine, users[0], "json")
     for claim in range(1, MAX_STALE_CLAIMS + 1):
