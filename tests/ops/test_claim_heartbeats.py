@@ -241,3 +241,26 @@ def test_the_sensor_requeues_a_dead_runs_rows_fails_the_run_and_exports_them_onc
     row = get_export(database.engine, job_id)
     assert row.status == "completed" and row.attempts == 2
     assert storage.list("exports") == [storage.key_of(row.file_url)]
+
+
+def test_a_failed_batch_tells_each_user_nothing_of_the_others(database, users, storage):
+    """An error about one user's file names its key; every row of the batch fails with the
+    message, and each row's copy (which its user reads through the API and webhooks) has the
+    other users of the batch taken out."""
+    from assets.exports.progress import process_claimed_batch
+
+    first = request_export(database.engine, users[0], "json")
+    second = request_export(database.engine, users[1], "json")
+    (batch,) = claim_pending_exports(database.engine)
+
+    def storage_fails_on_the_second_users_file():
+        raise OSError(f"cannot write exports/{users[1]}/export.json: No space left on device")
+
+    process_claimed_batch(
+        database, storage, batch, after_extraction=storage_fails_on_the_second_users_file
+    )
+    mine, theirs = get_export(database.engine, first), get_export(database.engine, second)
+    assert mine.status == theirs.status == "failed"
+    assert "No space left on device" in mine.error_message
+    assert users[1] not in mine.error_message and "<another user>" in mine.error_message
+    assert users[1] in theirs.error_message  # a user's own key is theirs to see
