@@ -23,7 +23,7 @@ from resources.audit import record_audit, utc_now
 from resources.erasure_fence import expired_file_locations, forget_file_locations
 from resources.settings import export_expiry
 from resources.storage import ObjectStorage
-from resources.storage_layout import EXPORTS_PREFIX, INBOX_PREFIX
+from resources.storage_layout import EXPORTS_PREFIX, INBOX_PREFIX, UPLOADS_PREFIX
 
 
 @dataclass
@@ -103,7 +103,8 @@ def _modified_at(info: dict) -> dt.datetime | None:
 
 def _sweep_orphans(engine: sa.Engine, storage: ObjectStorage, now: dt.datetime) -> int:
     """Delete export files that no pending, processing or completed row names, and inbox
-    files, once they are older than the export expiry."""
+    files and API uploads (a user's whole foreign export each), once they are older than
+    the export expiry."""
     cutoff = now - export_expiry()
     with engine.connect() as conn:
         live = set(
@@ -121,7 +122,7 @@ def _sweep_orphans(engine: sa.Engine, storage: ObjectStorage, now: dt.datetime) 
             ).scalars()
         )
     deleted = 0
-    for prefix, kept in ((EXPORTS_PREFIX, live), (INBOX_PREFIX, set())):
+    for prefix, kept in ((EXPORTS_PREFIX, live), (INBOX_PREFIX, set()), (UPLOADS_PREFIX, set())):
         for key in storage.list(prefix):
             if storage.object_url(key) in kept:
                 continue

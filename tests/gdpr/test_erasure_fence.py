@@ -355,6 +355,7 @@ def test_expiry_removes_gdpr_bundles_orphaned_exports_and_inbox_files(world):
     orphan = f"exports/{world.victim}/20250101T000000000000Z-failed.json"
     world.storage.write_bytes(orphan, b"{}")
     world.storage.write_bytes(f"imports/inbox/{world.victim}/tasks.csv", b"a,b\n")
+    world.storage.write_bytes(f"imports/uploads/{world.victim}/imp_1/tasks.csv", b"a,b\n")
 
     soon = expire_exports(world.engine, world.storage)
     assert soon.located_files_deleted == 0 and soon.orphans_deleted == 0
@@ -363,9 +364,10 @@ def test_expiry_removes_gdpr_bundles_orphaned_exports_and_inbox_files(world):
         world.engine, world.storage, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
     )
 
-    assert later.located_files_deleted == 1 and later.orphans_deleted == 2
+    assert later.located_files_deleted == 1 and later.orphans_deleted == 3
     assert world.storage.list(f"gdpr/{world.victim}") == []
     assert world.storage.list(f"imports/inbox/{world.victim}") == []
+    assert world.storage.list(f"imports/uploads/{world.victim}") == []
     assert world.storage.list(f"exports/{world.victim}") == []
     assert later.files_deleted == 1 and not world.storage.exists(kept)
 
