@@ -628,10 +628,17 @@ class ImportBuilder:
         """Stage a goal; returns its key (made unique if the source repeated an id)."""
         key = self.unique_key(key)
         inferred = []
-        created_at, updated_at, completed_at = _ms(created_at), _ms(updated_at), _ms(completed_at)
+        if created_at is not None:
+            created_at = _ms(created_at)
+        if updated_at is not None:
+            updated_at = _ms(updated_at)
+        if completed_at is not None:
+            completed_at = _ms(completed_at)
         if created_at is None:
-            known = [t for t in (updated_at, completed_at) if t is not None]
-            created_at = min(known) if known else self.now
+            if updated_at is None and completed_at is None:
+                created_at = self.now
+            else:
+                created_at = min(t for t in (updated_at, completed_at) if t is not None)
             inferred.append("createdAt")
         if updated_at is None:
             updated_at = created_at
@@ -826,24 +833,24 @@ class ImportBuilder:
             for node in reversed(chain):
                 parent = goals[node]["parentGoalId"]
                 depth[node] = depth[parent] + 1 if parent is not None else 1
+        too_deep = [key for key in goals if depth[key] > GOAL_LEVELS]
         level_two: dict[str, str] = {}
-        for key in goals:  # parents of a key may come after it: walk up explicitly
+        for key in too_deep:  # parents of a key may come after it: walk up explicitly
             node = key
             while depth[node] > 2:
                 node = goals[node]["parentGoalId"]
-            if depth[node] == 2:
-                level_two[key] = node
-        for key, row in goals.items():
-            if depth[key] > GOAL_LEVELS:
-                original = row["parentGoalId"]
-                row["parentGoalId"] = level_two[key]
-                entry = self._goal_entries[key]
-                entry.action = "flattened"
-                entry.reason = (
-                    f"level {depth[key]} of the source hierarchy; the app keeps {GOAL_LEVELS} "
-                    f"levels, so it now sits under {level_two[key]} beside its parent {original}"
-                )
-                self.extras.setdefault(key, {})["sourceParent"] = original
+            level_two[key] = node
+        for key in too_deep:
+            row = goals[key]
+            original = row["parentGoalId"]
+            row["parentGoalId"] = level_two[key]
+            entry = self._goal_entries[key]
+            entry.action = "flattened"
+            entry.reason = (
+                f"level {depth[key]} of the source hierarchy; the app keeps {GOAL_LEVELS} "
+                f"levels, so it now sits under {level_two[key]} beside its parent {original}"
+            )
+            self.extras.setdefault(key, {})["sourceParent"] = original
 
     def _normalise(self) -> None:
         """Every row fitted to the app's rules; each change on the row's report entry."""
@@ -960,4 +967,10 @@ def rows_to_table(name: str, rows: list[dict]) -> pa.Table:
 
 
 def _column(rows: list[dict], name: str, type_: pa.DataType) -> pa.Array:
-    return pa.array([row[name] for row in rows], type=type_)
+    values = [row[name] for row in rows]
+    first = values[0] if values else None
+    if isinstance(first, dt.datetime) and all(value is first for value in values):
+        # every row stamped with the same time (the import's, for a source without times):
+        # one conversion instead of one per row, the slow part of a timestamp column
+        return pa.repeat(pa.scalar(first, type_), len(values))
+    return pa.array(values, type=type_)

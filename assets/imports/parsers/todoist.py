@@ -270,8 +270,8 @@ class _TaskRows:
         tz_name, deadline_text = cells[at["TIMEZONE"]].strip(), cells[at["DEADLINE"]].strip()
         duration = cells[at["DURATION"]].strip()
         today = self._today(tz_name)
-        due = read_todoist_date(due_text, today=today)
-        deadline = read_todoist_date(deadline_text, today=today)
+        due = read_todoist_date(due_text, today=today) if due_text else _NO_DATE
+        deadline = read_todoist_date(deadline_text, today=today) if deadline_text else _NO_DATE
         for text, reading in ((due_text, due), (deadline_text, deadline)):
             if text and reading.day is None and reading.recurrence is None:
                 self.builder.warn(
@@ -397,6 +397,10 @@ class DueReading:
         recurrence: str | None = None,
     ) -> None:
         self.day, self.time, self.recurrence = day, time, recurrence
+
+
+# what an empty cell reads as (most rows have no deadline, many no due date)
+_NO_DATE = DueReading()
 
 
 @lru_cache(maxsize=4096)
