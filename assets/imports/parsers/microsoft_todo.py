@@ -31,9 +31,7 @@ from assets.imports.parsers.base import (
     as_text,
     compose_description,
     import_parser,
-    is_zip,
     reading_item,
-    safe_zip_members,
 )
 from assets.imports.parsers.dates import (
     UTC,
@@ -43,7 +41,7 @@ from assets.imports.parsers.dates import (
     truncate_to_ms,
     zone,
 )
-from assets.imports.parsers.textio import load_json
+from assets.imports.parsers.textio import app_json_documents
 
 APP = "microsoft_todo"
 PRIORITY_MAP = {"low": 1, "normal": 2, "high": 4}
@@ -261,24 +259,13 @@ def parse_microsoft_todo(
     data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
     """Saved Graph pages of Microsoft To Do (a file, or a zip of them) as goals."""
-    pages: list[tuple[str, Any]] = []
-    if is_zip(data):
-        members = safe_zip_members(
-            data, file_name=name, select=lambda n: n.casefold().endswith(".json")
-        )
-        for member in sorted(members):
-            doc = load_json(members[member], file_name=f"{name}/{member}")
-            if is_microsoft_todo(doc):
-                pages.append((f"{name}/{member}", doc))
-        if not pages:
-            raise ImportFormatError(name, None, None, "the zip holds no Microsoft To Do pages")
-    else:
-        doc = load_json(data, file_name=name)
-        if not is_microsoft_todo(doc):
-            raise ImportFormatError(
-                name, None, None, "not a Microsoft To Do (Graph) page: expected lists or tasks"
-            )
-        pages.append((name, doc))
+    pages = app_json_documents(
+        data,
+        name,
+        is_microsoft_todo,
+        not_in_zip="the zip holds no Microsoft To Do pages",
+        not_this_app="not a Microsoft To Do (Graph) page: expected lists or tasks",
+    )
     builder = ImportBuilder(APP, now=now, tables=("Module", "Goal"), module_name="Microsoft To Do")
     reader = _Reader(builder, zone(timezone))
     for page_name, doc in pages:

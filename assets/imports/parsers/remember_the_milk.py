@@ -29,12 +29,10 @@ from assets.imports.parsers.base import (
     as_text,
     compose_description,
     import_parser,
-    is_zip,
     reading_item,
-    safe_zip_members,
 )
 from assets.imports.parsers.dates import UTC, from_epoch_ms, iso_utc, parse_timestamp, zone
-from assets.imports.parsers.textio import load_json
+from assets.imports.parsers.textio import app_json_documents
 
 APP = "remember_the_milk"
 PRIORITY_MAP = {"1": 5, "2": 3, "3": 1, "N": 2, "": 2}
@@ -175,24 +173,13 @@ def parse_remember_the_milk(
     data: bytes, name: str, now: dt.datetime | None, timezone: str | None
 ) -> ParsedImport:
     """An RTM account export or saved API responses (a file or a zip of them) as goals."""
-    documents: list[tuple[str, Any]] = []
-    if is_zip(data):
-        members = safe_zip_members(
-            data, file_name=name, select=lambda n: n.casefold().endswith(".json")
-        )
-        for member in sorted(members):
-            doc = load_json(members[member], file_name=f"{name}/{member}")
-            if is_remember_the_milk(doc):
-                documents.append((f"{name}/{member}", doc))
-        if not documents:
-            raise ImportFormatError(name, None, None, "the zip holds no Remember The Milk data")
-    else:
-        doc = load_json(data, file_name=name)
-        if not is_remember_the_milk(doc):
-            raise ImportFormatError(
-                name, None, None, "not a Remember The Milk export (lists and tasks) or API reply"
-            )
-        documents.append((name, doc))
+    documents = app_json_documents(
+        data,
+        name,
+        is_remember_the_milk,
+        not_in_zip="the zip holds no Remember The Milk data",
+        not_this_app="not a Remember The Milk export (lists and tasks) or API reply",
+    )
     reader = _Reader(name)
     for where, doc in documents:
         for position, part in enumerate(doc if isinstance(doc, list) else [doc]):

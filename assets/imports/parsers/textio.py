@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from assets.imports.parsers.base import ImportFormatError, MappingEntry, decoding_notes
+from assets.imports.parsers.base import (
+    ImportFormatError,
+    MappingEntry,
+    decoding_notes,
+    is_zip,
+    safe_zip_members,
+)
 
 DELIMITERS = (",", ";", "\t", "|")
 MAX_CELL_CHARS = 16 * 1024 * 1024
@@ -307,3 +313,27 @@ def load_json(data: bytes, *, file_name: str) -> Any:
         raise ImportFormatError(
             file_name, f"line {exc.lineno}, column {exc.colno}", None, f"invalid JSON: {exc.msg}"
         ) from None
+
+
+def app_json_documents(
+    data: bytes, name: str, accepts: Callable[[Any], bool], *, not_in_zip: str, not_this_app: str
+) -> list[tuple[str, Any]]:
+    """An app's JSON documents with where each came from: the file itself, or every JSON
+    member of a zip that `accepts` (others are left alone). Refused with `not_in_zip` when a
+    zip holds none, with `not_this_app` when the file is not the app's."""
+    if not is_zip(data):
+        doc = load_json(data, file_name=name)
+        if not accepts(doc):
+            raise ImportFormatError(name, None, None, not_this_app)
+        return [(name, doc)]
+    members = safe_zip_members(
+        data, file_name=name, select=lambda n: n.casefold().endswith(".json")
+    )
+    documents = []
+    for member in sorted(members):
+        doc = load_json(members[member], file_name=f"{name}/{member}")
+        if accepts(doc):
+            documents.append((f"{name}/{member}", doc))
+    if not documents:
+        raise ImportFormatError(name, None, None, not_in_zip)
+    return documents
