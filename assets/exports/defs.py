@@ -144,7 +144,8 @@ def extracted_batch(
         raise
     missing = sorted(set(config.user_ids) - extracted.found_user_ids)
     if missing:
-        context.log.warning(f"no such users, skipped: {', '.join(missing)}")
+        # counted, not named: an id that is gone may be an erased user's
+        context.log.warning(f"{len(missing)} of the users asked for do not exist; skipped")
     counts = extracted.row_counts()
     return dg.Output(
         ExportBatch(

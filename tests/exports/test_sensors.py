@@ -195,6 +195,9 @@ def test_a_run_launched_by_hand_records_and_audits_its_own_rows(instance, databa
         ("ghost", "report", "failed", "no user with id 'ghost'"),
     ]
     assert {r["batchId"] for r in rows(database).values()} == {f"rb_{result.run_id}"}
+    # the unknown id is the operator's input (run config), never repeated in the run's log
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+    assert logged and not any("ghost" in message for message in logged), logged
     with database.engine.connect() as conn:
         audited = conn.execute(
             sa.select(sa.func.count()).where(schema.data_audit_log.c.operation == "export")
