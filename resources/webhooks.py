@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import urllib.error
-import urllib.parse
 import urllib.request
 
 SIGNATURE_HEADER = "X-Goalport-Signature"
@@ -19,6 +18,9 @@ def sign_webhook_body(body: bytes, secret: str) -> str:
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is the receiver's answer, not a place to go: following it would send the
+    signed payload wherever the receiver points."""
+
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
         return None  # urllib then raises HTTPError with the 3xx status
 
@@ -26,32 +28,30 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def post_signed_json(
-    url: str, secret: str, body: bytes, headers: dict[str, str], timeout: float
-) -> str | None:
-    """POST `body` signed under `secret`; None when the receiver answered 2xx, otherwise
-    why not (the URL, the status or the network error), never the body."""
+def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) -> str | None:
+    """POST a JSON `body` without following redirects; None when the receiver answered
+    2xx, otherwise why not (the status or the network error), never the URL (its path or query
+    is often its credential, and a delivery's error is shown to its user) nor the body."""
     request = urllib.request.Request(
         url,
         data=body,
         method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "goalport-webhook/1",
-            **headers,
-            SIGNATURE_HEADER: sign_webhook_body(body, secret),
-        },
+        headers={"Content-Type": "application/json", "User-Agent": "goalport-webhook/1", **headers},
     )
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            response.read()
+            response.read(64 * 1024)
     except urllib.error.HTTPError as exc:
-        return f"webhook at {_host(url)} answered {exc.code} {exc.reason}"
+        return f"the webhook answered {exc.code} {exc.reason}"
     except (urllib.error.URLError, OSError) as exc:
-        return f"webhook at {_host(url)} unreachable: {getattr(exc, 'reason', exc)}"
+        return f"the webhook is unreachable: {getattr(exc, 'reason', exc)}"
     return None
 
 
-def _host(url: str) -> str:
-    """Where a webhook is, without its path or query: those are often its credential."""
-    return urllib.parse.urlsplit(url).hostname or "an unnamed host"
+def post_signed_json(
+    url: str, secret: str, body: bytes, headers: dict[str, str], timeout: float
+) -> str | None:
+    """`post_json` with the body signed under `secret` (operator alerts)."""
+    return post_json(
+        url, body, {**headers, SIGNATURE_HEADER: sign_webhook_body(body, secret)}, timeout
+    )

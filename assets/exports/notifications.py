@@ -27,8 +27,6 @@ import hashlib
 import hmac
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +37,7 @@ from resources import schema, settings
 from resources.alerts import dead_letter_alert, send_alert
 from resources.audit import new_id, utc_now
 from resources.schema import as_utc
+from resources.webhooks import post_json
 
 log = logging.getLogger(__name__)
 outbox_table = schema.notification_outbox
@@ -240,17 +239,6 @@ def list_notifications(
         return [dict(r) for r in rows]
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A 3xx is the receiver's answer, not a place to go: following it would send the
-    signed payload wherever the receiver points."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, PLR0913
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def _post_webhook(
     url: str, secret: str, message_id: str, kind: str, body: bytes, timeout: float
 ) -> str | None:
@@ -259,24 +247,10 @@ def _post_webhook(
         signature = sign_webhook(secret, message_id, timestamp, body)
     except WebhookSecretError as exc:
         return str(exc)
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "goalport-webhook/1",
-            "webhook-id": message_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature,
-            "X-Goalport-Event": kind,
-        },
-    )
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            response.read(64 * 1024)
-    except urllib.error.HTTPError as exc:
-        return f"the webhook answered {exc.code} {exc.reason}"
-    except (urllib.error.URLError, OSError) as exc:
-        return f"the webhook is unreachable: {getattr(exc, 'reason', exc)}"
-    return None
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+        "X-Goalport-Event": kind,
+    }
+    return post_json(url, body, headers, timeout)
