@@ -1,0 +1,1 @@
+"""Where users keep their backups and exports: destination URLs, their filesystems, credentials."""
