@@ -507,3 +507,94 @@ def webhook_timeout_seconds() -> float:
     """How long one webhook connection or read may wait: GOALPORT_WEBHOOK_TIMEOUT_SECONDS,
     else 10."""
     return _positive_seconds("GOALPORT_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+
+
+# ---------------------------------------------------------------- users' cloud drives
+
+# Where each provider's endpoints are, as its documentation gives them. Every one can be
+# replaced by GOALPORT_<PROVIDER>_<ENDPOINT>_URL (e.g. GOALPORT_DROPBOX_API_URL): the tests
+# point them at fake providers on loopback.
+CLOUD_DRIVE_ENDPOINTS: dict[str, dict[str, str]] = {
+    "dropbox": {
+        "authorize": "https://www.dropbox.com/oauth2/authorize",
+        "token": "https://api.dropboxapi.com/oauth2/token",
+        "api": "https://api.dropboxapi.com/2",
+        "content": "https://content.dropboxapi.com/2",
+    },
+    "gdrive": {
+        "authorize": "https://accounts.google.com/o/oauth2/v2/auth",
+        "token": "https://oauth2.googleapis.com/token",
+        "api": "https://www.googleapis.com/drive/v3",
+        "upload": "https://www.googleapis.com/upload/drive/v3",
+    },
+    "onedrive": {
+        "authorize": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+        "token": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+        "api": "https://graph.microsoft.com/v1.0",
+    },
+}
+
+
+def cloud_drive_endpoint(provider: str, endpoint: str) -> str:
+    """The URL of one of a cloud drive's endpoints (CLOUD_DRIVE_ENDPOINTS), or the
+    GOALPORT_<PROVIDER>_<ENDPOINT>_URL that replaces it; no trailing slash."""
+    default = CLOUD_DRIVE_ENDPOINTS[provider][endpoint]
+    name = f"GOALPORT_{provider.upper()}_{endpoint.upper()}_URL"
+    return (os.environ.get(name, "").strip() or default).rstrip("/")
+
+
+def cloud_drive_client(provider: str) -> tuple[str, str]:
+    """(client id, client secret) of this install's OAuth app at `provider`:
+    GOALPORT_<PROVIDER>_CLIENT_ID and GOALPORT_<PROVIDER>_CLIENT_SECRET. The id is required
+    to connect or refresh (a SettingError says which variable); the secret may be "" for a
+    public client (PKCE alone). Never log the secret."""
+    prefix = f"GOALPORT_{provider.upper()}"
+    client_id = os.environ.get(f"{prefix}_CLIENT_ID", "").strip()
+    if not client_id:
+        raise SettingError(
+            f"{prefix}_CLIENT_ID is not set: register an OAuth app at {provider} and set its "
+            f"client id (and {prefix}_CLIENT_SECRET) to let users connect {provider}"
+        )
+    return client_id, os.environ.get(f"{prefix}_CLIENT_SECRET", "").strip()
+
+
+UPLOAD_CHUNK_UNIT = 1280 * 1024  # divisible by Drive's 256 KiB and Graph's 320 KiB units
+
+
+def cloud_drive_chunk_bytes() -> int:
+    """How many bytes one request of a streamed upload to a cloud drive carries:
+    GOALPORT_CLOUD_DRIVE_CHUNK_BYTES, a multiple of 1,310,720 (1280 KiB, which both Google
+    Drive's 256 KiB and Graph's 320 KiB rules divide); default 8 x 1280 KiB (10 MiB)."""
+    chunk = _positive_int("GOALPORT_CLOUD_DRIVE_CHUNK_BYTES", 8 * UPLOAD_CHUNK_UNIT)
+    if chunk % UPLOAD_CHUNK_UNIT:
+        raise SettingError(
+            f"GOALPORT_CLOUD_DRIVE_CHUNK_BYTES={chunk}: give a multiple of {UPLOAD_CHUNK_UNIT}"
+        )
+    return chunk
+
+
+def cloud_drive_timeout_seconds() -> float:
+    """How long one request to a cloud drive may wait to connect or read:
+    GOALPORT_CLOUD_DRIVE_TIMEOUT_SECONDS, else 60."""
+    return _positive_seconds("GOALPORT_CLOUD_DRIVE_TIMEOUT_SECONDS", 60.0)
+
+
+OAUTH_STATE_TTL_ENV = "GOALPORT_OAUTH_STATE_TTL_SECONDS"
+
+
+def oauth_state_ttl() -> dt.timedelta:
+    """How long a started "connect your cloud drive" may take before its state expires:
+    GOALPORT_OAUTH_STATE_TTL_SECONDS, else 600 (ten minutes)."""
+    return dt.timedelta(seconds=_positive_seconds(OAUTH_STATE_TTL_ENV, 600.0))
+
+
+def oauth_redirect_uri(provider: str) -> str:
+    """Where the provider sends the user back after consent: GOALPORT_OAUTH_REDIRECT_BASE_URL,
+    else GOALPORT_PUBLIC_URL, else the local API, + /api/v1/destinations/oauth/<provider>/callback.
+    It must be registered, exactly, with the provider's app."""
+    base = (
+        os.environ.get("GOALPORT_OAUTH_REDIRECT_BASE_URL", "").strip().rstrip("/")
+        or public_url()
+        or "http://127.0.0.1:8000"
+    )
+    return f"{base}/api/v1/destinations/oauth/{provider}/callback"
