@@ -36,7 +36,7 @@ from pydantic import PrivateAttr
 from resources import age
 from resources.audit import UserErasedError, subject_ref
 from resources.erasure_fence import fence_users
-from resources.schema import user_key
+from resources.schema import destination_credential, user_key
 from resources.settings import (
     MASTER_KEY_ENV,
     configured_master_key,
@@ -283,6 +283,18 @@ class KeyVault(dg.ConfigurableResource):
         row = self._stored_row(user_id)
         return age.format_identity_file(_open_row(master, row), row.createdAt, row.recipient)
 
+    def wrap_secret(self, context: str, secret: bytes) -> tuple[bytes, str]:
+        """`secret` wrapped as identities are (AES-256-GCM under the master key, a random
+        nonce first), bound to `context` as associated data; and the master key's id."""
+        master = self._master()
+        nonce = os.urandom(_NONCE_SIZE)
+        sealed = AESGCM(master).encrypt(nonce, secret, context.encode())
+        return nonce + sealed, master_key_id(master)
+
+    def unwrap_secret(self, context: str, wrapped: bytes, wrapped_under: str) -> bytes:
+        """The secret `wrap_secret` wrapped under the master key `wrapped_under` for `context`."""
+        return _unwrap_secret(self._master(), context, wrapped, wrapped_under)
+
     def destroy_user_key(self, user_id: str) -> bool:
         """Crypto-shred the user's key; True if there was one. Needs no master key."""
         with self.engine.begin() as conn:
@@ -325,7 +337,58 @@ class KeyVault(dg.ConfigurableResource):
                     ),
                     updates,
                 )
+            updates.extend(_rewrap_destination_secrets(conn, old, new))
         return len(updates)
+
+
+def destination_secret_context(subject: str, destination_url: str) -> str:
+    """The associated data of a destination's wrapped secrets: the row cannot be moved to
+    another user or another destination."""
+    return f"DestinationCredential\n{subject}\n{destination_url}"
+
+
+def _unwrap_secret(master: bytes, context: str, wrapped: bytes, wrapped_under: str) -> bytes:
+    current = master_key_id(master)
+    if wrapped_under != current:
+        raise WrongMasterKeyError(
+            f"a secret is wrapped under master key {wrapped_under}, but the configured master "
+            f"key is {current}; {_HOW_TO_SET} with the right key"
+        )
+    try:
+        return AESGCM(master).decrypt(
+            wrapped[:_NONCE_SIZE], wrapped[_NONCE_SIZE:], context.encode()
+        )
+    except InvalidTag:
+        raise WrongMasterKeyError(
+            "a stored secret does not open with the master key: the row was altered or moved"
+        ) from None
+
+
+def _rewrap_destination_secrets(conn: sa.Connection, old: bytes, new: bytes) -> list[dict]:
+    """Inside a rotation: every destination's secrets rewrapped under the new master key."""
+    table = destination_credential
+    new_id = master_key_id(new)
+    updates = []
+    for row in conn.execute(sa.select(table).with_for_update()).all():
+        if row.masterKeyId == new_id:
+            continue
+        context = destination_secret_context(row.subjectRef, row.destinationUrl)
+        secret = _unwrap_secret(old, context, row.wrappedSecrets, row.masterKeyId)
+        nonce = os.urandom(_NONCE_SIZE)
+        updates.append(
+            {
+                "secret_id": row.id,
+                "secret_wrapped": nonce + AESGCM(new).encrypt(nonce, secret, context.encode()),
+            }
+        )
+    if updates:
+        conn.execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("secret_id"))
+            .values(wrappedSecrets=sa.bindparam("secret_wrapped"), masterKeyId=new_id),
+            updates,
+        )
+    return updates
 
 
 def _open_row(master: bytes, row: sa.Row) -> str:

@@ -461,6 +461,23 @@ file_location = sa.Table(
     _ts("expiresAt", nullable=True),
 )
 
+# The credentials of a user's own backup destinations (resources/destinations/credentials.py):
+# a JSON mapping wrapped AES-256-GCM under the master key, never in clear. Keyed by pseudonym
+# like FileLocation, so an erasure can still open the destination to empty it after the
+# user's rows are gone; it deletes them once nothing of the user is left there.
+destination_credential = sa.Table(
+    "DestinationCredential",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("subjectRef", sa.Text, nullable=False, index=True),
+    sa.Column("destinationUrl", sa.Text, nullable=False),
+    sa.Column("wrappedSecrets", sa.LargeBinary, nullable=False),
+    sa.Column("masterKeyId", sa.Text, nullable=False),
+    _ts("createdAt"),
+    _ts("updatedAt"),
+    sa.UniqueConstraint("subjectRef", "destinationUrl", name="uq_DestinationCredential_place"),
+)
+
 # Every goalport table that can hold a user's personal data, by the column naming the user.
 OWN_TABLES_WITH_USER: tuple[sa.Table, ...] = (
     data_export_job,

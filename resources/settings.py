@@ -509,6 +509,17 @@ def webhook_timeout_seconds() -> float:
     return _positive_seconds("GOALPORT_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 
 
+DESTINATIONS_ALLOW_ENV = "GOALPORT_DESTINATIONS_ALLOW"
+
+
+def destinations_allow() -> list[str]:
+    """Which destinations users may choose (`GOALPORT_DESTINATIONS_ALLOW`): comma-separated
+    `scheme` (any host) or `scheme://host` entries, a host may start with `*.`; empty means
+    every supported scheme to any host (resources/destinations/urls.py reads the entries)."""
+    raw = os.environ.get(DESTINATIONS_ALLOW_ENV, "")
+    return [entry.strip() for entry in raw.split(",") if entry.strip()]
+
+
 # ---------------------------------------------------------------- users' cloud drives
 
 # Where each provider's endpoints are, as its documentation gives them. Every one can be
