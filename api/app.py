@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import (
     audit_trail,
     backups,
+    destinations,
     downloads,
     exports,
     gdpr,
@@ -78,6 +79,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.include_router(audit_trail.router)
     app.include_router(gdpr.router)
     app.include_router(backups.router)
+    app.include_router(destinations.router)
     app.include_router(health.router)
     app.include_router(imports.router)
     app.include_router(templates.router)

@@ -81,6 +81,8 @@ STATUS_CODES = {
     416: "range_not_satisfiable",
     422: "invalid",
     429: "rate_limited",
+    502: "bad_gateway",
+    503: "unavailable",
 }
 
 

@@ -590,3 +590,24 @@ def rows_to_arrow(table: sa.Table, rows: Sequence[Sequence]) -> pa.Table:
             values = [as_utc(v) if isinstance(v, dt.datetime) else v for v in values]
         arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=target)
+
+
+# ---------------------------------------------------------------- users' cloud drives
+
+# A started OAuth connection (resources/destinations/oauth.py): the state is kept only as
+# its SHA-256, the PKCE verifier only wrapped under the master key; used once, short-lived.
+oauth_state = sa.Table(
+    "OAuthState",
+    metadata,
+    sa.Column("stateHash", sa.Text, primary_key=True),
+    _user_fk(),
+    sa.Column("provider", sa.Text, nullable=False),  # dropbox | gdrive | onedrive
+    sa.Column("destinationUrl", sa.Text, nullable=False),
+    sa.Column("redirectUri", sa.Text, nullable=False),
+    sa.Column("wrappedVerifier", sa.LargeBinary, nullable=False),
+    sa.Column("masterKeyId", sa.Text, nullable=False),
+    _ts("createdAt"),
+    _ts("expiresAt"),
+    sa.Index("ix_OAuthState_userId", "userId"),
+)
+OWN_TABLES_WITH_USER += (oauth_state,)

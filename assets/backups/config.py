@@ -29,6 +29,8 @@ from assets.formats.registry import DATA_FORMATS
 from resources import age, schema
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import ExtractFilter
+from resources.destinations.errors import DestinationError
+from resources.destinations.urls import CLOUD_DRIVES, allowed_destination
 from resources.schema import as_utc
 from resources.schema import backup_config as config_table
 from resources.storage import ObjectStorage
@@ -235,6 +237,11 @@ def check_destination(url: str | None) -> str | None:
         import fsspec
 
         protocol = url.split("://", 1)[0]
+        if protocol.lower() in CLOUD_DRIVES:  # goalport's own filesystems, not fsspec's
+            try:
+                return allowed_destination(url).url
+            except DestinationError as exc:
+                raise BackupConfigError(f"destination {url!r}: {exc}") from None
         try:
             fsspec.get_filesystem_class(protocol)
         except (ValueError, ImportError) as exc:

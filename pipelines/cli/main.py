@@ -11,6 +11,7 @@ import click
 
 from pipelines.cli import (
     backups,
+    destinations,
     exports,
     gdpr,
     imports,
@@ -47,6 +48,7 @@ main.add_command(exports.request)
 main.add_command(exports.exports)
 main.add_command(serve.serve_downloads)
 main.add_command(backups.backup)
+backups.backup.add_command(destinations.connect)
 main.add_command(backups.keys)
 main.add_command(imports.import_group)
 main.add_command(imports.imports_group)

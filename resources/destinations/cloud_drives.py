@@ -267,7 +267,7 @@ class _CloudDriveFile(AbstractBufferedFile):
 
     def discard(self) -> None:
         """Abandon a write: nothing is committed, the provider's session is dropped."""
-        if self.closed or "r" in self.mode:
+        if self._closed or "r" in self.mode:
             return
         upload, self._upload = self._upload, None
         self.closed = True
@@ -282,7 +282,7 @@ class _CloudDriveFile(AbstractBufferedFile):
 
     def __del__(self) -> None:
         # an unclosed writer was abandoned (an exception, a lost reference): never commit it
-        if not self.closed and "r" not in self.mode:
+        if not getattr(self, "_closed", True) and "r" not in self.mode:
             self.discard()
 
 
@@ -623,7 +623,9 @@ class GoogleDriveFileSystem(CloudDriveFileSystem):
         folder_id = self._folder_id(path)
         if folder_id is None:
             raise self._missing(path)
-        return [self._drive_entry(self._join(path, f["name"]), f) for f in self._children(folder_id)]
+        return [
+            self._drive_entry(self._join(path, f["name"]), f) for f in self._children(folder_id)
+        ]
 
     def _stat(self, path: str) -> dict[str, Any]:
         return self._drive_entry(path, self._existing(path))

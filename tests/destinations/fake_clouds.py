@@ -439,9 +439,7 @@ class FakeDropbox(FakeCloud):
 
 FOLDER = "application/vnd.google-apps.folder"
 _LITERAL = r"'((?:[^'\\]|\\.)*)'"
-_QUERY = re.compile(
-    rf"(?:name = {_LITERAL} and )?{_LITERAL} in parents and trashed = false"
-)
+_QUERY = re.compile(rf"(?:name = {_LITERAL} and )?{_LITERAL} in parents and trashed = false")
 
 
 def _unescape(text: str) -> str:
@@ -570,7 +568,9 @@ class FakeGoogleDrive(FakeCloud):
 
     async def upload(self, request: Request) -> Response:
         if request.query_params.get("uploadType") != "resumable":
-            return _google_error(400, "uploadType=resumable expected", "invalid", "INVALID_ARGUMENT")
+            return _google_error(
+                400, "uploadType=resumable expected", "invalid", "INVALID_ARGUMENT"
+            )
         upload_id = request.query_params.get("upload_id")
         if upload_id is None:  # initiating: POST (new file) or PATCH (new content)
             if not self.oauth.valid(request):
@@ -580,7 +580,11 @@ class FakeGoogleDrive(FakeCloud):
                 return _google_error(404, f"File not found: {file_id}.", "notFound", "NOT_FOUND")
             metadata = await request.json()
             upload_id = secrets.token_urlsafe(16)
-            self.sessions[upload_id] = {"file_id": file_id, "metadata": metadata, "data": bytearray()}
+            self.sessions[upload_id] = {
+                "file_id": file_id,
+                "metadata": metadata,
+                "data": bytearray(),
+            }
             location = f"{request.url.replace(query='')}?uploadType=resumable&upload_id={upload_id}"
             return Response(status_code=200, headers={"Location": location})
         session = self.sessions.get(upload_id)
@@ -590,18 +594,24 @@ class FakeGoogleDrive(FakeCloud):
             self.fail_next_upload = False
             return _google_error(503, "Backend Error", "backendError", "UNAVAILABLE")
         body = await request.body()
-        match = re.fullmatch(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)", request.headers.get("content-range", ""))
+        match = re.fullmatch(
+            r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)", request.headers.get("content-range", "")
+        )
         if not match:
             return _google_error(400, "Invalid Content-Range", "invalid", "INVALID_ARGUMENT")
         data = session["data"]
         if match.group(1) is not None:
             start, end = int(match.group(1)), int(match.group(2))
             if start != len(data) or end - start + 1 != len(body):
-                return _google_error(400, "Content-Range does not follow", "invalid", "INVALID_ARGUMENT")
+                return _google_error(
+                    400, "Content-Range does not follow", "invalid", "INVALID_ARGUMENT"
+                )
             data += body
         if match.group(3) == "*":
             if len(body) % DRIVE_UNIT:
-                return _google_error(400, "chunk not a multiple of 256 KiB", "invalid", "INVALID_ARGUMENT")
+                return _google_error(
+                    400, "chunk not a multiple of 256 KiB", "invalid", "INVALID_ARGUMENT"
+                )
             return Response(status_code=308, headers={"Range": f"bytes=0-{len(data) - 1}"})
         if int(match.group(3)) != len(data):
             return _google_error(400, "size mismatch", "invalid", "INVALID_ARGUMENT")
@@ -702,7 +712,9 @@ class FakeOneDrive(FakeCloud):
     async def delete_item(self, request: Request, path: str) -> Response:
         if self._item(path) is None or not path:
             return self._not_found()
-        self.store = {p: d for p, d in self.store.items() if p != path and not p.startswith(path + "/")}
+        self.store = {
+            p: d for p, d in self.store.items() if p != path and not p.startswith(path + "/")
+        }
         self.folders = {p for p in self.folders if p != path and not p.startswith(path + "/")}
         return Response(status_code=204)
 
@@ -722,7 +734,9 @@ class FakeOneDrive(FakeCloud):
         if path and path not in self.folders:
             return self._not_found()
         if self._item(child) is not None:
-            return _graph_error(409, "nameAlreadyExists", "An item with the same name already exists.")
+            return _graph_error(
+                409, "nameAlreadyExists", "An item with the same name already exists."
+            )
         self.folders.add(child)
         return JSONResponse(self._item(child), 201)
 
@@ -788,7 +802,11 @@ class FakeOneDrive(FakeCloud):
         body = await request.body()
         match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", request.headers.get("content-range", ""))
         data = session["data"]
-        if not match or int(match.group(1)) != len(data) or int(match.group(2)) - int(match.group(1)) + 1 != len(body):
+        if (
+            not match
+            or int(match.group(1)) != len(data)
+            or int(match.group(2)) - int(match.group(1)) + 1 != len(body)
+        ):
             return _graph_error(416, "invalidRange", "The fragment does not follow")
         total = int(match.group(3))
         data += body
@@ -796,14 +814,19 @@ class FakeOneDrive(FakeCloud):
             if len(body) % GRAPH_UNIT:
                 return _graph_error(400, "invalidRequest", "fragment not a multiple of 320 KiB")
             return JSONResponse(
-                {"expirationDateTime": "2026-12-05T22:00:00Z", "nextExpectedRanges": [f"{len(data)}-"]},
+                {
+                    "expirationDateTime": "2026-12-05T22:00:00Z",
+                    "nextExpectedRanges": [f"{len(data)}-"],
+                },
                 202,
             )
         del self.sessions[session_id]
         path = session["path"]
         existed = path in self.store
         if existed and session["behaviour"] == "fail":
-            return _graph_error(409, "nameAlreadyExists", "An item with the same name already exists.")
+            return _graph_error(
+                409, "nameAlreadyExists", "An item with the same name already exists."
+            )
         self._parents(path)
         self.store[path] = bytes(data)
         return JSONResponse(self._item(path), 200 if existed else 201)
@@ -812,7 +835,7 @@ class FakeOneDrive(FakeCloud):
 # ---------------------------------------------------------------- serving
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -844,7 +867,7 @@ class Serving:
 
 def serve(fake: FakeCloud) -> Serving:
     """Run the fake on a free loopback port in a thread; fake.base_url says where."""
-    port = _free_port()
+    port = free_port()
     fake.base_url = f"http://127.0.0.1:{port}"
     server = uvicorn.Server(
         uvicorn.Config(

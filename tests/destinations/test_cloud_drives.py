@@ -28,7 +28,9 @@ UPLOAD_PATHS = {
 
 def _connect(fake, saved=None):
     saved = saved if saved is not None else []
-    fs = cloud_drive_filesystem(f"{fake.provider}://goalport", connected_secrets(fake), saved.append)
+    fs = cloud_drive_filesystem(
+        f"{fake.provider}://goalport", connected_secrets(fake), saved.append
+    )
     return fs, saved
 
 
@@ -184,4 +186,7 @@ def test_drive_queries_escape_quotes_and_backslashes(start_fake):
     fs.pipe_file("goalport/other.age", b"other")
     assert fs.cat_file(tricky) == b"data"
     assert not fs.exists("goalport/it's a \\ trap")
-    assert sorted(fake.files()) == ["goalport/it's a \\ trap' or name != '.age", "goalport/other.age"]
+    assert sorted(fake.files()) == [
+        "goalport/it's a \\ trap' or name != '.age",
+        "goalport/other.age",
+    ]
