@@ -287,6 +287,10 @@ class CloudDriveFileSystem(AbstractFileSystem):
     def _make_folder(self, path: str) -> None:
         raise NotImplementedError
 
+    def _move(self, source: str, target: str) -> None:
+        """Rename `source` to `target` (whose folder exists), replacing a file there."""
+        raise NotImplementedError
+
     # fsspec's API on top
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         path = self._strip_protocol(path)
@@ -364,6 +368,18 @@ class CloudDriveFileSystem(AbstractFileSystem):
                 raise FileExistsError(f"{self.client.name}: {path} exists")
             return
         self._make_folder(path)
+
+    def mv(self, path1: Any, path2: Any, recursive: bool = False, **kwargs: Any) -> None:
+        """A rename on the provider (a file or a whole folder), never a copy: a file
+        uploaded under a temporary name and moved into place appears there whole."""
+        source, target = self._strip_protocol(path1), self._strip_protocol(path2)
+        if source == target:
+            return
+        self.info(source)  # FileNotFoundError when there is nothing to move
+        parent = target.rpartition("/")[0]
+        if parent:
+            self.makedirs(parent, exist_ok=True)
+        self._move(source, target)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         with self.open(path1, "rb") as source, self.open(path2, "wb") as target:

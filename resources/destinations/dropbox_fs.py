@@ -99,6 +99,15 @@ class DropboxFileSystem(CloudDriveFileSystem):
         response = self._rpc("files/create_folder_v2", {"path": f"/{path}", "autorename": False})
         self._check(response, path, f"create the folder {path}")
 
+    def _move(self, source: str, target: str) -> None:
+        # files/move_v2 refuses an existing target (409 to/conflict): the old one goes first
+        arg = {"from_path": f"/{source}", "to_path": f"/{target}", "autorename": False}
+        response = self._rpc("files/move_v2", arg)
+        if response.status_code == 409 and "to/conflict" in provider_text(response):
+            self._delete(target)
+            response = self._rpc("files/move_v2", arg)
+        self._check(response, source, f"move {source} to {target}")
+
 
 class _DropboxUpload(ChunkedUpload):
     """files/upload_session/start, /append_v2 ..., /finish with the commit; the file exists

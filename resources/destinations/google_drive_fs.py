@@ -166,6 +166,28 @@ class GoogleDriveFileSystem(CloudDriveFileSystem):
             raise self._failed(f"create the folder {path}", response)
         self._folder_ids[path] = response.json()["id"]
 
+    def _move(self, source: str, target: str) -> None:
+        # files.update with addParents/removeParents and the new name; a file already at the
+        # target (Drive allows two of one name) is deleted only once the new one is there
+        moving = self._existing(source)
+        replaced = self._find(target)
+        old_parent = self._folder_id(source.rpartition("/")[0])
+        new_parent = self._folder_id(target.rpartition("/")[0])
+        response = self._api(
+            "PATCH",
+            f"files/{quote(moving['id'])}",
+            params={"addParents": new_parent, "removeParents": old_parent, "fields": _DRIVE_FIELDS},
+            json={"name": target.rpartition("/")[2]},
+        )
+        if response.status_code != 200:
+            raise self._failed(f"move {source} to {target}", response)
+        if moving["mimeType"] == _FOLDER_TYPE:
+            self._folder_ids = {"": "root"}  # paths below it changed
+        if replaced is not None and replaced["id"] != moving["id"]:
+            gone = self._api("DELETE", f"files/{quote(replaced['id'])}")
+            if gone.status_code not in (200, 204, 404):
+                raise self._failed(f"replace {target}", gone)
+
 
 class _DriveResumableUpload(ChunkedUpload):
     """PUT the session URI chunk by chunk (Content-Range with `*` for the total until the

@@ -92,6 +92,18 @@ class OneDriveFileSystem(CloudDriveFileSystem):
         if response.status_code != 201:
             raise self._failed(f"create the folder {path}", response)
 
+    def _move(self, source: str, target: str) -> None:
+        # PATCH the item with its new parent (by id) and name; replace what is there
+        parent = target.rpartition("/")[0]
+        parent_item = self._checked(self.client.request("GET", self._item_url(parent)), parent, "")
+        response = self.client.request(
+            "PATCH",
+            self._item_url(source),
+            params={"@microsoft.graph.conflictBehavior": "replace"},
+            json={"parentReference": {"id": parent_item["id"]}, "name": target.rpartition("/")[2]},
+        )
+        self._checked(response, source, f"move {source} to {target}")
+
 
 class _GraphUpload(Upload):
     """Spooled to local disk, then one upload session: fragments of the chunk size (a

@@ -244,6 +244,7 @@ class FakeDropbox(FakeCloud):
             ("files/get_metadata", self.get_metadata),
             ("files/delete_v2", self.delete),
             ("files/create_folder_v2", self.create_folder),
+            ("files/move_v2", self.move),
         ]
         content = [
             ("files/download", self.download),
@@ -371,6 +372,28 @@ class FakeDropbox(FakeCloud):
         self.folders[lower] = arg["path"]
         return JSONResponse({"metadata": self._metadata(lower)})
 
+    def move(self, arg: dict[str, Any]) -> Response:
+        source, target = arg["from_path"].lower(), arg["to_path"].lower()
+        if self._metadata(source) is None:
+            return self._not_found("from_lookup")
+        if self._metadata(target) is not None:
+            return _dropbox_error(409, "to/conflict/file", {".tag": "to"})
+        self._make_parents(arg["to_path"])
+
+        def moved(path: str) -> str:
+            return arg["to_path"] + path[len(source) :]
+
+        def below(path: str) -> bool:
+            return path.lower() == source or path.lower().startswith(source + "/")
+
+        for lower in [p for p in self.store if below(p)]:
+            display, data = self.store.pop(lower)
+            self.store[moved(lower).lower()] = (moved(display), data)
+        for lower in [p for p in self.folders if below(p)]:
+            display = self.folders.pop(lower)
+            self.folders[moved(lower).lower()] = moved(display)
+        return JSONResponse({"metadata": self._metadata(target)})
+
     def download(self, arg: dict[str, Any], body: bytes, request: Request) -> Response:
         lower = arg["path"].lower()
         if lower not in self.store:
@@ -471,7 +494,7 @@ class FakeGoogleDrive(FakeCloud):
     def routes(self) -> list[Route]:
         return super().routes() + [
             Route("/drive/v3/files", self.files_collection, methods=["GET", "POST"]),
-            Route("/drive/v3/files/{file_id}", self.file, methods=["GET", "DELETE"]),
+            Route("/drive/v3/files/{file_id}", self.file, methods=["GET", "DELETE", "PATCH"]),
             Route("/upload/drive/v3/files", self.upload, methods=["POST", "PUT"]),
             Route("/upload/drive/v3/files/{file_id}", self.upload, methods=["PATCH", "PUT"]),
         ]
@@ -549,6 +572,18 @@ class FakeGoogleDrive(FakeCloud):
         file_id = request.path_params["file_id"]
         if file_id not in self.items:
             return _google_error(404, f"File not found: {file_id}.", "notFound", "NOT_FOUND")
+        if request.method == "PATCH":  # files.update: rename, move between parents
+            item = self.items[file_id]
+            body = await request.json()
+            if "name" in body:
+                item["name"] = body["name"]
+            remove = request.query_params.get("removeParents")
+            add = request.query_params.get("addParents")
+            if remove and remove in item["parents"]:
+                item["parents"] = [p for p in item["parents"] if p != remove]
+            if add:
+                item["parents"] = [add, *item["parents"]]
+            return JSONResponse(self._resource(file_id))
         if request.method == "DELETE":
             doomed = [file_id]
             while doomed:
@@ -651,7 +686,7 @@ class FakeOneDrive(FakeCloud):
         super().__init__(oauth)
 
     def routes(self) -> list[Route]:
-        methods = ["GET", "POST", "PUT", "DELETE"]
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         return super().routes() + [
             Route("/v1.0/me/drive/{rest:path}", self.drive, methods=methods),
             Route("/upload-session/{session_id}", self.session, methods=["PUT", "DELETE"]),
@@ -695,6 +730,7 @@ class FakeOneDrive(FakeCloud):
         handler = {
             ("GET", ""): self.get_item,
             ("DELETE", ""): self.delete_item,
+            ("PATCH", ""): self.update_item,
             ("GET", "children"): self.children,
             ("POST", "children"): self.create_child,
             ("GET", "content"): self.content,
@@ -717,6 +753,29 @@ class FakeOneDrive(FakeCloud):
         }
         self.folders = {p for p in self.folders if p != path and not p.startswith(path + "/")}
         return Response(status_code=204)
+
+    async def update_item(self, request: Request, path: str) -> Response:
+        """Rename or move (driveitem-move): a new parentReference id and/or name."""
+        if self._item(path) is None or not path:
+            return self._not_found()
+        body = await request.json()
+        parent = body.get("parentReference", {}).get("id", path.rpartition("/")[0] or "root")
+        parent = "" if parent == "root" else parent
+        if parent and parent not in self.folders:
+            return self._not_found()
+        target = f"{parent}/{body.get('name', path.rpartition('/')[2])}".lstrip("/")
+        behaviour = request.query_params.get("@microsoft.graph.conflictBehavior", "fail")
+        if self._item(target) is not None and target != path:
+            if behaviour != "replace":
+                return _graph_error(
+                    409, "nameAlreadyExists", "An item with the same name already exists."
+                )
+            self.store.pop(target, None)
+        for path_of in [p for p in self.store if p == path or p.startswith(path + "/")]:
+            self.store[target + path_of[len(path) :]] = self.store.pop(path_of)
+        moved = {p for p in self.folders if p == path or p.startswith(path + "/")}
+        self.folders = (self.folders - moved) | {target + p[len(path) :] for p in moved}
+        return JSONResponse(self._item(target))
 
     async def children(self, request: Request, path: str) -> Response:
         if path and path not in self.folders:

@@ -190,3 +190,24 @@ def test_drive_queries_escape_quotes_and_backslashes(start_fake):
         "goalport/it's a \\ trap' or name != '.age",
         "goalport/other.age",
     ]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_move_renames_in_place_and_replaces_the_target(provider, start_fake):
+    """How a destination publishes a finished upload: a hidden temporary name moved into
+    place, replacing what was there, in one rename (never a copy)."""
+    fake = start_fake(provider)
+    fs, _ = _connect(fake)
+    fs.pipe_file("goalport/u/backup.age", b"old")
+    fs.pipe_file("goalport/u/.tmp-1234", b"new and complete")
+    uploads_before = sum(UPLOAD_PATHS[provider](r) for r in fake.requests)
+    fs.mv("goalport/u/.tmp-1234", "goalport/u/backup.age")
+    assert fake.files() == {"goalport/u/backup.age": b"new and complete"}
+    assert sum(UPLOAD_PATHS[provider](r) for r in fake.requests) == uploads_before, "no copy"
+
+    fs.mv("goalport/u/backup.age", f"goalport/elsewhere/{HOSTILE_NAME}")
+    fs.mv("goalport/elsewhere", "goalport/renamed")  # a folder and what is in it
+    assert fake.files() == {f"goalport/renamed/{HOSTILE_NAME}": b"new and complete"}
+    assert fs.ls("goalport/renamed", detail=False) == [f"goalport/renamed/{HOSTILE_NAME}"]
+    with pytest.raises(FileNotFoundError):
+        fs.mv("goalport/u/nothing", "goalport/u/something")
