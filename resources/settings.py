@@ -590,6 +590,23 @@ def cloud_drive_timeout_seconds() -> float:
     return _positive_seconds("GOALPORT_CLOUD_DRIVE_TIMEOUT_SECONDS", 60.0)
 
 
+def cloud_drive_retries() -> int:
+    """How often a request a cloud drive throttled (429, 503) is tried again:
+    GOALPORT_CLOUD_DRIVE_RETRIES, else 4."""
+    raw = os.environ.get("GOALPORT_CLOUD_DRIVE_RETRIES", "").strip()
+    if not raw:
+        return 4
+    if not raw.isdigit():
+        raise SettingError(f"GOALPORT_CLOUD_DRIVE_RETRIES={raw!r}: give a whole number, 0 or more")
+    return int(raw)
+
+
+def cloud_drive_max_wait_seconds() -> float:
+    """The longest goalport waits before retrying a throttled request, whatever the provider's
+    Retry-After says: GOALPORT_CLOUD_DRIVE_MAX_WAIT_SECONDS, else 60."""
+    return _positive_seconds("GOALPORT_CLOUD_DRIVE_MAX_WAIT_SECONDS", 60.0)
+
+
 OAUTH_STATE_TTL_ENV = "GOALPORT_OAUTH_STATE_TTL_SECONDS"
 
 

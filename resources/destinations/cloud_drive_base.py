@@ -21,6 +21,9 @@ from resources.destinations.errors import DestinationCredentialError, Destinatio
 PROVIDER_NAMES = {"dropbox": "Dropbox", "gdrive": "Google Drive", "onedrive": "OneDrive"}
 _REFRESH_MARGIN_SECONDS = 60  # refresh a token that would expire within a minute
 _MAX_PROVIDER_TEXT = 200  # how much of a provider's error text goes into our messages
+# "slow down" answers: Dropbox 429 (too_many_requests, too_many_write_operations), Graph 429
+# and 503 with Retry-After, Drive 429; each documents waiting Retry-After (or backing off)
+_THROTTLED = (429, 503)
 
 SaveSecrets = Callable[[dict[str, str]], None]
 
@@ -107,11 +110,13 @@ class TokenClient:
         self, method: str, url: str, *, authorised: bool = True, **kwargs: Any
     ) -> httpx.Response:
         """One request; with `authorised`, a bearer token that is refreshed when expired or
-        refused once. A second refusal is a DestinationCredentialError."""
+        refused once (a second refusal is a DestinationCredentialError). A throttled
+        answer (429, or 503 "try later") is retried after the provider's Retry-After."""
         if authorised and self._expired():
             self.refresh()
         extra_headers = kwargs.pop("headers", None) or {}
-        for attempt in (1, 2):
+        refreshed, throttled = False, 0
+        while True:
             headers = dict(extra_headers)
             if authorised:
                 headers["Authorization"] = f"Bearer {self._secrets['access_token']}"
@@ -121,14 +126,32 @@ class TokenClient:
                 raise DestinationError(
                     f"{self.name} could not be reached ({type(error).__name__})"
                 ) from None
+            if response.status_code in _THROTTLED:
+                throttled += 1
+                if throttled > settings.cloud_drive_retries():
+                    raise DestinationError(
+                        f"{self.name} is busy (HTTP {response.status_code}) and still was after "
+                        f"{throttled - 1} retries: the next backup tries again"
+                    )
+                time.sleep(self._wait(response, throttled))
+                continue
             if response.status_code != 401 or not authorised:
                 return response
-            if attempt == 1:
-                self.refresh()
-        raise DestinationCredentialError(
-            f"{self.name} refuses goalport's access ({provider_text(response)}): connect "
-            f"{self.name} again"
-        )
+            if refreshed:
+                raise DestinationCredentialError(
+                    f"{self.name} refuses goalport's access ({provider_text(response)}): "
+                    f"connect {self.name} again"
+                )
+            self.refresh()
+            refreshed = True
+
+    @staticmethod
+    def _wait(response: httpx.Response, attempt: int) -> float:
+        """Seconds to wait: the provider's Retry-After, else 1, 2, 4 ... seconds; at most
+        the GOALPORT_CLOUD_DRIVE_MAX_WAIT_SECONDS setting."""
+        said = response.headers.get("retry-after", "")
+        wait = float(said) if said.replace(".", "", 1).isdigit() else 2.0 ** (attempt - 1)
+        return min(wait, settings.cloud_drive_max_wait_seconds())
 
 
 def tokens_from_response(body: Mapping[str, Any], previous: Mapping[str, str]) -> dict[str, str]:

@@ -178,7 +178,8 @@ class FakeCloud:
         self.base_url = ""
         self.app = Starlette(routes=self.routes())
         self.app.add_middleware(_RecordMiddleware, cloud=self)
-        self.fail_next_upload = False  # answer the next upload chunk with a 503
+        self.fail_next_upload = False  # answer the next upload chunk with a 500
+        self.throttle = 0  # answer this many next requests 429 "slow down"
 
     def routes(self) -> list[Route]:
         return [
@@ -200,6 +201,11 @@ class _RecordMiddleware:
         self.app, self.cloud = app, cloud
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.cloud.throttle > 0:
+            self.cloud.throttle -= 1
+            throttled = Response("slow down", status_code=429, headers={"Retry-After": "0.05"})
+            await throttled(scope, receive, send)
+            return
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             self.cloud.requests.append(
@@ -410,7 +416,7 @@ class FakeDropbox(FakeCloud):
     def _commit(self, commit: dict[str, Any], data: bytes) -> Response:
         if self.fail_next_upload:
             self.fail_next_upload = False
-            return Response("upstream trouble", status_code=503)
+            return Response("upstream trouble", status_code=500)
         lower = commit["path"].lower()
         if lower in self.store and commit.get("mode", "add") != "overwrite":
             return _dropbox_error(409, "path/conflict/file", {".tag": "path"})
@@ -441,7 +447,7 @@ class FakeDropbox(FakeCloud):
     def session_append(self, arg: dict[str, Any], body: bytes, request: Request) -> Response:
         if self.fail_next_upload:
             self.fail_next_upload = False
-            return Response("upstream trouble", status_code=503)
+            return Response("upstream trouble", status_code=500)
         data = self._session(arg["cursor"])
         if isinstance(data, Response):
             return data
@@ -627,7 +633,7 @@ class FakeGoogleDrive(FakeCloud):
             return _google_error(404, "No such upload session", "notFound", "NOT_FOUND")
         if self.fail_next_upload:
             self.fail_next_upload = False
-            return _google_error(503, "Backend Error", "backendError", "UNAVAILABLE")
+            return _google_error(500, "Backend Error", "backendError", "INTERNAL")
         body = await request.body()
         match = re.fullmatch(
             r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)", request.headers.get("content-range", "")
@@ -857,7 +863,7 @@ class FakeOneDrive(FakeCloud):
             return _graph_error(401, "unauthenticated", "Authorization is not expected here")
         if self.fail_next_upload:
             self.fail_next_upload = False
-            return _graph_error(503, "serviceNotAvailable", "Service unavailable")
+            return _graph_error(500, "generalException", "An unspecified error has occurred.")
         body = await request.body()
         match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", request.headers.get("content-range", ""))
         data = session["data"]

@@ -106,7 +106,7 @@ def test_an_interrupted_upload_never_leaves_a_file(provider, start_fake, chunked
     if provider != "onedrive":
         assert any(UPLOAD_PATHS[provider](r) for r in fake.requests), "chunks were sent"
     fake.fail_next_upload = True
-    with pytest.raises(DestinationError, match="503"):
+    with pytest.raises(DestinationError, match="HTTP 500"):
         with fs.open("goalport/failed.age", "wb") as f:
             f.write(data)
     assert fake.files() == {"goalport/keep.age": b"the previous backup"}
@@ -211,3 +211,16 @@ def test_move_renames_in_place_and_replaces_the_target(provider, start_fake):
     assert fs.ls("goalport/renamed", detail=False) == [f"goalport/renamed/{HOSTILE_NAME}"]
     with pytest.raises(FileNotFoundError):
         fs.mv("goalport/u/nothing", "goalport/u/something")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_throttled_requests_wait_and_retry(provider, start_fake, monkeypatch):
+    fake = start_fake(provider)
+    fs, _ = _connect(fake)
+    fake.throttle = 2  # "slow down, retry after 0.05 s", twice
+    fs.pipe_file("goalport/a.age", b"one")
+    assert fake.files() == {"goalport/a.age": b"one"}
+    monkeypatch.setenv("GOALPORT_CLOUD_DRIVE_RETRIES", "1")
+    fake.throttle = 2
+    with pytest.raises(DestinationError, match=f"{NAMES[provider]} is busy .*after 1 retries"):
+        fs.cat_file("goalport/a.age")
