@@ -94,9 +94,11 @@ def start(
         authorization = start_connection(
             config.database.engine, _key_vault(request), caller.user_id, provider, folder
         )
-    except (DestinationError, SettingError, KeyCustodyError) as exc:
-        if type(exc) is DestinationError:  # the folder's syntax
-            raise ApiError(400, "bad_request", str(exc), field="folder") from None
+    except DestinationNotAllowed as exc:
+        raise ApiError(403, "forbidden", str(exc), field="folder") from None
+    except DestinationError as exc:  # the folder's syntax
+        raise ApiError(400, "bad_request", str(exc), field="folder") from None
+    except (SettingError, KeyCustodyError) as exc:
         raise _as_api_error(exc) from None
     with config.database.engine.begin() as conn:
         caller.audit(

@@ -51,7 +51,6 @@ __all__ = [
     "OAuthError",
     "OAuthStateError",
     "finish_connection",
-    "forget_expired_states",
     "parse_redirect",
     "start_connection",
 ]
@@ -217,11 +216,11 @@ def finish_connection(
             f"connecting {name} took longer than {minutes} minutes: start connecting again"
         )
     if error:
-        shown = error if _ERROR_CODE.fullmatch(error) else "an error"
-        raise OAuthDenied(
-            f"{name} was not connected: {'you declined access' if error == 'access_denied' else name + ' answered ' + shown}; "
-            "nothing was changed"
-        )
+        if error == "access_denied":
+            reason = "you declined access"
+        else:  # the provider's code only, when it is one (the query is anyone's to write)
+            reason = f"{name} answered {error if _ERROR_CODE.fullmatch(error) else 'an error'}"
+        raise OAuthDenied(f"{name} was not connected: {reason}; nothing was changed")
     if not code:
         raise OAuthError(f"{name} sent no authorisation code back: start connecting again")
     verifier = keys.unwrap_secret(
@@ -237,8 +236,8 @@ def finish_connection(
         record_audit(
             conn,
             user_id=owner,
-            operation="destination_connected",
-            operation_type="settings",
+            operation="destination-connect",
+            operation_type="backup",
             actor="oauth",
             details={"provider": provider},
         )
@@ -310,11 +309,3 @@ def parse_redirect(pasted: str) -> dict[str, str]:
         return {"code": text} if text else {}
     found = dict(parse_qsl(query, keep_blank_values=True))
     return {k: found[k] for k in ("code", "state", "error") if found.get(k)}
-
-
-def forget_expired_states(engine: sa.Engine) -> int:
-    """Delete connections started but never finished in time; how many went."""
-    with engine.begin() as conn:
-        return conn.execute(
-            state_table.delete().where(state_table.c.expiresAt < utc_now())
-        ).rowcount
