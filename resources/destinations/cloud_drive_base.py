@@ -4,6 +4,9 @@ the new tokens to `save_secrets`, a refused grant as DestinationCredentialError)
 streamed uploads' contract (`Upload`, `ChunkedUpload`), the file class that commits an
 upload only on a clean close, and the fsspec filesystem on top of each provider's few calls
 (dropbox_fs.py, google_drive_fs.py, onedrive_fs.py).
+
+A DestinationError names the provider, the operation and the provider's error code, never
+the path (goalport's paths hold user ids, and these messages reach job rows and run logs).
 """
 
 from __future__ import annotations
@@ -70,10 +73,13 @@ class TokenClient:
         return settings.cloud_drive_endpoint(self.provider, name)
 
     def _expired(self) -> bool:
-        expires_at = self._secrets.get("expires_at", "")
         if not self._secrets.get("access_token"):
             return True
-        return bool(expires_at) and float(expires_at) - _REFRESH_MARGIN_SECONDS < time.time()
+        try:
+            expires_at = float(self._secrets.get("expires_at") or "inf")
+        except ValueError:  # unreadable: treat as expired, a refresh writes a good one
+            return True
+        return expires_at - _REFRESH_MARGIN_SECONDS < time.time()
 
     def refresh(self) -> None:
         """New tokens from the refresh token (RFC 6749 section 6), stored via save_secrets."""

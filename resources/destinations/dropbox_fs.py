@@ -60,21 +60,21 @@ class DropboxFileSystem(CloudDriveFileSystem):
         body = self._check(
             self._rpc("files/list_folder", {"path": f"/{path}" if path else "", "limit": 2000}),
             path,
-            f"list {path or '/'}",
+            "list a folder",
         )
         entries = [self._dropbox_entry(e) for e in body["entries"]]
         while body.get("has_more"):
             body = self._check(
                 self._rpc("files/list_folder/continue", {"cursor": body["cursor"]}),
                 path,
-                f"list {path or '/'}",
+                "list a folder",
             )
             entries += [self._dropbox_entry(e) for e in body["entries"]]
         return [e for e in entries if e["name"] != path]
 
     def _stat(self, path: str) -> dict[str, Any]:
         response = self._rpc("files/get_metadata", {"path": f"/{path}"})
-        return self._dropbox_entry(self._check(response, path, f"look up {path}"))
+        return self._dropbox_entry(self._check(response, path, "look up a file"))
 
     def _read_range(self, path: str, start: int, end: int) -> bytes:
         if end <= start:
@@ -85,7 +85,7 @@ class DropboxFileSystem(CloudDriveFileSystem):
         if response.status_code == 409 and "not_found" in provider_text(response):
             raise self._missing(path)
         if response.status_code not in (200, 206):
-            raise self._failed(f"read {path}", response)
+            raise self._failed("read a file", response)
         data = response.content
         return data if response.status_code == 206 else data[start:end]
 
@@ -93,11 +93,11 @@ class DropboxFileSystem(CloudDriveFileSystem):
         return _DropboxUpload(self, path)
 
     def _delete(self, path: str) -> None:
-        self._check(self._rpc("files/delete_v2", {"path": f"/{path}"}), path, f"delete {path}")
+        self._check(self._rpc("files/delete_v2", {"path": f"/{path}"}), path, "delete")
 
     def _make_folder(self, path: str) -> None:
         response = self._rpc("files/create_folder_v2", {"path": f"/{path}", "autorename": False})
-        self._check(response, path, f"create the folder {path}")
+        self._check(response, path, "create a folder")
 
     def _move(self, source: str, target: str) -> None:
         # files/move_v2 refuses an existing target (409 to/conflict): the old one goes first
@@ -106,7 +106,7 @@ class DropboxFileSystem(CloudDriveFileSystem):
         if response.status_code == 409 and "to/conflict" in provider_text(response):
             self._delete(target)
             response = self._rpc("files/move_v2", arg)
-        self._check(response, source, f"move {source} to {target}")
+        self._check(response, source, "move a file")
 
 
 class _DropboxUpload(ChunkedUpload):
@@ -132,7 +132,7 @@ class _DropboxUpload(ChunkedUpload):
         response = self.fs._content(
             "files/upload_session/append_v2", {"cursor": cursor, "close": False}, piece
         )
-        self.fs._check(response, self.path, f"upload {self.path}")
+        self.fs._check(response, self.path, "upload a file")
 
     def send_last(self, piece: bytes, offset: int) -> None:
         if self.session_id is None:
@@ -142,4 +142,4 @@ class _DropboxUpload(ChunkedUpload):
             response = self.fs._content(
                 "files/upload_session/finish", {"cursor": cursor, "commit": self._commit()}, piece
             )
-        self.fs._check(response, self.path, f"upload {self.path}")
+        self.fs._check(response, self.path, "upload a file")

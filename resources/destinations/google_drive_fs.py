@@ -108,7 +108,7 @@ class GoogleDriveFileSystem(CloudDriveFileSystem):
             headers={"Range": f"bytes={start}-{end - 1}"},
         )
         if response.status_code not in (200, 206):
-            raise self._failed(f"read {path}", response)
+            raise self._failed("read a file", response)
         return response.content if response.status_code == 206 else response.content[start:end]
 
     def _begin_upload(self, path: str) -> Upload:
@@ -137,7 +137,7 @@ class GoogleDriveFileSystem(CloudDriveFileSystem):
                 json={"name": name, "parents": [parent_id]},
             )
         if response.status_code != 200 or "location" not in response.headers:
-            raise self._failed(f"start uploading {path}", response)
+            raise self._failed("start an upload", response)
         return _DriveResumableUpload(self, path, response.headers["location"])
 
     def _delete(self, path: str) -> None:
@@ -146,7 +146,7 @@ class GoogleDriveFileSystem(CloudDriveFileSystem):
         if response.status_code == 404:
             raise self._missing(path)
         if response.status_code not in (200, 204):
-            raise self._failed(f"delete {path}", response)
+            raise self._failed("delete", response)
         self._folder_ids = {
             p: i for p, i in self._folder_ids.items() if p != path and not p.startswith(path + "/")
         }
@@ -163,7 +163,7 @@ class GoogleDriveFileSystem(CloudDriveFileSystem):
             json={"name": name, "mimeType": _FOLDER_TYPE, "parents": [parent_id]},
         )
         if response.status_code != 200:
-            raise self._failed(f"create the folder {path}", response)
+            raise self._failed("create a folder", response)
         self._folder_ids[path] = response.json()["id"]
 
     def _move(self, source: str, target: str) -> None:
@@ -180,13 +180,13 @@ class GoogleDriveFileSystem(CloudDriveFileSystem):
             json={"name": target.rpartition("/")[2]},
         )
         if response.status_code != 200:
-            raise self._failed(f"move {source} to {target}", response)
+            raise self._failed("move a file", response)
         if moving["mimeType"] == _FOLDER_TYPE:
             self._folder_ids = {"": "root"}  # paths below it changed
         if replaced is not None and replaced["id"] != moving["id"]:
             gone = self._api("DELETE", f"files/{quote(replaced['id'])}")
             if gone.status_code not in (200, 204, 404):
-                raise self._failed(f"replace {target}", gone)
+                raise self._failed("replace a file", gone)
 
 
 class _DriveResumableUpload(ChunkedUpload):
@@ -211,11 +211,11 @@ class _DriveResumableUpload(ChunkedUpload):
         last = offset + len(piece) - 1
         response = self._put(piece, f"bytes {offset}-{last}/*")
         if response.status_code != _RESUME_INCOMPLETE:
-            raise self.fs._failed(f"upload {self.path}", response)
+            raise self.fs._failed("upload a file", response)
         if response.headers.get("range") != f"bytes=0-{last}":
             raise DestinationError(
-                f"Google Drive kept {response.headers.get('range') or 'nothing'} of "
-                f"{self.path}, not bytes=0-{last}: the upload was not completed"
+                f"Google Drive kept {response.headers.get('range') or 'nothing'} of the file, "
+                f"not bytes=0-{last}: the upload was not completed"
             )
 
     def send_last(self, piece: bytes, offset: int) -> None:
@@ -223,4 +223,4 @@ class _DriveResumableUpload(ChunkedUpload):
         content_range = f"bytes {offset}-{total - 1}/{total}" if piece else f"bytes */{total}"
         response = self._put(piece, content_range)
         if response.status_code not in (200, 201):
-            raise self.fs._failed(f"finish uploading {self.path}", response)
+            raise self.fs._failed("finish an upload", response)

@@ -45,7 +45,7 @@ class OneDriveFileSystem(CloudDriveFileSystem):
         url: str | None = self._item_url(path, "/children")
         entries = []
         while url:
-            body = self._checked(self.client.request("GET", url), path, f"list {path or '/'}")
+            body = self._checked(self.client.request("GET", url), path, "list a folder")
             entries += [self._graph_entry(self._join(path, i["name"]), i) for i in body["value"]]
             url = body.get("@odata.nextLink")
         return entries
@@ -67,7 +67,7 @@ class OneDriveFileSystem(CloudDriveFileSystem):
         if response.status_code == 404:
             raise self._missing(path)
         if response.status_code not in (200, 206):
-            raise self._failed(f"read {path}", response)
+            raise self._failed("read a file", response)
         return response.content if response.status_code == 206 else response.content[start:end]
 
     def _begin_upload(self, path: str) -> Upload:
@@ -78,7 +78,7 @@ class OneDriveFileSystem(CloudDriveFileSystem):
         if response.status_code == 404:
             raise self._missing(path)
         if response.status_code != 204:
-            raise self._failed(f"delete {path}", response)
+            raise self._failed("delete", response)
 
     def _make_folder(self, path: str) -> None:
         parent, _, name = path.rpartition("/")
@@ -90,7 +90,7 @@ class OneDriveFileSystem(CloudDriveFileSystem):
             json={"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"},
         )
         if response.status_code != 201:
-            raise self._failed(f"create the folder {path}", response)
+            raise self._failed("create a folder", response)
 
     def _move(self, source: str, target: str) -> None:
         # PATCH the item with its new parent (by id) and name; replace what is there
@@ -102,7 +102,7 @@ class OneDriveFileSystem(CloudDriveFileSystem):
             params={"@microsoft.graph.conflictBehavior": "replace"},
             json={"parentReference": {"id": parent_item["id"]}, "name": target.rpartition("/")[2]},
         )
-        self._checked(response, source, f"move {source} to {target}")
+        self._checked(response, source, "move a file")
 
 
 class _GraphUpload(Upload):
@@ -129,7 +129,7 @@ class _GraphUpload(Upload):
                 response = self.fs.client.request(
                     "PUT", self.fs._item_url(self.path, "/content"), content=b""
                 )
-                self.fs._checked(response, self.path, f"upload {self.path}")
+                self.fs._checked(response, self.path, "upload a file")
                 return
             self._upload_session(total)
         finally:
@@ -142,9 +142,7 @@ class _GraphUpload(Upload):
             self.fs._item_url(self.path, "/createUploadSession"),
             json={"item": {"@microsoft.graph.conflictBehavior": "replace"}},
         )
-        upload_url = self.fs._checked(response, self.path, f"start uploading {self.path}")[
-            "uploadUrl"
-        ]
+        upload_url = self.fs._checked(response, self.path, "start an upload")["uploadUrl"]
         offset, chunk_bytes = 0, settings.cloud_drive_chunk_bytes()
         try:
             while offset < total:
@@ -162,7 +160,7 @@ class _GraphUpload(Upload):
                 offset += len(piece)
                 expected = (200, 201) if offset == total else (202,)
                 if response.status_code not in expected:
-                    raise self.fs._failed(f"upload {self.path}", response)
+                    raise self.fs._failed("upload a file", response)
         except BaseException:
             client.request("DELETE", upload_url, authorised=False)
             raise

@@ -106,9 +106,10 @@ def test_an_interrupted_upload_never_leaves_a_file(provider, start_fake, chunked
     if provider != "onedrive":
         assert any(UPLOAD_PATHS[provider](r) for r in fake.requests), "chunks were sent"
     fake.fail_next_upload = True
-    with pytest.raises(DestinationError, match="HTTP 500"):
-        with fs.open("goalport/failed.age", "wb") as f:
+    with pytest.raises(DestinationError, match="HTTP 500") as failed:
+        with fs.open("goalport/user-1234/failed.age", "wb") as f:
             f.write(data)
+    assert "user-1234" not in str(failed.value), "errors never name the path"
     assert fake.files() == {"goalport/keep.age": b"the previous backup"}
 
 
