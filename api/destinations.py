@@ -64,8 +64,10 @@ def _as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, DestinationNotAllowed):
         return ApiError(403, "forbidden", str(exc), field="folder")
     if isinstance(exc, SettingError | KeyCustodyError):
-        # the operator's part is missing (client id, master key): say so without details
-        return ApiError(503, "unavailable", "connecting cloud drives is not set up on this server")
+        # the operator's part is missing (client id, master key): not offered here
+        return ApiError(
+            404, "not_found", "connecting this cloud drive is not set up on this server"
+        )
     if isinstance(exc, DestinationError | BackupConfigError):
         return ApiError(502, "bad_gateway", str(exc))
     raise exc
@@ -76,7 +78,7 @@ def _as_api_error(exc: Exception) -> ApiError:
     response_model=OAuthStartBody,
     responses={
         303: {"description": "with ?redirect=true: to the provider's authorisation page"},
-        **error_responses(400, 401, 403, 404, 422, 429, 503),
+        **error_responses(400, 401, 403, 404, 422, 429),
     },
     summary="Start connecting a cloud drive: the provider's authorisation URL (PKCE)",
 )
@@ -119,7 +121,7 @@ def start(
 @router.get(
     "/oauth/{provider}/callback",
     response_model=OAuthConnectedBody,
-    responses=error_responses(400, 403, 422, 502, 503),
+    responses=error_responses(400, 403, 404, 422, 502),
     summary="Where the provider sends the user back: finish connecting, set the destination",
 )
 def callback(

@@ -82,7 +82,6 @@ STATUS_CODES = {
     422: "invalid",
     429: "rate_limited",
     502: "bad_gateway",
-    503: "unavailable",
 }
 
 

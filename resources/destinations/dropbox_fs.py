@@ -50,8 +50,9 @@ class DropboxFileSystem(CloudDriveFileSystem):
         result: dict[str, Any] = response.json()
         return result
 
-    def _dropbox_entry(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        path = self._strip_protocol(metadata["path_display"])
+    def _dropbox_entry(self, path: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        # named as the caller spelled the folder: Dropbox paths ignore case, and an existing
+        # "/Goalport" must still list as "goalport/..." to whoever asked for "goalport"
         is_folder = metadata[".tag"] == "folder"
         return self._entry(path, 0 if is_folder else int(metadata.get("size", 0)), is_folder)
 
@@ -62,19 +63,21 @@ class DropboxFileSystem(CloudDriveFileSystem):
             path,
             "list a folder",
         )
-        entries = [self._dropbox_entry(e) for e in body["entries"]]
+        entries = [self._dropbox_entry(self._join(path, e["name"]), e) for e in body["entries"]]
         while body.get("has_more"):
             body = self._check(
                 self._rpc("files/list_folder/continue", {"cursor": body["cursor"]}),
                 path,
                 "list a folder",
             )
-            entries += [self._dropbox_entry(e) for e in body["entries"]]
-        return [e for e in entries if e["name"] != path]
+            entries += [
+                self._dropbox_entry(self._join(path, e["name"]), e) for e in body["entries"]
+            ]
+        return entries
 
     def _stat(self, path: str) -> dict[str, Any]:
         response = self._rpc("files/get_metadata", {"path": f"/{path}"})
-        return self._dropbox_entry(self._check(response, path, "look up a file"))
+        return self._dropbox_entry(path, self._check(response, path, "look up a file"))
 
     def _read_range(self, path: str, start: int, end: int) -> bytes:
         if end <= start:

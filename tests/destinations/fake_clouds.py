@@ -421,7 +421,10 @@ class FakeDropbox(FakeCloud):
         if lower in self.store and commit.get("mode", "add") != "overwrite":
             return _dropbox_error(409, "path/conflict/file", {".tag": "path"})
         self._make_parents(commit["path"])
-        self.store[lower] = (commit["path"], data)
+        # the parent keeps the case it was created with; the new name the case given
+        parent, _, name = commit["path"].rpartition("/")
+        display = f"{self.folders.get(parent.lower(), parent)}/{name}"
+        self.store[lower] = (self.store.get(lower, (display,))[0], data)
         return JSONResponse(self._metadata(lower))
 
     def upload(self, arg: dict[str, Any], body: bytes, request: Request) -> Response:

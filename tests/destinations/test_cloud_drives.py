@@ -225,3 +225,16 @@ def test_throttled_requests_wait_and_retry(provider, start_fake, monkeypatch):
     fake.throttle = 2
     with pytest.raises(DestinationError, match=f"{NAMES[provider]} is busy .*after 1 retries"):
         fs.cat_file("goalport/a.age")
+
+
+def test_dropbox_lists_a_folder_as_the_caller_spells_it(start_fake):
+    """Dropbox paths ignore case: a user's existing "Goalport" folder is the "goalport" the
+    destination names, and its files list under the name that was asked for."""
+    fake = start_fake("dropbox")
+    fs, _ = _connect(fake)
+    fs.makedirs("Goalport")
+    fs.pipe_file("goalport/a.age", b"one")
+    assert fs.ls("goalport", detail=False) == ["goalport/a.age"]
+    assert fs.find("goalport") == ["goalport/a.age"]
+    assert fs.info("goalport/A.age")["name"] == "goalport/A.age"
+    assert fake.files() == {"Goalport/a.age": b"one"}

@@ -237,7 +237,7 @@ def test_start_needs_the_backups_scope_and_a_configured_client(
         assert redirect.headers["location"].startswith(os.environ["GOALPORT_DROPBOX_AUTHORIZE_URL"])
         monkeypatch.delenv("GOALPORT_DROPBOX_CLIENT_ID")
         unset = client.get("/api/v1/destinations/oauth/dropbox/start")
-        assert unset.status_code == 503
+        assert unset.status_code == 404
         assert "not set up" in unset.json()["error"]["message"]
 
 
