@@ -122,12 +122,13 @@ def webdav_server(tmp_path_factory) -> Iterator[WebDavServer]:
     server_state = WebDavServer(port, root, live_users)
 
     def gate(environ, start_response):
-        result = app(environ, start_response)
-        if environ["REQUEST_METHOD"] == "PUT" and server_state.revoke_after_put:
-            live_users.clear()  # every password stops working while the upload ends
-        return result
+        try:
+            yield from app(environ, start_response)  # WsgiDAV does the work as it is iterated
+        finally:
+            if environ["REQUEST_METHOD"] == "PUT" and server_state.revoke_after_put:
+                live_users.clear()  # every password stops working as the upload ends
 
-    server = wsgi.Server(("127.0.0.1", port), gate, numthreads=8)
+    server = wsgi.Server(("127.0.0.1", port), gate, numthreads=8, shutdown_timeout=1)
     server.prepare()
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
