@@ -30,10 +30,9 @@ from resources import age, schema
 from resources.audit import new_id, record_audit, utc_now
 from resources.database import ExtractFilter
 from resources.destinations.errors import DestinationError
-from resources.destinations.urls import CLOUD_DRIVES, allowed_destination
+from resources.destinations.urls import allowed_destination
 from resources.schema import as_utc
 from resources.schema import backup_config as config_table
-from resources.storage import ObjectStorage
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 # Formats the importer reads back exactly (the HTML report is for people, not restores).
@@ -230,23 +229,15 @@ def check_recipients(recipients: Iterable[str]) -> tuple[str, ...]:
 
 
 def check_destination(url: str | None) -> str | None:
+    """A destination URL users may choose here (`resources.destinations.urls`), or None for
+    the main storage. Whether it answers is tested where the credentials are given."""
     url = (url or "").strip()
     if not url:
         return None
-    if "://" in url:
-        import fsspec
-
-        protocol = url.split("://", 1)[0]
-        if protocol.lower() in CLOUD_DRIVES:  # goalport's own filesystems, not fsspec's
-            try:
-                return allowed_destination(url).url
-            except DestinationError as exc:
-                raise BackupConfigError(f"destination {url!r}: {exc}") from None
-        try:
-            fsspec.get_filesystem_class(protocol)
-        except (ValueError, ImportError) as exc:
-            raise BackupConfigError(f"destination {url!r}: {exc}") from None
-    return url
+    try:
+        return allowed_destination(url).url
+    except DestinationError as exc:
+        raise BackupConfigError(f"destination: {exc}") from None
 
 
 def get_backup_config(engine: sa.Engine, user_id: str) -> BackupConfig | None:
@@ -399,13 +390,6 @@ def load_configs(engine: sa.Engine, user_ids: Sequence[str]) -> dict[str, Backup
             sa.select(config_table).where(config_table.c.userId.in_(list(user_ids)))
         ).mappings()
         return {r["userId"]: BackupConfig.from_row(r) for r in rows}
-
-
-def backup_destination(config: BackupConfig, storage: ObjectStorage) -> ObjectStorage:
-    """Where this configuration's backups go: its destination URL, else the main storage."""
-    if not config.destination_url:
-        return storage
-    return ObjectStorage(url=config.destination_url)
 
 
 def _slot_matches(day: dt.date, frequency: str) -> bool:

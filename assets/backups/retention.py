@@ -24,12 +24,14 @@ from assets.backups.config import (
     BACKUP_EXPORT_TYPE,
     BackupConfig,
     Retention,
-    backup_destination,
     delete_backup_config,
     get_backup_config,
 )
+from assets.backups.places import backup_places
 from assets.exports.job_status import ExportStatus, expire_jobs
 from resources.audit import record_audit
+from resources.destinations.errors import DestinationError
+from resources.keys import KeyVault
 from resources.schema import data_export_job as job_table
 from resources.storage import ObjectStorage
 from resources.storage_layout import backup_folder, backup_time_of
@@ -72,28 +74,33 @@ def apply_retention(
     *,
     newest_verified: str,
     timezone: str = "UTC",
+    earlier: Sequence[ObjectStorage] = (),
 ) -> list[str]:
     """Delete the user's backups the policy lets go, all older than `newest_verified` (a
-    backup that has just passed its restore drill); returns the deleted URLs."""
+    backup that has just passed its restore drill at `destination`); returns the deleted
+    URLs. Backups at `earlier` destinations (ones the user has left) count with the rest:
+    the policy keeps the newest wherever they are."""
     newest_time = backup_time_of(newest_verified)
     if newest_time is None:
         raise ValueError(f"{newest_verified!r} is not a backup file's key")
-    files = {}
+    files: dict[tuple[int, str], dt.datetime] = {}
     folder = backup_folder(user_id)
-    for key in destination.list(folder):
-        created = backup_time_of(key)
-        if created is not None and posixpath.dirname(key) == folder:
-            files[key] = created
+    places = [destination, *earlier]
+    for index, place in enumerate(places):
+        for key in place.list(folder):
+            created = backup_time_of(key)
+            if created is not None and posixpath.dirname(key) == folder:
+                files[(index, key)] = created
     doomed_times = set(backups_to_delete(list(files.values()), retention, timezone))
     doomed = [
-        k
-        for k, t in files.items()
-        if t in doomed_times and t < newest_time and k != newest_verified
+        (index, k)
+        for (index, k), t in files.items()
+        if t in doomed_times and t < newest_time and not (index == 0 and k == newest_verified)
     ]
     deleted = []
-    for key in sorted(doomed):
-        destination.delete(key)
-        deleted.append(destination.object_url(key))
+    for index, key in sorted(doomed):
+        places[index].delete(key)
+        deleted.append(places[index].object_url(key))
     if deleted:
         with engine.begin() as conn:
             expire_jobs(conn, file_urls=deleted)
@@ -122,18 +129,32 @@ class BackupFile:
     verified: bool  # passed its restore drill when written
 
 
-def list_backups(
+@dataclass
+class BackupListing:
+    files: list[BackupFile]  # newest first, wherever they are
+    unreachable: dict[str, str]  # a destination's URL -> why it could not be listed
+
+
+def list_backup_files(
     engine: sa.Engine,
     storage: ObjectStorage,
     user_id: str,
     config: BackupConfig | None = None,
-) -> list[BackupFile]:
-    """The user's backup files at their destination, newest first."""
+    keys: KeyVault | None = None,
+) -> BackupListing:
+    """The user's backup files at their destination and at every earlier one that still
+    holds some, newest first; the places that could not be reached, with the reason."""
     config = config or get_backup_config(engine, user_id) or BackupConfig(user_id=user_id)
-    destination = backup_destination(config, storage)
-    created = {k: t for k in destination.list(backup_folder(user_id)) if (t := backup_time_of(k))}
-    keys = list(created)
-    urls = [destination.object_url(k) for k in keys]
+    places = backup_places(engine, keys or KeyVault(), storage, config)
+    found: list[tuple[ObjectStorage, str, dt.datetime]] = []
+    for place in places.all:
+        try:
+            listed = place.list(backup_folder(user_id))
+        except DestinationError as exc:
+            places.unreachable[place.root] = str(exc)
+            continue
+        found.extend((place, k, t) for k in listed if (t := backup_time_of(k)))
+    urls = [place.object_url(k) for place, k, _ in found]
     with engine.connect() as conn:
         verified = set(
             conn.execute(
@@ -149,24 +170,37 @@ def list_backups(
         BackupFile(
             url=url,
             key=key,
-            created_at=created[key],
-            size=int(destination.info(key).get("size") or 0),
+            created_at=created,
+            size=int(place.info(key).get("size") or 0),
             encrypted=key.endswith(".age"),
             verified=url in verified,
         )
-        for key, url in zip(keys, urls, strict=True)
+        for (place, key, created), url in zip(found, urls, strict=True)
     ]
-    return sorted(files, key=lambda f: f.created_at, reverse=True)
+    files.sort(key=lambda f: f.created_at, reverse=True)
+    return BackupListing(files, places.unreachable)
 
 
-def erase_user_backups(engine: sa.Engine, storage: ObjectStorage, user_id: str) -> int:
-    """Delete every backup file of the user (main storage and their configured destination)
-    and their configuration; returns the number of files deleted. For erasure, which also
-    destroys the user's key so that copies elsewhere become unreadable."""
-    config = get_backup_config(engine, user_id)
-    places = [storage]
-    if config is not None and config.destination_url:
-        places.append(backup_destination(config, storage))
-    deleted = sum(place.delete_prefix(backup_folder(user_id)) for place in places)
+def list_backups(
+    engine: sa.Engine,
+    storage: ObjectStorage,
+    user_id: str,
+    config: BackupConfig | None = None,
+    keys: KeyVault | None = None,
+) -> list[BackupFile]:
+    """The user's backup files wherever they are (see `list_backup_files`), newest first."""
+    return list_backup_files(engine, storage, user_id, config, keys).files
+
+
+def erase_user_backups(
+    engine: sa.Engine, storage: ObjectStorage, user_id: str, keys: KeyVault | None = None
+) -> int:
+    """Delete every backup file of the user (main storage, their destination and every
+    earlier one) and their configuration; returns the number of files deleted. For erasure,
+    which also destroys the user's key so that copies elsewhere become unreadable."""
+    config = get_backup_config(engine, user_id) or BackupConfig(user_id=user_id)
+    places = backup_places(engine, keys or KeyVault(), storage, config)
+    everywhere = {p.root: p for p in [storage, *places.all]}
+    deleted = sum(place.delete_prefix(backup_folder(user_id)) for place in everywhere.values())
     delete_backup_config(engine, user_id)
     return deleted

@@ -33,16 +33,19 @@ from assets.backups.config import (
     BACKUP_EXPORT_TYPE,
     BackupConfig,
     BackupError,
-    backup_destination,
     load_configs,
     next_backup_after,
 )
+from assets.backups.places import backup_places, current_destination, forget_emptied_place
 from assets.backups.retention import apply_retention
 from assets.exports.batches import render_batch
+from assets.exports.job_rows import ExportJob
 from assets.exports.job_status import ExportStatus, complete_job, fail_jobs
+from assets.exports.notifications import queue_notification
 from resources import age
 from resources.audit import UserErasedError, record_audit, subject_ref, utc_now
 from resources.database import AppDatabase, ExtractFilter
+from resources.destinations.errors import DestinationCredentialError, DestinationError
 from resources.erasure_fence import (
     erased_users,
     fenced_transaction,
@@ -142,9 +145,20 @@ def _load_backup_jobs(engine: sa.Engine, job_ids: Sequence[str], batch_id: str) 
     return held
 
 
-def _fail_job(engine: sa.Engine, job: dict, message: str, run_id: str | None) -> None:
+# The notification a backup whose destination refused its credentials sends: the user
+# must reconnect it, and no backup is made until they do.
+BACKUP_DESTINATION_FAILED = "backup.destination_failed"
+
+
+def _fail_job(
+    engine: sa.Engine, job: dict, message: str, run_id: str | None, *, notify: bool = False
+) -> None:
     with engine.begin() as conn:
-        fail_jobs(conn, [job["id"]], message, batch_id=job["batchId"], run_id=run_id)
+        failed = fail_jobs(conn, [job["id"]], message, batch_id=job["batchId"], run_id=run_id)
+        if notify and failed:
+            queue_notification(
+                conn, ExportJob.from_row(job), BACKUP_DESTINATION_FAILED, {"error": message}
+            )
 
 
 def check_encryption_keys(keys: KeyVault) -> str:
@@ -185,8 +199,8 @@ def run_backup_batch(
         j["userId"]: configs.get(j["userId"]) or BackupConfig(user_id=j["userId"]) for j in jobs
     }
 
-    def fail(job: dict, message: str) -> None:
-        _fail_job(engine, job, message, run_id)
+    def fail(job: dict, message: str, *, notify: bool = False) -> None:
+        _fail_job(engine, job, message, run_id, notify=notify)
         outcome.failed[job["userId"]] = message
         if on_user_done is not None:
             on_user_done(job["userId"], None, message)
@@ -250,8 +264,9 @@ def run_backup_batch(
                 age.AgeError,
                 OSError,
                 UserErasedError,
+                DestinationError,
             ) as exc:
-                fail(job, str(exc))
+                fail(job, str(exc), notify=isinstance(exc, DestinationCredentialError))
                 continue
             outcome.completed.append(result)
             if on_user_done is not None:
@@ -287,11 +302,19 @@ def _write_and_verify(
         payload = age.encrypt(archive, recipients=[goalport_recipient, *config.recipients])
     else:
         payload = archive
-    destination = backup_destination(config, storage)
+    destination = current_destination(engine, keys, config, storage)
     key = backup_key(user_id, created_at, config.encrypt)
     stored = destination.write_bytes(key, payload)
     try:
         verified = _restore_drill(destination, keys, key, config, user_id, counts)
+    except DestinationError:
+        # the destination stopped answering between the write and the read: the file is
+        # left unverified (listed as such) if it cannot be deleted either
+        try:
+            destination.delete(key)
+        except (DestinationError, StorageError, OSError):
+            pass
+        raise
     except (BackupError, StorageError, KeyCustodyError) as exc:
         destination.delete(key)
         raise BackupVerificationError(
@@ -366,6 +389,7 @@ def _write_and_verify(
         next_backup_at=next_at if config.id is not None else None,
     )
     try:
+        places = backup_places(engine, keys, storage, config, current=destination)
         result.retention_deleted = apply_retention(
             engine,
             destination,
@@ -373,8 +397,11 @@ def _write_and_verify(
             config.retention,
             newest_verified=key,
             timezone=config.timezone,
+            earlier=places.earlier,
         )
-    except (StorageError, OSError) as exc:
+        for place in places.earlier:
+            forget_emptied_place(engine, place, user_id, [destination.root])
+    except (StorageError, OSError, DestinationError) as exc:
         # the error names the user's storage key: the log line (Dagster's event log in
         # production) gets the pseudonym and the error's kind only
         log.warning(

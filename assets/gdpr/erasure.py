@@ -57,6 +57,8 @@ from assets.gdpr.erasure_verify import (
 )
 from resources import schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
+from resources.destinations.credentials import forget_subject_credentials
+from resources.destinations.storage import place_opener
 from resources.erasure_fence import (
     erased_users,
     file_locations,
@@ -659,16 +661,19 @@ def _delete_files(
     state["destinations"] = list(
         dict.fromkeys([*state["destinations"], *(loc.storage_url for loc in located)])
     )
+    # a user's own destination opens with their stored credentials (kept, by pseudonym,
+    # until the erasure completes)
+    open_place = place_opener(engine, request.subject_ref)
     recorded, gone = 0, []
     for location in located:
-        place = location.storage()
+        place = open_place(location.storage_url)
         recorded += place.delete_prefix(location.key)  # a file, or a folder (backups)
         if not place.list_including_unfinished(location.key):
             gone.append(location.id)
     deleted["recordedLocations"] = recorded
     deleted["otherStorages"] = sum(
         place.delete_prefix(p)
-        for place in other_storages(storage, state["destinations"])
+        for place in other_storages(storage, state["destinations"], open_place)
         for p in user_prefixes(user_id).values()
     )
     with engine.begin() as conn:
@@ -737,6 +742,8 @@ def _finish(
             .where(requests_table.c.id == request.id, requests_table.c.status == ERASING)
             .values(**values)
         )
+        if done.rowcount == 1 and passed:  # nothing is left where they were: no way in
+            forget_subject_credentials(conn, request.subject_ref)
         if done.rowcount == 1:
             record_audit(
                 conn,

@@ -13,13 +13,15 @@ were measured 50x and 2x slower for a batch of 50 (bench/erasure_bench.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from resources import schema
+from resources.audit import subject_ref
+from resources.destinations.storage import place_opener
 from resources.storage import ObjectStorage
 from resources.storage_layout import USER_AREAS, user_prefixes
 
@@ -71,10 +73,15 @@ def any_of_pattern(values: Sequence[str]) -> str:
     return "|".join(_REGEX_SPECIAL.sub(r"\\\1", v) for v in values)
 
 
-def other_storages(storage: ObjectStorage, destinations: Sequence[str]) -> list[ObjectStorage]:
-    """Every storage root in `destinations` other than the main one."""
+def other_storages(
+    storage: ObjectStorage,
+    destinations: Sequence[str],
+    open_place: Callable[[str], ObjectStorage] = lambda url: ObjectStorage(url=url),
+) -> list[ObjectStorage]:
+    """Every storage root in `destinations` other than the main one, opened by `open_place`
+    (a user's destination with their credentials: `resources.destinations.storage`)."""
     roots = dict.fromkeys(d for d in destinations if ObjectStorage(url=d).root != storage.root)
-    return [ObjectStorage(url=url) for url in roots]
+    return [open_place(url) for url in roots]
 
 
 def _as_text(column: sa.ColumnElement) -> sa.ColumnElement:
@@ -180,7 +187,8 @@ def verify_erased_many(
     results = []
     for subject in subjects:
         prefixes = user_prefixes(subject.user_id)
-        others = other_storages(storage, subject.destinations)
+        opener = place_opener(engine, subject_ref(subject.user_id))
+        others = other_storages(storage, subject.destinations, opener)
         # temporary files of interrupted writes and unfinished uploads count: they hold bytes
         objects = sum(len(storage.list_including_unfinished(p)) for p in prefixes.values())
         objects += sum(

@@ -39,9 +39,10 @@ from resources.storage_layout import BACKUPS_PREFIX
 def _backup_error_types() -> tuple[type[Exception], ...]:
     from assets.backups.config import BackupError
     from resources.age import AgeError
+    from resources.destinations.errors import DestinationError
     from resources.keys import KeyCustodyError
 
-    return (BackupError, KeyCustodyError, AgeError)
+    return (BackupError, KeyCustodyError, AgeError, DestinationError)
 
 
 # Backup, key and age errors end as one clear line and exit status 1.
@@ -104,7 +105,18 @@ def backup() -> None:
 @click.option("--timezone", help="IANA zone for the local 02:00 backup time, e.g. Europe/Berlin")
 @click.option("--include", multiple=True, help="module kinds to back up (e.g. fitness,bible); all")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "xlsx", "parquet"]))
-@click.option("--destination", help="folder or s3://bucket/prefix; 'default' = main storage")
+@click.option(
+    "--destination",
+    help="s3://, az://, gs://, webdav+https://, sftp://user@host/... (see README); "
+    "'default' = main storage. Tested before it is saved",
+)
+@click.option(
+    "--credentials-stdin",
+    is_flag=True,
+    help='read the destination\'s secrets as JSON from stdin ({"password": "..."})',
+)
+@click.option("--key-file", type=click.Path(dir_okay=False), help="sftp: SSH key; gs: key JSON")
+@click.option("--host-key-fingerprint", help="sftp: the SHA256:... the server's key must have")
 @click.option("--encrypt/--no-encrypt", "encrypt", default=None, help="age encryption (default on)")
 @click.option("--recipient", "recipients", multiple=True, help="your own age1... public key")
 @click.option("--clear-recipients", is_flag=True, help="remove your own recipients")
@@ -122,6 +134,9 @@ def backup_config(
     include,
     fmt,
     destination,
+    credentials_stdin,
+    key_file,
+    host_key_fingerprint,
     encrypt,
     recipients,
     clear_recipients,
@@ -147,8 +162,17 @@ def backup_config(
     if include:
         kinds = split_csv(include)
         changes["include"] = None if [k.lower() for k in kinds] == ["all"] else kinds
-    if destination is not None:
-        changes["destination_url"] = None if destination in ("", "default") else destination
+    if destination is not None and destination not in ("", "default"):
+        changes["destination_url"] = _connect(
+            database.engine,
+            user_id,
+            destination,
+            credentials_stdin=credentials_stdin,
+            key_file=key_file,
+            host_key_fingerprint=host_key_fingerprint,
+        )
+    elif destination is not None:
+        changes["destination_url"] = None
     current = get_backup_config(database.engine, user_id)
     if clear_recipients or recipients:
         kept = () if clear_recipients or current is None else current.recipients
@@ -172,6 +196,38 @@ def backup_config(
     if not config.encrypt:
         click.echo("warning: backups are stored UNENCRYPTED (--encrypt turns it back on)", err=True)
     _echo_config(config)
+
+
+def _connect(
+    engine,
+    user_id: str,
+    url: str,
+    *,
+    credentials_stdin: bool,
+    key_file: str | None,
+    host_key_fingerprint: str | None,
+) -> str:
+    """Check `url`, take its secrets, test it, store them: the URL to save in the config."""
+    from assets.backups.config import check_destination
+    from pipelines.cli.destination_setup import gather_secrets, sftp_host_key_secret
+    from resources.destinations.credentials import load_destination_credentials
+    from resources.destinations.errors import DestinationError
+    from resources.destinations.storage import connect_destination
+
+    checked = check_destination(url)
+    assert checked is not None, "not empty"
+    scheme = checked.split("://", 1)[0]
+    vault = _key_vault()
+    stored = load_destination_credentials(engine, vault, user_id, checked)
+    secrets = gather_secrets(scheme, from_stdin=credentials_stdin, key_file=key_file, stored=stored)
+    if scheme == "sftp" and "host_key" not in secrets:
+        secrets["host_key"] = sftp_host_key_secret(checked, host_key_fingerprint, stored)
+    try:
+        connect_destination(engine, vault, user_id, checked, secrets)
+    except DestinationError as exc:
+        raise UserError(f"the destination test failed, nothing was saved: {exc}") from None
+    click.echo("destination tested: a test file was written, read back and deleted", err=True)
+    return checked
 
 
 @backup.command("run")
@@ -215,14 +271,17 @@ def backup_run(user_ids) -> None:
 def backup_list(user_id) -> None:
     """USER_ID's backup configuration and backup files, newest first."""
     from assets.backups.config import get_backup_config
-    from assets.backups.retention import list_backups
+    from assets.backups.retention import list_backup_files
 
     database = open_database()
     config = get_backup_config(database.engine, user_id)
     if config is not None:
         _echo_config(config)
         click.echo("")
-    files = list_backups(database.engine, open_storage(), user_id, config)
+    listing = list_backup_files(database.engine, open_storage(), user_id, config, _key_vault())
+    for url, why in listing.unreachable.items():
+        click.echo(f"UNREACHABLE	{url}	{why}", err=True)
+    files = listing.files
     if not files:
         click.echo(f"no backups of {user_id}")
         return
@@ -272,8 +331,7 @@ def backup_restore(
     from assets.backups.archive import open_backup
     from resources import age
 
-    source = read_file(file)
-    data, name = source.data, source.location
+    data, name = _read_backup(file, user_id)
     passphrase = None
     if passphrase_env:
         passphrase = passphrase_from(passphrase_env)
@@ -314,6 +372,32 @@ def backup_restore(
         requested_by="cli backup restore",
         yes=yes,
     )
+
+
+def _read_backup(location: str, user_id: str | None) -> tuple[bytes, str]:
+    """The bytes of a backup file: at one of the user's destinations (current or earlier,
+    opened with their credentials), else a path or URL goalport reads itself."""
+    from resources.destinations.storage import is_user_destination
+
+    if user_id and is_user_destination(location):
+        from assets.backups.config import BackupConfig, get_backup_config
+        from assets.backups.places import backup_places
+
+        engine = open_database().engine
+        config = get_backup_config(engine, user_id) or BackupConfig(user_id=user_id)
+        places = backup_places(engine, _key_vault(), open_storage(), config)
+        for place in places.all:
+            key = place.key_of(location)
+            if key is not None and place.root != open_storage().root:
+                return place.read_bytes(key), location
+        if places.unreachable:
+            raise UserError(
+                f"{location}: not at a destination of user {user_id} that could be reached ("
+                + "; ".join(places.unreachable.values())
+                + ")"
+            )
+    source = read_file(location)
+    return source.data, source.location
 
 
 def _write_private(path: str, data: bytes) -> None:

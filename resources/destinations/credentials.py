@@ -45,7 +45,17 @@ def save_destination_credentials(
     secrets: Mapping[str, str],
 ) -> None:
     """Store (or replace) the user's secrets for `destination_url`, wrapped."""
-    subject = subject_ref(user_id)
+    save_subject_credentials(engine, keys, subject_ref(user_id), destination_url, secrets)
+
+
+def save_subject_credentials(
+    engine: sa.Engine,
+    keys: KeyVault,
+    subject: str,
+    destination_url: str,
+    secrets: Mapping[str, str],
+) -> None:
+    """As `save_destination_credentials`, by pseudonym (a token refreshed during erasure)."""
     plain = json.dumps(_check_secrets(secrets), sort_keys=True).encode()
     wrapped, master_id = keys.wrap_secret(
         destination_secret_context(subject, destination_url), plain
@@ -132,3 +142,13 @@ def forget_subject_credentials(
     if keep:
         statement = statement.where(credential_table.c.destinationUrl.not_in(sorted(keep)))
     return conn.execute(statement).rowcount
+
+
+def forget_place_credentials(conn: sa.Connection, subject: str, destination_url: str) -> int:
+    """Delete the user's (by pseudonym) credentials for one place; how many rows went."""
+    return conn.execute(
+        credential_table.delete().where(
+            credential_table.c.subjectRef == subject,
+            credential_table.c.destinationUrl == destination_url,
+        )
+    ).rowcount

@@ -8,7 +8,7 @@ and returns the provider's authorisation URL. `finish_connection` takes what the
 sent back to the redirect URI (`code` and `state`, or `error`): it deletes the row first, so
 a state works once whatever happens next, refuses an unknown, used, expired or another
 user's state, exchanges the code with the verifier, tries the destination (writes, reads
-back and deletes a small file) and stores the tokens with `save_destination_credentials`,
+back and deletes a small file: `storage.connect_destination`) and stores the tokens
 wrapped. Setting the backup destination is the caller's (the API and the CLI) next step.
 
 The client id and secret are the operator's (`GOALPORT_<PROVIDER>_CLIENT_ID`/`_SECRET`);
@@ -33,12 +33,11 @@ from resources import settings
 from resources.audit import record_audit, utc_now
 from resources.destinations.cloud_drives import (
     CLOUD_DRIVE_SCHEMES,
-    cloud_drive_filesystem,
     provider_name,
     tokens_from_response,
 )
-from resources.destinations.credentials import save_destination_credentials
 from resources.destinations.errors import DestinationError
+from resources.destinations.storage import connect_destination
 from resources.destinations.urls import allowed_destination
 from resources.keys import KeyVault
 from resources.schema import as_utc
@@ -71,7 +70,6 @@ _PROVIDER_PARAMETERS: dict[str, dict[str, str]] = {
     "onedrive": {"scope": "offline_access Files.ReadWrite", "response_mode": "query"},
 }
 _ERROR_CODE = re.compile(r"[a-z_]{1,40}")  # RFC 6749 error codes; anything else is not shown
-_PROBE_BYTES = b"goalport checks it can write here; this file is deleted at once\n"
 
 
 class OAuthError(DestinationError):
@@ -230,8 +228,12 @@ def finish_connection(
     ).decode()
     tokens = _exchange_code(provider, code, verifier, str(row["redirectUri"]))
     destination_url = str(row["destinationUrl"])
-    tokens = _try_destination(destination_url, tokens)
-    save_destination_credentials(engine, keys, owner, destination_url, tokens)
+    try:  # "test this destination" (write, read back, delete), then store the tokens
+        connect_destination(engine, keys, owner, destination_url, tokens)
+    except DestinationError as exc:
+        raise OAuthError(
+            f"{name} answered, but backups could not be written there: {exc}"
+        ) from None
     with engine.begin() as conn:
         record_audit(
             conn,
@@ -279,25 +281,6 @@ def _exchange_code(provider: str, code: str, verifier: str, redirect_uri: str) -
             f"goalport's access in your {name} settings and connect again"
         )
     return tokens
-
-
-def _try_destination(destination_url: str, tokens: dict[str, str]) -> dict[str, str]:
-    """Write, read back and delete a small file where backups will go; returns the tokens
-    (refreshed, should that have happened meanwhile)."""
-    current = dict(tokens)
-    fs = cloud_drive_filesystem(destination_url, current, current.update)
-    probe = f"{destination_url}/.goalport-check-{secrets.token_hex(6)}"
-    try:
-        fs.pipe_file(probe, _PROBE_BYTES)
-        read_back = fs.cat_file(probe)
-        fs.rm_file(probe)
-    except (DestinationError, OSError) as exc:
-        raise OAuthError(
-            f"connected, but goalport could not write to {destination_url}: {exc}"
-        ) from None
-    if read_back != _PROBE_BYTES:
-        raise OAuthError(f"connected, but {destination_url} did not give back what was written")
-    return current
 
 
 def parse_redirect(pasted: str) -> dict[str, str]:

@@ -52,7 +52,7 @@ class Destination:
     """A parsed destination URL. `root` is the folder in the service's own terms
     (`bucket/prefix`, `/path`), `host` where requests go (checked against the allow-list)."""
 
-    url: str  # as given, stripped; it holds no secret
+    url: str  # as given, without a trailing '/'; it holds no secret
     scheme: str
     host: str
     port: int | None
@@ -105,7 +105,10 @@ def parse_destination(url: str) -> Destination:
             "a destination is a URL such as s3://bucket/folder or sftp://user@host/folder; "
             "a local path is not a destination (the operator's --out is)"
         )
-    scheme = url.split("://", 1)[0].lower()
+    scheme, rest = url.split("://", 1)
+    scheme = scheme.lower()
+    base, separator, query = rest.partition("?")
+    url = f"{scheme}://{base.rstrip('/')}{separator}{query}"  # one spelling per place
     if scheme in ("file", "local", "memory"):
         raise DestinationNotAllowed(f"{scheme}:// is a local path, not a destination")
     if scheme not in SCHEMES:

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import zipfile
 from pathlib import Path
@@ -183,16 +184,25 @@ def test_restore_verifies_and_every_damage_is_a_clear_error(users, tmp_path, mon
         assert not out.exists(), args
 
 
-def test_backups_to_s3(users, s3_url, pg_url):
+def test_backups_to_s3(users, s3_url, s3_endpoint, pg_url):
     user = users[2]
     destination = f"{s3_url}/user-backups"
-    ok("backup", "config", user, "--destination", destination, "--keep-last", "1")
+    secrets = json.dumps({"access_key_id": "testing", "secret_access_key": "testing"})
+    ok(
+        "backup", "config", user, "--destination", f"{destination}?endpoint={s3_endpoint}",
+        "--credentials-stdin", "--keep-last", "1", input=secrets,
+    )  # fmt: skip
     first = backup_url(ok("backup", "run", user))
     second = backup_url(ok("backup", "run", user))
     assert second.startswith(f"{destination}/backups/{user}/goalport-backup-")
+    assert second.endswith(f".age?endpoint={s3_endpoint}")
     remote = ObjectStorage(url=destination)
-    assert remote.list(f"backups/{user}") == [second.removeprefix(destination + "/")]
-    assert not remote.exists(first.removeprefix(destination + "/"))
+
+    def key(url: str) -> str:
+        return url.partition("?")[0].removeprefix(destination + "/")
+
+    assert remote.list(f"backups/{user}") == [key(second)]
+    assert not remote.exists(key(first))
     assert "verified" in ok("backup", "restore", second, "--user", user, "--verify-only")
     listed = ok("backup", "list", user)
     assert second in listed and first not in listed
@@ -278,9 +288,13 @@ def test_retention_keeps_the_newest_verified_and_deletes_only_after_one(users, p
     assert [k.rsplit("/", 1)[1] for k in store.list(f"backups/{user}")] == names[1:]
 
     # A backup that cannot be written is not verified: nothing older is deleted.
-    blocked = tmp_path / "not-a-folder"
-    blocked.write_text("a file where a folder should be")
-    ok("backup", "config", user, "--destination", str(blocked), "--keep-last", "1")
+    from assets.backups.config import save_backup_config
+
+    with socket.socket() as s:  # a destination nothing answers at, saved without its test
+        s.bind(("127.0.0.1", 0))
+        closed = f"s3://bucket-1/x?endpoint=http://127.0.0.1:{s.getsockname()[1]}"
+    engine = AppDatabase(url=pg_url).engine
+    save_backup_config(engine, user, destination_url=closed, retention={"keep_last": 1})
     result = goalport("backup", "run", user)
     assert result.exit_code == 1 and "FAILED" in result.stderr
     ok("backup", "config", user, "--destination", "default")

@@ -1,5 +1,6 @@
-"""Fake cloud drives (tests/destinations/fake_clouds.py) on loopback, with goalport's
-settings pointed at them; goalport's API on loopback for the OAuth callbacks."""
+"""The loopback servers of tests/destinations/servers.py, as session fixtures here; the fake
+cloud drives (tests/destinations/fake_clouds.py) with goalport's settings pointed at them;
+goalport's API on loopback for the OAuth callbacks."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from tests.destinations.fake_clouds import (
     point_goalport_at,
     serve,
     stop,
+)
+from tests.destinations.servers import (  # noqa: F401 - fixtures
+    azurite_server,
+    gcs_server,
+    s3_auth_server,
+    ssh_server,
+    webdav_server,
 )
 
 # one request carries the smallest chunk goalport allows, so a few MB take several requests

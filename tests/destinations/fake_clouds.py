@@ -180,6 +180,7 @@ class FakeCloud:
         self.app.add_middleware(_RecordMiddleware, cloud=self)
         self.fail_next_upload = False  # answer the next upload chunk with a 500
         self.throttle = 0  # answer this many next requests 429 "slow down"
+        self.commits = 0  # files created or replaced, by any kind of upload
 
     def routes(self) -> list[Route]:
         return [
@@ -425,6 +426,7 @@ class FakeDropbox(FakeCloud):
         parent, _, name = commit["path"].rpartition("/")
         display = f"{self.folders.get(parent.lower(), parent)}/{name}"
         self.store[lower] = (self.store.get(lower, (display,))[0], data)
+        self.commits += 1
         return JSONResponse(self._metadata(lower))
 
     def upload(self, arg: dict[str, Any], body: bytes, request: Request) -> Response:
@@ -674,6 +676,7 @@ class FakeGoogleDrive(FakeCloud):
         else:
             status = 200
         self.items[file_id]["data"] = bytes(data)
+        self.commits += 1
         return JSONResponse(self._resource(file_id), status)
 
 
@@ -837,6 +840,7 @@ class FakeOneDrive(FakeCloud):
         existed = path in self.store
         self._parents(path)
         self.store[path] = await request.body()
+        self.commits += 1
         return JSONResponse(self._item(path), 200 if existed else 201)
 
     async def create_session(self, request: Request, path: str) -> Response:
@@ -897,6 +901,7 @@ class FakeOneDrive(FakeCloud):
             )
         self._parents(path)
         self.store[path] = bytes(data)
+        self.commits += 1
         return JSONResponse(self._item(path), 200 if existed else 201)
 
 

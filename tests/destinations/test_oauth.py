@@ -130,10 +130,7 @@ def test_the_whole_flow_through_the_api(provider, start_fake, connect_api, datab
     assert get_backup_config(database.engine, users[0]).destination_url == destination
     assert load_destination_credentials(database.engine, vault, users[1], destination) == {}
     # the destination was tried (a small file written, read back, deleted) before saving
-    assert fake.files() == {}
-    assert any(
-        "goalport-check" in r.path or "goalport-check" in str(r.headers) for r in fake.requests
-    )
+    assert fake.commits >= 1 and fake.files() == {}
     assert _pending_states(database.engine) == []
 
     replayed = httpx.get(back_to)  # the same callback again: the state was single use

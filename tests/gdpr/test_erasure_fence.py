@@ -226,20 +226,27 @@ def test_out_copies_are_erased_from_where_they_were_written(world, tmp_path, s3_
     assert ObjectStorage(url=str(copies)).list(f"exports/{world.other}"), "another's copy went"
 
 
-def test_backups_at_a_destination_the_user_left_are_erased(world, tmp_path):
+def test_backups_at_a_destination_the_user_left_are_erased(world, s3_url, s3_endpoint, monkeypatch):
     """Backups written to destination A stay there when the user moves to B; erasure finds
-    A through the recorded location. Without DAGSTER_HOME the receipt says the Dagster run
-    history was not searched (it does not pretend)."""
-    first, second = tmp_path / "dest-a", tmp_path / "dest-b"
+    A through the recorded location (and opens it with the user's stored credentials).
+    Without DAGSTER_HOME the receipt says the Dagster run history was not searched (it does
+    not pretend)."""
+    from resources import keys
+
+    monkeypatch.setenv(keys.MASTER_KEY_ENV, keys.new_master_key())  # wraps the credentials
+    first, second = f"{s3_url}/dest-a", f"{s3_url}/dest-b"
+    secrets = '{"access_key_id": "testing", "secret_access_key": "testing"}'
     cli = CliRunner()
     for args in (
-        ["backup", "config", world.victim, "--enable", "--no-encrypt", "--destination", str(first)],
+        ["backup", "config", world.victim, "--enable", "--no-encrypt", "--destination",
+         f"{first}?endpoint={s3_endpoint}", "--credentials-stdin"],
         ["backup", "run", world.victim],
-        ["backup", "config", world.victim, "--destination", str(second)],
-    ):
-        result = cli.invoke(goalport, args)
+        ["backup", "config", world.victim, "--destination", f"{second}?endpoint={s3_endpoint}",
+         "--credentials-stdin"],
+    ):  # fmt: skip
+        result = cli.invoke(goalport, args, input=secrets)
         assert result.exit_code == 0, result.output
-    assert ObjectStorage(url=str(first)).list(f"backups/{world.victim}")
+    assert ObjectStorage(url=first).list(f"backups/{world.victim}")
 
     result = cli.invoke(goalport, ["gdpr", "erase", world.victim, "--now"])
 
