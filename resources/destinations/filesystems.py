@@ -113,7 +113,10 @@ def _azure(destination: Destination, secrets: Mapping[str, str]) -> fsspec.Abstr
 
 
 def _gcs(destination: Destination, secrets: Mapping[str, str]) -> fsspec.AbstractFileSystem:
-    import gcsfs
+    # the JSON API's filesystem: gcsfs's default (ExtendedGcsFileSystem) first asks over
+    # gRPC what kind of bucket it is, which an endpoint speaking only the JSON API (an
+    # emulator, some S3-style gateways) answers with a minute-long timeout
+    from gcsfs.core import GCSFileSystem
 
     token: object
     if secrets.get("service_account_json"):
@@ -136,7 +139,7 @@ def _gcs(destination: Destination, secrets: Mapping[str, str]) -> fsspec.Abstrac
     }
     if destination.endpoint:
         options["endpoint_url"] = destination.endpoint
-    return gcsfs.GCSFileSystem(**options)
+    return GCSFileSystem(**options)
 
 
 def _webdav(destination: Destination, secrets: Mapping[str, str]) -> fsspec.AbstractFileSystem:
@@ -297,6 +300,8 @@ def _is_refusal(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, PermissionError):
             return True
+        if isinstance(current, OSError) and str(current).startswith("Forbidden"):
+            return True  # gcsfs's 403
         if type(current).__name__ in _REFUSING_NAMES:
             return True
         status = _status_of(current)

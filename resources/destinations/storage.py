@@ -101,6 +101,7 @@ class DestinationStorage(ObjectStorage):
     def _find(self, prefix: str) -> builtins.list[str]:
         base = self.destination.root.rstrip("/") if not prefix else self.path(prefix)
         with self._failures():
+            self.fs.invalidate_cache()  # another process may have written or deleted since
             try:
                 found = self.fs.find(base)
             except FileNotFoundError:

@@ -7,11 +7,11 @@
 - Azure Blob: Azurite, Microsoft's emulator. Users get a container SAS bound to a stored
   access policy; deleting the policy revokes it, as on Azure.
 - GCS: gcp-storage-emulator. It checks no credentials, so its request handler here is
-  wrapped in a bearer-token gate (the one thing added) so that a token can be revoked.
+  wrapped in a bearer-token gate (the one thing added) so that access can be revoked.
 - WebDAV: WsgiDAV on cheroot with basic authentication; its user table is live, so a
   password can be revoked, also in the middle of an upload (`revoke_after_put`).
 - SFTP: OpenSSH's sshd, with a generated host key and user key, the sftp subsystem only;
-  emptying `authorized_keys` revokes the key.
+  each place has its own key; taking it out of `authorized_keys` revokes it.
 
 Each fixture yields an object that hands out a destination URL of a fresh folder, the
 secrets to store for it, and `revoke()`.
@@ -146,22 +146,26 @@ class SshServer:
     port: int
     root: Path
     user: str
-    private_key: str
     authorized_keys: Path
-    public_key: str
+    allowed: dict[str, str] = field(default_factory=dict)  # URL -> its public key
 
     def new_place(self) -> tuple[str, dict[str, str]]:
+        import asyncssh
+
         folder = self.root / f"sftp-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
-        return f"sftp://{self.user}@127.0.0.1:{self.port}{folder}/goalport", {
-            "private_key": self.private_key
-        }
+        url = f"sftp://{self.user}@127.0.0.1:{self.port}{folder}/goalport"
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        self.allowed[url] = key.export_public_key("openssh").decode().strip()
+        self._write()
+        return url, {"private_key": key.export_private_key("openssh").decode()}
 
-    def revoke(self, url: str = "") -> None:
-        self.authorized_keys.write_text("")
+    def revoke(self, url: str) -> None:
+        self.allowed.pop(url, None)
+        self._write()
 
-    def restore_access(self) -> None:
-        self.authorized_keys.write_text(self.public_key + "\n")
+    def _write(self) -> None:
+        self.authorized_keys.write_text("".join(k + "\n" for k in self.allowed.values()))
 
 
 def sshd_path() -> str:
@@ -180,10 +184,8 @@ def ssh_server(tmp_path_factory) -> Iterator[SshServer]:
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     (work / "host_key").write_bytes(host_key.export_private_key("openssh"))
     (work / "host_key").chmod(0o600)
-    user_key = asyncssh.generate_private_key("ssh-ed25519")
-    public = user_key.export_public_key("openssh").decode().strip()
     authorized = work / "authorized_keys"
-    authorized.write_text(public + "\n")
+    authorized.write_text("")
     port = free_port()
     user = getpass.getuser()
     (work / "sshd_config").write_text(
@@ -217,14 +219,7 @@ def ssh_server(tmp_path_factory) -> Iterator[SshServer]:
     )
     try:
         wait_for_port(port, process)
-        yield SshServer(
-            port,
-            root,
-            user,
-            user_key.export_private_key("openssh").decode(),
-            authorized,
-            public,
-        )
+        yield SshServer(port, root, user, authorized)
     finally:
         stop(process)
 
@@ -339,6 +334,7 @@ class GcsServer:
     endpoint: str
     tokens: set[str]
     storage: object
+    token_of: dict[str, str] = field(default_factory=dict)
 
     def new_place(self) -> tuple[str, dict[str, str]]:
         from gcp_storage_emulator.handlers import buckets
@@ -347,10 +343,12 @@ class GcsServer:
         buckets.create_bucket(bucket, self.storage)
         token = f"ya29.{uuid.uuid4().hex}"
         self.tokens.add(token)
-        return f"gs://{bucket}/goalport?endpoint={self.endpoint}", {"access_token": token}
+        url = f"gs://{bucket}/goalport?endpoint={self.endpoint}"
+        self.token_of[url] = token
+        return url, {"access_token": token}
 
-    def revoke(self, url: str = "") -> None:
-        self.tokens.clear()
+    def revoke(self, url: str) -> None:
+        self.tokens.discard(self.token_of[url])
 
 
 @pytest.fixture(scope="session")
@@ -363,14 +361,16 @@ def gcs_server(tmp_path_factory) -> Iterator[GcsServer]:
     tokens: set[str] = set()
 
     class TokenGate(RequestHandler):
-        """The emulator's handler, answering 401 to a request without a live token."""
+        """The emulator's handler, answering 403 to a request without a live token."""
 
         def _refused(self) -> bool:
             header = self.headers.get("Authorization", "")
             if header.removeprefix("Bearer ").strip() in tokens:
                 return False
-            body = b'{"error": {"code": 401, "message": "Invalid Credentials"}}'
-            self.send_response(401)
+            # what Google answers once the caller's access to the bucket was removed (a 401
+            # "Invalid Credentials" would make gcsfs wait half a minute for a token refresh)
+            body = b'{"error": {"code": 403, "message": "The caller does not have permission"}}'
+            self.send_response(403)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

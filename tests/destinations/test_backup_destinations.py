@@ -91,7 +91,11 @@ def place_of(pg_url: str, user: str, url: str):
     return store, engine
 
 
-def test_backup_list_restore_retention_erasure(server, users, pg_url):
+def test_backup_list_restore_retention_revocation_erasure(server, users, pg_url):
+    """Two users at their own places on one server: backups, listing, the restore drill and
+    retention for the first; the second's credential is revoked and a backup run of both
+    fails only theirs (reason on the row, a notification); erasing the first empties their
+    place and forgets their credentials."""
     user, other = users
     url, secrets = server.new_place()
     configure(user, url, secrets, "--keep-last", "1")
@@ -102,23 +106,40 @@ def test_backup_list_restore_retention_erasure(server, users, pg_url):
     first = backed_up(user)
     second = backed_up(user)
     base = url.partition("?")[0]
-    assert first.startswith(f"{base}/backups/{user}/goalport-backup-") and first.endswith(".age")
+    assert first.startswith(f"{base}/backups/{user}/goalport-backup-")
+    assert first.partition("?")[0].endswith(".zip.age")
     listed = ok("backup", "list", user)
     assert second in listed and first not in listed  # retention kept the last one
     assert "verified" in ok("backup", "restore", second, "--user", user, "--verify-only")
     jobs = {r.fileUrl: r.status for r in rows(pg_url, schema.data_export_job)}
     assert jobs == {first: "expired", second: "completed"}
 
-    store, engine = place_of(pg_url, user, url)
-    assert store.list(f"backups/{user}") == [store.key_of(second)]
-    ok("backup", "config", other, "--enable")
-    backed_up(other)  # the other user's backup is in the main storage, untouched below
+    other_url, other_secrets = server.new_place()
+    configure(other, other_url, other_secrets)
+    server.revoke(other_url)
+    result = goalport("backup", "run", user, other)
+    assert result.exit_code == 1
+    assert f"{other}\tFAILED\t" in result.stderr
+    assert "refused goalport's credentials" in result.stderr
+    assert all(v not in result.output for v in other_secrets.values())
+    (failed,) = rows(pg_url, schema.data_export_job, schema.data_export_job.c.status == "failed")
+    assert failed.userId == other and "reconnect the destination" in failed.errorMessage
+    (note,) = rows(pg_url, schema.notification_outbox)
+    payload = json.loads(note.payload)
+    assert note.kind == "backup.destination_failed" and payload["jobId"] == failed.id
+    assert "refused goalport's credentials" in payload["error"]
+    listed = goalport("backup", "list", other)
+    assert "UNREACHABLE" in listed.stderr and "refused" in listed.stderr
+    newest = ok("backup", "list", user)  # the first user's backup of that run went through
+    assert second not in newest and f"{base}/backups/{user}/" in newest
 
+    store, engine = place_of(pg_url, user, url)
     result = goalport("gdpr", "erase", user, "--now")
     assert result.exit_code == 0, result.output
     assert store.list_including_unfinished(f"backups/{user}") == []
-    assert rows(pg_url, schema.destination_credential) == []
-    assert rows(pg_url, schema.file_location) == []
+    (left,) = rows(pg_url, schema.destination_credential)
+    assert left.subjectRef == subject_ref(other)
+    assert {r.storageUrl for r in rows(pg_url, schema.file_location)} <= {other_url}
     engine.dispose()
 
 
@@ -145,40 +166,6 @@ def test_a_changed_destination_is_remembered_until_retention_empties_it(
     (credential,) = rows(pg_url, schema.destination_credential)
     assert credential.destinationUrl == new_url  # the emptied place is forgotten
     assert {r.storageUrl for r in rows(pg_url, schema.file_location)} == {new_url}
-
-
-def test_a_revoked_credential_fails_the_backup_with_the_reason_and_a_notification(
-    server, users, pg_url
-):
-    user, other = users
-    url, secrets = server.new_place()
-    configure(user, url, secrets)
-    backed_up(user)
-    ok("backup", "config", other, "--enable")
-    server.revoke(url)
-
-    result = goalport("backup", "run", user, other)
-
-    assert result.exit_code == 1
-    assert (
-        f"{user}\tFAILED\t" in result.stderr and "refused goalport's credentials" in result.stderr
-    )
-    assert all(v not in result.output for v in secrets.values())
-    failed = rows(
-        pg_url,
-        schema.data_export_job,
-        schema.data_export_job.c.status == "failed",
-    )
-    assert [(r.userId, "reconnect the destination" in r.errorMessage) for r in failed] == [
-        (user, True)
-    ]
-    (note,) = rows(pg_url, schema.notification_outbox)
-    payload = json.loads(note.payload)
-    assert note.kind == "backup.destination_failed" and payload["jobId"] == failed[0].id
-    assert "refused goalport's credentials" in payload["error"]
-    assert len(rows(pg_url, schema.data_export_job, schema.data_export_job.c.userId == other)) == 1
-    listed = goalport("backup", "list", user)
-    assert "UNREACHABLE" in listed.stderr and "refused" in listed.stderr
 
 
 def test_credentials_revoked_during_the_upload_leave_no_complete_looking_backup(
