@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -256,7 +257,7 @@ def test_the_cli_flow(start_fake, pg_url, database, users, vault, tmp_path):
         GOALPORT_DATABASE_URL=pg_url,
         # the same pseudonyms as this process's, which reads the credentials back
         GOALPORT_PSEUDONYM_KEY=settings.pseudonym_key().decode(),
-        PYTHONPATH=os.getcwd(),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),  # the project root
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli.main", "backup", "connect", users[1], "gdrive"],
