@@ -7,7 +7,9 @@ credential's rate limit, and whatever it reads or changes is audited through `Ca
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -24,6 +26,15 @@ from resources.audit import record_audit, utc_now
 SERVICE_ACTOR = "service"
 MAX_USER_AGENT = 512
 bearer = HTTPBearer(auto_error=False, description="a personal API token, or the service token")
+
+
+@dataclass
+class AuditEntry:
+    """What a request's audit row will say, filled in while its work is done on `conn`."""
+
+    conn: sa.Connection
+    details: dict[str, Any] = field(default_factory=dict)
+    record_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,28 @@ class Caller:
             user_agent=self.user_agent,
             **fields,
         )
+
+    @contextmanager
+    def audited(self, engine: sa.Engine, operation: str, **fields: Any) -> Iterator[AuditEntry]:
+        """One transaction for a request's work and its audit row. The block reads or
+        changes rows on `entry.conn` (pass it to the function doing the change) and may
+        add to `entry.details` or set `entry.record_count`; the audit row is written last,
+        before the commit. If the block or the audit row fails, neither the change nor
+        the row is kept."""
+        with engine.begin() as conn:
+            entry = AuditEntry(
+                conn, dict(fields.pop("details", None) or {}), fields.pop("record_count", None)
+            )
+            yield entry
+            self.audit(
+                conn, operation, details=entry.details, record_count=entry.record_count, **fields
+            )
+
+    def record_read(self, engine: sa.Engine, operation: str, **fields: Any) -> None:
+        """The audit row of a read already done (by functions that take the engine: nesting
+        their connection inside an open transaction would take two pool slots at once)."""
+        with self.audited(engine, operation, **fields):
+            pass
 
 
 def api_config(request: Request) -> ApiConfig:

@@ -142,28 +142,35 @@ def post_import(
     key = upload_key(caller.user_id, job_id, file_name)
     config.storage.write_bytes(key, data)
     try:
-        create_import_job(
+        with caller.audited(
             config.database.engine,
-            user_id=caller.user_id,
-            file_name=file_name,
-            file_url=config.storage.object_url(key),
-            mode=mode,
-            conflict_policy=onConflict,
-            modules=chosen,
-            requested_by=caller.actor,
-            job_id=job_id,
-        )
-    except (ImportPlanError, UserErasedError) as exc:
-        config.storage.delete(key)
-        raise ApiError(422, "invalid", str(exc)) from exc
-    with config.database.engine.begin() as conn:
-        caller.audit(
-            conn,
             "import-upload",
             operation_type="import",
             details={"jobId": job_id, "bytes": len(data), "mode": mode},
-        )
+        ) as entry:
+            create_import_job(
+                entry.conn,
+                user_id=caller.user_id,
+                file_name=file_name,
+                file_url=config.storage.object_url(key),
+                mode=mode,
+                conflict_policy=onConflict,
+                modules=chosen,
+                requested_by=caller.actor,
+                job_id=job_id,
+            )
+    except BaseException as exc:
+        config.storage.delete(key)
+        if isinstance(exc, ImportPlanError | UserErasedError):
+            raise ApiError(422, "invalid", str(exc)) from exc
+        raise
     return ImportAccepted(jobId=job_id, status="pending")
+
+
+def _audited(config, caller: Caller, operation: str, job_id: str):
+    return caller.audited(
+        config.database.engine, operation, operation_type="import", details={"jobId": job_id}
+    )
 
 
 def _own_job(conn: sa.Connection, caller: Caller, job_id: str) -> dict:
@@ -224,9 +231,8 @@ JobId = Annotated[str, Path(max_length=200)]
     summary="An import job: status, detected source, mapping report, preview counts",
 )
 def get_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> ImportStatusBody:  # noqa: N803
-    with config.database.engine.begin() as conn:
-        job = _own_job(conn, caller, jobId)
-        caller.audit(conn, "import-status", operation_type="import", details={"jobId": jobId})
+    with _audited(config, caller, "import-status", jobId) as entry:
+        job = _own_job(entry.conn, caller, jobId)
     return _status_body(job)
 
 
@@ -302,9 +308,8 @@ def get_import_changes(
     limit: int = Query(default=50, ge=1, le=MAX_PAGE),
 ) -> ImportChanges:
     offset = _offset(cursor)
-    with config.database.engine.begin() as conn:
-        job = _own_job(conn, caller, jobId)
-        caller.audit(conn, "import-changes", operation_type="import", details={"jobId": jobId})
+    with _audited(config, caller, "import-changes", jobId) as entry:
+        job = _own_job(entry.conn, caller, jobId)
     key = plan_key(caller.user_id, jobId)
     if job["status"] not in ("previewed", "confirmed") or not config.storage.exists(key):
         raise ApiError(
@@ -322,7 +327,8 @@ def get_import_changes(
     summary="Confirm a previewed import; it is applied in the background",
 )
 def confirm_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> ImportStatusBody:  # noqa: N803
-    with config.database.engine.begin() as conn:
+    with _audited(config, caller, "import-confirm", jobId) as entry:
+        conn = entry.conn
         job = _own_job(conn, caller, jobId)
         preview = json.loads(job["previewData"]) if job["previewData"] else {}
         if job["status"] != "previewed":
@@ -339,7 +345,6 @@ def confirm_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> Im
                 "upload again with keep-existing, take-incoming or newest-wins",
             )
         update_job(conn, jobId, status="confirmed", errorMessage=None)
-        caller.audit(conn, "import-confirm", operation_type="import", details={"jobId": jobId})
         job["status"] = "confirmed"
     return _status_body(job)
 
@@ -353,10 +358,17 @@ def confirm_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> Im
 def undo_import_job(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> ImportStatusBody:  # noqa: N803
     with config.database.engine.begin() as conn:
         _own_job(conn, caller, jobId)
+    details = {"jobId": jobId}
     try:
-        undo_import(config.database, jobId, actor=caller.actor)
+        undo_import(
+            config.database,
+            jobId,
+            actor=caller.actor,
+            within=lambda conn: caller.audit(
+                conn, "import-undo-request", operation_type="import", details=details
+            ),
+        )
     except ImportJobError as exc:
         raise ApiError(409, "conflict", str(exc)) from exc
-    with config.database.engine.begin() as conn:
-        caller.audit(conn, "import-undo-request", operation_type="import", details={"jobId": jobId})
+    with config.database.engine.connect() as conn:
         return _status_body(_own_job(conn, caller, jobId))
