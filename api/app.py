@@ -19,7 +19,7 @@ from api import (
     templates,
     webhooks,
 )
-from api.config import MAX_JSON_BODY, ApiConfig
+from api.config import MAX_JSON_BODY, MULTIPART_FRAMING, ApiConfig
 from api.errors import error_response, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 
@@ -85,7 +85,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         limit=MAX_JSON_BODY,
-        larger={f"{API_PREFIX}/data/import": imports.MAX_UPLOAD_BODY},
+        larger={f"{API_PREFIX}/data/import": config.max_upload_bytes + MULTIPART_FRAMING},
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.rate_limit import RateLimit
+from assets.imports.detect import DEFAULT_LIMITS
 from resources import settings
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
 MAX_JSON_BODY = 64 * 1024
+MULTIPART_FRAMING = 64 * 1024  # an upload's body: the file plus its form around it
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class ApiConfig:
     service_token: str | None = None
     token_limit: RateLimit = RateLimit(600, 60)
     service_limit: RateLimit = RateLimit(20_000, 60)
+    max_upload_bytes: int = DEFAULT_LIMITS.max_file_bytes  # what `goalport import` accepts
 
     @classmethod
     def from_settings(cls) -> ApiConfig:

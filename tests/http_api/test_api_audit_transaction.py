@@ -126,9 +126,7 @@ def _goal(engine: sa.Engine, user_id: str) -> None:
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[c.operation for c in CHANGES])
-def test_change_and_its_audit_row_commit_together_or_not_at_all(
-    api, user_ids, make_token, change
-):
+def test_change_and_its_audit_row_commit_together_or_not_at_all(api, user_ids, make_token, change):
     engine = api.config.database.engine
     alice = user_ids[0]
     _goal(engine, alice)

@@ -105,7 +105,10 @@ def test_signed_delivery_retried_with_backoff_then_exactly_once(
         due = conn.execute(sa.select(outbox.c.nextAttemptAt, outbox.c.attempts)).one()
     # the next attempt is stored, 0.4 s after the failed one, and nothing is due before it
     assert due.attempts == 1 and 0.4 <= due.nextAttemptAt.timestamp() - first[0] < 2
-    assert due_notifications(database.engine, now=due.nextAttemptAt - dt.timedelta(milliseconds=1)) == []
+    assert (
+        due_notifications(database.engine, now=due.nextAttemptAt - dt.timedelta(milliseconds=1))
+        == []
+    )
     with dg.build_sensor_context(instance=instance, resources={"database": database}) as context:
         assert isinstance(export_assets.webhook_delivery_sensor(context), dg.SkipReason)
     with api.client(token) as client:
