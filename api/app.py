@@ -108,4 +108,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: ApiConfig | None = 
         access_log=False,
         log_config=logging_config,
         timeout_keep_alive=30,
+        # X-Forwarded-For is read by the app, only from GOALPORT_TRUSTED_PROXIES (uvicorn's
+        # own default would believe any local peer's header).
+        proxy_headers=False,
     )

@@ -6,8 +6,9 @@ credential's rate limit, and whatever it reads or changes is audited through `Ca
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -18,7 +19,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.config import ApiConfig
 from api.errors import ApiError, unauthenticated
-from api.rate_limit import count_request
+from api.rate_limit import (
+    RateDecision,
+    RateLimit,
+    client_address,
+    count_request,
+    hashed_bucket,
+    limit_exceeded,
+)
 from api.tokens import SCOPES, use_token
 from resources import schema
 from resources.audit import record_audit, utc_now
@@ -89,16 +97,85 @@ ConfigDep = Annotated[ApiConfig, Depends(api_config)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+def client_of(request: Request) -> str | None:
+    """The client's address (through the configured trusted proxies: `api.rate_limit`)."""
+    config: ApiConfig = request.app.state.config
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.get("x-forwarded-for"), config.trusted_proxies)
+
+
 def _client(request: Request) -> tuple[str | None, str | None]:
     agent = request.headers.get("user-agent")
-    host = request.client.host if request.client else None
-    return host, agent[:MAX_USER_AGENT] if agent else None
+    return client_of(request), agent[:MAX_USER_AGENT] if agent else None
+
+
+def too_many_requests(decision: RateDecision, what: str) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"too many requests {what}: try again in {decision.retry_after} s",
+        headers={"Retry-After": str(decision.retry_after)},
+    )
+
+
+def count_without_credential(
+    config: ApiConfig,
+    address: str | None,
+    now: dt.datetime,
+    also: Sequence[tuple[str, RateLimit]] = (),
+) -> None:
+    """Count a request that has no valid credential against its client address (and the
+    buckets `also` names, e.g. its download link); 429 when one of them is over its limit."""
+    key = config.download_secret
+    buckets = [(hashed_bucket("addr", address or "unknown", key), config.address_limit), *also]
+    with config.database.engine.begin() as conn:
+        decisions = [count_request(conn, bucket, limit, now) for bucket, limit in buckets]
+    refused = limit_exceeded(decisions)
+    if refused is not None:
+        raise too_many_requests(refused, "from this address or for this link")
 
 
 def _is_service_token(credential: str, config: ApiConfig) -> bool:
     if not config.service_token:
         return False
     return hmac.compare_digest(credential.encode(), config.service_token.encode())
+
+
+def _identify(
+    conn: sa.Connection,
+    config: ApiConfig,
+    secret: str,
+    acting_for: str | None,
+    client: tuple[str | None, str | None],
+    now: dt.datetime,
+) -> tuple[Caller, str, RateLimit] | None:
+    """The caller a credential stands for, with its rate-limit bucket; None for a token
+    that is unknown, revoked or expired."""
+    if _is_service_token(secret, config):
+        if not acting_for:
+            raise unauthenticated(
+                "the service credential acts for a user: name them in X-Goalport-User"
+            )
+        user = schema.user.c.id
+        if conn.execute(sa.select(user).where(user == acting_for)).first() is None:
+            raise ApiError(404, "not_found", "no user with that id", field="X-Goalport-User")
+        return (
+            Caller(acting_for, SCOPES, SERVICE_ACTOR, *client),
+            SERVICE_ACTOR,
+            config.service_limit,
+        )
+    token = use_token(conn, secret, now)
+    if token is None:
+        return None
+    if acting_for and acting_for != token.user_id:
+        raise ApiError(
+            403,
+            "forbidden",
+            "only the service credential may act for another user",
+            field="X-Goalport-User",
+        )
+    caller = Caller(token.user_id, token.scopes, f"api-token:{token.id}", *client)
+    return caller, token.id, config.token_limit
 
 
 def authenticate(
@@ -108,40 +185,20 @@ def authenticate(
     scope: str,
 ) -> Caller:
     config: ApiConfig = request.app.state.config
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise unauthenticated("send an API token: Authorization: Bearer <token>")
-    secret = credentials.credentials
-    ip_address, user_agent = _client(request)
+    client = _client(request)
     now = utc_now()
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        count_without_credential(config, client[0], now)
+        raise unauthenticated("send an API token: Authorization: Bearer <token>")
     with config.database.engine.begin() as conn:
-        if _is_service_token(secret, config):
-            if not acting_for:
-                raise unauthenticated(
-                    "the service credential acts for a user: name them in X-Goalport-User"
-                )
-            user = schema.user.c.id
-            if conn.execute(sa.select(user).where(user == acting_for)).first() is None:
-                raise ApiError(404, "not_found", "no user with that id", field="X-Goalport-User")
-            caller = Caller(acting_for, SCOPES, SERVICE_ACTOR, ip_address, user_agent)
-            bucket, limit = SERVICE_ACTOR, config.service_limit
-        else:
-            token = use_token(conn, secret, now)
-            if token is None:
-                raise unauthenticated(
-                    "this API token is not valid (unknown, revoked or expired)", "invalid_token"
-                )
-            if acting_for and acting_for != token.user_id:
-                raise ApiError(
-                    403,
-                    "forbidden",
-                    "only the service credential may act for another user",
-                    field="X-Goalport-User",
-                )
-            caller = Caller(
-                token.user_id, token.scopes, f"api-token:{token.id}", ip_address, user_agent
-            )
-            bucket, limit = token.id, config.token_limit
-        decision = count_request(conn, bucket, limit, now)
+        found = _identify(conn, config, credentials.credentials, acting_for, client, now)
+        decision = count_request(conn, found[1], found[2], now) if found else None
+    if found is None or decision is None:
+        count_without_credential(config, client[0], now)
+        raise unauthenticated(
+            "this API token is not valid (unknown, revoked or expired)", "invalid_token"
+        )
+    caller = found[0]
     if scope not in caller.scopes:
         raise ApiError(
             403,
@@ -150,12 +207,7 @@ def authenticate(
             headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
         )
     if not decision.allowed:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many requests with this credential: try again in {decision.retry_after} s",
-            headers={"Retry-After": str(decision.retry_after)},
-        )
+        raise too_many_requests(decision, "with this credential")
     return caller
 
 

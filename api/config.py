@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.rate_limit import RateLimit
+from api.rate_limit import Network, RateLimit, parse_networks
 from assets.imports.detect import DEFAULT_LIMITS
 from resources import settings
 from resources.database import AppDatabase
@@ -25,6 +25,9 @@ class ApiConfig:
     token_limit: RateLimit = RateLimit(600, 60)
     service_limit: RateLimit = RateLimit(20_000, 60)
     max_upload_bytes: int = DEFAULT_LIMITS.max_file_bytes  # what `goalport import` accepts
+    link_limit: RateLimit = RateLimit(120, 60)  # per download link
+    address_limit: RateLimit = RateLimit(300, 60)  # per client address, without a credential
+    trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
 
     @classmethod
     def from_settings(cls) -> ApiConfig:
@@ -37,4 +40,7 @@ class ApiConfig:
             service_token=settings.service_token(),
             token_limit=RateLimit(requests, window),
             service_limit=RateLimit(settings.api_service_rate_limit(), window),
+            link_limit=RateLimit(settings.api_link_rate_limit(), window),
+            address_limit=RateLimit(settings.api_address_rate_limit(), window),
+            trusted_proxies=parse_networks(settings.trusted_proxies()),
         )

@@ -123,7 +123,7 @@ def _boundary(request: Request) -> bytes:
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary or len(boundary) > 200:
-        raise ApiError(400, "bad_request", "send the file as multipart/form-data", field="file")
+        raise ApiError(422, "invalid", "file: send the file as multipart/form-data", field="file")
     return boundary
 
 
@@ -136,7 +136,7 @@ async def receive_upload(
 ) -> ReceivedUpload:
     """Read the multipart body of `request`, writing its `file_field` part to storage under
     `key_for(file name)`; 413 as soon as the file passes `max_bytes`, 422 when there is no
-    file or it is empty, 400 when the body is not multipart. Nothing is kept on failure."""
+    file, it is empty or the body is not multipart (400: a malformed one). Nothing is kept on failure."""
     receiver = _Receiver(file_field)
     parser = MultipartParser(_boundary(request), _callbacks(receiver))
     writer: ObjectWriter | None = None
