@@ -78,9 +78,9 @@ def _escape_attribute(text: str) -> str:
 # ---------------------------------------------------------------- writing
 
 
-@export_renderer
-def render_xml(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
-    """The user's export as one UTF-8 XML document."""
+def xml_document(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
+    """The user's export as one UTF-8 XML document, from tables already prepared
+    (`prepare_export_tables`; the GDPR bundle writes its copy from its own)."""
     attributes = {
         "format": FORMAT_NAME,
         "formatVersion": str(FORMAT_VERSION),
@@ -118,6 +118,9 @@ def render_xml(prepared: dict[str, pa.Table], stamp: ExportStamp) -> bytes:
         parts.append(f"  </{name}>\n")
     parts.append("</export>\n")
     return "".join(parts).encode("utf-8")
+
+
+render_xml = export_renderer(xml_document)
 
 
 def _value_texts(column: pa.ChunkedArray, field: pa.Field) -> list[str | None]:
