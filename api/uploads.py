@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from fastapi import Request
@@ -183,7 +184,7 @@ async def _flush(receiver: _Receiver, writer: ObjectWriter) -> None:
         await anyio.to_thread.run_sync(writer.write, data)
 
 
-def _callbacks(receiver: _Receiver) -> dict:
+def _callbacks(receiver: _Receiver) -> Any:  # python-multipart's MultipartCallbacks
     names = (
         "on_part_begin",
         "on_header_field",

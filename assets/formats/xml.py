@@ -34,6 +34,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
+from lxml.etree import _Element as Element
 
 from assets.formats.common import (
     FORMAT_NAME,
@@ -55,7 +56,6 @@ EXPORT_XSD_PATH = Path(__file__).parent / "schemas" / "export-v1.xsd"
 WHERE = "export.xml"
 
 _NS = "{" + XML_NAMESPACE + "}"
-Element = etree._Element
 # Characters XML 1.0 cannot hold at all, even as a character reference.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;", '"': "&quot;"}
@@ -211,12 +211,12 @@ class _DoctypeSeen:
 
     seen = False
 
-    def doctype(self, *_args) -> None:
+    def doctype(self, *_args: object) -> None:
         self.seen = True
 
-    def start(self, *_args) -> None: ...
-    def end(self, *_args) -> None: ...
-    def data(self, *_args) -> None: ...
+    def start(self, *_args: object) -> None: ...
+    def end(self, *_args: object) -> None: ...
+    def data(self, *_args: object) -> None: ...
     def close(self) -> None: ...
 
 
