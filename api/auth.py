@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,12 +27,14 @@ from api.rate_limit import (
     count_request,
     hashed_bucket,
     limit_exceeded,
+    sweep_past_windows,
 )
 from api.tokens import SCOPES, use_token
 from resources import schema
 from resources.audit import record_audit, utc_now
 
 SERVICE_ACTOR = "service"
+COUNTERS_KEPT = dt.timedelta(hours=1)  # a link's or an address's counter, after its window
 MAX_USER_AGENT = 512
 bearer = HTTPBearer(auto_error=False, description="a personal API token, or the service token")
 
@@ -130,6 +133,10 @@ def count_without_credential(
     buckets = [(hashed_bucket("addr", address or "unknown", key), config.address_limit), *also]
     with config.database.engine.begin() as conn:
         decisions = [count_request(conn, bucket, limit, now) for bucket, limit in buckets]
+        # One such request in `sweep_every` also clears the counters no longer needed:
+        # no job to schedule, and every replica takes part.
+        if random.random() * config.sweep_every < 1:
+            sweep_past_windows(conn, now, keep=COUNTERS_KEPT)
     refused = limit_exceeded(decisions)
     if refused is not None:
         raise too_many_requests(refused, "from this address or for this link")

@@ -28,6 +28,7 @@ class ApiConfig:
     link_limit: RateLimit = RateLimit(120, 60)  # per download link
     address_limit: RateLimit = RateLimit(300, 60)  # per client address, without a credential
     trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
+    sweep_every: int = 1000  # one request without a credential in this many sweeps counters
 
     @classmethod
     def from_settings(cls) -> ApiConfig:

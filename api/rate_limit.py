@@ -71,6 +71,17 @@ def count_request(
     return RateDecision(count <= limit.requests, count, retry_after)
 
 
+def sweep_past_windows(conn: sa.Connection, now: dt.datetime, keep: dt.timedelta) -> int:
+    """Delete the counters of links and addresses whose last window began more than `keep`
+    ago (they would start again from 1 anyway); returns how many. Credentials' counters
+    stay (erasure deletes a token's)."""
+    stale = sa.and_(
+        limits_table.c.windowStart < now - keep,
+        sa.or_(limits_table.c.bucket.like("link:%"), limits_table.c.bucket.like("addr:%")),
+    )
+    return conn.execute(limits_table.delete().where(stale)).rowcount
+
+
 def limit_exceeded(decisions: Iterable[RateDecision]) -> RateDecision | None:
     """The refusing decision that lasts longest, or None when all allow."""
     refused = [d for d in decisions if not d.allowed]

@@ -114,3 +114,19 @@ def test_client_address_walks_forwarded_for_from_the_right():
     assert client_address("10.1.1.1", None, proxies) == "10.1.1.1"
     assert client_address("10.1.1.1", "203.0.113.9", ()) == "10.1.1.1"  # none configured
     assert client_address("10.1.1.1", "2001:db8::1", proxies) == "2001:db8::1"
+
+
+def test_counters_of_links_and_addresses_are_swept_once_past(start_api, api_config):
+    api = start_api(replace(api_config, sweep_every=1))  # every such request sweeps
+    limits = schema.api_rate_limit
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    with api.config.database.engine.begin() as conn:
+        for bucket in ("addr:old", "link:old", "tok_kept"):
+            conn.execute(limits.insert().values(bucket=bucket, windowStart=long_ago, count=5))
+    with api.client() as client:
+        assert client.get("/api/v1/data/export").status_code == 401
+    with api.config.database.engine.connect() as conn:
+        left = set(conn.execute(sa.select(limits.c.bucket)).scalars())
+    assert "addr:old" not in left and "link:old" not in left
+    assert "tok_kept" in left  # a credential's counter is erasure's to delete
+    assert any(b.startswith("addr:") for b in left)  # this request's own
