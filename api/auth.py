@@ -132,6 +132,7 @@ def count_without_credential(
     key = config.download_secret
     buckets = [(hashed_bucket("addr", address or "unknown", key), config.address_limit), *also]
     with config.database.engine.begin() as conn:
+        _commit_without_waiting(conn)
         decisions = [count_request(conn, bucket, limit, now) for bucket, limit in buckets]
         # One such request in `sweep_every` also clears the counters no longer needed:
         # no job to schedule, and every replica takes part.
@@ -140,6 +141,14 @@ def count_without_credential(
     refused = limit_exceeded(decisions)
     if refused is not None:
         raise too_many_requests(refused, "from this address or for this link")
+
+
+def _commit_without_waiting(conn: sa.Connection) -> None:
+    """Counters and a token's last use need not wait for their commit to reach the disk:
+    losing the last instant of them in a database crash is harmless, and every request of
+    a credential queues on its counter row's lock until the one before commits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
 
 
 def _is_service_token(credential: str, config: ApiConfig) -> bool:
@@ -198,6 +207,7 @@ def authenticate(
         count_without_credential(config, client[0], now)
         raise unauthenticated("send an API token: Authorization: Bearer <token>")
     with config.database.engine.begin() as conn:
+        _commit_without_waiting(conn)
         found = _identify(conn, config, credentials.credentials, acting_for, client, now)
         decision = count_request(conn, found[1], found[2], now) if found else None
     if found is None or decision is None:
