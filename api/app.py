@@ -20,7 +20,7 @@ from api import (
     templates,
     webhooks,
 )
-from api.config import MAX_JSON_BODY, ApiConfig
+from api.config import MAX_JSON_BODY, MULTIPART_FRAMING, ApiConfig
 from api.errors import error_response, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 
@@ -87,7 +87,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         limit=MAX_JSON_BODY,
-        larger={f"{API_PREFIX}/data/import": imports.MAX_UPLOAD_BODY},
+        larger={f"{API_PREFIX}/data/import": config.max_upload_bytes + MULTIPART_FRAMING},
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
@@ -110,4 +110,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: ApiConfig | None = 
         access_log=False,
         log_config=logging_config,
         timeout_keep_alive=30,
+        # X-Forwarded-For is read by the app, only from GOALPORT_TRUSTED_PROXIES (uvicorn's
+        # own default would believe any local peer's header).
+        proxy_headers=False,
     )

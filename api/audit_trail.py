@@ -66,11 +66,12 @@ def get_audit(
     limit: int = Query(default=50, ge=1, le=MAX_PAGE),
 ) -> AuditPage:
     query = sa.select(audit_table).where(audit_table.c.userId == caller.user_id)
-    with config.database.engine.begin() as conn:
-        rows = conn.execute(newest_first_page(query, audit_table, cursor, limit)).all()
+    with caller.audited(config.database.engine, "audit-read") as entry:
+        rows = entry.conn.execute(newest_first_page(query, audit_table, cursor, limit)).all()
         page = rows[:limit]
-        # Recorded after the read: a page never shows its own reading.
-        caller.audit(conn, "audit-read", record_count=len(page))
+        # Recorded after the read (the row is written as the block ends): a page never
+        # shows its own reading.
+        entry.record_count = len(page)
     last = page[-1] if page else None
     more = last is not None and len(rows) > limit
     return AuditPage(

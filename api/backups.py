@@ -107,8 +107,7 @@ def _config_body(config: BackupConfig, configured: bool) -> BackupConfigBody:
 def get_config(caller: BackupsCaller, config: ConfigDep) -> BackupConfigBody:
     engine = config.database.engine
     saved = get_backup_config(engine, caller.user_id)
-    with engine.begin() as conn:
-        caller.audit(conn, "backup-config-read", operation_type="backup")
+    caller.record_read(engine, "backup-config-read", operation_type="backup")
     return _config_body(saved or BackupConfig(user_id=caller.user_id), saved is not None)
 
 
@@ -125,18 +124,15 @@ def put_config(
     if "retention" in changes:
         changes["retention"] = {k: v for k, v in changes["retention"].items() if v is not None}
     try:
-        saved = save_backup_config(
-            config.database.engine, caller.user_id, actor=caller.actor, **changes
-        )
-    except BackupConfigError as exc:
-        raise ApiError(422, "invalid", str(exc)) from exc
-    with config.database.engine.begin() as conn:
-        caller.audit(
-            conn,
+        with caller.audited(
+            config.database.engine,
             "backup-config-change",
             operation_type="backup",
             details={"fields": sorted(changes)},
-        )
+        ) as entry:
+            saved = save_backup_config(entry.conn, caller.user_id, actor=caller.actor, **changes)
+    except BackupConfigError as exc:
+        raise ApiError(422, "invalid", str(exc)) from exc
     return _config_body(saved, True)
 
 
@@ -149,8 +145,7 @@ def put_config(
 def get_backups(caller: BackupsCaller, config: ConfigDep) -> BackupList:
     engine = config.database.engine
     files = list_backups(engine, config.storage, caller.user_id)
-    with engine.begin() as conn:
-        caller.audit(conn, "backup-list", operation_type="backup", record_count=len(files))
+    caller.record_read(engine, "backup-list", operation_type="backup", record_count=len(files))
     return BackupList(
         items=[
             BackupFileBody(

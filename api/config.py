@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.rate_limit import RateLimit
+from api.rate_limit import Network, RateLimit, parse_networks
+from assets.imports.detect import DEFAULT_LIMITS
 from resources import settings
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
 MAX_JSON_BODY = 64 * 1024
+MULTIPART_FRAMING = 64 * 1024  # an upload's body: the file plus its form around it
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,11 @@ class ApiConfig:
     service_token: str | None = None
     token_limit: RateLimit = RateLimit(600, 60)
     service_limit: RateLimit = RateLimit(20_000, 60)
+    max_upload_bytes: int = DEFAULT_LIMITS.max_file_bytes  # what `goalport import` accepts
+    link_limit: RateLimit = RateLimit(120, 60)  # per download link
+    address_limit: RateLimit = RateLimit(300, 60)  # per client address, without a credential
+    trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
+    sweep_every: int = 1000  # one request without a credential in this many sweeps counters
 
     @classmethod
     def from_settings(cls) -> ApiConfig:
@@ -34,4 +41,7 @@ class ApiConfig:
             service_token=settings.service_token(),
             token_limit=RateLimit(requests, window),
             service_limit=RateLimit(settings.api_service_rate_limit(), window),
+            link_limit=RateLimit(settings.api_link_rate_limit(), window),
+            address_limit=RateLimit(settings.api_address_rate_limit(), window),
+            trusted_proxies=parse_networks(settings.trusted_proxies()),
         )

@@ -5,7 +5,8 @@ one file only.
 
 The stored bytes are sent as they are (no Content-Encoding: a Range offset is a file
 offset), streamed from storage a chunk at a time; HEAD, a single `Range`, `If-Range` and
-`ETag` (the stored SHA-256) let an interrupted download resume.
+`ETag` (the stored SHA-256) let an interrupted download resume. Each request counts
+against the link's rate limit and its client address's (`api.auth.count_without_credential`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.auth import ConfigDep
+from api.auth import ConfigDep, client_of, count_without_credential
 from api.config import ApiConfig
 from api.errors import ApiError, error_responses
+from api.rate_limit import hashed_bucket
 from assets.exports.downloads import DownloadError, make_download_token, read_download_token
 from assets.exports.expiry import storage_key_of
 from assets.exports.job_rows import ExportJob
@@ -150,7 +152,7 @@ DOWNLOAD_RESPONSES: dict[int | str, dict] = {
     200: {"description": "the whole file", "content": {"application/octet-stream": {}}},
     206: {"description": "the requested range", "content": {"application/octet-stream": {}}},
     304: {"description": "not modified (If-None-Match)"},
-    **error_responses(403, 404, 416, 422),
+    **error_responses(403, 404, 416, 422, 429),
 }
 
 
@@ -174,6 +176,9 @@ def download(
     config: ConfigDep,
     token: str = Path(pattern=TOKEN_PATTERN, max_length=4096, description="from the link"),
 ) -> Response:
+    address = client_of(request)
+    link = hashed_bucket("link", token, config.download_secret)
+    count_without_credential(config, address, utc_now(), also=[(link, config.link_limit)])
     stored = _stored_file(config, token)
     filename = posixpath.basename(stored.key).replace('"', "")
     headers = {
@@ -217,7 +222,7 @@ def download(
                 operation_type="api",
                 actor="download-link",
                 details={"jobId": stored.job.id, "firstByte": first, "bytes": length},
-                ip_address=request.client.host if request.client else None,
+                ip_address=address,
                 user_agent=(request.headers.get("user-agent") or "")[:512] or None,
             )
     return StreamingResponse(

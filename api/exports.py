@@ -157,25 +157,21 @@ def post_export(
         )
     filters = body.filters or ExportFilters()
     dates = filters.dateRange
+    details = {"format": body.format, "exportType": body.exportType}
     try:
-        job_id = request_export(
-            config.database.engine,
-            caller.user_id,
-            body.format,
-            modules=filters.modules,
-            since=dates.start.isoformat() if dates else None,
-            until=dates.end.isoformat() if dates else None,
-            export_type=body.exportType,
-            requested_by=caller.actor,
-        )
+        with caller.audited(config.database.engine, "export-request", details=details) as entry:
+            entry.details["jobId"] = job_id = request_export(
+                entry.conn,
+                caller.user_id,
+                body.format,
+                modules=filters.modules,
+                since=dates.start.isoformat() if dates else None,
+                until=dates.end.isoformat() if dates else None,
+                export_type=body.exportType,
+                requested_by=caller.actor,
+            )
     except ExportRequestError as exc:
         raise ApiError(422, "invalid", str(exc)) from exc
-    with config.database.engine.begin() as conn:
-        caller.audit(
-            conn,
-            "export-request",
-            details={"jobId": job_id, "format": body.format, "exportType": body.exportType},
-        )
     return ExportAccepted(jobId=job_id, status="pending")
 
 
@@ -193,22 +189,22 @@ def get_export(
     limit: int = Query(default=20, ge=1, le=MAX_PAGE),
 ) -> ExportStatusBody | ExportHistory:
     mine = job_table.c.userId == caller.user_id
-    with config.database.engine.begin() as conn:
-        if jobId is not None:
+    engine = config.database.engine
+    if jobId is not None:
+        with caller.audited(engine, "export-status", details={"jobId": jobId}) as entry:
             row = (
-                conn.execute(sa.select(job_table).where(job_table.c.id == jobId, mine))
+                entry.conn.execute(sa.select(job_table).where(job_table.c.id == jobId, mine))
                 .mappings()
                 .first()
             )
             if row is None:
                 raise not_found("export job")
-            job = ExportJob.from_row(row)
-            caller.audit(conn, "export-status", details={"jobId": job.id})
-            return status_body(job, config)
+        return status_body(ExportJob.from_row(row), config)
+    with caller.audited(engine, "export-history") as entry:
         query = newest_first_page(sa.select(job_table).where(mine), job_table, cursor, limit)
-        jobs = [ExportJob.from_row(r) for r in conn.execute(query).mappings()]
+        jobs = [ExportJob.from_row(r) for r in entry.conn.execute(query).mappings()]
         page = jobs[:limit]
-        caller.audit(conn, "export-history", record_count=len(page))
+        entry.record_count = len(page)
     return ExportHistory(
         items=[status_body(j, config) for j in page],
         nextCursor=encode_cursor(page[-1].created_at, page[-1].id) if len(jobs) > limit else None,

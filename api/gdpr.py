@@ -56,13 +56,11 @@ def _status(request: ErasureRequest) -> ErasureStatus:
 def post_erasure(caller: GdprCaller, config: ConfigDep) -> ErasureStatus:
     engine = config.database.engine
     try:
-        request = request_erasure(engine, caller.user_id, requested_by=caller.actor)
+        with caller.audited(engine, "gdpr-erasure-request", operation_type="gdpr") as entry:
+            request = request_erasure(entry.conn, caller.user_id, requested_by=caller.actor)
+            entry.details["requestId"] = request.id
     except ErasureError as exc:
         raise ApiError(409, "conflict", str(exc)) from exc
-    with engine.begin() as conn:
-        caller.audit(
-            conn, "gdpr-erasure-request", operation_type="gdpr", details={"requestId": request.id}
-        )
     return _status(request)
 
 
@@ -75,13 +73,11 @@ def post_erasure(caller: GdprCaller, config: ConfigDep) -> ErasureStatus:
 def delete_erasure(caller: GdprCaller, config: ConfigDep) -> ErasureStatus:
     engine = config.database.engine
     try:
-        request = cancel_erasure(engine, caller.user_id, cancelled_by=caller.actor)
+        with caller.audited(engine, "gdpr-erasure-cancel", operation_type="gdpr") as entry:
+            request = cancel_erasure(entry.conn, caller.user_id, cancelled_by=caller.actor)
+            entry.details["requestId"] = request.id
     except ErasureError as exc:
         raise not_found("pending erasure request") from exc
-    with engine.begin() as conn:
-        caller.audit(
-            conn, "gdpr-erasure-cancel", operation_type="gdpr", details={"requestId": request.id}
-        )
     return _status(request)
 
 
@@ -94,8 +90,7 @@ def delete_erasure(caller: GdprCaller, config: ConfigDep) -> ErasureStatus:
 def get_erasure(caller: GdprCaller, config: ConfigDep) -> ErasureStatus:
     engine = config.database.engine
     requests = erasure_requests(engine, caller.user_id)
-    with engine.begin() as conn:
-        caller.audit(conn, "gdpr-erasure-status", operation_type="gdpr")
+    caller.record_read(engine, "gdpr-erasure-status", operation_type="gdpr")
     if not requests:
         raise not_found("erasure request")
     pending = [r for r in requests if r.status == PENDING]

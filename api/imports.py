@@ -18,16 +18,18 @@ import datetime as dt
 import json
 from typing import Annotated, Any
 
+import anyio
 import pyarrow as pa
 import sqlalchemy as sa
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from api.auth import Caller, ConfigDep, ImportsCaller
+from api.config import ApiConfig
 from api.errors import ApiError, error_responses, not_found
 from api.pages import MAX_PAGE
+from api.uploads import receive_upload
 from assets.formats.common import as_export_text
-from assets.imports.detect import DEFAULT_LIMITS
 from assets.imports.jobs import (
     UPLOADED_JOB_PREFIX,
     ImportJobError,
@@ -40,12 +42,11 @@ from assets.imports.stored_plans import plan_from_bytes
 from assets.imports.undo import undo_import
 from resources import schema
 from resources.audit import UserErasedError, new_id
+from resources.storage import StoredObject
 from resources.storage_layout import plan_key, upload_key
 
 router = APIRouter(prefix="/api/v1/data/import", tags=["imports"])
 job_table = schema.data_import_job
-MAX_UPLOAD_BYTES = DEFAULT_LIMITS.max_file_bytes  # what `goalport import` accepts
-MAX_UPLOAD_BODY = MAX_UPLOAD_BYTES + 64 * 1024  # the file plus the multipart framing
 PARTS = ("creates", "updates", "deletes")
 ACTIONS = {"creates": "create", "updates": "update", "deletes": "delete"}
 
@@ -108,62 +109,107 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+UPLOAD_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {
+            "type": "string",
+            "contentMediaType": "application/octet-stream",
+            "description": "goalport's export, or another app's",
+        },
+        "mode": {"type": "string", "enum": list(MODES), "default": "merge"},
+        "onConflict": {"type": "string", "enum": list(POLICIES), "default": "fail"},
+        "modules": {
+            "type": "string",
+            "maxLength": 2000,
+            "description": "comma-separated module kinds",
+        },
+    },
+}
+
+
 @router.post(
     "",
     status_code=202,
     response_model=ImportAccepted,
     responses=error_responses(400, 401, 403, 404, 413, 422, 429),
     summary="Upload a file to import; its preview is made in the background",
+    description="The file is streamed to storage as it arrives; one byte past the cap "
+    "(the CLI's 256 MiB) and the upload is refused (413) at once, leaving nothing behind.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": UPLOAD_FORM}},
+        }
+    },
 )
-def post_import(
-    caller: ImportsCaller,
-    config: ConfigDep,
-    file: Annotated[UploadFile, File(description="goalport's export, or another app's")],
-    mode: Annotated[str, Form(json_schema_extra={"enum": list(MODES)})] = "merge",
-    onConflict: Annotated[  # noqa: N803
-        str, Form(json_schema_extra={"enum": list(POLICIES)})
-    ] = "fail",
-    modules: Annotated[
-        str | None, Form(max_length=2000, description="comma-separated module kinds")
-    ] = None,
-) -> ImportAccepted:
-    _choice("mode", mode, MODES)
-    _choice("onConflict", onConflict, POLICIES)
-    data = file.file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise ApiError(
-            413, "too_large", f"an import takes at most {MAX_UPLOAD_BYTES:,} bytes", field="file"
-        )
-    if not data:
-        raise ApiError(422, "invalid", "the file is empty", field="file")
-    chosen = [m for m in (modules or "").split(",") if m.strip()] or None
+async def post_import(request: Request, caller: ImportsCaller, config: ConfigDep) -> ImportAccepted:
     job_id = new_id(UPLOADED_JOB_PREFIX)
-    file_name = (file.filename or "upload")[:200]
-    key = upload_key(caller.user_id, job_id, file_name)
-    config.storage.write_bytes(key, data)
+    upload = await receive_upload(
+        request,
+        config.storage,
+        lambda name: upload_key(caller.user_id, job_id, name),
+        config.max_upload_bytes,
+    )
     try:
+        form = upload.fields
+        mode = _choice("mode", form.get("mode") or "merge", MODES)
+        on_conflict = _choice("onConflict", form.get("onConflict") or "fail", POLICIES)
+        modules = form.get("modules") or ""
+        if len(modules) > 2000:
+            raise ApiError(422, "invalid", "modules: at most 2000 characters", field="modules")
+        chosen = [m for m in modules.split(",") if m.strip()] or None
+        stored = await upload.commit()
+    except BaseException:
+        await upload.abort()
+        raise
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: _create_upload_job(
+                config, caller, job_id, upload.file_name, stored, mode, on_conflict, chosen
+            )
+        )
+    except BaseException as exc:
+        await anyio.to_thread.run_sync(config.storage.delete, stored.key)
+        if isinstance(exc, ImportPlanError | UserErasedError):
+            raise ApiError(422, "invalid", str(exc)) from exc
+        raise
+    return ImportAccepted(jobId=job_id, status="pending")
+
+
+def _create_upload_job(
+    config: ApiConfig,
+    caller: Caller,
+    job_id: str,
+    file_name: str,
+    stored: StoredObject,
+    mode: str,
+    on_conflict: str,
+    modules: list[str] | None,
+) -> None:
+    """The pending job of a stored upload and its audit row, in one transaction."""
+    details = {"jobId": job_id, "bytes": stored.size, "mode": mode}
+    with caller.audited(
+        config.database.engine, "import-upload", operation_type="import", details=details
+    ) as entry:
         create_import_job(
-            config.database.engine,
+            entry.conn,
             user_id=caller.user_id,
             file_name=file_name,
-            file_url=config.storage.object_url(key),
+            file_url=stored.url,
             mode=mode,
-            conflict_policy=onConflict,
-            modules=chosen,
+            conflict_policy=on_conflict,
+            modules=modules,
             requested_by=caller.actor,
             job_id=job_id,
         )
-    except (ImportPlanError, UserErasedError) as exc:
-        config.storage.delete(key)
-        raise ApiError(422, "invalid", str(exc)) from exc
-    with config.database.engine.begin() as conn:
-        caller.audit(
-            conn,
-            "import-upload",
-            operation_type="import",
-            details={"jobId": job_id, "bytes": len(data), "mode": mode},
-        )
-    return ImportAccepted(jobId=job_id, status="pending")
+
+
+def _audited(config, caller: Caller, operation: str, job_id: str):
+    return caller.audited(
+        config.database.engine, operation, operation_type="import", details={"jobId": job_id}
+    )
 
 
 def _own_job(conn: sa.Connection, caller: Caller, job_id: str) -> dict:
@@ -224,9 +270,8 @@ JobId = Annotated[str, Path(max_length=200)]
     summary="An import job: status, detected source, mapping report, preview counts",
 )
 def get_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> ImportStatusBody:  # noqa: N803
-    with config.database.engine.begin() as conn:
-        job = _own_job(conn, caller, jobId)
-        caller.audit(conn, "import-status", operation_type="import", details={"jobId": jobId})
+    with _audited(config, caller, "import-status", jobId) as entry:
+        job = _own_job(entry.conn, caller, jobId)
     return _status_body(job)
 
 
@@ -302,9 +347,8 @@ def get_import_changes(
     limit: int = Query(default=50, ge=1, le=MAX_PAGE),
 ) -> ImportChanges:
     offset = _offset(cursor)
-    with config.database.engine.begin() as conn:
-        job = _own_job(conn, caller, jobId)
-        caller.audit(conn, "import-changes", operation_type="import", details={"jobId": jobId})
+    with _audited(config, caller, "import-changes", jobId) as entry:
+        job = _own_job(entry.conn, caller, jobId)
     key = plan_key(caller.user_id, jobId)
     if job["status"] not in ("previewed", "confirmed") or not config.storage.exists(key):
         raise ApiError(
@@ -322,7 +366,8 @@ def get_import_changes(
     summary="Confirm a previewed import; it is applied in the background",
 )
 def confirm_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> ImportStatusBody:  # noqa: N803
-    with config.database.engine.begin() as conn:
+    with _audited(config, caller, "import-confirm", jobId) as entry:
+        conn = entry.conn
         job = _own_job(conn, caller, jobId)
         preview = json.loads(job["previewData"]) if job["previewData"] else {}
         if job["status"] != "previewed":
@@ -339,7 +384,6 @@ def confirm_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> Im
                 "upload again with keep-existing, take-incoming or newest-wins",
             )
         update_job(conn, jobId, status="confirmed", errorMessage=None)
-        caller.audit(conn, "import-confirm", operation_type="import", details={"jobId": jobId})
         job["status"] = "confirmed"
     return _status_body(job)
 
@@ -353,10 +397,17 @@ def confirm_import(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> Im
 def undo_import_job(jobId: JobId, caller: ImportsCaller, config: ConfigDep) -> ImportStatusBody:  # noqa: N803
     with config.database.engine.begin() as conn:
         _own_job(conn, caller, jobId)
+    details = {"jobId": jobId}
     try:
-        undo_import(config.database, jobId, actor=caller.actor)
+        undo_import(
+            config.database,
+            jobId,
+            actor=caller.actor,
+            within=lambda conn: caller.audit(
+                conn, "import-undo-request", operation_type="import", details=details
+            ),
+        )
     except ImportJobError as exc:
         raise ApiError(409, "conflict", str(exc)) from exc
-    with config.database.engine.begin() as conn:
-        caller.audit(conn, "import-undo-request", operation_type="import", details={"jobId": jobId})
+    with config.database.engine.connect() as conn:
         return _status_body(_own_job(conn, caller, jobId))

@@ -155,9 +155,16 @@ def _visible(config, template_id: str, caller: Caller) -> TemplateRecord:
         raise not_found("template") from exc
 
 
-def _audit(config, caller: Caller, operation: str, **details: Any) -> None:
-    with config.database.engine.begin() as conn:
-        caller.audit(conn, operation, operation_type="template", details=details)
+def _audited(config, caller: Caller, operation: str, **details: Any):
+    return caller.audited(
+        config.database.engine, operation, operation_type="template", details=details
+    )
+
+
+def _record_read(config, caller: Caller, operation: str, **details: Any) -> None:
+    caller.record_read(
+        config.database.engine, operation, operation_type="template", details=details
+    )
 
 
 @router.get(
@@ -176,7 +183,7 @@ def get_templates(
     entries = list_templates(
         config.database.engine, category=category, tag=tag, search=q, user_id=caller.user_id
     )
-    _audit(config, caller, "template-list", count=len(entries))
+    _record_read(config, caller, "template-list", count=len(entries))
     fields = TemplateSummary.model_fields
     return TemplateList(
         items=[TemplateSummary(**{k: v for k, v in e.items() if k in fields}) for e in entries]
@@ -195,7 +202,7 @@ def get_one_template(
     config: ConfigDep,
 ) -> TemplateBody:
     record = _visible(config, templateId, caller)
-    _audit(config, caller, "template-read", templateId=record.id)
+    _record_read(config, caller, "template-read", templateId=record.id)
     return TemplateBody(**_body(record, caller))
 
 
@@ -208,23 +215,24 @@ def get_one_template(
 )
 def post_template(body: NewTemplate, caller: TemplatesCaller, config: ConfigDep) -> CreatedTemplate:
     try:
-        record = create_template(
-            config.database.engine,
-            caller.user_id,
-            body.goalIds,
-            name=body.name,
-            description=body.description,
-            category=body.category,
-            tags=body.tags,
-            public=body.public,
-            start=body.start,
-            actor=caller.actor,
-        )
+        with _audited(config, caller, "template-create") as entry:
+            record = create_template(
+                entry.conn,
+                caller.user_id,
+                body.goalIds,
+                name=body.name,
+                description=body.description,
+                category=body.category,
+                tags=body.tags,
+                public=body.public,
+                start=body.start,
+                actor=caller.actor,
+            )
+            entry.details["templateId"] = record.id
     except TemplateError as exc:
         if isinstance(exc.__cause__, PersonalDataError):
             raise ApiError(422, "personal_data", str(exc)) from exc
         raise ApiError(422, "invalid", str(exc), field="goalIds") from exc
-    _audit(config, caller, "template-create", templateId=record.id)
     check = PersonalDataCheck(passed=True, checked=["name", "e-mail address", "e-mail user name"])
     return CreatedTemplate(**_body(record, caller), personalDataCheck=check)
 
@@ -251,6 +259,7 @@ def post_apply(
         only=body.goals,
     )
     engine = config.database.engine
+    details = {"templateId": record.id, "preview": body.preview}
     try:
         if body.preview:
             plan, application_id, goal_ids = (
@@ -258,12 +267,15 @@ def post_apply(
                 None,
                 {},
             )
+            _record_read(config, caller, "template-apply", **details)
         else:
-            result = apply_template(engine, record.id, caller.user_id, options, actor=caller.actor)
+            with _audited(config, caller, "template-apply", **details) as entry:
+                result = apply_template(
+                    entry.conn, record.id, caller.user_id, options, actor=caller.actor
+                )
             plan, application_id, goal_ids = result.plan, result.application_id, result.goal_ids
     except TemplateError as exc:
         raise ApiError(422, "invalid", str(exc)) from exc
-    _audit(config, caller, "template-apply", templateId=record.id, preview=body.preview)
     return ApplyResultBody(
         applicationId=application_id,
         templateId=record.id,
@@ -297,10 +309,10 @@ def post_rating(
 ) -> TemplateBody:
     record = _visible(config, templateId, caller)
     try:
-        rated = rate_template(
-            config.database.engine, record.id, caller.user_id, body.stars, actor=caller.actor
-        )
+        with _audited(config, caller, "template-rate", templateId=record.id) as entry:
+            rated = rate_template(
+                entry.conn, record.id, caller.user_id, body.stars, actor=caller.actor
+            )
     except TemplateError as exc:
         raise ApiError(409, "conflict", str(exc)) from exc
-    _audit(config, caller, "template-rate", templateId=record.id)
     return TemplateBody(**_body(rated, caller))

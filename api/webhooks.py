@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from api.auth import ConfigDep, ExportsCaller
 from api.errors import error_responses
 from api.pages import MAX_PAGE
-from assets.exports.notifications import Backoff, OutboxStatus, list_notifications
+from assets.exports.notifications import OutboxStatus, list_notifications
 from resources.schema import as_utc
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -49,12 +49,9 @@ def get_deliveries(
     status: Literal["pending", "sent", "dead"] | None = Query(default=None),
     limit: int = Query(default=50, ge=1, le=MAX_PAGE),
 ) -> DeliveryList:
-    rows = list_notifications(
-        config.database.engine, status=status, user_id=caller.user_id, limit=limit
-    )
-    backoff = Backoff.from_settings()
-    with config.database.engine.begin() as conn:
-        caller.audit(conn, "webhook-deliveries", record_count=len(rows))
+    engine = config.database.engine
+    rows = list_notifications(engine, status=status, user_id=caller.user_id, limit=limit)
+    caller.record_read(engine, "webhook-deliveries", record_count=len(rows))
     return DeliveryList(
         items=[
             DeliveryBody(
@@ -65,7 +62,7 @@ def get_deliveries(
                 lastError=r["lastError"],
                 createdAt=r["createdAt"],
                 sentAt=r["sentAt"],
-                nextAttemptAt=backoff.due_at(as_utc(r["createdAt"]), r["attempts"])
+                nextAttemptAt=as_utc(r["nextAttemptAt"])
                 if r["status"] == OutboxStatus.PENDING
                 else None,
             )

@@ -7,6 +7,9 @@
   loopback, as a ratio to reading the same file from disk in the same run (once with its
   pages evicted from the cache first, so both read the disk, and once from the page
   cache), and the server's resident memory before, at its peak and after.
+- Upload: a 200 MB file streamed to `POST /api/v1/data/import` (multipart, chunked): MiB/s
+  and the server's resident memory before, at its peak and after (flat: the file goes to
+  storage as it arrives).
 
 `run(database_url)` takes the seeded benchmark database (its schema must have the API's
 tables: run with `GOALPORT_BENCH_DB=goalport_bench_api`), and removes every row and file
@@ -33,6 +36,7 @@ import sqlalchemy as sa
 CLIENTS = 32
 LOAD_SECONDS = 10.0
 DOWNLOAD_BYTES = 500 * 2**20
+UPLOAD_BYTES = 200 * 2**20
 SECRET = "api-bench-download-secret-0123456789abcdef"
 
 
@@ -45,13 +49,14 @@ def run(database_url: str) -> dict:
     folder = tempfile.mkdtemp(prefix="goalport-api-bench-")
     storage = ObjectStorage(url=folder)
     user_id = database.all_user_ids()[0]
-    token_row, token = create_token(database.engine, user_id, ["exports"], name="bench")
+    token_row, token = create_token(database.engine, user_id, ["exports", "imports"], name="bench")
     server = _start_server(database_url, folder)
     try:
         base = f"http://127.0.0.1:{server.port}"
         healthz = asyncio.run(_load(base, token, pair=False))
         pair = asyncio.run(_load(base, token, pair=True))
         download = _download(base, database, storage, user_id, server.process.pid)
+        upload = _upload(base, token, server.process.pid)
     finally:
         server.process.terminate()
         server.process.wait(timeout=30)
@@ -67,6 +72,7 @@ def run(database_url: str) -> dict:
         "get_status_p95_ms": pair["p95_ms"],
         "errors": pair["errors"] + healthz["errors"],
         **download,
+        **upload,
     }
     print(
         f"{CLIENTS} clients: POST export + GET status {pair['rps']:.0f} requests/s "
@@ -82,6 +88,11 @@ def run(database_url: str) -> dict:
         f"ratio {download['download_vs_disk_warm']:.2f}; server RSS "
         f"{download['server_rss_before_mib']:.0f} -> peak {download['server_rss_peak_mib']:.0f}"
         f" -> {download['server_rss_after_mib']:.0f} MiB; {download['bytes_received']} bytes"
+    )
+    print(
+        f"upload 200 MB (streamed to storage): {upload['upload_mib_per_s']:.0f} MiB/s; server "
+        f"RSS {upload['upload_rss_before_mib']:.0f} -> peak {upload['upload_rss_peak_mib']:.0f}"
+        f" -> {upload['upload_rss_after_mib']:.0f} MiB"
     )
     return report
 
@@ -107,6 +118,7 @@ def _start_server(database_url: str, folder: str) -> _Server:
         "GOALPORT_STORAGE_URL": folder,
         "GOALPORT_DOWNLOAD_SECRET": SECRET,
         "GOALPORT_API_RATE_LIMIT": "100000000",
+        "GOALPORT_API_ADDRESS_RATE_LIMIT": "100000000",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli.main", "serve", "--port", str(port)],
@@ -247,6 +259,44 @@ def _download(base, database, storage, user_id: str, server_pid: int) -> dict:
     }
 
 
+def _upload(base: str, token: str, server_pid: int) -> dict:
+    """POST a UPLOAD_BYTES file as a chunked multipart body from a plain socket, 1 MiB a
+    chunk (a client that costs next to nothing), sampling the server's memory."""
+    host, port = base.removeprefix("http://").split(":")
+    boundary = "goalport-api-bench"
+    block = os.urandom(2**20)
+    rss_before = _rss_mib(server_pid)
+    with _RssPeak(server_pid) as rss, socket.create_connection((host, int(port))) as sock:
+        started = time.perf_counter()
+        sock.sendall(
+            f"POST /api/v1/data/import HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+        )
+
+        def chunk(data: bytes) -> None:
+            sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        chunk(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="bench.bin"\r\n\r\n'.encode()
+        )
+        for _ in range(UPLOAD_BYTES // len(block)):
+            chunk(block)
+        chunk(f"\r\n--{boundary}--\r\n".encode())
+        sock.sendall(b"0\r\n\r\n")
+        answer = sock.recv(4096)
+        elapsed = time.perf_counter() - started
+    if not answer.startswith(b"HTTP/1.1 202"):
+        raise RuntimeError(f"upload failed: {answer[:300]!r}")
+    return {
+        "upload_mib_per_s": UPLOAD_BYTES / 2**20 / elapsed,
+        "upload_rss_before_mib": rss_before,
+        "upload_rss_peak_mib": rss.peak,
+        "upload_rss_after_mib": _rss_mib(server_pid),
+    }
+
+
 def _evict(path: str) -> None:
     """Drop the file's pages from the page cache (clean pages: it was fsynced)."""
     fd = os.open(path, os.O_RDONLY)
@@ -309,6 +359,8 @@ def _remove_rows(engine: sa.Engine, token_id: str, user_id: str) -> None:
     jobs, audit = schema.data_export_job, schema.data_audit_log
     with engine.begin() as conn:
         conn.execute(jobs.delete().where(jobs.c.requestedBy.in_([actor, "api-bench"])))
+        imports = schema.data_import_job
+        conn.execute(imports.delete().where(imports.c.requestedBy == actor))
         conn.execute(
             audit.delete().where(
                 audit.c.userId == user_id, audit.c.actor.in_([actor, "download-link"])
@@ -318,6 +370,9 @@ def _remove_rows(engine: sa.Engine, token_id: str, user_id: str) -> None:
             audit.delete().where(audit.c.userId == user_id, audit.c.details.contains(token_id))
         )
         conn.execute(schema.api_token.delete().where(schema.api_token.c.id == token_id))
+        limits = schema.api_rate_limit.c.bucket
         conn.execute(
-            schema.api_rate_limit.delete().where(schema.api_rate_limit.c.bucket == token_id)
+            schema.api_rate_limit.delete().where(
+                sa.or_(limits == token_id, limits.like("link:%"), limits.like("addr:%"))
+            )
         )

@@ -66,8 +66,9 @@ def send_alert(
     secret: str | None = None,
     timeout: float = ALERT_TIMEOUT_SECONDS,
 ) -> str | None:
-    """POST `alert` (with an id and a time) signed like the export notifications; None
-    when sent or when no alert URL is configured, otherwise why it was not sent."""
+    """POST `alert` (with an id and a time) signed per Standard Webhooks like the users'
+    notifications (`webhook-id` is the alert id); None when sent or when no alert URL is
+    configured, otherwise why it was not sent."""
     url = url if url is not None else settings.alert_webhook_url()
     secret = secret if secret is not None else settings.alert_webhook_secret()
     if not url:
@@ -78,5 +79,5 @@ def send_alert(
     body = json.dumps(
         {**alert, "alertId": alert_id, "at": utc_now().isoformat()}, sort_keys=True
     ).encode()
-    headers = {"X-Goalport-Event": alert["event"], "X-Goalport-Delivery": alert_id}
-    return post_signed_json(url, secret, body, headers, timeout)
+    headers = {"X-Goalport-Event": alert["event"]}
+    return post_signed_json(url, secret, alert_id, body, headers, timeout)

@@ -11,7 +11,8 @@ SQLAlchemy and are typed with the same Arrow schemas.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -182,6 +183,18 @@ class AppDatabase(dg.ConfigurableResource):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+@contextmanager
+def transaction(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """A connection in a transaction: a new one of the engine's, committed when the block
+    ends; or the caller's connection as it is, so that the work joins the caller's
+    transaction (which the caller commits or rolls back, e.g. with the API's audit row)."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+        return
+    with bind.begin() as conn:
+        yield conn
 
 
 def make_engine(url: str) -> sa.Engine:

@@ -434,6 +434,15 @@ notification_outbox = sa.Table(
     sa.Column("lastError", sa.Text),
     _ts("createdAt"),
     _ts("sentAt", nullable=True),
+    # When the next attempt is due (the queued time, then after each failure its back-off);
+    # the delivery sensor finds due rows by the index below.
+    sa.Column(
+        "nextAttemptAt",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.text("CURRENT_TIMESTAMP"),
+    ),
+    sa.Index("ix_NotificationOutbox_due", "status", "nextAttemptAt"),
 )
 
 # The erasure fence (resources/erasure_fence.py): one row per erased user, keyed by the audit

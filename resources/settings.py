@@ -7,6 +7,7 @@ somebody's production. Read when a resource or command is built, not at import t
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import secrets
 import uuid
@@ -446,6 +447,35 @@ def api_service_rate_limit() -> int:
     """Calls per window for the service credential (all of the app's users share it):
     GOALPORT_API_SERVICE_RATE_LIMIT, else 20,000."""
     return _positive_int("GOALPORT_API_SERVICE_RATE_LIMIT", 20_000)
+
+
+def api_link_rate_limit() -> int:
+    """Requests per window for one download link (a resumed download takes a few):
+    GOALPORT_API_LINK_RATE_LIMIT, else 120."""
+    return _positive_int("GOALPORT_API_LINK_RATE_LIMIT", 120)
+
+
+def api_address_rate_limit() -> int:
+    """Requests per window from one client address without a valid credential (download
+    links, and calls whose token is missing or wrong): GOALPORT_API_ADDRESS_RATE_LIMIT,
+    else 300."""
+    return _positive_int("GOALPORT_API_ADDRESS_RATE_LIMIT", 300)
+
+
+def trusted_proxies() -> tuple[str, ...]:
+    """GOALPORT_TRUSTED_PROXIES: comma-separated addresses or networks (CIDR) of the proxies
+    in front of the API, whose X-Forwarded-For is believed; none by default (the header is
+    then ignored: anyone can send it)."""
+    raw = os.environ.get("GOALPORT_TRUSTED_PROXIES", "")
+    entries = tuple(e.strip() for e in raw.split(",") if e.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise SettingError(
+                f"GOALPORT_TRUSTED_PROXIES: {entry!r} is not an address or a network"
+            ) from exc
+    return entries
 
 
 ERASURE_RETRY_ENV = "GOALPORT_ERASURE_RETRY_SECONDS"

@@ -27,6 +27,10 @@ from pydantic import PrivateAttr
 
 from resources.settings import s3_endpoint_url, storage_url
 
+# Bytes per part of a streamed S3 write (`open_writer`): what a streamed upload holds in
+# memory (S3's minimum part is 5 MiB).
+STREAM_PART_BYTES = 8 * 2**20
+
 
 class StorageError(RuntimeError):
     """Storage cannot be read or written; the message names the location and the reason."""
@@ -123,6 +127,19 @@ class ObjectStorage(dg.ConfigurableResource):
             sha256=hashlib.sha256(data).hexdigest(),
         )
 
+    def open_writer(self, key: str) -> ObjectWriter:
+        """A writer that stores `key` a chunk at a time (memory stays at one chunk or one
+        S3 part): `commit()` makes the object appear whole, `abort()` leaves nothing."""
+        target = self.path(key)
+        try:
+            if self.is_local:
+                return _LocalWriter(self, key, target)
+            block = STREAM_PART_BYTES if self.resolved_url.startswith("s3://") else None
+            handle = self.fs.open(target, "wb", **({"block_size": block} if block else {}))
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.object_url(key)}: {exc}") from exc
+        return _FsspecWriter(self, key, handle)
+
     def read_bytes(self, key: str) -> bytes:
         try:
             return self.fs.cat_file(self.path(key))
@@ -217,6 +234,118 @@ class ObjectStorage(dg.ConfigurableResource):
         probe = f".probe-{uuid.uuid4().hex}"
         self.write_bytes(probe, b"")
         self.delete(probe)
+
+
+class ObjectWriter:
+    """An object being written: `write` chunks, then `commit` (it appears whole, atomically)
+    or `abort` (nothing is left: no temporary file, no unfinished multipart upload). Used as
+    a context manager it commits on success and aborts on any exception."""
+
+    def __init__(self, storage: ObjectStorage, key: str):
+        self.storage, self.key = storage, key
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._write(data)
+        except OSError as exc:
+            self.abort()
+            raise StorageError(f"cannot write {self.storage.object_url(self.key)}: {exc}") from exc
+        self.size += len(data)
+        self._sha256.update(data)
+
+    def commit(self) -> StoredObject:
+        try:
+            self._commit()
+        except OSError as exc:
+            self.abort()
+            raise StorageError(f"cannot write {self.storage.object_url(self.key)}: {exc}") from exc
+        self._done = True
+        return StoredObject(
+            self.key, self.storage.object_url(self.key), self.size, self._sha256.hexdigest()
+        )
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            self._abort()
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, kind, _value, _traceback) -> None:
+        if kind is None and not self._done:
+            self.commit()
+        else:
+            self.abort()
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalWriter(ObjectWriter):
+    """A hidden temporary file in the object's folder, fsynced and renamed into place."""
+
+    def __init__(self, storage: ObjectStorage, key: str, target: str):
+        super().__init__(storage, key)
+        self.target = target
+        folder = os.path.dirname(target)
+        _make_private_folders(folder)
+        self.temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+        try:
+            fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # a delete removed the folder as it became empty: again
+            _make_private_folders(folder)
+            fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.fchmod(fd, 0o600)
+        self.handle = os.fdopen(fd, "wb")
+
+    def _write(self, data: bytes) -> None:
+        self.handle.write(data)
+
+    def _commit(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.temporary, self.target)
+
+    def _abort(self) -> None:
+        self.handle.close()
+        if os.path.exists(self.temporary):
+            os.unlink(self.temporary)
+        _remove_emptied_parents(os.path.dirname(self.target), self.storage.root)
+
+
+class _FsspecWriter(ObjectWriter):
+    """An fsspec file: on S3 a multipart upload of STREAM_PART_BYTES parts, completed by
+    `commit` (or one PUT when small) and aborted by `abort`."""
+
+    def __init__(self, storage: ObjectStorage, key: str, handle):
+        super().__init__(storage, key)
+        self.handle = handle
+
+    def _write(self, data: bytes) -> None:
+        self.handle.write(data)
+
+    def _commit(self) -> None:
+        self.handle.close()
+
+    def _abort(self) -> None:
+        discard = getattr(self.handle, "discard", None)
+        if discard is not None:
+            discard()  # s3fs: aborts the multipart upload, drops the buffer
+            self.handle.closed = True  # closing would upload what was discarded
+        else:
+            self.handle.close()
+            self.storage.delete(self.key)
 
 
 def _is_temporary(key: str) -> bool:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from assets.formats.registry import DATA_FORMATS
 from resources import age, schema
 from resources.audit import new_id, record_audit, utc_now
-from resources.database import ExtractFilter
+from resources.database import ExtractFilter, transaction
 from resources.destinations.errors import DestinationError
 from resources.destinations.urls import allowed_destination
 from resources.schema import as_utc
@@ -264,7 +264,7 @@ _SETTABLE = {
 
 
 def save_backup_config(
-    engine: sa.Engine, user_id: str, *, actor: str | None = None, **changes
+    engine: sa.Engine | sa.Connection, user_id: str, *, actor: str | None = None, **changes
 ) -> BackupConfig:
     """Create or change a user's backup configuration; returns it as stored.
 
@@ -293,7 +293,7 @@ def save_backup_config(
     if isinstance(values.get("retention"), Mapping):
         values["retention"] = Retention.from_dict(values["retention"])
     now = utc_now()
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         user = conn.execute(
             sa.select(schema.user.c.id, schema.user.c.timezone).where(schema.user.c.id == user_id)
         ).first()
@@ -344,9 +344,12 @@ def save_backup_config(
             actor=actor,
             details={"changed": sorted(changes), "config": _audit_view(updated)},
         )
-    saved = get_backup_config(engine, user_id)
-    assert saved is not None, "written just above"
-    return saved
+        saved = (
+            conn.execute(sa.select(config_table).where(config_table.c.userId == user_id))
+            .mappings()
+            .one()
+        )
+    return BackupConfig.from_row(saved)
 
 
 def _known_timezone(name: str | None) -> str | None:

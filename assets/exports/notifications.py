@@ -7,24 +7,19 @@ in the background (`webhook_delivery_sensor` starts a delivery run when one is d
 without a webhook URL the outbox stays for the app to read; without a secret nothing is
 sent, because a receiver cannot trust an unsigned webhook.
 
-Signing (https://www.standardwebhooks.com): headers `webhook-id` (the notification id, the
-same on every attempt: receivers de-duplicate on it), `webhook-timestamp` (seconds) and
-`webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the secret
-`whsec_<base64 key>`. A failed attempt is tried again after an exponential back-off,
-counted from when the notification was queued (attempt k+1 is due `base * (2**k - 1)`
-after it, at most `cap` apart), so no column is needed for it; after `max_attempts` the
+Signing is Standard Webhooks' (`resources.webhooks`), with the notification id as
+`webhook-id`, the same on every attempt (receivers de-duplicate on it). A notification is
+due when queued; a failed attempt is tried again after an exponential back-off counted from
+that attempt (`base`, `2 base`, `4 base` ..., at most `cap`), stored in `nextAttemptAt`,
+which the delivery sensor's query reads through an index; after `max_attempts` the
 notification is `dead` (a dead letter, listed by `goalport notifications list --dead` and
 `GET /api/v1/webhooks/deliveries?status=dead`). Redirects are not followed.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import enum
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Sequence
@@ -36,8 +31,7 @@ from assets.exports.job_rows import ExportJob
 from resources import schema, settings
 from resources.alerts import dead_letter_alert, send_alert
 from resources.audit import new_id, utc_now
-from resources.schema import as_utc
-from resources.webhooks import post_json
+from resources.webhooks import post_signed_json
 
 log = logging.getLogger(__name__)
 outbox_table = schema.notification_outbox
@@ -66,18 +60,16 @@ class Backoff:
             max_attempts=settings.webhook_max_attempts(),
         )
 
-    def due_at(self, queued_at: dt.datetime, attempts: int) -> dt.datetime:
-        """When attempt `attempts + 1` is due: the delays base, 2 base, 4 base ... (each
-        at most `cap`) added up from when the notification was queued."""
-        delay = dt.timedelta(0)
-        for k in range(attempts):
-            delay += min(self.base * (2**k), self.cap)
-        return queued_at + delay
+    def delay_after(self, attempts: int) -> dt.timedelta:
+        """How long after failed attempt number `attempts` (1, 2, ...) the next one is due:
+        base, 2 base, 4 base ..., at most `cap`."""
+        return min(self.base * (2 ** max(attempts - 1, 0)), self.cap)
 
 
 def queue_notification(conn: sa.Connection, job: ExportJob, kind: str, extra: dict) -> str:
     """An outbox row about `job`, inside the caller's transaction; returns its id."""
     notification_id = new_id("ntf_")
+    now = utc_now()
     payload = {
         "event": kind,
         "notificationId": notification_id,
@@ -95,7 +87,8 @@ def queue_notification(conn: sa.Connection, job: ExportJob, kind: str, extra: di
             payload=json.dumps(payload, sort_keys=True),
             status=OutboxStatus.PENDING.value,
             attempts=0,
-            createdAt=utc_now(),
+            createdAt=now,
+            nextAttemptAt=now,
         )
     )
     return notification_id
@@ -105,30 +98,6 @@ def queue_failure_notification(conn: sa.Connection, job: ExportJob, message: str
     return queue_notification(conn, job, EXPORT_FAILED, {"error": message})
 
 
-class WebhookSecretError(ValueError):
-    """The webhook secret is not `whsec_<base64>`."""
-
-
-def webhook_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret: the base64 after `whsec_`."""
-    try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise WebhookSecretError(
-            "GOALPORT_WEBHOOK_SECRET must be whsec_ followed by base64 (e.g. whsec_"
-            + base64.b64encode(b"32 random bytes.................").decode()
-            + ")"
-        ) from exc
-
-
-def sign_webhook(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header: `v1,` and the base64 HMAC-SHA256 of
-    `id.timestamp.body` under the secret's key."""
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(webhook_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
 @dataclass
 class DeliveryOutcome:
     sent: list[str] = field(default_factory=list)
@@ -136,21 +105,25 @@ class DeliveryOutcome:
     not_configured: bool = False
 
 
-def _due(engine: sa.Engine, backoff: Backoff, now: dt.datetime, ids) -> list[sa.RowMapping]:
-    query = sa.select(outbox_table).where(outbox_table.c.status == OutboxStatus.PENDING.value)
+def _due(engine: sa.Engine, now: dt.datetime, ids, limit: int | None = None):
+    """Pending notifications whose next attempt is due, the longest waiting first (by the
+    index on status and nextAttemptAt)."""
+    outbox = outbox_table.c
+    query = sa.select(outbox_table).where(
+        outbox.status == OutboxStatus.PENDING.value, outbox.nextAttemptAt <= now
+    )
     if ids is not None:
-        query = query.where(outbox_table.c.id.in_(list(ids)))
+        query = query.where(outbox.id.in_(list(ids)))
+    query = query.order_by(outbox.nextAttemptAt, outbox.id).limit(limit)
     with engine.connect() as conn:
-        pending = conn.execute(query.order_by(outbox_table.c.createdAt)).mappings().all()
-    return [r for r in pending if backoff.due_at(as_utc(r["createdAt"]), r["attempts"]) <= now]
+        return conn.execute(query).mappings().all()
 
 
 def due_notifications(
-    engine: sa.Engine, backoff: Backoff | None = None, now: dt.datetime | None = None
+    engine: sa.Engine, now: dt.datetime | None = None, limit: int | None = None
 ) -> list[tuple[str, int]]:
     """(id, attempts) of the pending notifications whose next attempt is due."""
-    rows = _due(engine, backoff or Backoff.from_settings(), now or utc_now(), None)
-    return [(r["id"], r["attempts"]) for r in rows]
+    return [(r["id"], r["attempts"]) for r in _due(engine, now or utc_now(), None, limit)]
 
 
 def deliver_notifications(
@@ -179,7 +152,7 @@ def deliver_notifications(
         return outcome
     if ids is not None and not ids:
         return outcome
-    for row in _due(engine, backoff, utc_now(), ids):
+    for row in _due(engine, utc_now(), ids):
         error = (
             _post_webhook(url, secret, row["id"], row["kind"], row["payload"].encode(), timeout)
             if secret
@@ -193,6 +166,7 @@ def deliver_notifications(
         else:
             gave_up = attempts >= backoff.max_attempts
             values["status"] = (OutboxStatus.DEAD if gave_up else OutboxStatus.PENDING).value
+            values["nextAttemptAt"] = utc_now() + backoff.delay_after(attempts)
             outcome.failed[row["id"]] = error
         with engine.begin() as conn:
             conn.execute(
@@ -242,15 +216,4 @@ def list_notifications(
 def _post_webhook(
     url: str, secret: str, message_id: str, kind: str, body: bytes, timeout: float
 ) -> str | None:
-    timestamp = int(utc_now().timestamp())
-    try:
-        signature = sign_webhook(secret, message_id, timestamp, body)
-    except WebhookSecretError as exc:
-        return str(exc)
-    headers = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature,
-        "X-Goalport-Event": kind,
-    }
-    return post_json(url, body, headers, timeout)
+    return post_signed_json(url, secret, message_id, body, {"X-Goalport-Event": kind}, timeout)

@@ -34,13 +34,14 @@ from assets.exports.job_status import (
 from assets.exports.notifications import queue_failure_notification
 from resources import schema
 from resources.audit import new_id, utc_now
+from resources.database import transaction
 
 # Imported from here by assets/backups until its own split lands; the setting is read in
 # resources.settings.
 
 
 def request_export(
-    engine: sa.Engine,
+    engine: sa.Engine | sa.Connection,
     user_id: str,
     fmt: str,
     *,
@@ -64,7 +65,7 @@ def request_export(
             f"unknown export type {export_type!r}: choose from {', '.join(EXPORT_TYPES)}"
         )
     job_id = new_id("exp_")
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         found = conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id)).first()
         if found is None:
             raise ExportRequestError(f"unknown user id: {user_id}")

@@ -39,6 +39,7 @@ from assets.formats.excel_csv import (
     excel_escape,
 )
 from assets.formats.json import EXPORT_JSON_SCHEMA_PATH, json_document, json_object_texts
+from assets.formats.xml import EXPORT_XSD_PATH, xml_document
 from assets.formats.zip_archive import write_zip
 from assets.gdpr.layout import (
     AUDIT_CSV,
@@ -49,8 +50,10 @@ from assets.gdpr.layout import (
     BUNDLE_FORMAT_VERSION,
     DATA_JSON,
     DATA_PACKAGE,
+    DATA_XML,
     EXCEL_DIR,
     EXPORT_SCHEMA_FILE,
+    EXPORT_XSD_FILE,
     MANIFEST,
     MANIFEST_DESCRIPTIONS,
     MANIFEST_SHA256,
@@ -162,6 +165,8 @@ def render_gdpr_bundle(
     files[DATA_JSON] = json_document(
         prepared, {name: t.json for name, t in texts_of.items()}, export_stamp
     )
+    files[EXPORT_XSD_FILE] = EXPORT_XSD_PATH.read_bytes()
+    files[DATA_XML] = xml_document(prepared, export_stamp)
     package = build_datapackage(
         prepared, export_stamp, flavour="machine", dangling_references=dangling_references
     )

@@ -59,6 +59,7 @@ from resources import schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
 from resources.destinations.credentials import forget_subject_credentials
 from resources.destinations.storage import place_opener
+from resources.database import transaction
 from resources.erasure_fence import (
     erased_users,
     file_locations,
@@ -166,7 +167,7 @@ def holds_data(conn: sa.Connection, user_id: str) -> bool:
 
 
 def request_erasure(
-    engine: sa.Engine,
+    engine: sa.Engine | sa.Connection,
     user_id: str,
     *,
     grace: dt.timedelta | None = None,
@@ -186,7 +187,7 @@ def request_erasure(
     now = now or utc_now()
     grace = erasure_grace_period() if grace is None else grace
     not_before = now + grace
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         existing = conn.execute(
             sa.select(requests_table).where(
                 requests_table.c.userId == user_id,
@@ -246,11 +247,11 @@ def get_erasure_request(engine: sa.Engine, request_id: str) -> ErasureRequest:
 
 
 def cancel_erasure(
-    engine: sa.Engine, user_id: str, *, cancelled_by: str = "the user"
+    engine: sa.Engine | sa.Connection, user_id: str, *, cancelled_by: str = "the user"
 ) -> ErasureRequest:
     """Cancel the user's pending request (only possible before it starts); the audit log
     says who cancelled it."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         row = conn.execute(
             sa.select(requests_table).where(
                 requests_table.c.userId == user_id, requests_table.c.status == PENDING

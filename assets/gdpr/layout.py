@@ -11,6 +11,8 @@ Fixed paths, so that tools need no discovery:
     schema/export-v1.schema.json        JSON Schema of data/goalport-export.json (the published one)
     schema/processing-v1.schema.json    JSON Schema of processing/*.json
     data/goalport-export.json           the app data, goalport JSON export version 1
+    data/goalport-export.xml            the same data as one XML document (export format 1)
+    schema/export-v1.xsd                XML Schema of data/goalport-export.xml (the published one)
     data/datapackage.json, data/*.csv   machine CSV (RFC 4180, UTF-8, no BOM) + Frictionless package
     data/excel/...                      the same CSV for spreadsheets (BOM, formula escaping recorded)
     processing/audit-log.json|.csv      every audit-log entry about the user
@@ -38,6 +40,8 @@ MANIFEST_SHA256 = "manifest-sha256.txt"
 EXPORT_SCHEMA_FILE = "schema/export-v1.schema.json"
 PROCESSING_SCHEMA_FILE = "schema/processing-v1.schema.json"
 DATA_JSON = "data/goalport-export.json"
+DATA_XML = "data/goalport-export.xml"
+EXPORT_XSD_FILE = "schema/export-v1.xsd"
 DATA_PACKAGE = "data/datapackage.json"
 EXCEL_DIR = "data/excel"
 AUDIT_JSON = "processing/audit-log.json"
@@ -92,6 +96,8 @@ _FILE_DESCRIPTIONS = {
         "JSON Schema (draft 2020-12) of processing/audit-log.json and records.json."
     ),
     DATA_JSON: "All your app data in one JSON document (goalport export format 1).",
+    DATA_XML: "The same data in one XML document (goalport export format 1).",
+    EXPORT_XSD_FILE: "XML Schema of data/goalport-export.xml.",
     DATA_PACKAGE: "Frictionless data package: types, primary and foreign keys of data/*.csv.",
     f"{EXCEL_DIR}/datapackage.json": (
         "Frictionless data package of the Excel copy, with how its escaping is undone."

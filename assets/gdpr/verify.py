@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 import jsonschema
 import orjson
 import pyarrow.csv as pcsv
+from lxml import etree
 
 from assets.formats.common import TABLE_NAMES
 from assets.formats.csv import read_table_csv
 from assets.formats.json import read_json_export
+from assets.formats.xml import EXPORT_XSD_PATH, read_xml_export, read_xml_stamp
 from assets.gdpr.layout import (
     AUDIT_CSV,
     AUDIT_JSON,
@@ -34,8 +36,10 @@ from assets.gdpr.layout import (
     BUNDLE_FORMAT,
     DATA_JSON,
     DATA_PACKAGE,
+    DATA_XML,
     EXCEL_DIR,
     EXPORT_SCHEMA_FILE,
+    EXPORT_XSD_FILE,
     MANIFEST,
     MANIFEST_SHA256,
     PROCESSING_SCHEMA_FILE,
@@ -286,6 +290,8 @@ def _check_contents(
             except ValueError as exc:
                 report.add(DATA_JSON, str(exc))
 
+    _check_xml(usable, json_tables, manifest, report)
+
     for folder, excel in (("data", False), (EXCEL_DIR, True)):
         for name in TABLE_NAMES:
             path = f"{folder}/{name}.csv"
@@ -357,3 +363,45 @@ def _check_contents(
             )
         else:
             report.checks.append("complete: every table's rows match the live database's count")
+
+
+@functools.cache
+def _published_xsd() -> tuple[bytes, etree.XMLSchema]:
+    published = EXPORT_XSD_PATH.read_bytes()
+    return published, etree.XMLSchema(etree.fromstring(published))
+
+
+def _check_xml(usable, json_tables, manifest, report: VerifyReport) -> None:
+    """The XML copy: read back by goalport's reader (which refuses DTDs and entities), valid
+    against the published XML Schema (the bundle's own copy must be that one: a schema
+    from a file is never loaded, as it could fetch others), and the same rows as the JSON."""
+    raw_xml, raw_xsd = usable(DATA_XML), usable(EXPORT_XSD_FILE)
+    if raw_xml is None:
+        return
+    try:
+        xml_tables = read_xml_export(raw_xml)
+        _, xml_user = read_xml_stamp(raw_xml)
+    except ValueError as exc:
+        report.add(DATA_XML, str(exc))
+        return
+    if raw_xsd is not None:
+        published, schema = _published_xsd()
+        if raw_xsd != published:
+            report.add(EXPORT_XSD_FILE, "is not the published XML Schema of export format 1")
+        elif not schema.validate(etree.fromstring(raw_xml, _no_entities_parser())):
+            error = schema.error_log.last_error
+            report.add(DATA_XML, f"does not match {EXPORT_XSD_FILE}: line {error.line}: "
+                       f"{error.message}")  # fmt: skip
+        else:
+            report.checks.append(f"{DATA_XML} validates against {EXPORT_XSD_FILE}")
+    if manifest is not None and xml_user != manifest.get("userId"):
+        report.add(DATA_XML, "is the export of another user than the manifest names")
+    if json_tables is not None:
+        if any(not xml_tables[n].equals(json_tables[n]) for n in TABLE_NAMES):
+            report.add(DATA_XML, f"does not hold the same rows as {DATA_JSON}")
+        else:
+            report.checks.append(f"{DATA_XML} holds the same rows as {DATA_JSON}")
+
+
+def _no_entities_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True)

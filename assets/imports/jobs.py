@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from assets.imports.plan import check_request
 from resources import schema
 from resources.audit import UserErasedError, new_id, utc_now
+from resources.database import transaction
 from resources.erasure_fence import fence_users
 
 # Jobs of files uploaded through the API (`api.imports`) have ids with this prefix; the
@@ -39,7 +40,7 @@ class StalePreviewError(ImportJobError):
 
 
 def create_import_job(
-    engine: sa.Engine,
+    engine: sa.Engine | sa.Connection,
     *,
     user_id: str,
     file_name: str,
@@ -54,7 +55,7 @@ def create_import_job(
     so a sensor that retries does not create a second job)."""
     chosen = check_request(mode, conflict_policy, modules)
     job_id = job_id or new_id("imp_")
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         if fence_users(conn, [user_id]):  # e.g. a file dropped in the inbox after the erasure
             raise UserErasedError(f"import {job_id}: the user was erased; no import is created")
         exists = conn.execute(

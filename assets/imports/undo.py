@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -38,9 +39,16 @@ class UndoResult:
     seconds: float
 
 
-def undo_import(database: AppDatabase, job_id: str, *, actor: str | None = None) -> UndoResult:
+def undo_import(
+    database: AppDatabase,
+    job_id: str,
+    *,
+    actor: str | None = None,
+    within: Callable[[sa.Connection], object] | None = None,
+) -> UndoResult:
     """Restore every row the import touched, in one transaction, or refuse saying which
-    rows changed after the import."""
+    rows changed after the import. `within` is called with that transaction's connection
+    just before it commits (the API writes its audit row there)."""
     started = time.perf_counter()
     engine = database.engine
     change = schema.import_change
@@ -135,6 +143,8 @@ def undo_import(database: AppDatabase, job_id: str, *, actor: str | None = None)
             actor=actor,
             details={"jobId": job_id},
         )
+        if within is not None:
+            within(conn)
     return UndoResult(job_id, restored, time.perf_counter() - started)
 
 

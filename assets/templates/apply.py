@@ -33,6 +33,7 @@ from assets.templates.versions import (
 )
 from resources import schema
 from resources.audit import new_id, record_audit, utc_now
+from resources.database import transaction
 
 TEMPLATE_SOURCE_APP = "template"
 MODULE_KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -79,7 +80,7 @@ def preview_apply(
 
 
 def apply_template(
-    engine: sa.Engine,
+    engine: sa.Engine | sa.Connection,
     template_ref: str,
     user_id: str,
     options: ApplyOptions,
@@ -88,7 +89,7 @@ def apply_template(
 ) -> ApplyResult:
     """Create the template's goals for the user in one transaction and count a download.
     Every application is a new, independent plan."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         require_user(conn, user_id)
         record = resolve_template(conn, template_ref, user_id=user_id)
         plan = _plan(conn, record, user_id, options)

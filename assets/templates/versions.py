@@ -36,6 +36,7 @@ from assets.templates.template_file import (
 )
 from resources import schema
 from resources.audit import new_id, record_audit, utc_now
+from resources.database import transaction
 
 AUDIT_OPERATION = "template"
 
@@ -119,7 +120,7 @@ def record_from_row(row: Mapping[str, Any] | sa.RowMapping) -> TemplateRecord:
 
 
 def create_template(
-    engine: sa.Engine,
+    engine: sa.Engine | sa.Connection,
     user_id: str,
     goal_ids: Sequence[str],
     *,
@@ -132,7 +133,7 @@ def create_template(
     actor: str | None = None,
 ) -> TemplateRecord:
     """Version 1 of a new template made from the trees of the user's goals `goal_ids`."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         creator = require_user(conn, user_id)
         document = _document_from_goals(
             conn,
@@ -422,13 +423,18 @@ def export_template(engine: sa.Engine, template_ref: str) -> tuple[TemplateRecor
 
 
 def rate_template(
-    engine: sa.Engine, template_ref: str, user_id: str, stars: int, *, actor: str | None = None
+    engine: sa.Engine | sa.Connection,
+    template_ref: str,
+    user_id: str,
+    stars: int,
+    *,
+    actor: str | None = None,
 ) -> TemplateRecord:
     """One rating (1-5 stars) per user per template version; not for the author."""
     if not 1 <= stars <= 5:
         raise TemplateError(f"a rating is 1 to 5 stars, not {stars}")
     a = schema.data_audit_log
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         require_user(conn, user_id)
         record = resolve_template(conn, template_ref, user_id=user_id)
         if record.author_id == user_id:

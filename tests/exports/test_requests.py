@@ -550,7 +550,11 @@ def test_webhook_failures_stay_in_the_outbox_and_unsigned_hooks_are_never_sent(
         assert "answered 500" in row["lastError"]
         assert not deliver_notifications(
             database.engine, url=broken.url, secret="whsec_c2VjcmV0"
-        ).failed  # backing off
+        ).failed  # backing off: the next attempt is stored, 30 s after the failed one
+        assert row["nextAttemptAt"] - dt.timedelta(seconds=29) > row["createdAt"]
+        outbox_table = schema.notification_outbox
+        with database.engine.begin() as conn:  # the back-off is over
+            conn.execute(outbox_table.update().values(nextAttemptAt=row["createdAt"]))
         at_once = Backoff(base=dt.timedelta(0))
         unsigned = deliver_notifications(
             database.engine, url=broken.url, secret="", backoff=at_once

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import threading
+import time
 
 import pyarrow as pa
 import pytest
@@ -110,6 +111,17 @@ def test_xxe_entity_bomb_and_external_dtd_are_refused(listener):
         with pytest.raises(ValueError, match=r"export\.xml: refused: the document declares a DTD"):
             read_xml_export(hostile)
     assert hits == []
+
+
+def test_deep_nesting_and_undeclared_entities_are_refused_quickly():
+    head = b'<export xmlns="urn:goalport:export:1" format="goalport.export" formatVersion="1">'
+    deep = head + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</export>"
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=r"export\.xml: not well-formed XML"):
+        read_xml_export(deep)
+    assert time.perf_counter() - started < 2
+    with pytest.raises(ValueError, match=r"export\.xml: not well-formed XML"):
+        read_xml_export(head + b"<filters>&secret;</filters></export>")
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
+import xmlschema
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets.formats.common import TABLE_NAMES
 from assets.formats.csv import csv_bytes, read_table_csv
-from assets.formats.json import EXPORT_JSON_SCHEMA_PATH
+from assets.formats.json import EXPORT_JSON_SCHEMA_PATH, read_json_export
+from assets.formats.xml import EXPORT_XSD_PATH, read_xml_export
 from assets.gdpr import layout
 from assets.gdpr.bulk import (
     GdprBundleExporter,
@@ -33,7 +35,12 @@ from assets.gdpr.bulk import (
     split_chunk,
     user_bucket,
 )
-from assets.gdpr.bundle import excel_table_csv, render_gdpr_bundle, table_csv
+from assets.gdpr.bundle import (
+    excel_table_csv,
+    manifest_sha256_text,
+    render_gdpr_bundle,
+    table_csv,
+)
 from assets.gdpr.defs import GdprBulkConfig, gdpr_bundles
 from assets.gdpr.texts import DEFAULT_GDPR_TEXTS, GdprTextsError, load_gdpr_texts
 from assets.gdpr.verify import verify_bundle
@@ -56,6 +63,8 @@ BUNDLE_FILES = [
     layout.EXPORT_SCHEMA_FILE,
     layout.PROCESSING_SCHEMA_FILE,
     layout.DATA_JSON,
+    layout.EXPORT_XSD_FILE,
+    layout.DATA_XML,
     layout.DATA_PACKAGE,
     *[f"data/{name}.csv" for name in TABLE_NAMES],
     f"{layout.EXCEL_DIR}/datapackage.json",
@@ -126,7 +135,49 @@ def pure_bundle() -> tuple[str, bytes]:
 def test_the_bundle_holds_exactly_the_documented_files(pure_bundle):
     _user, data = pure_bundle
     assert list(members(data)) == BUNDLE_FILES
-    assert verify_bundle(data).ok
+    report = verify_bundle(data)
+    assert report.ok
+    assert f"{layout.DATA_XML} holds the same rows as {layout.DATA_JSON}" in report.checks
+    assert f"{layout.DATA_XML} validates against {layout.EXPORT_XSD_FILE}" in report.checks
+
+
+def test_the_xml_copy_is_valid_to_an_independent_validator_and_holds_the_json_rows(pure_bundle):
+    user_id, data = pure_bundle
+    files = members(data)
+    assert files[layout.EXPORT_XSD_FILE] == EXPORT_XSD_PATH.read_bytes()
+    xmlschema.XMLSchema(EXPORT_XSD_PATH.read_text(encoding="utf-8")).validate(
+        files[layout.DATA_XML].decode("utf-8")
+    )
+    from_xml, from_json = (
+        read_xml_export(files[layout.DATA_XML]),
+        read_json_export(files[layout.DATA_JSON]),
+    )
+    assert from_xml.keys() == from_json.keys()
+    assert all(from_xml[name].equals(from_json[name]) for name in from_json)
+    assert from_xml["Progress"].num_rows > 0 and from_xml["User"]["id"][0].as_py() == user_id
+    readme = files[layout.README].decode("utf-8")
+    assert layout.DATA_XML in readme and layout.EXPORT_XSD_FILE in readme
+
+    # An XML copy whose rows differ from the JSON's is named (the rest made consistent).
+    changed = files[layout.DATA_XML].replace(b"<title>", b"<title>X", 1)
+    report = verify_bundle(_with_file(files, layout.DATA_XML, changed))
+    assert report.bad_files == [layout.DATA_XML], report.lines()
+    assert "does not hold the same rows" in " ".join(report.lines())
+
+
+def _with_file(files: dict[str, bytes], path: str, data: bytes) -> bytes:
+    """The bundle with one file replaced and its manifest and checksum file made to match."""
+    files = dict(files)
+    files[path] = data
+    manifest = json.loads(files[layout.MANIFEST])
+    for entry in manifest["files"]:
+        if entry["path"] == path:
+            entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    files[layout.MANIFEST] = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
+    digests = [(e["path"], e["sha256"]) for e in manifest["files"]]
+    digests.append((layout.MANIFEST, hashlib.sha256(files[layout.MANIFEST]).hexdigest()))
+    files[layout.MANIFEST_SHA256] = manifest_sha256_text(digests)
+    return rezip(files)
 
 
 def test_rendering_is_deterministic_and_the_manifest_lists_every_file(pure_bundle):

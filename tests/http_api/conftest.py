@@ -62,7 +62,13 @@ def start_api() -> Iterator[Callable[..., LiveApi]]:
         port = _free_port()
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                proxy_headers=False,  # as `api.app.serve` runs it
             )
         )
         thread = threading.Thread(target=server.run, daemon=True)

@@ -1,7 +1,8 @@
 """Webhooks: an export requested over HTTP ends in a notification that the delivery path
 (the run `webhook_delivery_sensor` starts) POSTs signed per Standard Webhooks, verified
 here by the independent `standardwebhooks` package; a receiver that fails twice gets it
-again after each back-off and exactly once more when it answers 2xx; redirects are not
+again after each back-off (counted from the failed attempt and stored as `nextAttemptAt`)
+and exactly once more when it answers 2xx; redirects are not
 followed; dead letters show in the CLI and the API."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook
 
 from assets.exports import defs as export_assets
-from assets.exports.notifications import Backoff, deliver_notifications
+from assets.exports.notifications import Backoff, deliver_notifications, due_notifications
 from assets.exports.progress import process_pending_exports
 from pipelines.cli.main import main
 from resources import schema
@@ -97,6 +98,23 @@ def test_signed_delivery_retried_with_backoff_then_exactly_once(
         request = export_assets.webhook_delivery_sensor(context)
     assert isinstance(request, dg.RunRequest) and alice not in (request.run_key or "")
 
+    deliver_notifications(database.engine)  # the first attempt: the receiver answers 500
+    (first,) = receiver.received
+    outbox = schema.notification_outbox
+    with database.engine.connect() as conn:
+        due = conn.execute(sa.select(outbox.c.nextAttemptAt, outbox.c.attempts)).one()
+    # the next attempt is stored, 0.4 s after the failed one, and nothing is due before it
+    assert due.attempts == 1 and 0.4 <= due.nextAttemptAt.timestamp() - first[0] < 2
+    assert (
+        due_notifications(database.engine, now=due.nextAttemptAt - dt.timedelta(milliseconds=1))
+        == []
+    )
+    with dg.build_sensor_context(instance=instance, resources={"database": database}) as context:
+        assert isinstance(export_assets.webhook_delivery_sensor(context), dg.SkipReason)
+    with api.client(token) as client:
+        (pending,) = client.get("/api/v1/webhooks/deliveries").json()["items"]
+    assert dt.datetime.fromisoformat(pending["nextAttemptAt"]) == due.nextAttemptAt
+
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(receiver.received) < 3:
         deliver_notifications(database.engine)  # what the delivery run does
@@ -104,11 +122,9 @@ def test_signed_delivery_retried_with_backoff_then_exactly_once(
     for _ in range(5):  # more runs after success send nothing
         deliver_notifications(database.engine)
     assert len(receiver.received) == 3
-    with database.engine.connect() as conn:
-        queued = conn.scalar(sa.select(schema.notification_outbox.c.createdAt))
-    since = [t - queued.timestamp() for t, _, _ in receiver.received]
-    # attempt k+1 is due 0.4 * (2**k - 1) s after the notification was queued
-    assert since[1] >= 0.4 and since[2] >= 1.2 and since[2] - since[1] >= 0.4
+    sent_at = [t for t, _, _ in receiver.received]
+    # each retry waits its back-off after the failed attempt: 0.4 s, then 0.8 s
+    assert sent_at[1] - sent_at[0] >= 0.4 and sent_at[2] - sent_at[1] >= 0.8
 
     wh = Webhook(SECRET)
     ids = set()

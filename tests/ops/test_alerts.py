@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -16,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from assets.alerts.defs import run_failure_alert_sensor
 from assets.exports.claims import claim_pending_exports
@@ -26,7 +25,7 @@ from pipelines.definitions import defs
 from resources.alerts import message_without_users, send_alert
 from synthetic.seed import seed_database
 
-SECRET = "alert-secret-for-tests"
+SECRET = "whsec_" + base64.b64encode(b"alert key for the tests, 32 bytes").decode()
 
 
 class Receiver:
@@ -83,8 +82,14 @@ def alerting(monkeypatch, receiver):
 
 
 def signed_correctly(headers: dict, raw: bytes) -> bool:
-    expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(headers["X-Goalport-Signature"], expected)
+    """Verified by the independent `standardwebhooks` package (Standard Webhooks, like the
+    users' notifications); the old `X-Goalport-Signature` header is gone."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert "x-goalport-signature" not in lowered
+    Webhook(SECRET).verify(raw, lowered)  # raises if the signature does not verify
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(raw.replace(b'"event"', b'"Event"'), lowered)
+    return True
 
 
 @pytest.mark.slow
@@ -119,7 +124,7 @@ def test_a_failed_run_is_alerted_signed_and_naming_no_user(alerting, receiver, d
     alert = json.loads(raw)
     assert path == "/alerts" and signed_correctly(headers, raw)
     assert headers["X-Goalport-Event"] == "run.failed"
-    assert headers["X-Goalport-Delivery"] == alert["alertId"]
+    assert {k.lower(): v for k, v in headers.items()}["webhook-id"] == alert["alertId"]
     assert alert["job"] == "export_job" and alert["runId"] == result.run_id
     assert alert["kind"] == "exports" and alert["batchId"] == batch.batch_id
     assert "extracted_batch" in alert["message"]  # Dagster's message: the failed step
@@ -143,6 +148,12 @@ def test_without_a_secret_no_alert_is_sent_and_the_tick_says_why(monkeypatch, re
     assert error is not None and "GOALPORT_ALERT_WEBHOOK_SECRET" in error
     monkeypatch.delenv("GOALPORT_ALERT_WEBHOOK_URL")
     assert send_alert({"event": "run.failed"}) is None  # not configured: nothing to do
+    assert receiver.requests == []
+
+
+def test_a_secret_that_is_not_a_standard_webhooks_one_sends_nothing(receiver):
+    error = send_alert({"event": "run.failed"}, url=receiver.url + "/alerts", secret="hunter2")
+    assert error is not None and "whsec_" in error and "hunter2" not in error
     assert receiver.requests == []
 
 
