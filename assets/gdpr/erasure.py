@@ -57,9 +57,9 @@ from assets.gdpr.erasure_verify import (
 )
 from resources import schema
 from resources.audit import new_id, record_audit, subject_ref, utc_now
+from resources.database import transaction
 from resources.destinations.credentials import forget_subject_credentials
 from resources.destinations.storage import place_opener
-from resources.database import transaction
 from resources.erasure_fence import (
     erased_users,
     file_locations,
