@@ -87,7 +87,10 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         limit=MAX_JSON_BODY,
-        larger={f"{API_PREFIX}/data/import": imports.MAX_UPLOAD_BODY},
+        larger={
+            f"{API_PREFIX}/data/import": imports.MAX_UPLOAD_BODY,
+            "/portal/import": imports.MAX_UPLOAD_BODY,  # the portal's upload form
+        },
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -80,6 +80,10 @@ class ImportStatusBody(BaseModel):
     counts: dict[str, dict[str, int]] = Field(description="per table: create, update, ...")
     totals: dict[str, int]
     unresolvedConflicts: int  # noqa: N815
+    conflicts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="rows changed on both sides: table, id, fields [existing, incoming], resolution",
+    )
     invalidRowCount: int  # noqa: N815
     invalidRows: list[dict[str, Any]]  # noqa: N815
     warnings: list[str]
@@ -204,6 +208,7 @@ def _status_body(job: dict) -> ImportStatusBody:
         counts=preview.get("counts") or {},
         totals=preview.get("totals") or {},
         unresolvedConflicts=preview.get("unresolvedConflicts") or 0,
+        conflicts=preview.get("conflicts") or [],
         invalidRowCount=preview.get("invalidRowCount") or 0,
         invalidRows=preview.get("invalidRows") or [],
         warnings=preview.get("warnings") or [],
@@ -212,6 +217,20 @@ def _status_body(job: dict) -> ImportStatusBody:
         createdAt=job["createdAt"],
         completedAt=job["completedAt"],
     )
+
+
+def recent_imports(caller: Caller, config, limit: int = 20) -> list[ImportStatusBody]:
+    """The caller's latest import jobs, newest first (the portal's import history)."""
+    query = (
+        sa.select(job_table)
+        .where(job_table.c.userId == caller.user_id)
+        .order_by(job_table.c.createdAt.desc(), job_table.c.id.desc())
+        .limit(limit)
+    )
+    with config.database.engine.begin() as conn:
+        jobs = [dict(row) for row in conn.execute(query).mappings()]
+        caller.audit(conn, "import-history", operation_type="import", record_count=len(jobs))
+    return [_status_body(job) for job in jobs]
 
 
 JobId = Annotated[str, Path(max_length=200)]
