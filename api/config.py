@@ -3,11 +3,13 @@ app is built (tests build theirs directly, with small rate limits)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from api.rate_limit import RateLimit
 from resources import settings
 from resources.database import AppDatabase
+from resources.keys import KeyVault
 from resources.storage import ObjectStorage
 
 MAX_JSON_BODY = 64 * 1024
@@ -22,6 +24,12 @@ class ApiConfig:
     service_token: str | None = None
     token_limit: RateLimit = RateLimit(600, 60)
     service_limit: RateLimit = RateLimit(20_000, 60)
+
+    @functools.cached_property
+    def key_vault(self) -> KeyVault:
+        """The users' backup keys, in the API's database (the master key is read from
+        GOALPORT_MASTER_KEY when a key is opened)."""
+        return KeyVault(database_url=self.database.resolved_url)
 
     @classmethod
     def from_settings(cls) -> ApiConfig:
