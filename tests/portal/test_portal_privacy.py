@@ -1,0 +1,108 @@
+"""Privacy and Backups in the browser: backup settings saved and shown again, "back up
+now" queued, the backup key only after the e-mail address is typed again (with the
+warning), a deletion requested with its grace period and then cancelled, and the audit
+trail showing what the portal did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from resources import keys, schema
+from tests.portal.conftest import small_targets
+
+
+def _email(engine, user_id: str) -> str:
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(schema.user.c.email).where(schema.user.c.id == user_id))
+
+
+def test_backup_settings_saved_and_shown_and_back_up_now(portal, user_ids):
+    page = portal.open(user_ids[0])
+    page.get_by_role("link", name="Backups").first.click()
+    portal.check_page(page, "backups")
+    assert small_targets(page) == []
+    page.get_by_label("Back up automatically").check()
+    page.get_by_label("How often").select_option("weekly")
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.get_by_label("Keep the last (backups)").fill("7")
+    page.get_by_role("button", name="Save settings").click()
+    assert page.get_by_role("status").first.inner_text() == "Your backup settings are saved."
+    # Shown again from the database on a fresh load.
+    page.goto("/portal/backups")
+    assert page.get_by_label("How often").input_value() == "weekly"
+    assert page.get_by_label("Time zone").input_value() == "Europe/Berlin"
+    assert page.get_by_label("Keep the last (backups)").input_value() == "7"
+    assert page.get_by_label("Back up automatically").is_checked()
+    state = page.locator("dl.facts").inner_text()
+    assert state.startswith("Back up automatically\nYes") and "Last verified backup" in state
+    with portal.engine.connect() as conn:
+        saved = conn.execute(
+            sa.select(schema.backup_config).where(schema.backup_config.c.userId == user_ids[0])
+        ).one()
+    assert (saved.frequency, saved.timezone, saved.enabled) == ("weekly", "Europe/Berlin", True)
+
+    page.get_by_label("Time zone").fill("Mars/Olympus_Mons")
+    page.get_by_role("button", name="Save settings").click()
+    assert "Mars/Olympus_Mons" in page.get_by_role("alert").inner_text()
+
+    page.goto("/portal/backups")
+    page.get_by_role("button", name="Back up now").click()
+    assert "A backup was requested" in page.get_by_role("status").first.inner_text()
+    assert "Waiting" in page.get_by_role("list", name="Latest backup requests").inner_text()
+    portal.check_page(page, "backups-requested")
+
+
+def test_deletion_requested_then_cancelled_and_the_backup_key(portal, user_ids, monkeypatch):
+    monkeypatch.setenv(keys.MASTER_KEY_ENV, keys.new_master_key())
+    alice = user_ids[0]
+    page = portal.open(alice)
+    page.get_by_role("link", name="Privacy").first.click()
+    portal.check_page(page, "privacy")
+    assert small_targets(page) == []
+    assert "unreadable" in page.locator("#key ~ .warning").first.inner_text()
+
+    page.get_by_role("button", name="Request deletion").click()  # the dialog is accepted
+    assert page.get_by_role("status").first.inner_text() == "Your deletion request is recorded."
+    pending = page.locator("#erasure-pending").inner_text()
+    assert pending.startswith("Your account will be deleted on")
+    with portal.engine.connect() as conn:
+        (status,) = conn.execute(
+            sa.select(schema.erasure_request.c.status).where(
+                schema.erasure_request.c.userId == alice
+            )
+        ).one()
+    assert status == "pending"
+    portal.check_page(page, "privacy-deletion-pending")
+    page.get_by_role("button", name="Cancel the deletion").click()
+    assert "cancelled" in page.get_by_role("status").first.inner_text()
+    assert page.get_by_role("button", name="Request deletion").is_visible()
+    with portal.engine.connect() as conn:
+        statuses = conn.scalars(
+            sa.select(schema.erasure_request.c.status).where(
+                schema.erasure_request.c.userId == alice
+            )
+        ).all()
+    assert statuses == ["cancelled"]
+
+    # The backup key: refused for another address, handed out for the account's own.
+    page.get_by_label("Type your account's e-mail address to confirm").fill("someone@else.test")
+    page.get_by_label("I understand that anyone with this key can read my backups").check()
+    page.get_by_role("button", name="Download my backup key").click()
+    assert "not your account's e-mail address" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Type your account's e-mail address to confirm").fill(
+        _email(portal.engine, alice).upper()
+    )
+    page.get_by_label("I understand that anyone with this key can read my backups").check()
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download my backup key").click()
+    key_file = Path(download_info.value.path()).read_text()
+    assert "AGE-SECRET-KEY-1" in key_file
+    assert download_info.value.suggested_filename == "goalport-backup-key.txt"
+
+    page.goto("/portal/privacy")
+    trail = page.get_by_role("region", name="Your activity").inner_text()
+    for operation in ("gdpr-erasure-request", "gdpr-erasure-cancel", "backup-key-export"):
+        assert operation in trail
+    assert "portal" in trail
