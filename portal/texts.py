@@ -228,6 +228,11 @@ T: dict[str, str] = {
     "template_check_passed": "Passed: the template holds none of",
     "template_check_failed": "Not published: the template holds personal data.",
     "no_goals": "You have no goals yet.",
+    "template_choose_goal": "Choose at least one goal.",
+    "template_added": "These goals were added to your goals:",
+    "template_target": "Target date",
+    "template_view": "View the template",
+    "template_invalid": "Not published:",
 }
 
 NOTICES: dict[str, str] = {

@@ -131,7 +131,7 @@ def environment() -> jinja2.Environment:
 
 def render(
     request: Request,
-    template: str,
+    page: str,
     visitor: Visitor | None,
     *,
     status: int = 200,
@@ -141,7 +141,7 @@ def render(
     done = request.query_params.get("done")
     html = (
         environment()
-        .get_template(template)
+        .get_template(page)
         .render(
             nonce=nonce,
             visitor=visitor,
