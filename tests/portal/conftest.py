@@ -130,3 +130,11 @@ def small_targets(page: Page) -> list[str]:
           .map(([html, h, w]) => `${html} ${h}x${w}`)"""
     )
     return [f for f in found if not re.search(r'class="skip"', f)]
+
+
+@pytest.fixture
+def desktop_portal(api, browser) -> Iterator[Portal]:
+    """The live portal on the desktop viewport only (for guards that no viewport changes)."""
+    portal = Portal(api, browser, "desktop")
+    yield portal
+    portal.close()
