@@ -39,7 +39,11 @@ def module_kinds(visitor: Visitor) -> list[str]:
 
 def _page(request: Request, visitor: Visitor, cursor: str | None, *, error: str = "", status=200):
     history = api_call(
-        exports.get_export, visitor.caller, visitor.config, jobId=None, cursor=cursor,
+        exports.get_export,
+        visitor.caller,
+        visitor.config,
+        jobId=None,
+        cursor=cursor,
         limit=HISTORY_PAGE,
     )
     return render(
@@ -83,7 +87,11 @@ def request_exports(
     try:
         bodies = [
             exports.ExportRequestBody.model_validate(
-                {"exportType": "selective" if filters else "full", "format": fmt, "filters": filters}
+                {
+                    "exportType": "selective" if filters else "full",
+                    "format": fmt,
+                    "filters": filters,
+                }
             )
             for fmt in dict.fromkeys(formats)
         ]
@@ -100,7 +108,9 @@ def progress_state(status: exports.ExportStatusBody) -> dict:
     """What the page's progress bar shows: records done of the total, in words too."""
     total = status.recordsTotal or 0
     label = texts.STATUS_LABELS.get(status.status, status.status)
-    text = f"{label}: {status.recordsProcessed:,} / {total:,} {texts.T['records']}" if total else label
+    text = (
+        f"{label}: {status.recordsProcessed:,} / {total:,} {texts.T['records']}" if total else label
+    )
     return {
         "done": status.status in FINISHED,
         "value": status.recordsProcessed,

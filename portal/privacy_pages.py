@@ -85,7 +85,10 @@ def download_backup_key(
         return _privacy(request, visitor, None, error=texts.T["privacy_key_confirm"])
     try:
         key = backups.post_backup_key(
-            backups.KeyRequest(confirmEmail=confirm_email), visitor.caller, visitor.config, Response()
+            backups.KeyRequest(confirmEmail=confirm_email),
+            visitor.caller,
+            visitor.config,
+            Response(),
         )
     except ApiError as exc:
         if exc.status == 422:

@@ -36,7 +36,10 @@ from portal.web import (
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
-STATIC_FILES = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"}
+STATIC_FILES = {
+    "portal.css": "text/css; charset=utf-8",
+    "portal.js": "text/javascript; charset=utf-8",
+}
 TOKEN_MAX = 400
 
 

@@ -64,7 +64,11 @@ def _facets(visitor: Visitor) -> tuple[list[str], list[str]]:
 
 @router.get("")
 def catalog_page(
-    request: Request, visitor: SignedIn, category: Filter = None, tag: Filter = None, q: Filter = None
+    request: Request,
+    visitor: SignedIn,
+    category: Filter = None,
+    tag: Filter = None,
+    q: Filter = None,
 ) -> Response:
     found = api_call(
         templates.get_templates,
@@ -126,7 +130,9 @@ async def apply(request: Request, visitor: SignedIn, template_id: str) -> Respon
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return _template_page(request, visitor, template_id, error=f"{where}: {first['msg']}", status=422)
+        return _template_page(
+            request, visitor, template_id, error=f"{where}: {first['msg']}", status=422
+        )
     if not chosen:
         return _template_page(
             request, visitor, template_id, error=texts.T["template_choose_goal"], status=422
@@ -139,8 +145,15 @@ async def apply(request: Request, visitor: SignedIn, template_id: str) -> Respon
         template=template,
         result=result,
         tree=goal_tree(
-            [{"key": g.key, "parentKey": g.parentKey, "title": g.title, "targetDate": g.targetDate}
-             for g in result.goals]
+            [
+                {
+                    "key": g.key,
+                    "parentKey": g.parentKey,
+                    "title": g.title,
+                    "targetDate": g.targetDate,
+                }
+                for g in result.goals
+            ]
         ),
     )
 

@@ -151,7 +151,9 @@ def render(
             **context,
         )
     )
-    return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": page_csp(nonce)})
+    return HTMLResponse(
+        html, status_code=status, headers={"Content-Security-Policy": page_csp(nonce)}
+    )
 
 
 def see_other(location: str) -> RedirectResponse:
@@ -163,7 +165,12 @@ def install_page_errors(app: Any) -> None:
     @app.exception_handler(PortalPageError)
     async def _page_error(request: Request, exc: PortalPageError) -> Response:
         return render(
-            request, "message.html.j2", None, status=exc.status, title=exc.title, message=exc.message
+            request,
+            "message.html.j2",
+            None,
+            status=exc.status,
+            title=exc.title,
+            message=exc.message,
         )
 
     @app.exception_handler(SignInRequired)

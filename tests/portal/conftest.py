@@ -19,14 +19,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from portal.sessions import create_sign_in_link
-from tests.http_api.conftest import (  # noqa: F401 (fixtures)
-    LiveApi,
-    api,
-    api_config,
-    pg_url,
-    start_api,
-    user_ids,
-)
+from tests.http_api import conftest as api_fixtures
+from tests.http_api.conftest import LiveApi
+
+# The API tests' live server over a seeded database, shared with these tests.
+pg_url = api_fixtures.pg_url
+start_api = api_fixtures.start_api
+api_config = api_fixtures.api_config
+api = api_fixtures.api
+user_ids = api_fixtures.user_ids
 
 REPO = Path(__file__).resolve().parents[2]
 AXE = REPO / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
@@ -63,8 +64,11 @@ class Portal:
     def new_page(self) -> Page:
         size = VIEWPORTS[self.viewport]
         context = self.browser.new_context(
-            viewport=size, base_url=self.live.base_url, accept_downloads=True,
-            is_mobile=self.viewport == "mobile", has_touch=self.viewport == "mobile",
+            viewport=size,
+            base_url=self.live.base_url,
+            accept_downloads=True,
+            is_mobile=self.viewport == "mobile",
+            has_touch=self.viewport == "mobile",
         )
         context.set_default_timeout(15_000)
         self.contexts.append(context)
@@ -72,9 +76,11 @@ class Portal:
         page.on("dialog", lambda dialog: dialog.accept())
         page.on(
             "console",
-            lambda message: self.csp_violations.append(message.text)
-            if "Content Security Policy" in message.text
-            else None,
+            lambda message: (
+                self.csp_violations.append(message.text)
+                if "Content Security Policy" in message.text
+                else None
+            ),
         )
         return page
 
@@ -88,9 +94,7 @@ class Portal:
     def check_page(self, page: Page, name: str) -> None:
         """axe-core finds no serious or critical violation; a screenshot is written."""
         page.evaluate(AXE.read_text())
-        result = page.evaluate(
-            "axe.run(document, {resultTypes: ['violations']})"
-        )
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
         blocking = [
             f"{v['id']} ({v['impact']}): {v['help']} at "
             + ", ".join(str(n["target"]) for n in v["nodes"][:3])

@@ -27,8 +27,13 @@ def _bobs_things(engine, bob: str) -> dict[str, str]:
     with engine.begin() as conn:
         conn.execute(
             schema.goal.insert().values(
-                id=goal_id, userId=bob, title="Bob's secret plan", priority=3,
-                isCompleted=False, createdAt=now, updatedAt=now,
+                id=goal_id,
+                userId=bob,
+                title="Bob's secret plan",
+                priority=3,
+                isCompleted=False,
+                createdAt=now,
+                updatedAt=now,
             )
         )
     template = create_template(engine, bob, [goal_id], name="Bob private", public=False)
@@ -149,16 +154,22 @@ def test_cookie_flags_csp_nonce_and_sign_out(desktop_portal, user_ids, start_api
         second = client.get("/portal/export")
     policy = first.headers["content-security-policy"]
     nonce = re.search(r"'nonce-([^']+)'", policy).group(1)
-    assert "unsafe-inline" not in policy.split("style-src")[0] and "frame-ancestors 'none'" in policy
+    assert (
+        "unsafe-inline" not in policy.split("style-src")[0] and "frame-ancestors 'none'" in policy
+    )
     assert f'nonce="{nonce}"' in first.text and nonce not in second.text
     assert re.findall(r"<script[^>]*>", first.text) == [
         f'<script src="/portal/static/portal.js" nonce="{nonce}" defer>'
     ]
-    assert first.headers["x-frame-options"] == "DENY" and first.headers["cache-control"] == "no-store"
+    assert (
+        first.headers["x-frame-options"] == "DENY" and first.headers["cache-control"] == "no-store"
+    )
 
     https = start_api(replace(api_config, public_url="https://goals.example"))
     link = create_sign_in_link(
-        https.config.database.engine, https.app.state.portal_key, alice,
+        https.config.database.engine,
+        https.app.state.portal_key,
+        alice,
         public_url=https.config.public_url,
     )
     assert link.startswith("https://goals.example/portal/sign-in/")
@@ -194,9 +205,7 @@ def test_erasure_removes_sign_in_links_and_sessions(desktop_portal, user_ids):
     assert outcome.receipt["rowsDeleted"]["PortalSession"] == 3
     assert scan_tables(portal.engine, [alice, *ids]) == []
     with portal.engine.connect() as conn:
-        assert conn.scalar(
-            sa.select(sa.func.count()).where(sessions.c.userId == bob)
-        ) == 2
+        assert conn.scalar(sa.select(sa.func.count()).where(sessions.c.userId == bob)) == 2
     with httpx.Client(base_url=portal.live.base_url, cookies={COOKIE_NAME: cookie}) as client:
         assert client.get("/portal").status_code == 401
     fresh = portal.new_page()

@@ -21,8 +21,15 @@ def _add_goals(engine, user_id: str, tree) -> None:
         for goal_id, parent, title, target in tree:
             conn.execute(
                 goal.insert().values(
-                    id=goal_id, userId=user_id, parentGoalId=parent, title=title, priority=3,
-                    targetDate=target, isCompleted=False, createdAt=NOW, updatedAt=NOW,
+                    id=goal_id,
+                    userId=user_id,
+                    parentGoalId=parent,
+                    title=title,
+                    priority=3,
+                    targetDate=target,
+                    isCompleted=False,
+                    createdAt=NOW,
+                    updatedAt=NOW,
                 )
             )
 
@@ -48,12 +55,22 @@ def test_browse_preview_customise_apply_rate_and_publish(portal, user_ids):
         ],
     )
     create_template(
-        portal.engine, bob, [f"bg_root_{suffix}"], name="Marathon in 2 months",
-        category="Running", tags=["endurance"], public=True, start=dt.date(2026, 11, 1),
+        portal.engine,
+        bob,
+        [f"bg_root_{suffix}"],
+        name="Marathon in 2 months",
+        category="Running",
+        tags=["endurance"],
+        public=True,
+        start=dt.date(2026, 11, 1),
     )
     create_template(
-        portal.engine, bob, [f"bg_base_{suffix}"], name="Bob's private base",
-        category="Running", public=False,
+        portal.engine,
+        bob,
+        [f"bg_base_{suffix}"],
+        name="Bob's private base",
+        category="Running",
+        public=False,
     )
     before = _goals(portal.engine, alice)
     page = portal.open(alice)
