@@ -54,6 +54,15 @@ def privacy_page(
     return _privacy(request, visitor, cursor)
 
 
+@router.post("/privacy/bundle")
+def request_bundle(
+    request: Request, visitor: SignedIn, csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    check_csrf(request, visitor, csrf_token)
+    api_call(gdpr.post_gdpr_export, visitor.caller, visitor.config)
+    return see_other("/portal/export?done=gdpr-requested#history")
+
+
 @router.post("/privacy/erasure")
 def request_deletion(
     request: Request, visitor: SignedIn, csrf_token: Annotated[str, Form()] = ""

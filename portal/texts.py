@@ -150,6 +150,7 @@ T: dict[str, str] = {
     "privacy_audit_when": "When",
     "privacy_audit_what": "What",
     "privacy_audit_by": "By",
+    "privacy_audit_none": "Nothing yet.",
     "privacy_audit_from": "From",
     # backups
     "backups_title": "Backups",
@@ -243,7 +244,7 @@ NOTICES: dict[str, str] = {
     "erasure-cancelled": "Your deletion request is cancelled. Nothing will be deleted.",
     "backups-saved": "Your backup settings are saved.",
     "backup-run": "A backup was requested. It appears below when it is done.",
-    "gdpr-requested": "Your data bundle is being prepared; it appears under Export.",
+    "gdpr-requested": "Your data bundle is being prepared. Its progress shows below.",
     "template-applied": "The template's goals were added to your goals.",
     "template-rated": "Thank you for your rating.",
 }
@@ -256,6 +257,7 @@ FORMAT_LABELS: dict[str, str] = {
     "parquet": "Parquet (zip, for data tools)",
     "xml": "XML",
     "report": "Offline report (a web page)",
+    "gdpr-bundle": "Your data bundle (GDPR, zip)",
 }
 
 STATUS_LABELS: dict[str, str] = {

@@ -1,14 +1,21 @@
 """Privacy and Backups in the browser: backup settings saved and shown again, "back up
-now" queued, the backup key only after the e-mail address is typed again (with the
+now" queued, the GDPR bundle prepared then downloaded (the stored bytes, verified), the backup key only after the e-mail address is typed again (with the
 warning), a deletion requested with its grace period and then cancelled, and the audit
 trail showing what the portal did."""
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from assets.exports.expiry import storage_key_of
+from assets.exports.queue import get_export
+from assets.gdpr.requests import process_pending_gdpr_exports
+from assets.gdpr.verify import verify_bundle
 from resources import keys, schema
 from tests.portal.conftest import small_targets
 
@@ -106,3 +113,30 @@ def test_deletion_requested_then_cancelled_and_the_backup_key(portal, user_ids, 
     for operation in ("gdpr-erasure-request", "gdpr-erasure-cancel", "backup-key-export"):
         assert operation in trail
     assert "portal" in trail
+
+
+def test_gdpr_bundle_prepared_then_downloaded(desktop_portal, user_ids):
+    portal = desktop_portal
+    alice, bob, carol = user_ids
+    config = portal.live.config
+    page = portal.open(alice)
+    page.goto("/portal/privacy")
+    page.get_by_role("button", name="Prepare my data bundle").click()
+    assert page.url.endswith("/portal/export?done=gdpr-requested#history")
+    bundle = page.locator("li.job", has_text="Your data bundle (GDPR, zip)")
+    assert bundle.locator("progress").count() == 1
+    job_id = bundle.get_attribute("data-job")
+
+    process_pending_gdpr_exports(config.database, config.storage, workers=1)  # the sensor's run
+    bundle.get_by_role("link", name="Download").wait_for(timeout=30_000)
+    with page.expect_download() as download_info:
+        bundle.get_by_role("link", name="Download").click()
+    data = Path(download_info.value.path()).read_bytes()
+    job = get_export(config.database.engine, job_id)
+    assert data == config.storage.read_bytes(storage_key_of(config.storage, job.file_url))
+    report = verify_bundle(data)
+    assert report.ok, report.problems
+    with zipfile.ZipFile(io.BytesIO(data)) as opened:
+        assert json.loads(opened.read("manifest.json"))["userId"] == alice
+        for name in opened.namelist():
+            assert bob.encode() not in opened.read(name) and carol.encode() not in opened.read(name)
