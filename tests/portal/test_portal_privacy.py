@@ -12,10 +12,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from assets.backups.due import claim_requested_backups
+from assets.backups.runner import run_backup_batch
 from assets.exports.expiry import storage_key_of
 from assets.exports.queue import get_export
 from assets.gdpr.requests import process_pending_gdpr_exports
 from assets.gdpr.verify import verify_bundle
+from assets.imports.preview import preview_job_file
+from resources.audit import utc_now
 from resources import keys, schema
 from tests.portal.conftest import small_targets
 
@@ -25,7 +29,9 @@ def _email(engine, user_id: str) -> str:
         return conn.scalar(sa.select(schema.user.c.email).where(schema.user.c.id == user_id))
 
 
-def test_backup_settings_saved_and_shown_and_back_up_now(portal, user_ids):
+def test_backup_settings_saved_and_shown_back_up_now_and_restore(portal, user_ids, monkeypatch):
+    monkeypatch.setenv(keys.MASTER_KEY_ENV, keys.new_master_key())
+    config = portal.live.config
     page = portal.open(user_ids[0])
     page.get_by_role("link", name="Backups").first.click()
     portal.check_page(page, "backups")
@@ -59,6 +65,27 @@ def test_backup_settings_saved_and_shown_and_back_up_now(portal, user_ids):
     assert "A backup was requested" in page.get_by_role("status").first.inner_text()
     assert "Waiting" in page.get_by_role("list", name="Latest backup requests").inner_text()
     portal.check_page(page, "backups-requested")
+
+    # What backup_request_sensor's run does: claim the request, write and verify the backup.
+    (batch,) = claim_requested_backups(config.database.engine, utc_now()).batches
+    outcome = run_backup_batch(
+        config.database, config.storage, config.key_vault, batch.job_ids, batch.batch_id, workers=1
+    )
+    assert not outcome.failed, outcome
+    page.goto("/portal/backups")
+    state = page.locator("dl.facts").inner_text()
+    assert "Last verified backup\nnot yet" not in state
+    backup = page.get_by_role("list", name="Your backups").locator("li")
+    assert backup.count() == 1 and "verified" in backup.inner_text()
+    portal.check_page(page, "backups-done")
+    backup.get_by_role("button", name="Restore (preview first)").click()
+    assert "/portal/import/jobs/imp_api_" in page.url
+    job_id = page.url.split("/jobs/")[1]
+    preview_job_file(config.database, config.storage, job_id)  # the staging run's work
+    page.get_by_role("heading", name="What would change").wait_for(timeout=20_000)
+    facts = page.locator("dl.facts").inner_text()
+    assert "Ready to review" in facts and "encrypted" in facts
+    assert "Replace my data" in facts
 
 
 def test_deletion_requested_then_cancelled_and_the_backup_key(portal, user_ids, monkeypatch):
