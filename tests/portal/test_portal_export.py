@@ -81,3 +81,27 @@ def test_export_without_a_format_says_so(portal, user_ids):
     page.get_by_role("button", name="Export", exact=True).click()
     assert page.get_by_role("alert").inner_text() == "Choose at least one format."
     assert page.locator("li.job").count() == 0
+
+
+def test_export_by_keyboard_alone(desktop_portal, user_ids):
+    """The skip link leads to the content; a format is ticked with Space and the export
+    asked for with Enter, without a pointer."""
+    page = desktop_portal.open(user_ids[2])
+    page.goto("/portal/export")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    focused = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.value || ''"))
+        if focused[-1] == "xlsx":
+            break
+    assert focused[0] == "json" and focused[-1] == "xlsx"  # the formats, in order
+    page.keyboard.press("Space")
+    assert page.get_by_label("Excel workbook").is_checked()
+    page.keyboard.press("Enter")  # submits the form from the checkbox
+    page.wait_for_url("**/portal/export?done=export")
+    formats = page.locator("li.job strong").all_inner_texts()
+    assert sorted(formats) == ["Excel workbook", "JSON (for other apps and programs)"]

@@ -19,8 +19,8 @@ from assets.exports.queue import get_export
 from assets.gdpr.requests import process_pending_gdpr_exports
 from assets.gdpr.verify import verify_bundle
 from assets.imports.preview import preview_job_file
-from resources.audit import utc_now
 from resources import keys, schema
+from resources.audit import utc_now
 from tests.portal.conftest import small_targets
 
 
