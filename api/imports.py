@@ -24,6 +24,7 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from pydantic import BaseModel, Field
 
 from api.auth import Caller, ConfigDep, ImportsCaller
+from api.config import ApiConfig
 from api.errors import ApiError, error_responses, not_found
 from api.pages import MAX_PAGE
 from assets.formats.common import as_export_text
@@ -219,7 +220,7 @@ def _status_body(job: dict) -> ImportStatusBody:
     )
 
 
-def recent_imports(caller: Caller, config, limit: int = 20) -> list[ImportStatusBody]:
+def recent_imports(caller: Caller, config: ApiConfig, limit: int = 20) -> list[ImportStatusBody]:
     """The caller's latest import jobs, newest first (the portal's import history)."""
     query = (
         sa.select(job_table)

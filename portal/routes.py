@@ -65,7 +65,7 @@ def open_sign_in_link(request: Request, token: str) -> Response:
         COOKIE_NAME,
         cookie,
         max_age=int(SESSION_LIFETIME.total_seconds()),
-        path="/",
+        path="/portal",
         httponly=True,
         samesite="lax",
         secure=config.public_url.startswith("https://"),
@@ -86,7 +86,7 @@ def sign_out(
         title=texts.T["signed_out_title"],
         message=texts.T["signed_out_message"],
     )
-    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(COOKIE_NAME, path="/portal", httponly=True, samesite="lax")
     return response
 
 

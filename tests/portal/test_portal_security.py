@@ -150,6 +150,7 @@ def test_cookie_flags_csp_nonce_and_sign_out(desktop_portal, user_ids, start_api
         assert answer.status_code == 303 and answer.headers["location"] == "/portal"
         cookie = answer.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+        assert "Path=/portal;" in cookie  # never sent to the API
         first = client.get("/portal/export")
         second = client.get("/portal/export")
     policy = first.headers["content-security-policy"]
