@@ -4,6 +4,7 @@ undo from the history; and a conflicting goalport file shows its conflicts marke
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from assets.imports.apply import apply_import
 from assets.imports.preview import preview_job_file
 from resources import schema
+from tests.imports.import_support import export_user
 from tests.portal.conftest import small_targets
 
 TODOIST = Path(__file__).parents[1] / "imports" / "fixtures" / "todoist" / "Home [2203306141].csv"
@@ -88,3 +90,44 @@ def test_todoist_csv_guided_upload_preview_confirm_undo(portal, user_ids):
     page.get_by_role("button", name="Undo this import").click()
     assert "Undone" in page.get_by_role("status").first.inner_text()
     assert _titles(portal.engine, alice) == before
+
+
+def test_conflicts_are_marked_and_stop_the_import_until_a_policy_wins(desktop_portal, user_ids):
+    """A goalport export of alice, a goal renamed here after the export was taken: with
+    "Stop and show me" the preview says so and offers no confirm; with "Take the file's
+    version" the goal's update is listed with its conflict marked."""
+    portal = desktop_portal
+    alice = user_ids[0]
+    config = portal.live.config
+    exported_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    exported = export_user(config.database, alice, "json", exported_at=exported_at)
+    goal = schema.goal
+    with portal.engine.begin() as conn:
+        goal_id = conn.scalar(
+            sa.select(goal.c.id).where(goal.c.userId == alice).order_by(goal.c.id).limit(1)
+        )
+        conn.execute(
+            goal.update()
+            .where(goal.c.id == goal_id)
+            .values(title="Renamed since", updatedAt=dt.datetime.now(dt.UTC))
+        )
+    page = portal.open(alice)
+    for policy in ("Stop and show me", "Take the file's version"):
+        page.goto("/portal/import/app/goalport")
+        page.get_by_label("Your file", exact=True).set_input_files(
+            {"name": "export.json", "mimeType": "application/json", "buffer": exported}
+        )
+        page.get_by_label(policy).check()
+        page.get_by_role("button", name="Upload and preview").click()
+        preview_job_file(config.database, config.storage, _job_id(page))
+        page.get_by_role("heading", name="Changed in both places").wait_for(timeout=20_000)
+        assert goal_id in page.locator("li.conflict").inner_text()
+        if policy == "Stop and show me":
+            assert "Nothing can be imported" in page.get_by_role("alert").inner_text()
+            assert page.get_by_role("button", name="Import these changes").count() == 0
+        else:
+            marked = page.locator("tr.conflict")
+            assert marked.count() == 1 and "title: Renamed since →" in marked.inner_text()
+            assert marked.locator(".tag.conflict").inner_text() == "conflict"
+            assert page.get_by_role("button", name="Import these changes").is_visible()
+            portal.check_page(page, "import-conflict")
