@@ -289,6 +289,15 @@ POLICY_LABELS: dict[str, str] = {
     "newest-wins": "Take whichever is newer",
 }
 
+# What became of a row changed in both places, and the kind of each previewed change.
+RESOLUTION_LABELS: dict[str, str] = {
+    "unresolved": "waiting for your choice",
+    "take-incoming": "the file's version wins",
+    "keep-existing": "what is here stays",
+}
+
+ACTION_LABELS: dict[str, str] = {"create": "Add", "update": "Change", "delete": "Remove"}
+
 FREQUENCY_LABELS: dict[str, str] = {"daily": "Daily", "weekly": "Weekly", "monthly": "Monthly"}
 
 

@@ -123,6 +123,8 @@ def environment() -> jinja2.Environment:
         "mode": texts.MODE_LABELS,
         "policy": texts.POLICY_LABELS,
         "frequency": texts.FREQUENCY_LABELS,
+        "resolution": texts.RESOLUTION_LABELS,
+        "action": texts.ACTION_LABELS,
     }
     env.filters["when"] = texts.when
     env.filters["size"] = texts.size
