@@ -20,12 +20,18 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 # Tools the tests call as real programs: age (decrypts our backups without goalport),
-# chromium (renders the HTML report; `chromium` or `chromium-browser` on the PATH),
-# sha256sum. Installed only when missing, which needs root; present, nothing is asked.
+# chromium (renders the HTML report and drives the portal's browser tests; `chromium` or
+# `chromium-browser` on the PATH), sha256sum, npm (fetches axe-core), and the fonts the
+# portal's screenshots need for emoji and CJK text. Installed only when missing, which
+# needs root; present, nothing is asked.
 system-deps:
 	@missing=""; \
 	command -v age >/dev/null || missing="$$missing age"; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	for font in fonts-noto-color-emoji fonts-wqy-microhei; do \
+	  dpkg -s $$font >/dev/null 2>&1 || missing="$$missing $$font"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (install them, or run make as root)" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \
@@ -34,6 +40,12 @@ system-deps:
 
 postgres:
 	@scripts/ensure-postgres.sh
+
+# axe-core, the accessibility checker the portal's browser tests inject into each page.
+AXE_CORE_VERSION := 4.14.1
+AXE_CORE := var/npm/node_modules/axe-core/axe.min.js
+$(AXE_CORE): | system-deps
+	npm install --silent --no-audit --no-fund --prefix var/npm axe-core@$(AXE_CORE_VERSION)
 
 demo: install
 	mkdir -p var/dagster
@@ -44,7 +56,7 @@ dev: install
 	$(BIN)/dagster dev -w workspace.yaml
 
 # The linter and the type checker run first: CI is `make test`, so it checks them too.
-test: install system-deps postgres lint typecheck
+test: install system-deps postgres lint typecheck $(AXE_CORE)
 	mkdir -p var/dagster
 	GOALPORT_TEST_PG_URL="$$(cat var/test-pg-url)" $(BIN)/pytest -q -n 2 --dist loadfile
 

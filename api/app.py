@@ -23,6 +23,7 @@ from api import (
 from api.config import MAX_JSON_BODY, MULTIPART_FRAMING, ApiConfig
 from api.errors import error_response, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
+from portal.routes import install_portal
 
 API_PREFIX = "/api/v1"
 
@@ -84,10 +85,14 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(templates.router)
     app.include_router(webhooks.router)
+    install_portal(app)  # the "Your data" pages under /portal, on these same functions
     app.add_middleware(
         BodySizeLimit,
         limit=MAX_JSON_BODY,
-        larger={f"{API_PREFIX}/data/import": config.max_upload_bytes + MULTIPART_FRAMING},
+        larger={
+            f"{API_PREFIX}/data/import": config.max_upload_bytes + MULTIPART_FRAMING,
+            "/portal/import": config.max_upload_bytes + MULTIPART_FRAMING,  # its upload form
+        },
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

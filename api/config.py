@@ -3,12 +3,14 @@ app is built (tests build theirs directly, with small rate limits)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from api.rate_limit import Network, RateLimit, parse_networks
 from assets.imports.detect import DEFAULT_LIMITS
 from resources import settings
 from resources.database import AppDatabase
+from resources.keys import KeyVault
 from resources.storage import ObjectStorage
 
 MAX_JSON_BODY = 64 * 1024
@@ -29,6 +31,12 @@ class ApiConfig:
     address_limit: RateLimit = RateLimit(300, 60)  # per client address, without a credential
     trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
     sweep_every: int = 1000  # one request without a credential in this many sweeps counters
+
+    @functools.cached_property
+    def key_vault(self) -> KeyVault:
+        """The users' backup keys, in the API's database (the master key is read from
+        GOALPORT_MASTER_KEY when a key is opened)."""
+        return KeyVault(database_url=self.database.resolved_url)
 
     @classmethod
     def from_settings(cls) -> ApiConfig:

@@ -1,4 +1,10 @@
-"""`POST`/`DELETE`/`GET /api/v1/gdpr/erasure`: ask for the caller's account to be erased
+"""`POST /api/v1/gdpr/export`: the caller's GDPR bundle (everything held about them, Art.
+15/20), delivered as an export job: 202 with its id, then its status and download link
+through `GET /api/v1/data/export?jobId=`, like any export. The bundle is made by
+`gdpr_request_sensor`'s run (or `goalport exports process`), never inside the request
+(`assets.gdpr.requests`).
+
+`POST`/`DELETE`/`GET /api/v1/gdpr/erasure`: ask for the caller's account to be erased
 after the grace period, cancel that while it is pending, and read its status (with the
 receipt, which holds no personal data, once done). The erasure itself is
 `assets.gdpr.erasure`'s, run by the erasure job, never inside a request."""
@@ -7,11 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.auth import ConfigDep, GdprCaller
 from api.errors import ApiError, error_responses, not_found
+from api.exports import ExportAccepted
+from assets.exports.job_status import job_table
 from assets.gdpr.erasure import (
     COMPLETED,
     PENDING,
@@ -21,6 +30,7 @@ from assets.gdpr.erasure import (
     erasure_requests,
     request_erasure,
 )
+from assets.gdpr.requests import GdprRequestError, request_gdpr_export
 
 router = APIRouter(prefix="/api/v1/gdpr", tags=["gdpr"])
 
@@ -44,6 +54,32 @@ def _status(request: ErasureRequest) -> ErasureStatus:
         # While erasing the receipt field holds working state (destinations): not shown.
         receipt=request.receipt if request.status == COMPLETED else None,
     )
+
+
+@router.post(
+    "/export",
+    status_code=202,
+    response_model=ExportAccepted,
+    responses=error_responses(401, 403, 404, 429),
+    summary="Ask for the GDPR bundle: an export job (status and link: GET /api/v1/data/export)",
+)
+def post_gdpr_export(caller: GdprCaller, config: ConfigDep) -> ExportAccepted:
+    engine = config.database.engine
+    try:
+        job_id, queued = request_gdpr_export(engine, caller.user_id, requested_by=caller.actor)
+    except GdprRequestError as exc:
+        raise not_found("user") from exc
+    with engine.begin() as conn:
+        status = conn.execute(
+            sa.select(job_table.c.status).where(job_table.c.id == job_id)
+        ).scalar()
+        caller.audit(
+            conn,
+            "gdpr-export-request",
+            operation_type="gdpr",
+            details={"jobId": job_id, "queued": queued},
+        )
+    return ExportAccepted(jobId=job_id, status=status or "pending")
 
 
 @router.post(

@@ -16,6 +16,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import anyio
@@ -81,6 +82,10 @@ class ImportStatusBody(BaseModel):
     counts: dict[str, dict[str, int]] = Field(description="per table: create, update, ...")
     totals: dict[str, int]
     unresolvedConflicts: int  # noqa: N815
+    conflicts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="rows changed on both sides: table, id, fields [existing, incoming], resolution",
+    )
     invalidRowCount: int  # noqa: N815
     invalidRows: list[dict[str, Any]]  # noqa: N815
     warnings: list[str]
@@ -145,6 +150,17 @@ UPLOAD_FORM = {
     },
 )
 async def post_import(request: Request, caller: ImportsCaller, config: ConfigDep) -> ImportAccepted:
+    return await accept_upload(request, caller, config)
+
+
+async def accept_upload(
+    request: Request,
+    caller: Caller,
+    config: ApiConfig,
+    check_form: Callable[[Mapping[str, str]], None] = lambda form: None,
+) -> ImportAccepted:
+    """Store a multipart upload as it arrives and queue its import; `check_form` sees the form's
+    other fields before the file is kept (the portal checks its CSRF token there)."""
     job_id = new_id(UPLOADED_JOB_PREFIX)
     upload = await receive_upload(
         request,
@@ -154,6 +170,7 @@ async def post_import(request: Request, caller: ImportsCaller, config: ConfigDep
     )
     try:
         form = upload.fields
+        check_form(form)
         mode = _choice("mode", form.get("mode") or "merge", MODES)
         on_conflict = _choice("onConflict", form.get("onConflict") or "fail", POLICIES)
         modules = form.get("modules") or ""
@@ -250,6 +267,7 @@ def _status_body(job: dict) -> ImportStatusBody:
         counts=preview.get("counts") or {},
         totals=preview.get("totals") or {},
         unresolvedConflicts=preview.get("unresolvedConflicts") or 0,
+        conflicts=preview.get("conflicts") or [],
         invalidRowCount=preview.get("invalidRowCount") or 0,
         invalidRows=preview.get("invalidRows") or [],
         warnings=preview.get("warnings") or [],
@@ -258,6 +276,20 @@ def _status_body(job: dict) -> ImportStatusBody:
         createdAt=job["createdAt"],
         completedAt=job["completedAt"],
     )
+
+
+def recent_imports(caller: Caller, config: ApiConfig, limit: int = 20) -> list[ImportStatusBody]:
+    """The caller's latest import jobs, newest first (the portal's import history)."""
+    query = (
+        sa.select(job_table)
+        .where(job_table.c.userId == caller.user_id)
+        .order_by(job_table.c.createdAt.desc(), job_table.c.id.desc())
+        .limit(limit)
+    )
+    with config.database.engine.begin() as conn:
+        jobs = [dict(row) for row in conn.execute(query).mappings()]
+        caller.audit(conn, "import-history", operation_type="import", record_count=len(jobs))
+    return [_status_body(job) for job in jobs]
 
 
 JobId = Annotated[str, Path(max_length=200)]

@@ -526,6 +526,25 @@ api_rate_limit = sa.Table(
 
 OWN_TABLES_WITH_USER += (api_token,)
 
+# ---------------------------------------------------------------- the portal's tables
+
+# A sign-in link (kind "link", consumed once: usedAt) or the session it opened (kind
+# "session": the SHA-256 of its cookie, never the cookie; endedAt on sign-out).
+portal_session = sa.Table(
+    "PortalSession",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("secretHash", sa.Text, unique=True),
+    _ts("createdAt"),
+    _ts("expiresAt"),
+    _ts("usedAt", nullable=True),
+    _ts("endedAt", nullable=True),
+)
+
+OWN_TABLES_WITH_USER += (portal_session,)
+
 # ---------------------------------------------------------------- Arrow types
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")

@@ -5,6 +5,9 @@
 - the HTTP API (`api/`) sits beside `pipelines/`: it uses the areas' plain modules and
   `resources/`, never an area's Dagster `defs` nor `pipelines/`, and nothing below it
   imports it;
+- the portal (`portal/`) sits on the API: it uses `api/`'s functions, the areas' plain
+  modules and `resources/`, never a `defs` nor `pipelines/`; only `api/app.py` (which
+  mounts it) and `pipelines/` import it, and nothing below imports it;
 - only the areas' Dagster modules (`assets/<area>/defs.py` or `defs/`), `resources/` and
   `pipelines/` import dagster: renderers, parsers and services stay plain Python;
 - `resources/settings.py` is the only reader of the environment;
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("assets", "resources", "pipelines", "synthetic", "migrations", "api")
+PACKAGES = ("assets", "resources", "pipelines", "synthetic", "migrations", "api", "portal")
 MAX_LINES = 1100
 LINES_NEEDING_A_REASON = 800
 
@@ -188,15 +191,20 @@ def test_module_size(name):
 def _layer_violations(name: str, tree: ast.Module) -> list[str]:
     targets = {t for t in (_project_module(n) for n in _all_imports(tree)) if t}
     top = name.split(".")[0]
-    if top == "api":
+
+    def is_portal(t: str) -> bool:
+        return t == "portal" or t.startswith("portal.")
+
+    if top in ("api", "portal"):
         return sorted(
             t
             for t in targets
             if t.startswith("pipelines")
             or (t.startswith("assets.") and t.split(".")[2:3] == ["defs"])
+            or (top == "api" and name != "api.app" and is_portal(t))
         )
     if top in ("assets", "resources", "synthetic", "migrations"):
-        return sorted(t for t in targets if t == "api" or t.startswith("api."))
+        return sorted(t for t in targets if t == "api" or t.startswith("api.") or is_portal(t))
     return []
 
 
@@ -205,6 +213,19 @@ def test_the_api_sits_beside_pipelines():
         name: found for name, tree in TREES.items() if (found := _layer_violations(name, tree))
     }
     assert offenders == {}
+
+
+def test_the_layer_check_sees_the_portal_below_the_api():
+    assert _layer_violations("api.exports", ast.parse("from portal.web import render")) == [
+        "portal.web"
+    ]
+    assert _layer_violations("api.app", ast.parse("from portal.routes import install_portal")) == []
+    assert _layer_violations("portal.web", ast.parse("import pipelines.cli.main")) == [
+        "pipelines.cli.main"
+    ]
+    assert _layer_violations("resources.audit", ast.parse("import portal.sessions")) == [
+        "portal.sessions"
+    ]
 
 
 def test_the_layer_check_sees_a_defs_import():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = (REPO / "docs" / "ARCHITECTURE.md").read_text()
-MAPPED = ("assets", "resources", "pipelines", "synthetic", "api")
+MAPPED = ("assets", "resources", "pipelines", "synthetic", "api", "portal")
 
 
 def _map_rows() -> dict[str, list[str]]:
@@ -23,7 +23,9 @@ def _map_rows() -> dict[str, list[str]]:
 
 
 def _full_paths() -> set[str]:
-    return set(re.findall(r"`((?:assets|resources|pipelines|synthetic|api)/[\w/]+\.py)`", PAGE))
+    return set(
+        re.findall(r"`((?:assets|resources|pipelines|synthetic|api|portal)/[\w/]+\.py)`", PAGE)
+    )
 
 
 def test_every_module_the_page_names_exists():

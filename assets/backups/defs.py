@@ -9,6 +9,11 @@ table as every export, so operators see them beside the other requests) and asks
 encrypted backup, reads it back and verifies it (the restore drill), and only then moves
 the user's `lastBackupAt`/`nextBackupAt` and completes the row.
 
+`backup_request_sensor` runs the backups asked for between ticks ("back up now":
+`POST /api/v1/backups/run` queues a pending row, `assets.backups.due.request_backup`): each
+tick claims the pending backup rows into batches, one `backup_job` run each, keyed by the
+batch id, like the schedule's.
+
 Backup rows carry formats like "backup-json", which the generic export claimer does not
 take: they are answered only by this job.
 """
@@ -20,6 +25,7 @@ import dagster as dg
 from assets.backups.due import (
     DEFAULT_BATCH_SIZE,
     QueuedBackups,
+    claim_requested_backups,
     queue_backup_now,
     queue_due_backups,
 )
@@ -30,7 +36,7 @@ from assets.backups.runner import (
 )
 from assets.exports.defs import launched_config
 from assets.exports.queue import fail_exports
-from resources import run_policy
+from resources import run_policy, settings
 from resources.audit import subject_ref
 from resources.database import AppDatabase
 from resources.keys import KeyVault
@@ -179,6 +185,38 @@ def backup_schedule(context: dg.ScheduleEvaluationContext, database: AppDatabase
     return [backup_run_request(b) for b in outcome.batches]
 
 
+@dg.sensor(
+    job=backup_job,
+    minimum_interval_seconds=settings.request_tick_seconds(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Runs the backups asked for now (pending backup rows), one run per batch.",
+)
+def backup_request_sensor(
+    context: dg.SensorEvaluationContext, database: AppDatabase, keys: KeyVault
+):
+    key_problem = None
+    try:
+        check_encryption_keys(keys)
+    except BackupKeyUnavailableError as exc:
+        key_problem = str(exc)
+    outcome = claim_requested_backups(
+        database.engine,
+        dt.datetime.now(dt.UTC),
+        encryption_available=key_problem is None,
+        batch_size=DEFAULT_BATCH_SIZE,
+    )
+    if outcome.skipped_no_key:
+        context.log.error(
+            f"{len(outcome.skipped_no_key)} requested backups encrypt, but {key_problem}"
+        )
+    if not outcome.batches:
+        return dg.SkipReason("no backup was asked for")
+    context.log.info(
+        f"claimed {outcome.user_count} requested backups in {len(outcome.batches)} runs"
+    )
+    return [backup_run_request(b) for b in outcome.batches]
+
+
 @dg.run_failure_sensor(
     monitored_jobs=[backup_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -210,6 +248,6 @@ defs = dg.Definitions(
     assets=[verified_backups],
     jobs=[backup_job],
     schedules=[backup_schedule],
-    sensors=[backup_run_failure_sensor],
+    sensors=[backup_request_sensor, backup_run_failure_sensor],
     resources={"keys": KeyVault()},
 )

@@ -264,3 +264,75 @@ def queue_backup_now(
             rows.append(row)
         insert_jobs(conn, rows, ExportStatus.PROCESSING)
     return QueuedBackups(batch_id, tuple(r["id"] for r in rows), tuple(user_ids))
+
+
+def request_backup(engine: sa.Engine, user_id: str, *, requested_by: str) -> tuple[str, bool]:
+    """ "Back up now" for one user: a pending backup row that `backup_request_sensor` (or
+    the next hourly tick) claims and runs. A user with a backup already queued or running
+    gets that one: returns (job id, whether it was queued just now)."""
+    config = load_configs(engine, [user_id]).get(user_id) or BackupConfig(user_id=user_id)
+    now = utc_now()
+    with engine.begin() as conn:
+        if (
+            conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id)).first()
+            is None
+        ):
+            raise BackupError(f"unknown user id: {user_id}")
+        in_flight = conn.execute(
+            sa.select(job_table.c.id)
+            .where(
+                job_table.c.userId == user_id,
+                job_table.c.exportType == BACKUP_EXPORT_TYPE,
+                job_table.c.status.in_([s.value for s in IN_FLIGHT]),
+            )
+            .order_by(job_table.c.createdAt.desc())
+            .limit(1)
+        ).scalar()
+        if in_flight is not None:
+            return in_flight, False
+        row = _request_row(user_id, config.job_format, requested_by, now)
+        row.update(attempts=0, startedAt=None)
+        insert_jobs(conn, [row], ExportStatus.PENDING)
+    return row["id"], True
+
+
+def claim_requested_backups(
+    engine: sa.Engine,
+    now: dt.datetime,
+    *,
+    encryption_available: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_users: int = DEFAULT_MAX_PER_TICK,
+) -> QueueOutcome:
+    """Claim the pending backup rows ("back up now", or a retried backup) into batches of
+    one run each, without waiting for the hourly tick. Users whose backups encrypt are
+    left pending while no master key is usable (named in the outcome)."""
+    outcome = QueueOutcome()
+    query = (
+        sa.select(job_table.c.id, job_table.c.userId)
+        .where(
+            job_table.c.exportType == BACKUP_EXPORT_TYPE,
+            job_table.c.status == ExportStatus.PENDING.value,
+            job_table.c.format.like(backup_job_format("%")),
+        )
+        .order_by(job_table.c.createdAt, job_table.c.id)
+        .limit(max_users)
+    )
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        pending = [(job_id, user_id) for job_id, user_id in conn.execute(query).all()]
+        if not encryption_available:
+            encrypting = _encrypting_users(conn, [u for _, u in pending])
+            outcome.skipped_no_key.extend(u for _, u in pending if u in encrypting)
+            pending = [(j, u) for j, u in pending if u not in encrypting]
+        for start in range(0, len(pending), batch_size):
+            part = pending[start : start + batch_size]
+            batch_id = new_id(BACKUP_BATCH_PREFIX)
+            claimed = set(claim_jobs(conn, [j for j, _ in part], batch_id=batch_id, now=now))
+            part = [(j, u) for j, u in part if j in claimed]
+            if part:
+                outcome.batches.append(
+                    QueuedBackups(batch_id, tuple(j for j, _ in part), tuple(u for _, u in part))
+                )
+    return outcome

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -213,6 +213,7 @@ def requeue_stale_claims(
     storage: ObjectStorage | None = None,
     is_waiting: Callable[[str], bool] | None = None,
     now: dt.datetime | None = None,
+    prefixes: Sequence[str] = (SENSOR_BATCH_PREFIX, LOCAL_BATCH_PREFIX, ADOPTED_BATCH_PREFIX),
 ) -> StaleClaims:
     """Requeue the processing rows whose claimant stopped beating `older_than` ago.
 
@@ -220,7 +221,9 @@ def requeue_stale_claims(
     Dagster): such a claim is alive although nobody beats it. A row on its MAX_STALE_CLAIMS-th
     claim fails with the reason instead. With `storage`, the file a dead claim may have
     stored under the row's key (finished but unrecorded, or a partial temporary file) is
-    deleted, so that no file is left that no row points at.
+    deleted, so that no file is left that no row points at. `prefixes` are the batch id
+    prefixes of the claims looked at (the export claims by default; the GDPR request sensor
+    looks at its own).
     """
     stale_before = (now or utc_now()) - older_than
     with engine.connect() as conn:
@@ -230,16 +233,7 @@ def requeue_stale_claims(
                 job_table.c.status == ExportStatus.PROCESSING.value,
                 # only the claims made here beat; a backup (`bk_`) or an operator's run
                 # has its own watch and must not be taken from it
-                sa.or_(
-                    *(
-                        job_table.c.batchId.startswith(prefix)
-                        for prefix in (
-                            SENSOR_BATCH_PREFIX,
-                            LOCAL_BATCH_PREFIX,
-                            ADOPTED_BATCH_PREFIX,
-                        )
-                    )
-                ),
+                sa.or_(*(job_table.c.batchId.startswith(prefix) for prefix in prefixes)),
                 last_sign_of_life() < stale_before,
             )
             .order_by(job_table.c.batchId, job_table.c.id)

@@ -9,6 +9,12 @@ count is fixed: partition keys must not change under a backfill, and 64 buckets 
 work itself is `assets.gdpr.bulk` (one query per table per chunk of users, rendering in
 worker processes).
 
+`gdpr_request_sensor` answers the bundles users ask for (`POST /api/v1/gdpr/export`:
+`DataExportJob` rows of exportType "gdpr", `assets.gdpr.requests`): each tick requeues dead
+claims, claims the pending requests into batches and launches one `gdpr_request_job` run per
+batch, keyed by the batch id; the run's config names the request rows, never the users.
+`gdpr_request_run_failure_sensor` fails the rows of a run that died, with the reason.
+
 `due_erasures_sensor` launches `erasure_job` for the erasure requests whose grace period is
 over (and for interrupted ones, which resume); the work is `assets.gdpr.erasure`, which
 also forgets what Dagster itself remembers about the user (`DagsterRunHistory`, used by
@@ -34,6 +40,8 @@ import sqlalchemy as sa
 
 from assets.backups.defs import BATCH_TAG as BACKUP_BATCH_TAG
 from assets.exports.defs import BATCH_TAG as EXPORT_BATCH_TAG
+from assets.exports.defs import RUN_WAITING_STATUSES, launched_config
+from assets.exports.queue import fail_exports
 from assets.gdpr.bulk import (
     BUCKET_COUNT,
     DEFAULT_MAX_ROWS_PER_CHUNK,
@@ -45,14 +53,21 @@ from assets.gdpr.erasure import (
     due_erasure_requests,
     execute_due_erasures,
 )
+from assets.gdpr.requests import (
+    ClaimedGdprBatch,
+    claim_gdpr_requests,
+    process_gdpr_batch,
+    requeue_stale_gdpr_claims,
+)
 from assets.gdpr.texts import load_gdpr_texts
 from assets.imports.defs import IMPORT_JOB_TAG
-from resources import run_policy, schema
+from resources import run_policy, schema, settings
 from resources.audit import subject_ref
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 
 MAX_ERASURES_PER_RUN = 50
+GDPR_BATCH_TAG = "goalport/gdpr_batch_id"
 # Runs read per page while searching Dagster's run history.
 RUN_HISTORY_PAGE = 200
 
@@ -322,9 +337,119 @@ def _user_run_refs(engine: sa.Engine, user_id: str) -> tuple[set[str], dict[str,
     tags = {
         EXPORT_BATCH_TAG: batches,
         BACKUP_BATCH_TAG: batches,
+        GDPR_BATCH_TAG: batches,
         IMPORT_JOB_TAG: {str(j) for j in job_ids if j},
     }
     return {str(r) for r in run_ids if r}, tags
+
+
+class GdprRequestConfig(dg.Config):
+    """The GDPR request rows one run answers (they name the users; the run does not)."""
+
+    job_ids: list[str]
+    batch_id: str
+
+
+@dg.asset(
+    group_name="gdpr",
+    kinds={"postgres", "zip", "s3"},
+    pool=run_policy.APP_DATABASE_POOL,
+)
+def requested_gdpr_bundles(
+    context: dg.AssetExecutionContext,
+    config: GdprRequestConfig,
+    database: AppDatabase,
+    storage: ObjectStorage,
+) -> dg.MaterializeResult:
+    """The GDPR bundles users asked for, one per request row, each row completed with its
+    download as its bundle is written (or failed with the reason)."""
+    outcome = process_gdpr_batch(
+        database,
+        storage,
+        config.job_ids,
+        config.batch_id,
+        run_id=context.run.run_id,
+        texts=load_gdpr_texts(),
+    )
+    if outcome.error:
+        # the message may quote a user's storage key: it is on their rows, not here
+        raise dg.Failure(description=f"GDPR request batch {config.batch_id} failed")
+    return dg.MaterializeResult(
+        metadata={
+            "batch_id": config.batch_id,
+            "requests_completed": len(outcome.completed),
+            "requests_failed": dg.MetadataValue.json(sorted(outcome.failed)),
+            "bytes": outcome.bytes_written,
+        }
+    )
+
+
+gdpr_request_job = dg.define_asset_job(
+    "gdpr_request_job",
+    selection=[requested_gdpr_bundles],
+    executor_def=dg.in_process_executor,
+    tags=run_policy.job_tags(run_policy.EXPORTS),
+    description="GDPR bundles asked for through the API, one batch of requests per run.",
+)
+
+
+def gdpr_request_run_request(batch: ClaimedGdprBatch) -> dg.RunRequest:
+    config = GdprRequestConfig(job_ids=list(batch.job_ids), batch_id=batch.batch_id)
+    return dg.RunRequest(
+        run_key=batch.batch_id,
+        run_config=dg.RunConfig(ops={requested_gdpr_bundles.op.name: config}),
+        tags={GDPR_BATCH_TAG: batch.batch_id, "goalport/requests": str(len(batch.job_ids))},
+    )
+
+
+@dg.sensor(
+    job=gdpr_request_job,
+    minimum_interval_seconds=settings.request_tick_seconds(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Claims the GDPR bundles users asked for and launches one run per batch.",
+)
+def gdpr_request_sensor(context: dg.SensorEvaluationContext, database: AppDatabase):
+    instance = context.instance
+
+    def run_not_started(batch_id: str) -> bool:
+        waiting = dg.RunsFilter(tags={GDPR_BATCH_TAG: batch_id}, statuses=RUN_WAITING_STATUSES)
+        return bool(instance.get_runs(filters=waiting, limit=1))
+
+    stale = requeue_stale_gdpr_claims(database.engine, is_waiting=run_not_started)
+    if stale.requeued or stale.failed:
+        context.log.warning(
+            f"GDPR claims whose run stopped beating: {len(stale.requeued)} requeued, "
+            f"{len(stale.failed)} failed for good"
+        )
+    batches = claim_gdpr_requests(database.engine)
+    if not batches:
+        return dg.SkipReason("no GDPR bundle was asked for")
+    context.log.info(
+        f"claimed {sum(len(b.job_ids) for b in batches)} GDPR requests in {len(batches)} runs"
+    )
+    return [gdpr_request_run_request(b) for b in batches]
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[gdpr_request_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the GDPR requests of a failed gdpr_request_job run as failed, with why.",
+)
+def gdpr_request_run_failure_sensor(context: dg.RunFailureSensorContext, database: AppDatabase):
+    run = context.dagster_run
+    try:
+        config = launched_config(run, requested_gdpr_bundles, GdprRequestConfig)
+    except ValueError as exc:
+        context.log.warning(f"run {run.run_id}: its config no longer validates ({exc})")
+        config = None
+    batch_ids = [b for b in (run.tags.get(GDPR_BATCH_TAG), config and config.batch_id) if b]
+    failed = fail_exports(
+        database.engine,
+        f"GDPR bundle run {run.run_id} failed: {context.failure_event.message or 'the run failed'}",
+        batch_ids=batch_ids,
+        run_id=run.run_id,
+    )
+    context.log.info(f"marked {len(failed)} GDPR requests failed")
 
 
 class ErasureRunConfig(dg.Config):
@@ -405,7 +530,7 @@ def due_erasures_sensor(context: dg.SensorEvaluationContext, database: AppDataba
 
 
 defs = dg.Definitions(
-    assets=[gdpr_bundles],
-    jobs=[gdpr_bulk_job, erasure_job],
-    sensors=[due_erasures_sensor],
+    assets=[gdpr_bundles, requested_gdpr_bundles],
+    jobs=[gdpr_bulk_job, gdpr_request_job, erasure_job],
+    sensors=[due_erasures_sensor, gdpr_request_sensor, gdpr_request_run_failure_sensor],
 )

@@ -162,9 +162,12 @@ def exports() -> None:
 @click.option("--workers", type=click.IntRange(min=1), help="render processes (default: cores)")
 @friendly_errors
 def exports_process(once: bool, batch_size: int, interval: float, workers: int | None) -> None:
-    """Claim pending export requests and export them here, batch by batch."""
+    """Claim pending export requests (GDPR bundles asked for too) and export them here,
+    batch by batch."""
     from assets.exports.claims import claim_pending_exports
     from assets.exports.progress import process_claimed_batch, requeue_dead_claims
+    from assets.gdpr.requests import process_pending_gdpr_exports
+    from assets.gdpr.texts import load_gdpr_texts
 
     database = open_database()
     storage = open_storage()
@@ -190,9 +193,20 @@ def exports_process(once: bool, batch_size: int, interval: float, workers: int |
                 click.echo(f"{job_id}\tcompleted")
             for job_id, message in outcome.failed.items():
                 click.echo(f"{job_id}\tfailed\t{message}")
-        if once and not batches:
+        gdpr_outcomes = process_pending_gdpr_exports(
+            database, storage, texts=load_gdpr_texts(), workers=workers
+        )
+        for outcome in gdpr_outcomes:
+            total_done += len(outcome.completed)
+            total_failed += len(outcome.failed)
+            for job_id in outcome.completed:
+                click.echo(f"{job_id}\tcompleted")
+            for job_id, message in outcome.failed.items():
+                click.echo(f"{job_id}\tfailed\t{message}")
+        worked = bool(batches or gdpr_outcomes)
+        if once and not worked:
             break
-        if not batches:
+        if not worked:
             time.sleep(interval)
     click.echo(f"{total_done} exports completed, {total_failed} failed", err=True)
     if total_failed:

@@ -17,6 +17,7 @@ from pipelines.cli import (
     imports,
     install,
     notifications,
+    portal,
     quality,
     serve,
     templates,
@@ -59,6 +60,7 @@ main.add_command(gdpr.verify)
 main.add_command(serve.serve)
 main.add_command(tokens.tokens)
 main.add_command(notifications.notifications)
+main.add_command(portal.portal)
 
 if __name__ == "__main__":
     main()

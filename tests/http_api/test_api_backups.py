@@ -48,7 +48,7 @@ def test_backup_config_round_trip(api, user_ids, make_token, database):
         assert elsewhere.status_code == 422
         assert elsewhere.json()["error"]["field"] == "destinationUrl"
         assert get_backup_config(database.engine, alice).destination_url is None
-        assert client.get("/api/v1/backups").json() == {"items": []}
+        assert client.get("/api/v1/backups").json() == {"items": [], "requests": []}
 
     with api.client(make_token(user_ids[1], scopes=("backups",))) as client:
         assert client.get("/api/v1/backups/config").json()["configured"] is False
