@@ -10,7 +10,7 @@ executemany. Every write checks that it touched as many rows as it was given.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -57,6 +57,15 @@ class BulkWriter:
         else:
             self.conn.execute(table.insert(), rows.to_pylist())
         self._done(f"insert {rows.num_rows} into {table.name}")
+
+    def insert_records(self, table: sa.Table, records: Iterable[dict]) -> None:
+        """A few large rows as dicts, sent one at a time (counted as one statement)."""
+        count = 0
+        for record in records:
+            self.conn.execute(table.insert(), record)
+            count += 1
+        if count:
+            self._done(f"insert {count} into {table.name}")
 
     def update(self, table: sa.Table, rows: pa.Table, user_id: str) -> None:
         """Set every column of the rows with these ids (only the user's rows)."""
@@ -105,11 +114,17 @@ class BulkWriter:
         owner = table.c[owner_column(table.name)]
         deleted = 0
         for clause in in_ids(self.conn, table.c.id, ids):
-            result = self.execute(
-                sa.delete(table).where(clause, owner == user_id),
-                what=f"delete from {table.name}",
-            )
-            deleted += result.rowcount
+            statement = sa.delete(table).where(clause, owner == user_id)
+            if self.is_postgres:
+                deleted += self.execute(statement, what=f"delete from {table.name}").rowcount
+            else:
+                # SQLite cascades inside the statement: a row its parent's cascade deleted
+                # first is not counted, so count what is there beforehand
+                there = (
+                    sa.select(sa.func.count()).select_from(table).where(clause, owner == user_id)
+                )
+                deleted += self.conn.execute(there).scalar_one()
+                self.execute(statement, what=f"delete from {table.name}")
         if deleted != len(ids):
             raise ImportJobError(
                 f"{table.name}: {len(ids) - deleted} rows to delete were already gone; nothing "
