@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable
 
+import orjson
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -160,12 +161,16 @@ def _chunks(values: list, size: int = 10_000):
 
 
 def in_ids(conn: sa.Connection, column: sa.Column, ids: list[str]):
-    """WHERE clauses selecting `column` IN `ids`: one array parameter on PostgreSQL (a bind
-    per id costs seconds to compile for 50,000 ids), batches of binds elsewhere."""
+    """WHERE clauses selecting `column` IN `ids`: on PostgreSQL one parameter, the ids as a
+    JSON array made an array by the server (a bind per id costs seconds to compile for
+    50,000 ids; the driver writes a list parameter 40 times slower than orjson), batches of
+    binds elsewhere."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY  # ~30 ms; SQLite never needs it
+        from sqlalchemy.dialects.postgresql import JSONB  # ~30 ms; SQLite never needs it
 
-        yield column == sa.any_(sa.literal(list(ids), type_=ARRAY(sa.Text)))
+        as_json = sa.cast(sa.literal(orjson.dumps(list(ids)).decode(), sa.Text), JSONB)
+        elements = sa.select(sa.func.jsonb_array_elements_text(as_json)).scalar_subquery()
+        yield column == sa.any_(sa.func.array(elements))
         return
     for chunk in _chunks(list(ids), 500):
         yield column.in_(chunk)
