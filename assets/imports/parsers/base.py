@@ -556,6 +556,7 @@ class ImportBuilder:
         self.extras: dict[str, dict] = {}
         self.report: list[MappingEntry] = []
         self.warnings: list[str] = []
+        self._warned: set[str] = set()
         self._goal_entries: dict[str, MappingEntry] = {}
         self._progress_sources: dict[tuple[str, str], list] = {}
         self._used_keys: set[str] = set()
@@ -590,7 +591,10 @@ class ImportBuilder:
         self._adjustments.setdefault(key, []).append(reason)
 
     def warn(self, message: str) -> None:
-        if message not in self.warnings:
+        """Add a warning, once (a set remembers them: a file of 50,000 rows that each
+        warn must not make every warning a walk through all the earlier ones)."""
+        if message not in self._warned:
+            self._warned.add(message)
             self.warnings.append(message)
 
     def skip(
