@@ -220,6 +220,14 @@ def repeated_external_ids(count: int) -> tuple[str, bytes]:
     return "board.json", json.dumps(board).encode()
 
 
+def unreadable_due_dates(count: int) -> tuple[str, bytes]:
+    """A Todoist CSV whose every task has a due date no reader understands: each warns,
+    and a warning used to be looked for among all the earlier ones."""
+    header = "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE"
+    rows = [f"task,Task {i},,4,1,,,when pigs fly {i},en,UTC" for i in range(count)]
+    return "Dates [1].csv", ("\r\n".join([header, *rows]) + "\r\n").encode()
+
+
 def zip_bomb(members: int) -> tuple[str, bytes]:
     """`members` members of 1 MiB of zeros: about 1 KB each zipped."""
     import io
@@ -251,6 +259,7 @@ HOSTILE_INPUTS = {
     "zip_of_1000_members_of_1mib_zeros": lambda: zip_bomb(1000),
     "json_nested_200000_deep": lambda: deep_json(200_000),
     "cp1251_csv_of_10000_tasks": lambda: legacy_encoded_csv(10_000),
+    "todoist_20000_unreadable_due_dates": lambda: unreadable_due_dates(20_000),
 }
 # the growing inputs of the scaling check: (make one of size n, n at x1)
 SCALED_INPUTS = {
@@ -259,6 +268,7 @@ SCALED_INPUTS = {
     "trello_repeated_ids": (repeated_external_ids, 2_000),
     "todoist_tasks": (None, 3_125),
     "cp1251_csv_tasks": (legacy_encoded_csv, 2_500),
+    "todoist_unreadable_due_dates": (unreadable_due_dates, 2_500),
 }
 
 

@@ -373,11 +373,15 @@ import_change = sa.Table(
     sa.Column("importJobId", sa.Text, nullable=False, index=True),
     sa.Column("userId", sa.Text, nullable=False, index=True),
     sa.Column("tableName", sa.Text, nullable=False),
-    sa.Column("rowId", sa.Text, nullable=False),
+    # one changed row (before migration 0009_import_change_batches) ...
+    sa.Column("rowId", sa.Text),
     sa.Column("action", sa.Text, nullable=False),  # create, update, delete
-    sa.Column("before", sa.Text),  # JSON
-    sa.Column("after", sa.Text),  # JSON
+    sa.Column("before", sa.Text),  # JSON: the row, or the batch's rows as an array
+    sa.Column("after", sa.Text),  # JSON: the row, or the batch's rows as an array
     _ts("createdAt"),
+    # ... or a batch of them: their ids as a JSON array (assets/imports/change_journal.py)
+    sa.Column("rowIds", sa.Text),
+    sa.Column("rowCount", sa.Integer, nullable=False, server_default="1"),
 )
 
 external_ref = sa.Table(

@@ -2,11 +2,11 @@
 
 `apply_import` reads the plan the preview stored (`assets.imports.stored_plans`) and writes
 it with bulk statements (`assets.imports.bulk_sql`: on PostgreSQL, COPY into the table or
-into a temporary table followed by one UPDATE ... FROM), together with an `ImportChange`
-row holding the before and after of every touched row (what `assets.imports.undo` puts
-back), the ExternalRef upserts, the job row and an audit entry. It refuses, changing
-nothing, when the user's rows no longer hash to the previewed fingerprint, or when
-conflicts are left unresolved.
+into a temporary table followed by one UPDATE ... FROM), together with the change journal
+(`assets.imports.change_journal`: the before and after of every touched row, what
+`assets.imports.undo` puts back), the ExternalRef upserts, the job row and an audit entry.
+It refuses, changing nothing, when the user's rows no longer hash to the previewed
+fingerprint, or when conflicts are left unresolved.
 
 On PostgreSQL the transaction runs at REPEATABLE READ: the fingerprint is checked in the
 same snapshot as the writes, and a row someone else changes meanwhile makes the
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from assets.imports.bulk_sql import BulkWriter, StatementHook, begin_repeatable_read
+from assets.imports.change_journal import ChangeJournal
 from assets.imports.jobs import (
     ImportJobError,
     StalePreviewError,
@@ -48,7 +49,6 @@ from resources.storage_layout import plan_key
 
 APPLY_STATUSES = ("previewed", "confirmed")
 REF_SCHEMA = schema.arrow_schema(schema.external_ref)
-CHANGE_SCHEMA = schema.arrow_schema(schema.import_change)
 TIME = REF_SCHEMA.field("createdAt").type
 
 
@@ -167,9 +167,9 @@ def _write_plan(writer: BulkWriter, plan: ImportPlan, job_id: str) -> int:
     now = utc_now()
     refs = _external_ref_rows(plan, now)
     with ThreadPoolExecutor(1) as helper:
-        # The ImportChange rows need nothing but the plan: they are built in a second
-        # thread while the database takes the rows (psycopg lets go of the GIL meanwhile).
-        records = helper.submit(_change_records, plan, refs, job_id, now)
+        # The journal needs nothing but the plan: it is built in a second thread while
+        # the database takes the rows (psycopg lets go of the GIL meanwhile).
+        journal = helper.submit(_journal, plan, refs, job_id, now)
         for name in _parents_first():
             writer.insert(
                 schema.metadata.tables[name], app_columns(plan.tables[name].creates, name)
@@ -183,80 +183,44 @@ def _write_plan(writer: BulkWriter, plan: ImportPlan, job_id: str) -> int:
         existed = plan.external_refs["existed"].combine_chunks()
         writer.insert(schema.external_ref, refs.filter(pc.invert(existed)))
         writer.update(schema.external_ref, refs.filter(existed), plan.user_id)
-        changes = records.result()
-    writer.insert(schema.import_change, changes)
-    return changes.num_rows
+        changes = journal.result()
+    writer.insert_records(schema.import_change, changes.records())
+    return changes.rows
 
 
-def _change_records(plan: ImportPlan, refs: pa.Table, job_id: str, now: dt.datetime) -> pa.Table:
-    """An ImportChange row for every row the plan writes, with its JSON before and after."""
-    changes = _ChangeLog(job_id, plan.user_id, now)
+def _journal(plan: ImportPlan, refs: pa.Table, job_id: str, now: dt.datetime) -> ChangeJournal:
+    """The change journal of every row the plan writes, with its JSON before and after."""
+    journal = ChangeJournal(job_id, plan.user_id, now)
     for name in _parents_first():
         creates = app_columns(plan.tables[name].creates, name)
-        changes.add(name, "create", creates["id"], None, rows_json_array(creates))
+        journal.add(name, "create", creates["id"], None, rows_json_array(creates))
     for name in _parents_first():
         table_plan = plan.tables[name]
         updates = app_columns(table_plan.updates, name)
         befores = rows_json_array(table_plan.before)
-        changes.add(name, "update", updates["id"], befores, rows_json_array(updates))
+        journal.add(name, "update", updates["id"], befores, rows_json_array(updates))
     for name in reversed(_parents_first()):
         deletes = plan.tables[name].deletes
-        changes.add(name, "delete", deletes["id"], rows_json_array(deletes), None)
+        journal.add(name, "delete", deletes["id"], rows_json_array(deletes), None)
     if refs.num_rows:
         existed = plan.external_refs["existed"].combine_chunks()
-        actions = pc.if_else(existed, "update", "create")
-        changes.add("ExternalRef", actions, refs["id"], _refs_before(plan), rows_json_array(refs))
-    return changes.table()
-
-
-class _ChangeLog:
-    """The ImportChange rows of one apply, gathered column-wise: one Arrow table per
-    batch of rows, numbered in the order they are added."""
-
-    def __init__(self, job_id: str, user_id: str, now: dt.datetime):
-        self.job_id = job_id
-        self.user_id = user_id
-        self.now = now
-        self.parts: list[pa.Table] = []
-        self.count = 0
-
-    def add(self, name: str, action: str | pa.Array, ids, befores, afters) -> None:
-        """One record per id (`action` one for all, or one each); `befores` / `afters`
-        are the rows' JSON texts, or None when there is no such side."""
-        n = len(ids)
-        if n == 0:
-            return
-        numbers = range(self.count, self.count + n)
-        self.count += n
-        if isinstance(action, str):
-            action = _repeat(action, n)
-        self.parts.append(
-            pa.Table.from_arrays(
-                [
-                    pa.array([f"chg_{self.job_id}_{i:07d}" for i in numbers], pa.string()),
-                    _repeat(self.job_id, n),
-                    _repeat(self.user_id, n),
-                    _repeat(name, n),
-                    ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids,
-                    action,
-                    _json_column(befores, n),
-                    _json_column(afters, n),
-                    pa.repeat(pa.scalar(self.now, TIME), n),
-                ],
-                schema=CHANGE_SCHEMA,
-            )
+        created = pc.invert(existed)
+        afters = rows_json_array(refs)
+        journal.add(
+            "ExternalRef", "create", refs["id"].filter(created), None, afters.filter(created)
         )
-
-    def table(self) -> pa.Table:
-        return pa.concat_tables([CHANGE_SCHEMA.empty_table(), *self.parts])
+        journal.add(
+            "ExternalRef",
+            "update",
+            refs["id"].filter(existed),
+            _refs_before(plan).filter(existed),
+            afters.filter(existed),
+        )
+    return journal
 
 
 def _repeat(text: str, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(text, pa.string()), n)
-
-
-def _json_column(texts: pa.Array | None, n: int) -> pa.Array:
-    return pa.nulls(n, pa.string()) if texts is None else texts
 
 
 def _external_ref_rows(plan: ImportPlan, now: dt.datetime) -> pa.Table:

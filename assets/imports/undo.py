@@ -1,24 +1,25 @@
 """Undoing an applied import: every row it touched put back as it was, in one transaction.
 
-The apply recorded an `ImportChange` row per touched row (its JSON before and after);
-`undo_import` re-inserts what it deleted, reverts what it updated and deletes what it
-created, and refuses, naming the rows, when any of them changed after the import or when
+The apply recorded the JSON before and after of every touched row
+(`assets.imports.change_journal`); `undo_import` re-inserts what it deleted, reverts what it
+updated and deletes what it created, and refuses, naming the rows, when any of them changed after the import or when
 rows added since point at a row it created: undoing would lose those changes. Like the
 apply, it runs at REPEATABLE READ on PostgreSQL.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
 import pyarrow as pa
 import sqlalchemy as sa
 
 from assets.formats.common import column_from_values
 from assets.imports.bulk_sql import BulkWriter, begin_repeatable_read, in_ids
+from assets.imports.change_journal import RecordedChange, import_changes
 from assets.imports.jobs import ImportJobError, lock_job, update_job
 from assets.imports.row_json import rows_as_json
 from assets.imports.staging import REFERENCES_FROM, TABLE_NAMES
@@ -51,7 +52,6 @@ def undo_import(
     just before it commits (the API writes its audit row there)."""
     started = time.perf_counter()
     engine = database.engine
-    change = schema.import_change
     with begin_repeatable_read(engine) as conn, conn.begin():
         job = lock_job(conn, job_id)
         if job["status"] != "applied":
@@ -61,21 +61,13 @@ def undo_import(
         user_id = job["userId"]
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
-        recorded = conn.execute(
-            sa.select(
-                change.c.tableName, change.c.rowId, change.c.action, change.c.before, change.c.after
-            )
-            .where(change.c.importJobId == job_id)
-            .order_by(change.c.id)
-        ).fetchall()
-        by_table: dict[str, list] = {}
-        for row in recorded:
-            by_table.setdefault(row.tableName, []).append(row)
+        by_table: dict[str, list[RecordedChange]] = {}
+        for recorded in import_changes(conn, job_id):
+            by_table.setdefault(recorded.table, []).append(recorded)
         all_tables = [*TABLE_NAMES, "ExternalRef"]
 
-        def to_arrow(name: str, texts: list[str]) -> pa.Table:
+        def to_arrow(name: str, rows: list[dict]) -> pa.Table:
             target = schema.arrow_schema(schema.metadata.tables[name])
-            rows = [json.loads(t) for t in texts]
             arrays = [
                 column_from_values(
                     [r[f.name] for r in rows], f, lambda i: f"ImportChange of {name} #{i}"
@@ -91,24 +83,24 @@ def undo_import(
             if not entries:
                 continue
             table = schema.metadata.tables[name]
-            ids = [e.rowId for e in entries]
+            ids = [e.row_id for e in entries]
             current = read_rows_by_id(conn, table, ids)
             now_json = dict(zip(current["id"].to_pylist(), rows_as_json(current), strict=True))
             created = [e for e in entries if e.action == "create"]
             updated = [e for e in entries if e.action == "update"]
             deleted = [e for e in entries if e.action == "delete"]
             for e in created + updated:
-                if e.rowId not in now_json:
-                    problems.append(f"{name} {e.rowId} was deleted after the import")
-                elif now_json[e.rowId] != e.after:
-                    problems.append(f"{name} {e.rowId} was changed after the import")
+                if e.row_id not in now_json:
+                    problems.append(f"{name} {e.row_id} was deleted after the import")
+                elif orjson.loads(now_json[e.row_id]) != e.after:
+                    problems.append(f"{name} {e.row_id} was changed after the import")
             for e in deleted:
-                if e.rowId in now_json:
-                    problems.append(f"{name} {e.rowId} was created again after the import")
+                if e.row_id in now_json:
+                    problems.append(f"{name} {e.row_id} was created again after the import")
             plan[name] = {
-                "created": [e.rowId for e in created],
-                "restore": to_arrow(name, [e.before for e in deleted]),
-                "revert": to_arrow(name, [e.before for e in updated]),
+                "created": [e.row_id for e in created],
+                "restore": to_arrow(name, [e.before for e in deleted if e.before is not None]),
+                "revert": to_arrow(name, [e.before for e in updated if e.before is not None]),
             }
         problems += _rows_added_under(conn, plan, user_id)
         if problems:

@@ -24,6 +24,7 @@ from import_support import (
 )
 
 from assets.imports.apply import apply_import
+from assets.imports.change_journal import change_counts
 from assets.imports.jobs import (
     ImportJobError,
     StalePreviewError,
@@ -141,12 +142,7 @@ def test_undo_restores_the_state_before_the_import(database, storage, damaged):
     apply_import(database, storage, job_id)
     assert dump(database.engine) == before
     with database.engine.connect() as conn:
-        recorded = conn.execute(
-            sa.select(schema.import_change.c.action, sa.func.count())
-            .where(schema.import_change.c.importJobId == job_id)
-            .group_by(schema.import_change.c.action)
-        ).all()
-    assert dict(recorded) == {"create": 5, "update": 4, "delete": 1}
+        assert change_counts(conn, job_id) == {"create": 5, "update": 4, "delete": 1}
     undo_import(database, job_id)
     assert dump(database.engine) == corrupted
     assert get_import_job(database.engine, job_id)["status"] == "undone"
