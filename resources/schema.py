@@ -426,7 +426,7 @@ notification_outbox = sa.Table(
     "NotificationOutbox",
     metadata,
     sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("userId", sa.Text, index=True),  # NULL: about no one (an erasure completed)
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),  # JSON
     sa.Column("status", sa.Text, nullable=False),  # pending, sent, failed

@@ -39,7 +39,9 @@ from assets.backups.config import (
 )
 from assets.backups.retention import apply_retention
 from assets.exports.batches import render_batch
+from assets.exports.job_rows import ExportJob
 from assets.exports.job_status import ExportStatus, complete_job, fail_jobs
+from assets.exports.notifications import queue_failure_notification
 from resources import age
 from resources.audit import UserErasedError, record_audit, subject_ref, utc_now
 from resources.database import AppDatabase, ExtractFilter
@@ -143,8 +145,10 @@ def _load_backup_jobs(engine: sa.Engine, job_ids: Sequence[str], batch_id: str) 
 
 
 def _fail_job(engine: sa.Engine, job: dict, message: str, run_id: str | None) -> None:
+    """The row failed with the reason, and a `backup.failed` notification for its user."""
     with engine.begin() as conn:
-        fail_jobs(conn, [job["id"]], message, batch_id=job["batchId"], run_id=run_id)
+        if fail_jobs(conn, [job["id"]], message, batch_id=job["batchId"], run_id=run_id):
+            queue_failure_notification(conn, ExportJob.from_row(job), message)
 
 
 def check_encryption_keys(keys: KeyVault) -> str:

@@ -1,5 +1,6 @@
 """Encrypted export requests: `ExportEncryption`, one row per encrypted request (the age
-recipient, or the passphrase wrapped under the master key until the job ends).
+recipient, or the passphrase wrapped under the master key until the job ends). And
+`NotificationOutbox.userId` may be NULL: an "erasure completed" notification names no one.
 
 Revision ID: 0009_export_encryption
 Revises: 0007_user_names
@@ -29,8 +30,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("jobId"),
     )
     op.create_index("ix_ExportEncryption_userId", "ExportEncryption", ["userId"], unique=False)
+    with op.batch_alter_table("NotificationOutbox") as batch:
+        batch.alter_column("userId", existing_type=sa.Text(), nullable=True)
 
 
 def downgrade() -> None:
+    op.execute('DELETE FROM "NotificationOutbox" WHERE "userId" IS NULL')
+    with op.batch_alter_table("NotificationOutbox") as batch:
+        batch.alter_column("userId", existing_type=sa.Text(), nullable=False)
     op.drop_index("ix_ExportEncryption_userId", table_name="ExportEncryption")
     op.drop_table("ExportEncryption")
