@@ -1,4 +1,5 @@
-"""`POST /api/v1/data/export` queues an export; `GET /api/v1/data/export` reads one
+"""`POST /api/v1/data/export` queues an export (optionally age-encrypted, to a recipient or
+with a passphrase: `assets.exports.encryption`); `GET /api/v1/data/export` reads one
 (`?jobId=`) or the caller's history, newest first, a page at a time.
 
 The request goes into the queue the export sensor (and `goalport exports process`) works
@@ -17,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -28,6 +30,12 @@ from api.downloads import export_file_url
 from api.errors import ApiError, error_responses, not_found
 from api.pages import MAX_PAGE, encode_cursor, newest_first_page
 from assets.exports.batches import ExportRequestError
+from assets.exports.encryption import (
+    MAX_PASSPHRASE,
+    MIN_PASSPHRASE,
+    ExportEncryptionError,
+    check_encryption,
+)
 from assets.exports.job_rows import ExportJob
 from assets.exports.job_status import job_table
 from assets.exports.queue import request_export
@@ -68,9 +76,17 @@ class ExportFilters(BaseModel):
 
 
 class ExportEncryption(BaseModel):
+    """One of the two: the file is an age file either way (`.age` added to its name)."""
+
     model_config = ConfigDict(extra="forbid")
-    passphrase: str | None = Field(default=None, max_length=1024)
-    recipient: str | None = Field(default=None, max_length=1024)
+    passphrase: SecretStr | None = Field(
+        default=None,
+        description=f"{MIN_PASSPHRASE} to {MAX_PASSPHRASE} characters; open the file with "
+        "`age -d` and this passphrase. Never stored in clear, deleted when the export ends",
+    )
+    recipient: str | None = Field(
+        default=None, max_length=1024, description="your age public key (age1...)"
+    )
 
 
 class ExportRequestBody(BaseModel):
@@ -82,7 +98,7 @@ class ExportRequestBody(BaseModel):
     )
     filters: ExportFilters | None = None
     encryption: ExportEncryption | None = Field(
-        default=None, description="not available through the API yet: a request with it is refused"
+        default=None, description="encrypt the file with age: a passphrase or a recipient"
     )
 
     @field_validator("format")
@@ -147,17 +163,23 @@ def post_export(
     caller: ExportsCaller,
     config: ConfigDep,
 ) -> ExportAccepted:
+    encryption = None
     if body.encryption is not None:
-        raise ApiError(
-            422,
-            "unsupported",
-            "encrypted exports are not available through the API yet: "
-            "use scheduled backups (age-encrypted) instead",
-            field="encryption",
-        )
+        secret = body.encryption.passphrase
+        try:
+            encryption = check_encryption(
+                secret.get_secret_value() if secret is not None else None,
+                body.encryption.recipient,
+            )
+        except ExportEncryptionError as exc:
+            raise ApiError(422, "invalid", str(exc), field=exc.field) from exc
     filters = body.filters or ExportFilters()
     dates = filters.dateRange
-    details = {"format": body.format, "exportType": body.exportType}
+    details = {
+        "format": body.format,
+        "exportType": body.exportType,
+        "encryption": encryption.kind if encryption else None,
+    }
     try:
         with caller.audited(config.database.engine, "export-request", details=details) as entry:
             entry.details["jobId"] = job_id = request_export(
@@ -169,9 +191,12 @@ def post_export(
                 until=dates.end.isoformat() if dates else None,
                 export_type=body.exportType,
                 requested_by=caller.actor,
+                encryption=encryption,
             )
     except ExportRequestError as exc:
         raise ApiError(422, "invalid", str(exc)) from exc
+    except ExportEncryptionError as exc:
+        raise ApiError(422, "invalid", str(exc), field=exc.field) from exc
     return ExportAccepted(jobId=job_id, status="pending")
 
 

@@ -430,7 +430,7 @@ notification_outbox = sa.Table(
     "NotificationOutbox",
     metadata,
     sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("userId", sa.Text, index=True),  # NULL: about no one (an erasure completed)
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),  # JSON
     sa.Column("status", sa.Text, nullable=False),  # pending, sent, failed
@@ -548,6 +548,21 @@ portal_session = sa.Table(
 )
 
 OWN_TABLES_WITH_USER += (portal_session,)
+
+# An encrypted export request's encryption (assets/exports/encryption.py): the recipient
+# (a public key), or the passphrase wrapped under the master key, wiped when the job ends.
+export_encryption = sa.Table(
+    "ExportEncryption",
+    metadata,
+    sa.Column("jobId", sa.Text, primary_key=True),  # the DataExportJob it encrypts
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("kind", sa.Text, nullable=False),  # passphrase, recipient
+    sa.Column("recipient", sa.Text),  # age1... public key
+    sa.Column("wrappedPassphrase", sa.LargeBinary),  # AES-GCM; NULL once the job has ended
+    sa.Column("masterKeyId", sa.Text),
+    _ts("createdAt"),
+)
+OWN_TABLES_WITH_USER += (export_encryption,)
 
 # ---------------------------------------------------------------- Arrow types
 

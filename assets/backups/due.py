@@ -25,6 +25,7 @@ from assets.backups.config import (
     backup_job_format,
     load_configs,
 )
+from assets.exports.job_rows import jobs_by_id
 from assets.exports.job_status import (
     IN_FLIGHT,
     ExportStatus,
@@ -32,6 +33,7 @@ from assets.exports.job_status import (
     fail_jobs,
     insert_jobs,
 )
+from assets.exports.notifications import queue_failure_notification
 from resources import schema
 from resources.audit import new_id, utc_now
 from resources.schema import backup_config as config_table
@@ -112,13 +114,13 @@ def fail_stale_backups(engine: sa.Engine, now: dt.datetime) -> list[str]:
             .all()
         )
         if stale:
-            fail_jobs(
-                conn,
-                stale,
+            message = (
                 f"the backup did not finish within {STALE_AFTER} "
-                "(its run was lost); it is queued again while the user is due",
-                now=now,
+                "(its run was lost); it is queued again while the user is due"
             )
+            failed = fail_jobs(conn, stale, message, now=now)
+            for job in jobs_by_id(conn, failed):
+                queue_failure_notification(conn, job, message)
     return list(stale)
 
 

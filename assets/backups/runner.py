@@ -41,7 +41,7 @@ from assets.backups.retention import apply_retention
 from assets.exports.batches import render_batch
 from assets.exports.job_rows import ExportJob
 from assets.exports.job_status import ExportStatus, complete_job, fail_jobs
-from assets.exports.notifications import queue_notification
+from assets.exports.notifications import queue_failure_notification, queue_notification
 from resources import age
 from resources.audit import UserErasedError, record_audit, subject_ref, utc_now
 from resources.database import AppDatabase, ExtractFilter
@@ -146,19 +146,23 @@ def _load_backup_jobs(engine: sa.Engine, job_ids: Sequence[str], batch_id: str) 
 
 
 # The notification a backup whose destination refused its credentials sends: the user
-# must reconnect it, and no backup is made until they do.
+# must reconnect it, and no backup is made until they do. Any other failure: `backup.failed`.
 BACKUP_DESTINATION_FAILED = "backup.destination_failed"
 
 
 def _fail_job(
     engine: sa.Engine, job: dict, message: str, run_id: str | None, *, notify: bool = False
 ) -> None:
+    """The row failed with the reason, and a notification for its user: reconnect the
+    destination (`notify`, its credentials were refused), else `backup.failed`."""
     with engine.begin() as conn:
-        failed = fail_jobs(conn, [job["id"]], message, batch_id=job["batchId"], run_id=run_id)
-        if notify and failed:
-            queue_notification(
-                conn, ExportJob.from_row(job), BACKUP_DESTINATION_FAILED, {"error": message}
-            )
+        if fail_jobs(conn, [job["id"]], message, batch_id=job["batchId"], run_id=run_id):
+            if notify:
+                queue_notification(
+                    conn, ExportJob.from_row(job), BACKUP_DESTINATION_FAILED, {"error": message}
+                )
+            else:
+                queue_failure_notification(conn, ExportJob.from_row(job), message)
 
 
 def check_encryption_keys(keys: KeyVault) -> str:

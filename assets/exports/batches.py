@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -283,6 +284,7 @@ def write_batch(
     quality_gate: bool = True,
     quality: QualityReport | None = None,
     skip_user: Callable[[str], bool] | None = None,
+    seal: Callable[[str], Callable[[bytes], bytes] | None] | None = None,
 ) -> BatchExportResult:
     """Render and store every found user of an extracted batch.
 
@@ -297,6 +299,9 @@ def write_batch(
     `on_user_done` is called once per user with the files that passed (none for a user
     the gate stopped). A user for whom `skip_user` says True just before their files would
     be stored (the erasure fence: erased since extraction) gets no file and no call.
+    `seal(user_id)`, when it gives a function, encrypts that user's files after they were
+    checked (an encrypted request, `assets.exports.encryption`): the file is stored as
+    `<name>.age`, and the stored copy is matched with the encrypted bytes.
     """
     import time
 
@@ -329,12 +334,25 @@ def write_batch(
             continue
         counts = {name: t.num_rows for name, t in per_user[user_id].items()}
         written, problems = [], []
+        sealer = seal(user_id) if seal is not None else None
         for fmt, data in files.items():
             suffix = key_suffix(user_id) if key_suffix else ""
-            key = export_key(user_id, export_format(fmt).extension, exported_at, suffix)
+            extension = export_format(fmt).extension
+            checked = completeness_by_format[fmt]
+            if sealer is not None:
+                data = sealer(data)
+                extension += ".age"
+                checked = {
+                    **checked,
+                    "plaintext_sha256": checked["sha256"],
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "bytes": len(data),
+                    "encrypted": "age",
+                }
+            key = export_key(user_id, extension, exported_at, suffix)
             stored = storage.write_bytes(key, data)
             started = time.perf_counter()
-            completeness = confirm_stored_copy(completeness_by_format[fmt], storage.read_bytes(key))
+            completeness = confirm_stored_copy(checked, storage.read_bytes(key))
             verifying += time.perf_counter() - started + completeness.get("seconds", 0.0)
             exported = ExportedFile(user_id, fmt, stored, counts, completeness)
             if completeness["passed"]:

@@ -202,6 +202,7 @@ def export_files(
                 on_user_done=progress.user_done,
                 key_suffix=progress.key_suffix,
                 skip_user=progress.is_erased,
+                seal=progress.sealer,
             )
     except Exception as exc:
         # a retry (the step's RetryPolicy) finishes the rows this attempt did not write

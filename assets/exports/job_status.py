@@ -9,6 +9,9 @@ Requests, backups and GDPR exports share the table, so they share its life:
     failed, expired --retry--> pending                      (an operator's retry)
     failed --reclaim--> processing                          (a re-executed run takes its rows back)
 
+A job that ends (completed, failed, expired) loses its encrypted request's passphrase in the
+same UPDATE's transaction (`assets.exports.encryption`).
+
 A row is created `pending` (a request), `processing` (work that starts at once: a backup,
 a run launched by hand) or `completed` (an export finished before it was recorded).
 
@@ -44,6 +47,8 @@ class ExportStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+# A job in one of these has ended: an encrypted request's passphrase is wiped on the way in.
+ENDS = frozenset({ExportStatus.COMPLETED, ExportStatus.FAILED, ExportStatus.EXPIRED})
 # Queued or running: a user with such a row already has that export in flight.
 IN_FLIGHT = (ExportStatus.PENDING, ExportStatus.PROCESSING)
 INITIAL_STATUSES = frozenset(
@@ -93,7 +98,21 @@ def _move(
         .values(status=transition.target.value, **values)
         .returning(job_table.c.id)
     )
-    return list(conn.execute(statement).scalars())
+    moved = list(conn.execute(statement).scalars())
+    if moved and transition.target in ENDS:
+        _wipe_passphrases(conn, moved)
+    return moved
+
+
+def _wipe_passphrases(conn: sa.Connection, job_ids: Sequence[str]) -> None:
+    """A job that ended keeps no passphrase (`assets.exports.encryption`): wiped in the
+    transaction that ends it, whatever the end."""
+    table = schema.export_encryption
+    conn.execute(
+        table.update()
+        .where(table.c.jobId.in_(list(job_ids)), table.c.wrappedPassphrase.is_not(None))
+        .values(wrappedPassphrase=None)
+    )
 
 
 def insert_jobs(

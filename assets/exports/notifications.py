@@ -1,5 +1,15 @@
-"""Export notifications: an outbox row written in the same transaction as the status change
-it announces, and a webhook client that delivers the outbox, signed per Standard Webhooks.
+"""Notifications to the app: export ready or failed, import previewed or applied, backup
+failed, erasure completed (`KINDS` says what each carries). Each is an outbox row written
+in the same transaction as the status change it announces; a webhook client delivers the
+outbox, signed per Standard Webhooks.
+
+Receiver and contents: the app's backend (GOALPORT_WEBHOOK_URL) receives every kind and
+tells the user. A payload names the user by id (what the app needs to route it) and carries
+ids, counts and statuses, never the user's data; an error message is the user's own job's.
+The erasure's notification names no one: the user's rows, their pending notifications
+included, are deleted in the erasure's transaction, so nothing about them is sent after it,
+and the "erasure completed" row carries only the request id and time (the app keeps the
+request id from `POST /api/v1/gdpr/erasure` to finish its own side: close the account).
 
 Writing the notification with the row change means none is lost if the process dies before
 it is sent, and none is sent for a change that rolled back. Delivery happens after commit,
@@ -36,6 +46,22 @@ from resources.webhooks import post_signed_json
 log = logging.getLogger(__name__)
 outbox_table = schema.notification_outbox
 EXPORT_COMPLETED, EXPORT_FAILED = "export.completed", "export.failed"
+IMPORT_PREVIEWED, IMPORT_APPLIED = "import.previewed", "import.applied"
+BACKUP_FAILED = "backup.failed"
+ERASURE_COMPLETED = "erasure.completed"
+# what each kind carries besides `event` and `notificationId` (and `userId`, except the
+# erasure's): ids, counts, statuses and the user's own error messages, never their data
+KINDS = {
+    EXPORT_COMPLETED: "jobId, exportType, format, recordsTotal, fileSizeBytes, checksum, "
+    "completedAt, expiresAt",
+    EXPORT_FAILED: "jobId, exportType, format, error",
+    IMPORT_PREVIEWED: "jobId, sourceApp, totals (rows to create, update, delete...), "
+    "unresolvedConflicts",
+    IMPORT_APPLIED: "jobId, sourceApp, recordsImported, totals",
+    BACKUP_FAILED: "jobId, format, error",
+    ERASURE_COMPLETED: "requestId, completedAt (no user id: the user is gone; the app knows "
+    "the request id from POST /api/v1/gdpr/erasure)",
+}
 
 
 class OutboxStatus(enum.StrEnum):
@@ -66,23 +92,19 @@ class Backoff:
         return min(self.base * (2 ** max(attempts - 1, 0)), self.cap)
 
 
-def queue_notification(conn: sa.Connection, job: ExportJob, kind: str, extra: dict) -> str:
-    """An outbox row about `job`, inside the caller's transaction; returns its id."""
+def queue_event(conn: sa.Connection, user_id: str | None, kind: str, fields: dict) -> str:
+    """An outbox row of `kind` about `user_id`, inside the caller's transaction (so it is
+    sent only if the change it announces commits); returns its id. `user_id` None: an event
+    that must name no one (an erasure's), kept by no user's row."""
     notification_id = new_id("ntf_")
+    payload = {"event": kind, "notificationId": notification_id, **fields}
+    if user_id is not None:
+        payload["userId"] = user_id
     now = utc_now()
-    payload = {
-        "event": kind,
-        "notificationId": notification_id,
-        "jobId": job.id,
-        "userId": job.user_id,
-        "exportType": job.export_type,
-        "format": job.format,
-        **extra,
-    }
     conn.execute(
         outbox_table.insert().values(
             id=notification_id,
-            userId=job.user_id,
+            userId=user_id,
             kind=kind,
             payload=json.dumps(payload, sort_keys=True),
             status=OutboxStatus.PENDING.value,
@@ -94,8 +116,16 @@ def queue_notification(conn: sa.Connection, job: ExportJob, kind: str, extra: di
     return notification_id
 
 
+def queue_notification(conn: sa.Connection, job: ExportJob, kind: str, extra: dict) -> str:
+    """An outbox row about `job`, inside the caller's transaction; returns its id."""
+    fields = {"jobId": job.id, "exportType": job.export_type, "format": job.format, **extra}
+    return queue_event(conn, job.user_id, kind, fields)
+
+
 def queue_failure_notification(conn: sa.Connection, job: ExportJob, message: str) -> str:
-    return queue_notification(conn, job, EXPORT_FAILED, {"error": message})
+    """`backup.failed` for a backup's row, else `export.failed`."""
+    kind = BACKUP_FAILED if job.export_type == "backup" else EXPORT_FAILED
+    return queue_notification(conn, job, kind, {"error": message})
 
 
 @dataclass

@@ -40,6 +40,7 @@ from assets.exports.claims import (
     claim_pending_exports,
     requeue_stale_claims,
 )
+from assets.exports.encryption import Encryption, load_encryptions
 from assets.exports.job_rows import ExportJob, default_export_type, filters_json, jobs_by_id
 from assets.exports.job_status import (
     ExportStatus,
@@ -99,6 +100,7 @@ class ExportBatchProgress:
         self.expires_in = expires_in or settings.export_expiry()
         self.outcome = BatchOutcome(batch_id)
         self.notification_ids: list[str] = []
+        self._encryptions: dict[str, Encryption] = {}
         self._by_user: dict[str, list[ExportJob]] = {}
         for job in self.jobs:
             self._by_user.setdefault(job.user_id, []).append(job)
@@ -136,7 +138,30 @@ class ExportBatchProgress:
                     job.batch_id,
                     batch_id,
                 )
-        return cls(engine, held, batch_id=batch_id, run_id=run_id, expires_in=expires_in)
+        progress = cls(engine, held, batch_id=batch_id, run_id=run_id, expires_in=expires_in)
+        progress._load_encryptions()
+        return progress
+
+    def _load_encryptions(self) -> None:
+        """The encrypted requests' encryptions (passphrases unwrapped, held only in this
+        object); a request whose encryption cannot be used fails now, with the reason, and
+        leaves the batch: it is never exported unencrypted."""
+        self._encryptions, problems = load_encryptions(self.engine, self.job_ids)
+        if not problems:
+            return
+        by_user = {j.user_id: problems[j.id] for j in self.jobs if j.id in problems}
+        self._fail_users(by_user)
+        self.jobs = [j for j in self.jobs if j.user_id not in by_user]
+        for user_id in by_user:
+            self._by_user.pop(user_id, None)
+
+    def sealer(self, user_id: str) -> Callable[[bytes], bytes] | None:
+        """How the user's file is encrypted, for an encrypted request (else None)."""
+        for job in self._by_user.get(user_id, []):
+            encryption = self._encryptions.get(job.id)
+            if encryption is not None:
+                return encryption.seal
+        return None
 
     @classmethod
     def adopt(
@@ -458,6 +483,7 @@ def process_claimed_batch(
                 workers=workers,
                 key_suffix=progress.key_suffix,
                 skip_user=progress.is_erased,
+                seal=progress.sealer,
             )
             outcome = progress.finished(result)
     except Exception as exc:  # the rows must say why, whatever broke

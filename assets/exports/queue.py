@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from assets.exports.batches import ExportRequestError, check_formats, make_filter
+from assets.exports.encryption import Encryption, store_encryption
 from assets.exports.job_rows import (
     EXPORT_TYPES,
     ExportJob,
@@ -50,10 +51,13 @@ def request_export(
     until: str | None = None,
     export_type: str | None = None,
     requested_by: str | None = None,
+    encryption: Encryption | None = None,
 ) -> str:
-    """Queue an export of one user's data in one format; returns the new job id.
+    """Queue an export of one user's data in one format; returns the new job id. With
+    `encryption` (`assets.exports.encryption.check_encryption`), the file is an age file.
 
-    Raises ExportRequestError for an unknown user, format, export type or a bad date range.
+    Raises ExportRequestError for an unknown user, format, export type or a bad date range;
+    ExportEncryptionError for a passphrase that cannot be protected (no master key).
     """
     formats = check_formats([fmt])
     if len(formats) != 1:
@@ -81,6 +85,8 @@ def request_export(
             "createdAt": utc_now(),
         }
         insert_jobs(conn, [row], ExportStatus.PENDING)
+        if encryption is not None:
+            store_encryption(conn, job_id, user_id, encryption)
     return job_id
 
 

@@ -77,6 +77,7 @@ RECORD_SOURCES: dict[str, str] = {
     "NotificationOutbox": "userId",
     "GoalTemplate": "authorId",
     "ErasureRequest": "userId",
+    "ExportEncryption": "userId",
 }
 
 

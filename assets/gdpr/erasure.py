@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from assets.exports.notifications import ERASURE_COMPLETED, queue_event
 from assets.gdpr.erasure_verify import (
     RunHistory,
     Subject,
@@ -760,6 +761,13 @@ def _finish(
                     receipt, _longest_first([request.user_id, *state["destinations"]]), ERASED
                 ),
             )
+            if passed:  # names no one: the request id is what the app knows it by
+                queue_event(
+                    conn,
+                    None,
+                    ERASURE_COMPLETED,
+                    {"requestId": request.id, "completedAt": completed_at.isoformat()},
+                )
         final = _load(conn, request.id)
     shown = dict(final.receipt or receipt)
     shown.pop("destinations", None)

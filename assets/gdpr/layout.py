@@ -79,6 +79,8 @@ RECORD_TABLES: dict[str, str] = {
     "NotificationOutbox": "Notifications sent or waiting to be sent to you.",
     "GoalTemplate": "Goal templates you authored.",
     "ErasureRequest": "Erasure requests you made.",
+    "ExportEncryption": "How your encrypted exports were encrypted (your public key, or that a "
+    "passphrase was used; the passphrase itself is never kept).",
 }
 
 # ---------------------------------------------------------------- what each file is

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from assets.exports.notifications import IMPORT_APPLIED, queue_event
 from assets.imports.bulk_sql import BulkWriter, StatementHook, begin_repeatable_read
 from assets.imports.change_journal import ChangeJournal
 from assets.imports.jobs import (
@@ -118,6 +119,17 @@ def apply_import(
                     "jobId": job_id,
                     "sourceApp": plan.source_app,
                     "conflictPolicy": plan.conflict_policy,
+                    "totals": totals,
+                },
+            )
+            queue_event(
+                conn,
+                plan.user_id,
+                IMPORT_APPLIED,
+                {
+                    "jobId": job_id,
+                    "sourceApp": plan.source_app,
+                    "recordsImported": plan.row_writes,
                     "totals": totals,
                 },
             )

@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from assets.exports.notifications import IMPORT_PREVIEWED, queue_event
 from assets.imports.detect import DEFAULT_LIMITS, DetectedImport, ImportLimits, detect_import
 from assets.imports.diff import diff_import
 from assets.imports.jobs import (
@@ -281,6 +282,17 @@ def preview_staged(
             record_count=plan.total_rows,
             actor=job["requestedBy"],
             details={"jobId": job_id, "sourceApp": staged.source_app, "totals": plan.totals()},
+        )
+        queue_event(
+            conn,
+            staged.user_id,
+            IMPORT_PREVIEWED,
+            {
+                "jobId": job_id,
+                "sourceApp": staged.source_app,
+                "totals": plan.totals(),
+                "unresolvedConflicts": plan.unresolved_conflicts,
+            },
         )
     return plan
 

@@ -216,7 +216,8 @@ def test_filters_and_refused_bodies(api, user_ids, make_token, database):
             json={
                 "exportType": "full",
                 "format": "json",
-                "encryption": {"passphrase": "correct horse battery"},
+                # both at once: refused, whichever the master key
+                "encryption": {"passphrase": "correct horse battery", "recipient": "age1x"},
             },
         )
         assert encrypted.status_code == 422
