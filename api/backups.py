@@ -292,21 +292,17 @@ def get_backups(caller: BackupsCaller, config: ConfigDep) -> BackupList:
     summary="Back up now: queued, made in the background, listed in GET /api/v1/backups",
 )
 def post_backup_run(caller: BackupsCaller, config: ConfigDep) -> BackupQueued:
-    engine = config.database.engine
     try:
-        job_id, queued = request_backup(engine, caller.user_id, requested_by=caller.actor)
+        with caller.audited(
+            config.database.engine, "backup-request", operation_type="backup"
+        ) as entry:
+            job_id, queued = request_backup(entry.conn, caller.user_id, requested_by=caller.actor)
+            entry.details.update(jobId=job_id, queued=queued)
+            status = entry.conn.execute(
+                sa.select(job_table.c.status).where(job_table.c.id == job_id)
+            ).scalar()
     except BackupError as exc:
         raise not_found("user") from exc
-    with engine.begin() as conn:
-        status = conn.execute(
-            sa.select(job_table.c.status).where(job_table.c.id == job_id)
-        ).scalar()
-        caller.audit(
-            conn,
-            "backup-request",
-            operation_type="backup",
-            details={"jobId": job_id, "queued": queued},
-        )
     return BackupQueued(jobId=job_id, status=status or "pending", queued=queued)
 
 
@@ -373,27 +369,27 @@ def post_backup_restore(
             raise ApiError(422, "invalid", f"{name}: choose from {', '.join(choices)}", field=name)
     file_url, file_name = _restore_source(config, caller.user_id, backup_id)
     job_id = new_id(UPLOADED_JOB_PREFIX)
+    details = {"jobId": job_id, "backupId": backup_id, "mode": options.mode}
     try:
-        create_import_job(
+        with caller.audited(
             config.database.engine,
-            user_id=caller.user_id,
-            file_name=file_name,
-            file_url=file_url,
-            mode=options.mode,
-            conflict_policy=options.onConflict,
-            modules=options.modules,
-            requested_by=caller.actor,
-            job_id=job_id,
-        )
-    except (ImportPlanError, UserErasedError) as exc:
-        raise ApiError(422, "invalid", str(exc)) from exc
-    with config.database.engine.begin() as conn:
-        caller.audit(
-            conn,
             "backup-restore-request",
             operation_type="import",
-            details={"jobId": job_id, "backupId": backup_id, "mode": options.mode},
-        )
+            details=details,
+        ) as entry:
+            create_import_job(
+                entry.conn,
+                user_id=caller.user_id,
+                file_name=file_name,
+                file_url=file_url,
+                mode=options.mode,
+                conflict_policy=options.onConflict,
+                modules=options.modules,
+                requested_by=caller.actor,
+                job_id=job_id,
+            )
+    except (ImportPlanError, UserErasedError) as exc:
+        raise ApiError(422, "invalid", str(exc)) from exc
     return ImportAccepted(jobId=job_id, status="pending")
 
 

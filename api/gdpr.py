@@ -64,21 +64,19 @@ def _status(request: ErasureRequest) -> ErasureStatus:
     summary="Ask for the GDPR bundle: an export job (status and link: GET /api/v1/data/export)",
 )
 def post_gdpr_export(caller: GdprCaller, config: ConfigDep) -> ExportAccepted:
-    engine = config.database.engine
     try:
-        job_id, queued = request_gdpr_export(engine, caller.user_id, requested_by=caller.actor)
+        with caller.audited(
+            config.database.engine, "gdpr-export-request", operation_type="gdpr"
+        ) as entry:
+            job_id, queued = request_gdpr_export(
+                entry.conn, caller.user_id, requested_by=caller.actor
+            )
+            entry.details.update(jobId=job_id, queued=queued)
+            status = entry.conn.execute(
+                sa.select(job_table.c.status).where(job_table.c.id == job_id)
+            ).scalar()
     except GdprRequestError as exc:
         raise not_found("user") from exc
-    with engine.begin() as conn:
-        status = conn.execute(
-            sa.select(job_table.c.status).where(job_table.c.id == job_id)
-        ).scalar()
-        caller.audit(
-            conn,
-            "gdpr-export-request",
-            operation_type="gdpr",
-            details={"jobId": job_id, "queued": queued},
-        )
     return ExportAccepted(jobId=job_id, status=status or "pending")
 
 

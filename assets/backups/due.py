@@ -36,6 +36,7 @@ from assets.exports.job_status import (
 from assets.exports.notifications import queue_failure_notification
 from resources import schema
 from resources.audit import new_id, utc_now
+from resources.database import transaction
 from resources.schema import backup_config as config_table
 from resources.schema import data_export_job as job_table
 
@@ -268,13 +269,21 @@ def queue_backup_now(
     return QueuedBackups(batch_id, tuple(r["id"] for r in rows), tuple(user_ids))
 
 
-def request_backup(engine: sa.Engine, user_id: str, *, requested_by: str) -> tuple[str, bool]:
+def request_backup(
+    bind: sa.Engine | sa.Connection, user_id: str, *, requested_by: str
+) -> tuple[str, bool]:
     """ "Back up now" for one user: a pending backup row that `backup_request_sensor` (or
     the next hourly tick) claims and runs. A user with a backup already queued or running
-    gets that one: returns (job id, whether it was queued just now)."""
-    config = load_configs(engine, [user_id]).get(user_id) or BackupConfig(user_id=user_id)
+    gets that one: returns (job id, whether it was queued just now). Given a connection,
+    the row joins its transaction."""
     now = utc_now()
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
+        saved = (
+            conn.execute(sa.select(config_table).where(config_table.c.userId == user_id))
+            .mappings()
+            .first()
+        )
+        config = BackupConfig.from_row(saved) if saved else BackupConfig(user_id=user_id)
         if (
             conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id)).first()
             is None

@@ -28,7 +28,7 @@ from assets.exports.progress import BatchOutcome, ClaimHeartbeat, ExportBatchPro
 from assets.gdpr.bulk import GdprBundleExporter, GdprBundleFile
 from resources import schema, settings
 from resources.audit import new_id, utc_now
-from resources.database import AppDatabase
+from resources.database import AppDatabase, transaction
 from resources.storage import ObjectStorage
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,12 @@ class ClaimedGdprBatch:
 
 
 def request_gdpr_export(
-    engine: sa.Engine, user_id: str, *, requested_by: str | None = None
+    bind: sa.Engine | sa.Connection, user_id: str, *, requested_by: str | None = None
 ) -> tuple[str, bool]:
     """Queue a GDPR bundle of `user_id`: returns (job id, whether it was queued just now).
-    A user whose bundle is already queued or being made gets that job instead of a second."""
-    with engine.begin() as conn:
+    A user whose bundle is already queued or being made gets that job instead of a second.
+    Given a connection, the row joins its transaction."""
+    with transaction(bind) as conn:
         found = conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id))
         if found.first() is None:
             raise GdprRequestError(f"unknown user id: {user_id}")
