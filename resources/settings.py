@@ -507,3 +507,24 @@ def webhook_timeout_seconds() -> float:
     """How long one webhook connection or read may wait: GOALPORT_WEBHOOK_TIMEOUT_SECONDS,
     else 10."""
     return _positive_seconds("GOALPORT_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+
+
+QUALITY_ENGINE_ENV = "GOALPORT_QUALITY_ENGINE"
+QUALITY_ENGINES = ("auto", "arrow", "great_expectations")
+
+
+def quality_engine() -> str:
+    """GOALPORT_QUALITY_ENGINE: which engine runs the data-quality rules, `arrow`,
+    `great_expectations`, or `auto` (the default: by the batch's size, GOALPORT_GX_MIN_ROWS)."""
+    raw = os.environ.get(QUALITY_ENGINE_ENV, "").strip() or "auto"
+    if raw not in QUALITY_ENGINES:
+        raise SettingError(
+            f"{QUALITY_ENGINE_ENV}={raw!r}: give one of {', '.join(QUALITY_ENGINES)}"
+        )
+    return raw
+
+
+def gx_min_rows() -> int:
+    """GOALPORT_GX_MIN_ROWS: a batch of this many rows or more (all tables) is validated by
+    great-expectations itself; smaller ones by the pyarrow engine. Default 2,000,000."""
+    return _positive_int("GOALPORT_GX_MIN_ROWS", 2_000_000)

@@ -296,15 +296,15 @@ def test_asset_checks_block_the_run_when_no_user_can_be_exported(broken_database
 
 @pytest.fixture
 def validations(monkeypatch) -> list[set[str]]:
-    """The tables of every great-expectations validation made while the test runs."""
+    """The tables of every validation (by either engine) made while the test runs."""
     made: list[set[str]] = []
-    validate = suites._validate_with_gx
+    validate = suites.find_unexpected
 
-    def counted(frames):
-        made.append(set(frames))
-        return validate(frames)
+    def counted(columns, engine):
+        made.append(set(columns))
+        return validate(columns, engine)
 
-    monkeypatch.setattr(suites, "_validate_with_gx", counted)
+    monkeypatch.setattr(suites, "find_unexpected", counted)
     return made
 
 
