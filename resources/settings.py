@@ -528,3 +528,22 @@ def gx_min_rows() -> int:
     """GOALPORT_GX_MIN_ROWS: a batch of this many rows or more (all tables) is validated by
     great-expectations itself; smaller ones by the pyarrow engine. Default 2,000,000."""
     return _positive_int("GOALPORT_GX_MIN_ROWS", 2_000_000)
+
+
+def request_wait_seconds() -> float:
+    """GOALPORT_REQUEST_WAIT_SECONDS: how long the export request sensor, finding nothing to
+    claim, waits for a request before its tick ends (polling the queue). Dagster's daemon
+    evaluates sensors at most every 5 s; production waits 4 s of those 5. Default 0."""
+    raw = os.environ.get("GOALPORT_REQUEST_WAIT_SECONDS", "").strip()
+    if not raw:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 30:
+        raise SettingError(
+            f"GOALPORT_REQUEST_WAIT_SECONDS={raw!r}: give seconds from 0 to 30 (a sensor "
+            "tick must end well within Dagster's 60 s sensor timeout)"
+        )
+    return seconds

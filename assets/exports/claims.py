@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -146,6 +147,38 @@ def claim_pending_exports(
         for batch in batches:
             claim_jobs(conn, batch.job_ids, batch_id=batch.batch_id, now=now)
     return batches
+
+
+def wait_for_pending_exports(
+    engine: sa.Engine,
+    *,
+    timeout: float,
+    poll: float = 0.2,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Whether a pending request appears within `timeout` seconds, asking every `poll`.
+
+    The request sensor waits here when it finds nothing to claim: Dagster evaluates sensors
+    at most every 5 s, so a tick that waits most of that time answers a request in a
+    fraction of a second instead of 2.5 s on average. One indexed `LIMIT 1` query a poll."""
+    query = (
+        sa.select(job_table.c.id)
+        .where(
+            job_table.c.status == ExportStatus.PENDING.value,
+            job_table.c.format.in_(list(REQUESTABLE_FORMATS)),
+        )
+        .limit(1)
+    )
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while True:
+            if conn.execute(query).first() is not None:
+                return True
+            conn.rollback()  # the next poll sees rows committed since
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sleep(min(poll, left))
 
 
 @contextmanager

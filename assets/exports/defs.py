@@ -7,7 +7,9 @@ rendering, so a run is configured in one place. It carries the data-quality repo
 the suites run once, in `extracted_batch`, and both the blocking checks
 (`assets.quality.defs`) and `export_files` read that report.
 
-`export_request_sensor` claims pending rows on each tick (a cap per tick) and asks for one
+`export_request_sensor` claims pending rows on each tick (a cap per tick; with an empty
+queue it waits up to GOALPORT_REQUEST_WAIT_SECONDS for a request, so that a request is not
+left waiting for the daemon's next sensor loop, 5 s apart) and asks for one
 `export_job` run per batch: typed `ExportConfig` naming the rows, and the batch id as the
 run key, so a batch can never be launched twice. The claim itself is what stops two ticks
 (or a tick and `goalport exports process`) from taking the same row; the cursor is a
@@ -45,6 +47,7 @@ from assets.exports.claims import (
     claim_pending_exports,
     requeue_stale_claims,
     requeue_stranded_claims,
+    wait_for_pending_exports,
 )
 from assets.exports.expiry import expire_exports
 from assets.exports.notifications import deliver_notifications, due_notifications
@@ -343,12 +346,19 @@ def export_request_sensor(
         )
     for batch_id in sorted(stale.dead_batches):
         _fail_dead_runs(instance, batch_id)
-    batches = claim_pending_exports(
-        database.engine,
-        max_requests=MAX_REQUESTS_PER_TICK,
-        batch_size=EXPORT_BATCH_SIZE,
-        claimant="sensor",
-    )
+
+    def claim() -> list[ClaimedBatch]:
+        return claim_pending_exports(
+            database.engine,
+            max_requests=MAX_REQUESTS_PER_TICK,
+            batch_size=EXPORT_BATCH_SIZE,
+            claimant="sensor",
+        )
+
+    batches = claim()
+    wait = settings.request_wait_seconds()
+    if not batches and wait and wait_for_pending_exports(database.engine, timeout=wait):
+        batches = claim()  # a request that came while this tick waited
     if not batches:
         return dg.SkipReason("no pending export requests")
     context.log.info(
