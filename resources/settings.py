@@ -547,3 +547,9 @@ def request_wait_seconds() -> float:
             "tick must end well within Dagster's 60 s sensor timeout)"
         )
     return seconds
+
+
+def s3_max_attempts() -> int:
+    """GOALPORT_S3_MAX_ATTEMPTS: how many times one S3 call is tried (botocore's retry
+    budget, and s3fs's own) before the step fails and its RetryPolicy takes over; default 5."""
+    return _positive_int("GOALPORT_S3_MAX_ATTEMPTS", 5)

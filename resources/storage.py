@@ -25,7 +25,7 @@ import fsspec
 import pydantic
 from pydantic import PrivateAttr
 
-from resources.settings import s3_endpoint_url, storage_url
+from resources.settings import s3_endpoint_url, s3_max_attempts, storage_url
 
 
 class StorageError(RuntimeError):
@@ -69,11 +69,21 @@ class ObjectStorage(dg.ConfigurableResource):
                 self._fs = fsspec.filesystem("file")
             else:
                 protocol = self.resolved_url.split("://", 1)[0]
-                options = {}
+                options: dict[str, object] = {}
                 endpoint = self.endpoint_url or s3_endpoint_url()
                 if protocol == "s3" and endpoint:
                     options["client_kwargs"] = {"endpoint_url": endpoint}
+                if protocol == "s3":
+                    # The retry budget of each S3 call (botocore's, and s3fs's own on top):
+                    # an outage longer than it fails the step, whose RetryPolicy waits
+                    # with back-off (resources/run_policy.py); short in tests.
+                    attempts = s3_max_attempts()
+                    options["config_kwargs"] = {
+                        "retries": {"max_attempts": attempts, "mode": "standard"}
+                    }
                 self._fs = fsspec.filesystem(protocol, **options)
+                if protocol == "s3":
+                    self._fs.retries = attempts  # s3fs's class-level default is 5
         return self._fs
 
     @property
