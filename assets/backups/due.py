@@ -264,3 +264,21 @@ def queue_backup_now(
             rows.append(row)
         insert_jobs(conn, rows, ExportStatus.PROCESSING)
     return QueuedBackups(batch_id, tuple(r["id"] for r in rows), tuple(user_ids))
+
+
+def queued_by(engine: sa.Engine, requested_by: str) -> QueuedBackups | None:
+    """The backup requests `queue_backup_now` queued for `requested_by` (a run queues once:
+    its retried step finds them here instead of queueing the users again)."""
+    table = schema.data_export_job
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(table.c.id, table.c.userId, table.c.batchId)
+            .where(
+                table.c.requestedBy == requested_by,
+                table.c.exportType == BACKUP_EXPORT_TYPE,
+            )
+            .order_by(table.c.id)
+        ).all()
+    if not rows:
+        return None
+    return QueuedBackups(rows[0].batchId, tuple(r.id for r in rows), tuple(r.userId for r in rows))
