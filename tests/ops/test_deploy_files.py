@@ -165,7 +165,9 @@ def test_helm_values_launch_a_pod_per_run_sized_by_the_jobs_tags():
     }
     daemon = values["dagsterDaemon"]
     assert daemon["runMonitoring"]["enabled"] and daemon["runRetries"]["enabled"]
-    assert "config" not in daemon["runCoordinator"]  # limits live under `concurrency` only
+    # limits live under `concurrency` only; the coordinator says only how often it looks
+    coordinator = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert coordinator == {"dequeueIntervalSeconds": 1}
     for job in defs.resolve_all_job_defs():
         if job.name.startswith("__"):
             continue
