@@ -263,6 +263,10 @@ def export_files(
     )
 
 
+# What the export job's steps need beside `database` and `storage` (a Definitions of one's
+# own that holds `extracted_batch` takes these too).
+EXPORT_RUN_RESOURCES = {**IN_RUN_MEMORY_RESOURCES, RUN_HEARTBEAT: run_claim_heartbeat}
+
 export_job = dg.define_asset_job(
     "export_job",
     selection=[extracted_batch, export_files],
@@ -526,5 +530,5 @@ defs = dg.Definitions(
     jobs=[export_job, expire_exports_job, webhook_delivery_job],
     schedules=[expire_exports_schedule],
     sensors=[export_request_sensor, export_run_failure_sensor, webhook_delivery_sensor],
-    resources={**IN_RUN_MEMORY_RESOURCES, RUN_HEARTBEAT: run_claim_heartbeat},
+    resources=EXPORT_RUN_RESOURCES,
 )
