@@ -549,7 +549,10 @@ def request_wait_seconds() -> float:
     return seconds
 
 
-def s3_max_attempts() -> int:
+def s3_max_attempts() -> int | None:
     """GOALPORT_S3_MAX_ATTEMPTS: how many times one S3 call is tried (botocore's retry
-    budget, and s3fs's own) before the step fails and its RetryPolicy takes over; default 5."""
+    budget, and s3fs's own) before the step fails and its RetryPolicy takes over; unset,
+    botocore's and s3fs's defaults (and AWS_MAX_ATTEMPTS) apply."""
+    if not os.environ.get("GOALPORT_S3_MAX_ATTEMPTS", "").strip():
+        return None
     return _positive_int("GOALPORT_S3_MAX_ATTEMPTS", 5)

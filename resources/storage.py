@@ -73,16 +73,16 @@ class ObjectStorage(dg.ConfigurableResource):
                 endpoint = self.endpoint_url or s3_endpoint_url()
                 if protocol == "s3" and endpoint:
                     options["client_kwargs"] = {"endpoint_url": endpoint}
-                if protocol == "s3":
-                    # The retry budget of each S3 call (botocore's, and s3fs's own on top):
-                    # an outage longer than it fails the step, whose RetryPolicy waits
-                    # with back-off (resources/run_policy.py); short in tests.
-                    attempts = s3_max_attempts()
+                # The retry budget of each S3 call (botocore's, and s3fs's own on top): an
+                # outage longer than it fails the step, whose RetryPolicy waits with
+                # back-off (resources/run_policy.py); short in tests.
+                attempts = s3_max_attempts() if protocol == "s3" else None
+                if attempts is not None:
                     options["config_kwargs"] = {
                         "retries": {"max_attempts": attempts, "mode": "standard"}
                     }
                 self._fs = fsspec.filesystem(protocol, **options)
-                if protocol == "s3":
+                if attempts is not None:
                     self._fs.retries = attempts  # s3fs's class-level default is 5
         return self._fs
 
