@@ -12,10 +12,12 @@ install: $(VENV)/.installed
 # Bytecode is compiled at install time: where PYTHONDONTWRITEBYTECODE is set (as on this
 # machine), every process would otherwise compile dagster, pandas and great_expectations
 # from source again (importing great_expectations: 20 s of CPU instead of 3).
-$(VENV)/.installed: requirements.lock pyproject.toml
+# requirements-test.lock is the runtime lock plus the test extra (the same pins for what
+# they share); the image installs requirements.lock alone (deploy/Dockerfile).
+$(VENV)/.installed: requirements-test.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements-test.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -78,9 +80,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# On a fresh clone too: uv comes with the venv (install), the lock from pyproject.toml.
+# On a fresh clone too: uv comes with the venv (install), the locks from pyproject.toml.
+# The test lock first, then the runtime lock with the test lock's pins as preferences, so
+# that a package in both has one version.
 lock: install
-	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 --no-header -o requirements-test.lock
+	cp requirements-test.lock requirements.lock
+	$(BIN)/uv pip compile pyproject.toml -p 3.11 --no-header -o requirements.lock
 
 clean:
 	rm -rf var

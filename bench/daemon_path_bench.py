@@ -2,20 +2,23 @@
 topology (scripts/ops.py: code server, daemon, webserver, S3 endpoint, instance on
 PostgreSQL), one single-user request at a time, each waited for before the next.
 
-Measured twice in the same run, so the ratio says what the shorter tick buys: with the
-request sensor's interval as shipped (15 s) and with GOALPORT_REQUEST_TICK_SECONDS=2. Each
-request's time is broken down from the request row and Dagster's records of its run:
+Measured once per request-sensor interval in GOALPORT_BENCH_DAEMON_TICKS (default "1",
+what `make up` runs: the sensor on every daemon loop, waiting up to
+GOALPORT_REQUEST_WAIT_SECONDS=4 for a request; "15,1" compares with the old 15 s tick),
+with the production instance (the warm run launcher, the run queue looked at every
+second). Each request's time is broken down from the request row and Dagster's records of
+its run:
   tick wait      request made -> claimed by the sensor
   queue + launch claimed -> run STARTED (the run queue, the run process starting)
-  run boot       run STARTED -> first step started (imports, resources)
-  extract+checks the `extracted_batch` step (COPY to Arrow, the data-quality suites:
-                 great-expectations' import is paid here)
+  run boot       run STARTED -> first step started (resources)
+  extract+checks the `extracted_batch` step (COPY to Arrow, the data-quality rules: pyarrow
+                 for a small batch, great-expectations' import only for a large one)
   render+store   the `export_files` step started -> the request row `completed` (what the
                  user waits for; the step records its success just after)
 
 `run(database_url)` ignores the seeded benchmark database: the topology has its own app
 database (a few seeded users) and Dagster database, dropped at the end. Environment:
-GOALPORT_BENCH_DAEMON_REQUESTS (default 50), GOALPORT_BENCH_DAEMON_TICKS (default "15,2").
+GOALPORT_BENCH_DAEMON_REQUESTS (default 50), GOALPORT_BENCH_DAEMON_TICKS (default "1").
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ PARTS = ("tick wait", "queue + launch", "run boot", "extract+checks", "render+st
 
 def run(database_url: str) -> dict:
     requests = int(os.environ.get("GOALPORT_BENCH_DAEMON_REQUESTS", "50"))
-    ticks = [int(t) for t in os.environ.get("GOALPORT_BENCH_DAEMON_TICKS", "15,2").split(",")]
+    ticks = [int(t) for t in os.environ.get("GOALPORT_BENCH_DAEMON_TICKS", "1").split(",")]
     report = {}
     for tick in ticks:
         samples = _measure(requests, tick)

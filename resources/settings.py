@@ -656,3 +656,52 @@ def oauth_redirect_uri(provider: str) -> str:
         or "http://127.0.0.1:8000"
     )
     return f"{base}/api/v1/destinations/oauth/{provider}/callback"
+
+
+QUALITY_ENGINE_ENV = "GOALPORT_QUALITY_ENGINE"
+QUALITY_ENGINES = ("auto", "arrow", "great_expectations")
+
+
+def quality_engine() -> str:
+    """GOALPORT_QUALITY_ENGINE: which engine runs the data-quality rules, `arrow`,
+    `great_expectations`, or `auto` (the default: by the batch's size, GOALPORT_GX_MIN_ROWS)."""
+    raw = os.environ.get(QUALITY_ENGINE_ENV, "").strip() or "auto"
+    if raw not in QUALITY_ENGINES:
+        raise SettingError(
+            f"{QUALITY_ENGINE_ENV}={raw!r}: give one of {', '.join(QUALITY_ENGINES)}"
+        )
+    return raw
+
+
+def gx_min_rows() -> int:
+    """GOALPORT_GX_MIN_ROWS: a batch of this many rows or more (all tables) is validated by
+    great-expectations itself; smaller ones by the pyarrow engine. Default 2,000,000."""
+    return _positive_int("GOALPORT_GX_MIN_ROWS", 2_000_000)
+
+
+def request_wait_seconds() -> float:
+    """GOALPORT_REQUEST_WAIT_SECONDS: how long the export request sensor, finding nothing to
+    claim, waits for a request before its tick ends (polling the queue). Dagster's daemon
+    evaluates sensors at most every 5 s; production waits 4 s of those 5. Default 0."""
+    raw = os.environ.get("GOALPORT_REQUEST_WAIT_SECONDS", "").strip()
+    if not raw:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 30:
+        raise SettingError(
+            f"GOALPORT_REQUEST_WAIT_SECONDS={raw!r}: give seconds from 0 to 30 (a sensor "
+            "tick must end well within Dagster's 60 s sensor timeout)"
+        )
+    return seconds
+
+
+def s3_max_attempts() -> int | None:
+    """GOALPORT_S3_MAX_ATTEMPTS: how many times one S3 call is tried (botocore's retry
+    budget, and s3fs's own) before the step fails and its RetryPolicy takes over; unset,
+    botocore's and s3fs's defaults (and AWS_MAX_ATTEMPTS) apply."""
+    if not os.environ.get("GOALPORT_S3_MAX_ATTEMPTS", "").strip():
+        return None
+    return _positive_int("GOALPORT_S3_MAX_ATTEMPTS", 5)

@@ -25,7 +25,7 @@ import fsspec
 import pydantic
 from pydantic import PrivateAttr
 
-from resources.settings import s3_endpoint_url, storage_url
+from resources.settings import s3_endpoint_url, s3_max_attempts, storage_url
 
 # Bytes per part of a streamed S3 write (`open_writer`): what a streamed upload holds in
 # memory (S3's minimum part is 5 MiB).
@@ -73,11 +73,21 @@ class ObjectStorage(dg.ConfigurableResource):
                 self._fs = fsspec.filesystem("file")
             else:
                 protocol = self.resolved_url.split("://", 1)[0]
-                options = {}
+                options: dict[str, object] = {}
                 endpoint = self.endpoint_url or s3_endpoint_url()
                 if protocol == "s3" and endpoint:
                     options["client_kwargs"] = {"endpoint_url": endpoint}
+                # The retry budget of each S3 call (botocore's, and s3fs's own on top): an
+                # outage longer than it fails the step, whose RetryPolicy waits with
+                # back-off (resources/run_policy.py); short in tests.
+                attempts = s3_max_attempts() if protocol == "s3" else None
+                if attempts is not None:
+                    options["config_kwargs"] = {
+                        "retries": {"max_attempts": attempts, "mode": "standard"}
+                    }
                 self._fs = fsspec.filesystem(protocol, **options)
+                if attempts is not None:
+                    self._fs.retries = attempts  # s3fs's class-level default is 5
         return self._fs
 
     @property

@@ -122,6 +122,9 @@ def environment(config: dict) -> dict[str, str]:
             "DAGSTER_PG_DB": config["dagster_db"],
             # runs share this machine's cores: each forks its share of render workers
             "GOALPORT_RUNS_SHARING_CPUS": env.get("GOALPORT_RUNS_SHARING_CPUS", "2"),
+            # the request sensor runs on every sensor loop (5 s apart), waiting 4 s of them
+            "GOALPORT_REQUEST_TICK_SECONDS": env.get("GOALPORT_REQUEST_TICK_SECONDS", "1"),
+            "GOALPORT_REQUEST_WAIT_SECONDS": env.get("GOALPORT_REQUEST_WAIT_SECONDS", "4"),
         }
     )
     return env

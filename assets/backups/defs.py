@@ -28,6 +28,7 @@ from assets.backups.due import (
     claim_requested_backups,
     queue_backup_now,
     queue_due_backups,
+    queued_by,
 )
 from assets.backups.runner import (
     BackupKeyUnavailableError,
@@ -60,6 +61,9 @@ class BackupRunConfig(dg.Config):
     group_name="backup",
     kinds={"age", "s3"},
     pool=run_policy.APP_DATABASE_POOL,
+    # A retry backs up the batch's users not done yet: done rows are no longer processing
+    # in the batch, and `run_backup_batch` takes only those that are.
+    retry_policy=run_policy.io_retry_policy(),
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,
@@ -80,21 +84,26 @@ def verified_backups(
     drill; retention applied once the new backup is verified."""
     if config.job_ids:
         if not config.batch_id:
-            raise dg.Failure(description="job_ids need the batch_id they were queued under")
+            raise dg.Failure(
+                description="job_ids need the batch_id they were queued under", allow_retries=False
+            )
         job_ids, batch_id = config.job_ids, config.batch_id
     elif config.user_ids:
-        queued = queue_backup_now(
-            database.engine, config.user_ids, requested_by=f"dagster run {context.run.run_id}"
+        requested_by = f"dagster run {context.run.run_id}"
+        queued = (queued_by(database.engine, requested_by) if context.retry_number else None) or (
+            queue_backup_now(database.engine, config.user_ids, requested_by=requested_by)
         )
         job_ids, batch_id = list(queued.job_ids), queued.batch_id
     else:
-        raise dg.Failure(description="nothing to back up: give user_ids (or queued job_ids)")
+        raise dg.Failure(
+            description="nothing to back up: give user_ids (or queued job_ids)", allow_retries=False
+        )
     try:
         outcome = run_backup_batch(
             database, storage, keys, job_ids, batch_id, run_id=context.run.run_id
         )
-    except BackupKeyUnavailableError as exc:
-        raise dg.Failure(description=str(exc)) from None
+    except BackupKeyUnavailableError as exc:  # a missing key does not come back by waiting
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     if outcome.failed:
         # by pseudonym: the reasons (on the request rows) and user ids name the users
         failed_refs = sorted(subject_ref(u) for u in outcome.failed)

@@ -347,3 +347,21 @@ def claim_requested_backups(
                     QueuedBackups(batch_id, tuple(j for j, _ in part), tuple(u for _, u in part))
                 )
     return outcome
+
+
+def queued_by(engine: sa.Engine, requested_by: str) -> QueuedBackups | None:
+    """The backup requests `queue_backup_now` queued for `requested_by` (a run queues once:
+    its retried step finds them here instead of queueing the users again)."""
+    table = schema.data_export_job
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(table.c.id, table.c.userId, table.c.batchId)
+            .where(
+                table.c.requestedBy == requested_by,
+                table.c.exportType == BACKUP_EXPORT_TYPE,
+            )
+            .order_by(table.c.id)
+        ).all()
+    if not rows:
+        return None
+    return QueuedBackups(rows[0].batchId, tuple(r.id for r in rows), tuple(r.userId for r in rows))

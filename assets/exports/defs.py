@@ -7,7 +7,9 @@ rendering, so a run is configured in one place. It carries the data-quality repo
 the suites run once, in `extracted_batch`, and both the blocking checks
 (`assets.quality.defs`) and `export_files` read that report.
 
-`export_request_sensor` claims pending rows on each tick (a cap per tick) and asks for one
+`export_request_sensor` claims pending rows on each tick (a cap per tick; with an empty
+queue it waits up to GOALPORT_REQUEST_WAIT_SECONDS for a request, so that a request is not
+left waiting for the daemon's next sensor loop, 5 s apart) and asks for one
 `export_job` run per batch: typed `ExportConfig` naming the rows, and the batch id as the
 run key, so a batch can never be launched twice. The claim itself is what stops two ticks
 (or a tick and `goalport exports process`) from taking the same row; the cursor is a
@@ -29,7 +31,7 @@ same attempts. Notification ids name no user.
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -45,6 +47,7 @@ from assets.exports.claims import (
     claim_pending_exports,
     requeue_stale_claims,
     requeue_stranded_claims,
+    wait_for_pending_exports,
 )
 from assets.exports.expiry import expire_exports
 from assets.exports.notifications import deliver_notifications, due_notifications
@@ -106,6 +109,37 @@ class ExportBatch:
     names_users: bool = False
 
 
+RUN_HEARTBEAT = "run_claim_heartbeat"
+
+
+@dg.resource(
+    required_resource_keys={"database"},
+    description="Beats the heartbeat of the run's claimed batch from the run's start to its end.",
+)
+def run_claim_heartbeat(context: dg.InitResourceContext) -> Iterator[str | None]:
+    """The claim of a sensor-launched run beats from the moment its process starts: the
+    in-process executor builds resources before any step, so a run whose extraction waits
+    for an `app_database` pool slot longer than GOALPORT_STALE_AFTER is not taken for dead.
+    The steps beat too (their own `ClaimHeartbeat`); this one covers the wait before them."""
+    run = context.run
+    batch_id = run.tags.get(BATCH_TAG) if run is not None else None
+    if batch_id is None:  # launched by hand: its rows are recorded by the step
+        yield None
+        return
+    heartbeat = ClaimHeartbeat(context.resources.database.engine, batch_id)
+    try:
+        heartbeat.__enter__()
+    except sa.exc.SQLAlchemyError as exc:  # the steps beat, and retry, on their own
+        if context.log is not None:
+            context.log.warning(f"the run's heartbeat of {batch_id} could not start: {exc}")
+        yield batch_id
+        return
+    try:
+        yield batch_id
+    finally:
+        heartbeat.__exit__(None, None, None)
+
+
 @dg.asset(
     group_name="export",
     kinds={"postgres", "arrow"},
@@ -114,7 +148,10 @@ class ExportBatch:
     pool=run_policy.APP_DATABASE_POOL,
 )
 def extracted_batch(
-    context: dg.AssetExecutionContext, config: ExportConfig, database: AppDatabase
+    context: dg.AssetExecutionContext,
+    config: ExportConfig,
+    database: AppDatabase,
+    run_claim_heartbeat: dg.ResourceParam[str | None],
 ) -> dg.Output[ExportBatch]:
     """Every app table's rows for the batch's users (one query per table, not per user),
     validated by the data-quality suites: one great-expectations run per batch, whose
@@ -227,6 +264,10 @@ def export_files(
     )
 
 
+# What the export job's steps need beside `database` and `storage` (a Definitions of one's
+# own that holds `extracted_batch` takes these too).
+EXPORT_RUN_RESOURCES = {**IN_RUN_MEMORY_RESOURCES, RUN_HEARTBEAT: run_claim_heartbeat}
+
 export_job = dg.define_asset_job(
     "export_job",
     selection=[extracted_batch, export_files],
@@ -337,19 +378,28 @@ def export_request_sensor(
         storage=storage,
         is_waiting=run_not_started,
     )
-    if stale.requeued or stale.failed:
+    if stale.requeued or stale.failed or stale.kept:
+        # counted: the reasons name storage keys, which name users
         context.log.warning(
             f"claims whose run stopped beating: {len(stale.requeued)} requests requeued, "
-            f"{len(stale.failed)} failed for good, {len(stale.files_deleted)} files deleted"
+            f"{len(stale.failed)} failed for good, {len(stale.files_deleted)} files deleted, "
+            f"{len(stale.kept)} left for the next tick (their files could not be deleted)"
         )
     for batch_id in sorted(stale.dead_batches):
         _fail_dead_runs(instance, batch_id)
-    batches = claim_pending_exports(
-        database.engine,
-        max_requests=MAX_REQUESTS_PER_TICK,
-        batch_size=EXPORT_BATCH_SIZE,
-        claimant="sensor",
-    )
+
+    def claim() -> list[ClaimedBatch]:
+        return claim_pending_exports(
+            database.engine,
+            max_requests=MAX_REQUESTS_PER_TICK,
+            batch_size=EXPORT_BATCH_SIZE,
+            claimant="sensor",
+        )
+
+    batches = claim()
+    wait = settings.request_wait_seconds()
+    if not batches and wait and wait_for_pending_exports(database.engine, timeout=wait):
+        batches = claim()  # a request that came while this tick waited
     if not batches:
         return dg.SkipReason("no pending export requests")
     context.log.info(
@@ -481,5 +531,5 @@ defs = dg.Definitions(
     jobs=[export_job, expire_exports_job, webhook_delivery_job],
     schedules=[expire_exports_schedule],
     sensors=[export_request_sensor, export_run_failure_sensor, webhook_delivery_sensor],
-    resources=IN_RUN_MEMORY_RESOURCES,
+    resources=EXPORT_RUN_RESOURCES,
 )

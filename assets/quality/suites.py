@@ -1,4 +1,5 @@
-"""Running the data-quality rules (`assets.quality.rules`) with great-expectations 1.x.
+"""Running the data-quality rules (`assets.quality.rules`): with pyarrow for ordinary
+batches, with great-expectations 1.x for large ones.
 
 An export that carries broken data is worse than none, so every batch is validated once
 before it is rendered, and the report (`assets.quality.report`) travels with the batch:
@@ -6,12 +7,17 @@ the `extracted_batch` asset runs the suites and carries the report to the blocki
 checks and to the render step; callers without Dagster run them once per batch in
 `assets.exports.batches.write_batch`.
 
-One GX validation per table per batch (never per user), on a pandas frame built from the
-batch's Arrow tables. Rows are located by their position, and ids and users are looked up
-in the Arrow table, so the frames handed to GX hold no id or user text.
+Two engines, one meaning: `assets.quality.arrow_checks` evaluates the expectations with
+GX's pandas semantics in pyarrow (no import cost: a single-user export's checks take
+milliseconds instead of great-expectations' 3 s import), and GX itself validates batches of
+GOALPORT_GX_MIN_ROWS rows or more (GOALPORT_QUALITY_ENGINE forces one);
+tests/quality/test_engines.py holds them to the same rows.
 
-Pure: no Dagster. great_expectations (about 3 s to import) and pandas are imported when a
-suite runs.
+One validation per table per batch (never per user), on the columns the rules need.
+Rows are located by their position, and ids and users are looked up in the Arrow table,
+so the frames handed to GX hold no id or user text.
+
+Pure: no Dagster. great_expectations and pandas are imported only when GX runs.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.quality import arrow_checks
 from assets.quality.report import EXAMPLE_IDS, QualityReport, RuleResult
 from assets.quality.rules import Rule, Tables, quality_rules
+from resources import settings
 from resources.schema import APP_TABLE_NAMES, owner_column, table_or_empty
 
 if TYPE_CHECKING:  # resources.database imports dagster; the suites only read a batch
@@ -43,12 +51,15 @@ def run_quality_suites(
     filters: Mapping | None = None,
     now: dt.datetime | None = None,
     rules: Sequence[Rule] | None = None,
+    engine: str | None = None,
 ) -> QualityReport:
     """Validate one batch's tables (app table name -> Arrow table, any number of users).
 
     `filters` is the extraction filter as a dict (`modules`, `since`, `until`): rules that
     a filter makes undecidable are reported as not checked. One GX validation per table
-    that has rows. Every call validates: a caller that needs the report twice keeps it."""
+    that has rows, with `engine` (ARROW or GREAT_EXPECTATIONS; by default the batch's size
+    decides, `choose_engine`). Every call validates: a caller that needs the report twice
+    keeps it."""
     started, started_cpu = time.perf_counter(), time.process_time()
     rules = tuple(rules) if rules is not None else quality_rules(now)
     tables = {name: table_or_empty(tables, name) for name in APP_TABLE_NAMES}
@@ -57,12 +68,13 @@ def run_quality_suites(
     for rule in rules:
         if rule.skip_when not in active_filters:
             by_table.setdefault(rule.table, []).append(rule)
-    frames = {
-        name: (_frame_for_gx(tables, name, table_rules), table_rules)
+    columns = {
+        name: (rule_columns(tables, name, table_rules), table_rules)
         for name, table_rules in by_table.items()
         if tables[name].num_rows
     }
-    positions, engine = _validate_with_gx(frames) if frames else ({}, "great_expectations")
+    engine = engine or choose_engine(sum(t.num_rows for t in tables.values()))
+    positions, engine_name = find_unexpected(columns, engine)
 
     results = []
     for rule in rules:
@@ -79,7 +91,7 @@ def run_quality_suites(
         results,
         users,
         time.perf_counter() - started,
-        engine,
+        engine_name,
         cpu_seconds=time.process_time() - started_cpu,
     )
 
@@ -100,11 +112,46 @@ def _active_filters(filters: Mapping | None) -> set[str]:
     return active
 
 
-def _frame_for_gx(tables: Tables, table_name: str, rules: Iterable[Rule]):
-    """The pandas frame GX validates: the columns the rules need, derived ones computed.
+ARROW, GREAT_EXPECTATIONS = "arrow", "great_expectations"
+ENGINES = (ARROW, GREAT_EXPECTATIONS)
 
-    Integers go to GX as int64 or float64: for other integer widths its range check falls
-    back to comparing value by value in Python."""
+
+def choose_engine(rows: int) -> str:
+    """GOALPORT_QUALITY_ENGINE when it names an engine; else great-expectations for a batch
+    of GOALPORT_GX_MIN_ROWS rows or more (its import is then a small share), pyarrow below."""
+    forced = settings.quality_engine()
+    if forced in ENGINES:
+        return forced
+    return GREAT_EXPECTATIONS if rows >= settings.gx_min_rows() else ARROW
+
+
+def find_unexpected(
+    columns: Mapping[str, tuple[pa.Table, Sequence[Rule]]], engine: str
+) -> tuple[dict[tuple[str, str], list[int]], str]:
+    """Each table's rules on its rule columns: the row positions each rule found unexpected
+    ({(table, rule name): positions}, failing rules only), and the engine's name."""
+    if engine == GREAT_EXPECTATIONS:
+        if not columns:
+            return {}, "great_expectations"
+        return _validate_with_gx({n: (t.to_pandas(), r) for n, (t, r) in columns.items()})
+    if engine != ARROW:
+        raise ValueError(f"unknown quality engine {engine!r}: one of {', '.join(ENGINES)}")
+    found: dict[tuple[str, str], list[int]] = {}
+    for table_name, (table, rules) in columns.items():
+        for rule in rules:
+            positions = arrow_checks.unexpected_positions(
+                table[rule.column], rule.expectation, rule.kwargs
+            )
+            if positions:
+                found[(table_name, rule.name)] = positions
+    return found, arrow_checks.ENGINE_NAME
+
+
+def rule_columns(tables: Tables, table_name: str, rules: Iterable[Rule]) -> pa.Table:
+    """The columns a table's rules judge, derived ones computed.
+
+    Integers are int64 (float64 in pandas where nulls are): for other integer widths GX's
+    range check falls back to comparing value by value in Python."""
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for rule in rules:
         if rule.column in columns:
@@ -117,7 +164,7 @@ def _frame_for_gx(tables: Tables, table_name: str, rules: Iterable[Rule]):
         if pa.types.is_integer(values.type):
             values = pc.cast(values, pa.int64())
         columns[rule.column] = values
-    return pa.table(columns).to_pandas()
+    return pa.table(columns)
 
 
 def _validate_with_gx(frames: Mapping) -> tuple[dict[tuple[str, str], list[int]], str]:

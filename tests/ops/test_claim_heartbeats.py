@@ -264,3 +264,90 @@ def test_a_failed_batch_tells_each_user_nothing_of_the_others(database, users, s
     assert "No space left on device" in mine.error_message
     assert users[1] not in mine.error_message and "<another user>" in mine.error_message
     assert users[1] in theirs.error_message  # a user's own key is theirs to see
+
+
+@pytest.mark.slow
+def test_a_run_waiting_for_an_app_database_slot_beats_and_is_not_taken_for_dead(
+    database, users, storage, monkeypatch
+):
+    """The `app_database` pool's one slot is held by another run: the export run starts,
+    its extraction waits for the slot longer than GOALPORT_STALE_AFTER, and its claim is
+    alive all along (the run's own heartbeat, from its start); once the slot is free the
+    run exports the request."""
+    import threading
+
+    import dagster as dg
+
+    from assets.exports.defs import export_request_sensor
+    from pipelines.definitions import defs
+    from resources.run_policy import APP_DATABASE_POOL
+
+    monkeypatch.setenv("GOALPORT_STALE_AFTER", "2")  # a beat every 0.5 s
+    resources = {"database": database, "storage": storage}
+    job_id = request_export(database.engine, users[0], "json")
+    overrides = {"concurrency": {"pools": {"default_limit": 1, "granularity": "op"}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            (request,) = export_request_sensor(context).run_requests
+        events = instance.event_log_storage
+        events.set_concurrency_slots(APP_DATABASE_POOL, 1)
+        assert events.claim_concurrency_slot(
+            APP_DATABASE_POOL, "another-run", "its_step"
+        ).is_claimed
+        outcome = {}
+        run = threading.Thread(
+            target=lambda: outcome.setdefault(
+                "result",
+                defs.resolve_job_def("export_job").execute_in_process(
+                    run_config=request.run_config,
+                    tags=request.tags,
+                    instance=instance,
+                    resources=resources,
+                ),
+            )
+        )
+        run.start()
+        time.sleep(4)  # twice GOALPORT_STALE_AFTER, the extraction still waiting
+        assert get_export(database.engine, job_id).status == "processing"
+        stale = requeue_stale_claims(database.engine, older_than=dt.timedelta(seconds=2))
+        assert stale.requeued == [] and stale.failed == [], "a waiting run was taken for dead"
+        events.free_concurrency_slot_for_step("another-run", "its_step")
+        run.join(timeout=120)
+        assert outcome["result"].success
+    row = get_export(database.engine, job_id)
+    assert row.status == "completed" and row.attempts == 1
+
+
+def test_a_dead_claim_whose_file_cannot_be_deleted_stays_until_it_can(
+    database, users, storage, monkeypatch
+):
+    """The requeue deletes the dead claim's file before its move commits: with the storage
+    endpoint unreachable, the row is left as it was (stale, for the next claimer), never
+    requeued with its old file behind; with the storage back, both happen."""
+    import socket
+
+    job_id = request_export(database.engine, users[0], "json")
+    claim_pending_exports(database.engine)
+    dead_file = storage.write_bytes(export_key(users[0], "json", utc_now(), job_id), b"{}")
+    age_claims(database, 600)
+    with socket.socket() as probe:  # a port nothing listens on: the endpoint is down
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("GOALPORT_S3_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("GOALPORT_S3_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    unreachable = ObjectStorage(url="s3://goalport-down/storage")
+    outcome = requeue_stale_claims(
+        database.engine, older_than=dt.timedelta(seconds=60), storage=unreachable
+    )
+    assert outcome.requeued == [] and list(outcome.kept) == [job_id]
+    row = get_export(database.engine, job_id)
+    assert row.status == "processing" and row.batch_id is not None
+
+    outcome = requeue_stale_claims(
+        database.engine, older_than=dt.timedelta(seconds=60), storage=storage
+    )
+    assert outcome.requeued == [job_id] and outcome.files_deleted == [dead_file.key]
+    assert get_export(database.engine, job_id).status == "pending"
+    assert not storage.exists(dead_file.key)

@@ -165,7 +165,9 @@ def test_helm_values_launch_a_pod_per_run_sized_by_the_jobs_tags():
     }
     daemon = values["dagsterDaemon"]
     assert daemon["runMonitoring"]["enabled"] and daemon["runRetries"]["enabled"]
-    assert "config" not in daemon["runCoordinator"]  # limits live under `concurrency` only
+    # limits live under `concurrency` only; the coordinator says only how often it looks
+    coordinator = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert coordinator == {"dequeueIntervalSeconds": 1}
     for job in defs.resolve_all_job_defs():
         if job.name.startswith("__"):
             continue
@@ -175,3 +177,41 @@ def test_helm_values_launch_a_pod_per_run_sized_by_the_jobs_tags():
         assert (requests["cpu"], requests["memory"]) == run_policy.POD_RESOURCES[
             job.tags[run_policy.KIND_TAG]
         ]
+
+
+TEST_ONLY = ("pytest", "pytest-xdist", "moto", "hypothesis", "frictionless", "ruff", "mypy",
+             "schemathesis", "playwright", "standardwebhooks", "openapi-spec-validator")  # fmt: skip
+
+
+def locked(path: Path) -> dict[str, str]:
+    """name -> version of a `uv pip compile` lock (names normalised as pip does)."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith((" ", "#")) and "==" in line:
+            name, _, version = line.partition("==")
+            pins[name.split("[")[0].strip().lower().replace("_", "-")] = version.split()[0]
+    return pins
+
+
+def test_the_runtime_lock_holds_no_test_tool_and_agrees_with_the_test_lock():
+    runtime, with_tests = (
+        locked(REPO / "requirements.lock"),
+        locked(REPO / "requirements-test.lock"),
+    )
+    assert {"dagster", "great-expectations", "fastapi", "uvicorn"} <= set(runtime)
+    assert [name for name in TEST_ONLY if name in runtime] == []
+    assert set(TEST_ONLY) <= set(with_tests)
+    # the test set is the runtime set plus the test extra, at the same versions
+    assert {n: v for n, v in with_tests.items() if n in runtime} == runtime
+    # the image installs the runtime lock; `make install` the test lock
+    instructions = [
+        line
+        for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+        if not line.startswith("#")
+    ]
+    assert any("-r requirements.lock" in line for line in instructions)
+    assert not any("requirements-test.lock" in line for line in instructions)
+    makefile = (REPO / "Makefile").read_text()
+    assert "-r requirements-test.lock" in makefile
+    assert "--extra test -p 3.11 --no-header -o requirements-test.lock" in makefile
+    assert "-p 3.11 --no-header -o requirements.lock" in makefile

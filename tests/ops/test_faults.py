@@ -1,5 +1,6 @@
 """Fault injection against real servers: the app's PostgreSQL restarted in the middle of an
-export run, the S3 endpoint down for a while, the storage folder full.
+export run, the S3 endpoint down for a while (within botocore's own retries, and longer
+than them: then the step's RetryPolicy), the storage folder full.
 
 Each export run is a real `dagster job execute` of `export_job` in a subprocess, on an
 instance of its own (DAGSTER_HOME in a temporary folder), with a one-second first back-off
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 jobs = schema.data_export_job
 STALE_AFTER = 3
-RUN_TIMEOUT = 50
+RUN_TIMEOUT = 120  # a run's start alone took 30 s on this machine under load
 
 pytestmark = pytest.mark.slow
 
@@ -259,6 +260,47 @@ def test_an_s3_outage_during_a_run_leaves_no_partial_object(
     if returncode == 0:
         assert {row["status"] for row in rows.values()} == {"completed"}, output[-3000:]
     export_everything_left(database, storage)
+    assert_each_export_exactly_once(database, storage)
+
+
+def test_an_s3_outage_longer_than_botocores_retries_is_waited_out_by_the_step_retry_policy(
+    pg_url, database, own_s3_endpoint, tmp_path, monkeypatch
+):
+    """One S3 attempt per call (GOALPORT_S3_MAX_ATTEMPTS=1): botocore gives up at once, the
+    `export_files` step fails, and its RetryPolicy (back-off from 1 s) tries again once the
+    endpoint is back. The run succeeds, each request has exactly one file."""
+    import s3fs
+
+    seed_database(pg_url, 3, seed=37, heavy_every=0)
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    for name, value in {**credentials, "GOALPORT_S3_ENDPOINT_URL": own_s3_endpoint.url}.items():
+        monkeypatch.setenv(name, value)
+    bucket = "gp-long-outage"
+    s3fs.S3FileSystem(
+        key="testing", secret="testing", client_kwargs={"endpoint_url": own_s3_endpoint.url}
+    ).mkdir(bucket)
+    storage = ObjectStorage(url=f"s3://{bucket}/goalport")
+    for user_id in sorted(database.all_user_ids()):
+        request_export(database.engine, user_id, "csv")
+    env = run_environment(
+        tmp_path,
+        pg_url,
+        storage.root,
+        GOALPORT_S3_ENDPOINT_URL=own_s3_endpoint.url,
+        GOALPORT_S3_MAX_ATTEMPTS="1",
+        **credentials,
+    )
+    events = RunEvents(env)
+    own_s3_endpoint.stop()  # down before the run writes anything, until its step gives up
+    process = launch_export_run(database, env, tmp_path)
+    gave_up = events.wait_for(step_event("STEP_UP_FOR_RETRY", "export_files"), process)
+    own_s3_endpoint.start()
+    returncode, output = finish(process)
+    assert gave_up, output[-3000:]
+    assert returncode == 0, output[-3000:]
+    seen = events.events()
+    assert ("STEP_RESTARTED", "export_files") in seen
+    assert ("STEP_SUCCESS", "export_files") in seen
     assert_each_export_exactly_once(database, storage)
 
 

@@ -34,6 +34,7 @@ def test_the_production_instance_loads_on_postgresql_with_every_safeguard_on(
     instance = production_instance
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    assert instance.run_coordinator.dequeue_interval_seconds == 1  # a queued request waits 0.5 s
     assert instance.run_monitoring_enabled
     assert instance.run_monitoring_start_timeout_seconds == 180
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 2

@@ -14,14 +14,19 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from assets.exports.batches import export_users
-from assets.exports.defs import ExportConfig, export_files, export_job, extracted_batch
+from assets.exports.defs import (
+    EXPORT_RUN_RESOURCES,
+    ExportConfig,
+    export_files,
+    export_job,
+    extracted_batch,
+)
 from assets.quality import suites
 from assets.quality.defs import extracted_batch_quality
 from assets.quality.report import merge_reports
 from assets.quality.rules import goal_tree_reaches_root, quality_rules
 from assets.quality.suites import run_quality_suites
 from resources.database import AppDatabase
-from resources.run_memory import IN_RUN_MEMORY_RESOURCES
 from resources.schema import APP_ARROW_SCHEMAS
 from resources.storage import ObjectStorage
 from synthetic.load import load_population
@@ -219,7 +224,7 @@ def run_export_job(url: str, storage_root, user_ids: list[str]):
         resources={
             "database": AppDatabase(url=url),
             "storage": ObjectStorage(url=str(storage_root)),
-            **IN_RUN_MEMORY_RESOURCES,
+            **EXPORT_RUN_RESOURCES,
         },
     )
     with dg.instance_for_test() as instance:
@@ -296,15 +301,15 @@ def test_asset_checks_block_the_run_when_no_user_can_be_exported(broken_database
 
 @pytest.fixture
 def validations(monkeypatch) -> list[set[str]]:
-    """The tables of every great-expectations validation made while the test runs."""
+    """The tables of every validation (by either engine) made while the test runs."""
     made: list[set[str]] = []
-    validate = suites._validate_with_gx
+    validate = suites.find_unexpected
 
-    def counted(frames):
-        made.append(set(frames))
-        return validate(frames)
+    def counted(columns, engine):
+        made.append(set(columns))
+        return validate(columns, engine)
 
-    monkeypatch.setattr(suites, "_validate_with_gx", counted)
+    monkeypatch.setattr(suites, "find_unexpected", counted)
     return made
 
 
