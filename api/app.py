@@ -16,6 +16,7 @@ from api import (
     gdpr,
     health,
     imports,
+    sync,
     templates,
     webhooks,
 )
@@ -82,10 +83,14 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(templates.router)
     app.include_router(webhooks.router)
+    app.include_router(sync.router)
     app.add_middleware(
         BodySizeLimit,
         limit=MAX_JSON_BODY,
-        larger={f"{API_PREFIX}/data/import": imports.MAX_UPLOAD_BODY},
+        larger={
+            f"{API_PREFIX}/data/import": imports.MAX_UPLOAD_BODY,
+            f"{API_PREFIX}/sync/push": sync.MAX_PUSH_BODY,
+        },
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

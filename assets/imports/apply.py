@@ -188,6 +188,30 @@ def _write_plan(writer: BulkWriter, plan: ImportPlan, job_id: str) -> int:
     return changes.num_rows
 
 
+def record_row_changes(
+    conn: sa.Connection,
+    job_id: str,
+    user_id: str,
+    entries: list[tuple[str, str, str, str | None, str | None]],
+) -> int:
+    """Journal rows written outside an import plan (a sync push: `assets.sync.merge`) as
+    an import's changes, so that `assets.imports.undo.undo_import` can put them back:
+    (table, row id, create|update|delete, JSON before, JSON after) each, the JSON written
+    by `assets.imports.row_json`. Returns how many were recorded."""
+    changes = _ChangeLog(job_id, user_id, utc_now())
+    for name, row_id, action, before, after in entries:
+        changes.add(
+            name,
+            action,
+            pa.array([row_id], pa.string()),
+            None if before is None else pa.array([before], pa.string()),
+            None if after is None else pa.array([after], pa.string()),
+        )
+    table = changes.table()
+    BulkWriter(conn, None).insert(schema.import_change, table)
+    return table.num_rows
+
+
 def _change_records(plan: ImportPlan, refs: pa.Table, job_id: str, now: dt.datetime) -> pa.Table:
     """An ImportChange row for every row the plan writes, with its JSON before and after."""
     changes = _ChangeLog(job_id, plan.user_id, now)
