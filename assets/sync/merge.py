@@ -13,10 +13,13 @@ Each change is `(changeId, table, id, op, baseVersion, fields)`: the device chan
   server's row; otherwise the result is `merged`, with the losing values listed. Without
   the base image (past the horizon) every field the device changed that differs from the
   server's is taken as changed on both sides.
-- **Deleted on the server**: a deletion wins over an edit (`conflict`, `row` null): the
-  device learns it and deletes its copy (and a goal's sub-goals went with it). A device's
-  delete of a row the server changed since is a conflict too (the policy decides;
-  `take-incoming` deletes).
+- **A deletion wins over an edit**, either way round. An edit of a row deleted on the
+  server is a `conflict` with `reason` "deleted" and `row` null: the device deletes its
+  copy (a goal's sub-goals went with it on the server too). A device's delete of a row the
+  server changed since is applied all the same (`merged`: the device had not seen the
+  server's edit); the device that edited learns of it from the tombstone. A device deletes
+  the rows below a deleted one on its side, so anything else would leave the two sides
+  with different trees.
 - A row that breaks a data-quality rule, refers to a row the user does not own, or uses an
   id of someone else's row is `rejected` with the rule and field; nothing of it is written.
 
@@ -201,14 +204,29 @@ class _Merger:
         except (_Refused, RowRefusedError, FieldError) as exc:
             savepoint.rollback()
             self.before = touched
-            return _rejected(change, exc)
+            return self._rejected(change, exc)
         except sa.exc.IntegrityError as exc:
             savepoint.rollback()
             self.before = touched
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "refused"
-            return _rejected(change, _Refused("database", None, f"the database refused it: {reason}"))
+            refused = _Refused("database", None, f"the database refused it: {reason}")
+            return self._rejected(change, refused)
         savepoint.commit()
         return result
+
+    def _rejected(self, change: PushedChange, exc) -> dict[str, Any]:
+        """The refusal, with the server's row as it stays (null: there is none of the
+        user's), so that the device can put its copy back."""
+        error = {"rule": exc.rule, "field": exc.field, "message": exc.message}
+        if change.table not in SYNC_TABLES:
+            return _result(change, "rejected", error=error, row=None)
+        rows = changelog.read_rows(self.conn, change.table, [change.id], self.user_id)
+        row = rows.get(change.id)
+        if row is None:
+            return _result(change, "rejected", error=error, row=None)
+        version = changelog.row_version(self.conn, change.table, change.id)
+        self.known[(change.table, change.id)] = version
+        return _result(change, "rejected", error=error, row=encode_row(row), version=version)
 
     def _apply(self, change: PushedChange) -> dict[str, Any]:
         if change.table not in SYNC_TABLES:
@@ -281,16 +299,9 @@ class _Merger:
         if current is None:
             deleted = changelog.deleted_version(self.conn, change.table, change.id)
             return _result(change, "applied", version=deleted)
+        # a deletion wins over an edit, either way round: the rows below it are gone on the
+        # device already, and the editing side learns of it from the tombstone
         same = change.base_version is not None and change.base_version == version
-        if not same and self.policy != "take-incoming":
-            if self.policy == "fail":
-                return _result(
-                    change, "conflict", reason="changed", row=encode_row(current), version=version
-                )
-            self.known[(change.table, change.id)] = version
-            return _result(
-                change, "merged", row=encode_row(current), version=version, losing={"op": "delete"}
-            )
         self._touch_cascade(change.table, [change.id])
         table = app_table(change.table)
         self.conn.execute(table.delete().where(table.c.id == change.id))
@@ -413,13 +424,7 @@ def _row_json(table: sa.Table, row: dict | None) -> str | None:
 
 def _result(change: PushedChange, status: str, **extra) -> dict[str, Any]:
     result: dict[str, Any] = {"changeId": change.change_id, "status": status}
-    result.update({k: v for k, v in extra.items() if v is not None})
+    result.update({k: v for k, v in extra.items() if v is not None or k == "row"})
     return result
 
 
-def _rejected(change: PushedChange, exc) -> dict[str, Any]:
-    return _result(
-        change,
-        "rejected",
-        error={"rule": exc.rule, "field": exc.field, "message": exc.message},
-    )

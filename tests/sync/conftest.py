@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -126,6 +128,17 @@ class SimDevice:
         self._queue(table, row_id, "delete", {})
 
     def _queue(self, table, row_id, op, fields, base: int | None | str = "seen") -> None:
+        """One pending change per row, as a device keeps them: later edits fold into it."""
+        for i, queued in enumerate(self.pending):
+            if (queued["table"], queued["id"]) != (table, row_id):
+                continue
+            if op == "delete" and queued["baseVersion"] is None:
+                del self.pending[i]  # made and deleted before the server saw it
+            elif op == "delete":
+                queued.update(op="delete", fields={})
+            else:
+                queued["fields"] = {**queued["fields"], **fields}
+            return
         self.pending.append(
             {
                 "changeId": uuid.uuid4().hex,
@@ -133,7 +146,7 @@ class SimDevice:
                 "id": row_id,
                 "op": op,
                 "baseVersion": self.versions.get((table, row_id)) if base == "seen" else base,
-                "fields": fields,
+                "fields": dict(fields),
             }
         )
 
@@ -150,9 +163,7 @@ class SimDevice:
                 self.reported.append(result)
             if result.get("row") is not None:
                 self.rows[key], self.versions[key] = result["row"], result["version"]
-            elif result["status"] in ("applied", "merged", "conflict") and (
-                change["op"] == "delete" or result.get("reason") == "deleted"
-            ):
+            elif change["op"] == "delete" or "row" in result:  # gone, or never made
                 self.rows.pop(key, None)
                 self.versions.pop(key, None)
         self.pending = []
@@ -187,3 +198,22 @@ class SimDevice:
         if self.pending:
             self.push()
         self.pull()
+
+
+def quality_failures(database: AppDatabase, user_id: str) -> list[str]:
+    """`table.rule` for every quality rule (assets.quality.rules) a row of the user breaks."""
+    from assets.imports.staging import failing_rows
+    from assets.quality.rules import quality_rules
+
+    tables = database.extract([user_id]).tables
+    found = []
+    for rule in quality_rules():
+        if tables[rule.table].num_rows == 0:
+            continue
+        values = rule.derive(tables) if rule.derive is not None else tables[rule.table][rule.column]
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        failing = failing_rows(rule, values)
+        if failing is not None and pc.any(failing).as_py():
+            found.append(f"{rule.table}.{rule.name}")
+    return found

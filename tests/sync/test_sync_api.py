@@ -126,7 +126,6 @@ def test_push_applied_merged_conflict_and_rejected(sync_world):
                 )
             )
         _app_update(sync_world, "Goal", goal["id"], priority=4)
-        phone.versions[key] = result["version"] - 1 if False else phone.versions[key]
         phone.edit("Goal", goal["id"], priority=2)
         result = phone.push()["results"][0]
         assert result["status"] == "merged" and result["losing"] == {"priority": 4}
@@ -138,20 +137,23 @@ def test_push_applied_merged_conflict_and_rejected(sync_world):
         phone.edit("Goal", goal["id"], priority=9)
         phone.create("Progress", {"id": "p" + uuid.uuid4().hex[:12], "goalId": bob_goal,
                                   "value": "1.00", "recordedAt": "2026-01-02T03:04:05Z"})
-        phone.edit("Goal", goal["id"], targetDate="next week")
         phone.create("Goal", _goal(alice, title=""))
         results = phone.push()["results"]
+        phone.edit("Goal", goal["id"], targetDate="next week")
+        results += phone.push()["results"]
         assert [r["status"] for r in results] == ["rejected"] * 4
         assert results[0]["error"]["rule"] == "priority_in_range"
         assert results[0]["error"]["field"] == "priority"
+        assert results[0]["row"]["priority"] == 2  # the server's row, to put back
         assert results[1]["error"] == {
             "rule": "goalId_resolves",
             "field": "goalId",
             "message": f"refers to Goal {bob_goal}, which is not one of your rows",
         }
-        assert results[2]["error"]["field"] == "targetDate"
-        assert results[3]["error"]["field"] == "title"
-        assert results[3]["error"]["rule"] == "text_within_limits"
+        assert results[1]["row"] is None
+        assert results[2]["error"]["field"] == "title"
+        assert results[2]["error"]["rule"] == "text_within_limits"
+        assert results[3]["error"]["field"] == "targetDate"
         with sync_world.database.engine.connect() as conn:
             stored = conn.execute(sa.select(schema.goal).where(schema.goal.c.id == goal["id"])).one()
         assert stored.priority == 2 and stored.targetDate is None
