@@ -110,20 +110,24 @@ class SimDevice:
         self.versions: dict[tuple[str, str], int] = {}
         self.cursor: str | None = None
         self.pending: list[dict] = []
+        self.bases: dict[tuple[str, str], dict] = {}
         self.reported: list[dict] = []  # every result that was not a plain "applied"
         self.pushed: list[tuple[dict, dict]] = []  # (change, its result)
 
-    # local edits
+    # local edits (`bases`: each pending row as the device last got it from the server)
     def edit(self, table: str, row_id: str, **fields) -> None:
         key = (table, row_id)
+        self.bases.setdefault(key, dict(self.rows[key]))
         self.rows[key] = {**self.rows[key], **fields}
         self._queue(table, row_id, "upsert", fields)
 
     def create(self, table: str, row: dict) -> None:
+        self.bases.setdefault((table, row["id"]), {})
         self.rows[(table, row["id"])] = dict(row)
         self._queue(table, row["id"], "upsert", row, base=None)
 
     def delete(self, table: str, row_id: str) -> None:
+        self.bases.setdefault((table, row_id), dict(self.rows.get((table, row_id), {})))
         self.rows.pop((table, row_id), None)
         self._queue(table, row_id, "delete", {})
 
@@ -166,7 +170,7 @@ class SimDevice:
             elif change["op"] == "delete" or "row" in result:  # gone, or never made
                 self.rows.pop(key, None)
                 self.versions.pop(key, None)
-        self.pending = []
+        self.pending, self.bases = [], {}
         self.cursor = answer["cursor"] if self.cursor is not None else None
         return answer
 
