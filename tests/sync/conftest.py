@@ -5,6 +5,7 @@ through the HTTP API (`SimDevice`)."""
 from __future__ import annotations
 
 import threading
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
@@ -221,3 +222,28 @@ def quality_failures(database: AppDatabase, user_id: str) -> list[str]:
         if failing is not None and pc.any(failing).as_py():
             found.append(f"{rule.table}.{rule.name}")
     return found
+
+
+def new_user(database) -> str:
+    user_id = "u" + uuid.uuid4().hex[:20]
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    with database.engine.begin() as conn:
+        conn.execute(
+            schema.user.insert().values(
+                id=user_id, email=f"{user_id}@example.org", createdAt=now, updatedAt=now
+            )
+        )
+        for n in range(3):
+            conn.execute(
+                schema.goal.insert().values(
+                    id=f"{user_id}-g{n}",
+                    userId=user_id,
+                    parentGoalId=f"{user_id}-g0" if n else None,
+                    title=f"Goal {n}",
+                    priority=3,
+                    isCompleted=False,
+                    createdAt=now,
+                    updatedAt=now,
+                )
+            )
+    return user_id

@@ -273,3 +273,61 @@ def test_offline_past_the_horizon_gets_410_and_resyncs(sync_world):
         phone.pull()  # 410 -> full resync
         assert ("Progress", victim) not in phone.rows
         assert phone.rows == sync_world.server_rows(carol)
+
+
+def test_erasure_leaves_nothing_of_the_users_sync(sync_world, tmp_path):
+    """The erasure's own deletes leave tombstones; they go with the user's log, row images,
+    devices, push receipts and journal: a scan of every table finds nothing of them, while
+    another user's sync state stays."""
+    from assets.gdpr import erasure
+    from resources.storage import ObjectStorage
+    from tests.gdpr.scan import scan_everywhere
+    from tests.sync.conftest import new_user
+
+    victim, other = new_user(sync_world.database), new_user(sync_world.database)
+    marker = "Marker-" + uuid.uuid4().hex[:8]
+    for user_id in (victim, other):
+        with sync_world.client(sync_world.token(user_id)) as client:
+            phone, laptop = SimDevice(client, f"phone {marker}"), SimDevice(client, "laptop")
+            phone.pull()
+            laptop.pull()
+            goal = _goal(user_id, title=f"{marker} goal")
+            phone.create("Goal", goal)
+            phone.push()
+            laptop.pull()
+            laptop.edit("Goal", goal["id"], description=f"{marker} notes")  # a row image
+            laptop.push()
+            phone.delete("Goal", f"{user_id}-g2")  # a tombstone
+            phone.push()
+    engine = sync_world.database.engine
+    with engine.connect() as conn:
+        email = conn.execute(
+            sa.select(schema.user.c.email).where(schema.user.c.id == victim)
+        ).scalar_one()
+        assert conn.execute(
+            sa.select(sa.func.count()).select_from(schema.sync_row_history).where(
+                schema.sync_row_history.c.userId == victim
+            )
+        ).scalar() > 0
+    storage = ObjectStorage(url=str(tmp_path / "storage"))
+    request = erasure.request_erasure(engine, victim, grace=dt.timedelta(0))
+    outcome = erasure.execute_erasure(engine, storage, request.id)
+    assert outcome.verified, outcome.receipt["verification"]
+    found = scan_everywhere(engine, [storage], [victim, email])
+    assert found == []
+    with engine.connect() as conn:
+        for table in (schema.sync_change, schema.sync_tombstone, schema.sync_row_history,
+                      schema.sync_device, schema.sync_push_receipt):
+            counts = dict(
+                conn.execute(
+                    sa.select(table.c.userId, sa.func.count())
+                    .where(table.c.userId.in_([victim, other]))
+                    .group_by(table.c.userId)
+                ).all()
+            )
+            assert victim not in counts and counts.get(other), table.name
+        # the marker the victim wrote is gone; the other user's copy of it stays
+        images = [
+            i for i in conn.scalars(sa.select(schema.sync_row_history.c.image)) if marker in i
+        ]
+        assert images and all(other in i for i in images)

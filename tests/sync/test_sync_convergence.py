@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from resources import schema
-from tests.sync.conftest import SimDevice, quality_failures
+from tests.sync.conftest import SimDevice, new_user, quality_failures
 
 MESSY_TEXT = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
@@ -34,31 +34,6 @@ EDITABLE = {
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-
-
-def new_user(database) -> str:
-    user_id = "u" + uuid.uuid4().hex[:20]
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    with database.engine.begin() as conn:
-        conn.execute(
-            schema.user.insert().values(
-                id=user_id, email=f"{user_id}@example.org", createdAt=now, updatedAt=now
-            )
-        )
-        for n in range(3):
-            conn.execute(
-                schema.goal.insert().values(
-                    id=f"{user_id}-g{n}",
-                    userId=user_id,
-                    parentGoalId=f"{user_id}-g0" if n else None,
-                    title=f"Goal {n}",
-                    priority=3,
-                    isCompleted=False,
-                    createdAt=now,
-                    updatedAt=now,
-                )
-            )
-    return user_id
 
 
 def goal_row(user_id: str, parent: str | None, title: str) -> dict:
