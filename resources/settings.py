@@ -507,3 +507,22 @@ def webhook_timeout_seconds() -> float:
     """How long one webhook connection or read may wait: GOALPORT_WEBHOOK_TIMEOUT_SECONDS,
     else 10."""
     return _positive_seconds("GOALPORT_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+
+
+DEFAULT_SYNC_RETENTION = dt.timedelta(days=30)
+
+
+def sync_retention() -> dt.timedelta:
+    """How long the sync change log keeps tombstones, row images and push receipts
+    (`assets.sync.changelog`): GOALPORT_SYNC_RETENTION_DAYS, else 30. A device offline
+    longer must sync again from scratch."""
+    raw = os.environ.get("GOALPORT_SYNC_RETENTION_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_SYNC_RETENTION
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if days <= 0:
+        raise SettingError(f"GOALPORT_SYNC_RETENTION_DAYS={raw!r}: give a positive number of days")
+    return dt.timedelta(days=days)

@@ -18,6 +18,7 @@ from pipelines.cli import (
     notifications,
     quality,
     serve,
+    sync,
     templates,
     tokens,
 )
@@ -57,6 +58,7 @@ main.add_command(gdpr.verify)
 main.add_command(serve.serve)
 main.add_command(tokens.tokens)
 main.add_command(notifications.notifications)
+main.add_command(sync.sync_group)
 
 if __name__ == "__main__":
     main()

@@ -234,14 +234,29 @@ def test_retried_push_after_dropped_connection_applies_once(sync_world):
     assert jobs == 1 and version == first["version"]
 
 
-def test_revoked_device_and_scope(sync_world):
+def test_revoked_device_and_scope(sync_world, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipelines.cli.main import main as goalport
+
+    monkeypatch.setenv("GOALPORT_DATABASE_URL", sync_world.database.url)
     alice = sync_world.user_ids[0]
-    with sync_world.client(sync_world.token(alice)) as client:
+    made = CliRunner().invoke(goalport, ["tokens", "create", alice, "--scope", "sync"])
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip().splitlines()[-1]
+    with sync_world.client(token) as client:
         phone = SimDevice(client, "lost-phone")
         phone.pull()
         devices = {d.device_id: d for d in list_devices(sync_world.database.engine, alice)}
         assert devices["lost-phone"].last_cursor is not None
-        revoke_device(sync_world.database.engine, alice, "lost-phone")
+        listed = CliRunner().invoke(goalport, ["sync", "devices", alice])
+        assert listed.exit_code == 0 and "lost-phone\tactive" in listed.output, listed.output
+        revoked = CliRunner().invoke(goalport, ["sync", "revoke", alice, "lost-phone"])
+        assert revoked.exit_code == 0 and "lost-phone\trevoked" in revoked.output
+        unknown = CliRunner().invoke(goalport, ["sync", "revoke", alice, "no-such-phone"])
+        assert unknown.exit_code == 1 and "no sync device 'no-such-phone'" in unknown.output
+        again = revoke_device(sync_world.database.engine, alice, "lost-phone")  # twice is fine
+        assert again.revoked_at is not None
         pulled = client.get("/api/v1/sync/changes", params={"deviceId": "lost-phone"})
         pushed = client.post("/api/v1/sync/push", json={"deviceId": "lost-phone", "changes": []})
         assert pulled.status_code == pushed.status_code == 403
