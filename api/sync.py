@@ -130,8 +130,7 @@ def get_changes(
 )
 def post_push(body: PushBody, caller: SyncCaller, config: ConfigDep) -> PushResultBody:
     changes = [
-        PushedChange(c.changeId, c.table, c.id, c.op, c.baseVersion, c.fields)
-        for c in body.changes
+        PushedChange(c.changeId, c.table, c.id, c.op, c.baseVersion, c.fields) for c in body.changes
     ]
     try:
         pushed = push_changes(
@@ -148,4 +147,6 @@ def post_push(body: PushBody, caller: SyncCaller, config: ConfigDep) -> PushResu
         raise ApiError(422, "invalid", str(exc), field="deviceId") from exc
     except UserErasedError as exc:
         raise ApiError(403, "forbidden", str(exc)) from exc
-    return PushResultBody(results=pushed.results, cursor=pushed.cursor.encode(), journal=pushed.job_id)
+    return PushResultBody(
+        results=pushed.results, cursor=pushed.cursor.encode(), journal=pushed.job_id
+    )

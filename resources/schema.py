@@ -574,6 +574,7 @@ def rows_to_arrow(table: sa.Table, rows: Sequence[Sequence]) -> pa.Table:
         arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=target)
 
+
 # ---------------------------------------------------------------- sync across devices
 # Written by the app tables' triggers (migration 0008_sync) and by assets/sync: each live
 # app row's latest change (its `seq` is the row's version), tombstones of deleted rows, the

@@ -128,7 +128,9 @@ def high_water_mark(conn: sa.Connection) -> int:
     """The newest `seq` drawn so far (with the user's lock held: every one of theirs up to
     it is committed)."""
     if conn.dialect.name == "postgresql":
-        return int(conn.execute(sa.text('SELECT last_value FROM "SyncChange_seq_seq"')).scalar())
+        return int(
+            conn.execute(sa.text('SELECT last_value FROM "SyncChange_seq_seq"')).scalar() or 0
+        )
     return int(conn.execute(sa.select(state.c.lastSeq)).scalar() or 0)
 
 
@@ -151,7 +153,7 @@ def deleted_version(conn: sa.Connection, table: str, row_id: str) -> int | None:
     ).scalar()
 
 
-def _versions(conn: sa.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+def _versions(conn: sa.Connection, keys: list[tuple[str, Any]]) -> dict[tuple[str, Any], int]:
     """The versions of these (table, row id)s, one query per table."""
     by_table: dict[str, list[str]] = {}
     for table, row_id in keys:
@@ -195,7 +197,9 @@ def pull_changes(
         entries = entries[:limit]
         position = entries[-1][0] if entries else after
         page = Page(has_more=has_more)
-        page.cursor = Cursor(position, base) if has_more else Cursor(max(hwm, after), max(hwm, after))
+        page.cursor = (
+            Cursor(position, base) if has_more else Cursor(max(hwm, after), max(hwm, after))
+        )
         page.changes = _page_changes(conn, user_id, entries, position)
     return page
 
@@ -217,23 +221,21 @@ def _entries(
         ).where(tombstones.c.userId == user_id, tombstones.c.seq > after)
         query = sa.union_all(live, gone)
     ordered = query.order_by(sa.literal_column("seq")).limit(limit)
-    return [tuple(r) for r in conn.execute(ordered)]  # type: ignore[misc]
+    return [(r[0], r[1], r[2], r[3]) for r in conn.execute(ordered)]
 
 
-def _page_changes(
-    conn: sa.Connection, user_id: str, entries: list, position: int
-) -> list[Change]:
+def _page_changes(conn: sa.Connection, user_id: str, entries: list, position: int) -> list[Change]:
     upserts: dict[tuple[str, str], int] = {}
     deletes: dict[tuple[str, str], int] = {}
     for seq, table, row_id, op in entries:
         (upserts if op == "upsert" else deletes)[(table, row_id)] = seq
     rows: dict[tuple[str, str], dict] = {}
-    wanted = dict(upserts)
+    wanted: dict[tuple[str, Any], int] = dict(upserts)
     while wanted:
         by_table: dict[str, list[str]] = {}
         for table, row_id in wanted:
             by_table.setdefault(table, []).append(row_id)
-        parents: dict[tuple[str, str], int] = {}
+        parents: dict[tuple[str, Any], int] = {}
         for table, ids in by_table.items():
             for row_id, row in read_rows(conn, table, ids, user_id).items():
                 rows[(table, row_id)] = row

@@ -170,7 +170,7 @@ def push_changes(
 
 
 def _cursor_after_push(
-    conn: sa.Connection, user_id: str, last: int | None, known: dict[tuple[str, str], int]
+    conn: sa.Connection, user_id: str, last: int | None, known: dict[tuple[str, str], int | None]
 ) -> changelog.Cursor | None:
     """The cursor the device may move to: the high-water mark, when every change of the
     user after its last pull is one this push answered with the row; else None (its next
@@ -192,7 +192,7 @@ class _Merger:
         self.conn, self.user_id, self.policy = conn, user_id, policy
         self.validator = RowValidator()
         self.before: dict[tuple[str, str], dict | None] = {}  # first touch: the row before
-        self.known: dict[tuple[str, str], int] = {}  # rows the device got back, at version
+        self.known: dict[tuple[str, str], int | None] = {}  # rows the device got back
 
     # ------------------------------------------------------------ one change
 
@@ -260,7 +260,7 @@ class _Merger:
         if change.base_version is not None or deleted is not None:
             return _result(change, "conflict", reason="deleted", version=deleted)
         table = app_table(change.table)
-        row = {c.name: None for c in table.columns}
+        row: dict[str, Any] = {c.name: None for c in table.columns}
         row.update(fields)
         row.update({"id": change.id, schema.owner_column(change.table): self.user_id})
         self.validator.check(self.conn, change.table, row, self.user_id, fields)
@@ -371,7 +371,9 @@ class _Merger:
             if ref.on_delete.upper() == "CASCADE":
                 self._touch_cascade(ref.table, hits)
             else:
-                for row_id, row in changelog.read_rows(self.conn, ref.table, hits, self.user_id).items():
+                for row_id, row in changelog.read_rows(
+                    self.conn, ref.table, hits, self.user_id
+                ).items():
                     self._touch(ref.table, row_id, row)
 
     def journal(self, device_row_id: str, actor: str | None) -> str | None:
@@ -426,5 +428,3 @@ def _result(change: PushedChange, status: str, **extra) -> dict[str, Any]:
     result: dict[str, Any] = {"changeId": change.change_id, "status": status}
     result.update({k: v for k, v in extra.items() if v is not None or k == "row"})
     return result
-
-

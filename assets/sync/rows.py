@@ -55,14 +55,15 @@ def encode_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _numeric(column: sa.Column, value: Any, field: str) -> decimal.Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise FieldError(field, "give a decimal number (as text, e.g. \"12.50\")")
+        raise FieldError(field, 'give a decimal number (as text, e.g. "12.50")')
     try:
         number = decimal.Decimal(str(value).strip())
     except decimal.InvalidOperation:
         raise FieldError(field, f"{str(value)[:40]!r} is not a number") from None
     if not number.is_finite():
         raise FieldError(field, "give a finite number")
-    scale, precision = column.type.scale or 0, column.type.precision or 38
+    kind: Any = column.type
+    scale, precision = kind.scale or 0, kind.precision or 38
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > scale:
         raise FieldError(field, f"at most {scale} digits after the decimal point")

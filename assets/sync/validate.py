@@ -93,9 +93,7 @@ def _no_cycle(conn: sa.Connection, goal_id: str, parent_id: str) -> None:
                 "parentGoalId",
                 "following parentGoalId up from the goal must reach a top-level goal (no cycle)",
             )
-        current = conn.execute(
-            sa.select(goal.c.parentGoalId).where(goal.c.id == current)
-        ).scalar()
+        current = conn.execute(sa.select(goal.c.parentGoalId).where(goal.c.id == current)).scalar()
     raise RowRefusedError("goal_tree_acyclic", "parentGoalId", "the goal tree is too deep")
 
 
@@ -111,6 +109,8 @@ def _field_of(rule: Rule, table: str, row: dict, sent) -> str | None:
             value = row.get(column)
             if t == table and value is not None and not low <= len(value) <= high:
                 return column
-    named = [w for w in re.findall(r"[A-Za-z]+", rule.description + " " + rule.column) if w in columns]
+    named = [
+        w for w in re.findall(r"[A-Za-z]+", rule.description + " " + rule.column) if w in columns
+    ]
     preferred = [w for w in named if w in set(sent)]
     return (preferred or named or [None])[0]

@@ -64,7 +64,15 @@ APP_COLUMNS: dict[str, tuple[str, ...]] = {
         "earnedAt",
     ),
     "UserSetting": ("id", "userId", "key", "value", "updatedAt"),
-    "BibleReadingPlan": ("id", "userId", "name", "description", "startDate", "endDate", "createdAt"),
+    "BibleReadingPlan": (
+        "id",
+        "userId",
+        "name",
+        "description",
+        "startDate",
+        "endDate",
+        "createdAt",
+    ),
     "BibleReading": (
         "id",
         "userId",
@@ -195,12 +203,12 @@ def sqlite_triggers(table: str, columns: tuple[str, ...]) -> list[str]:
         'INSERT OR IGNORE INTO "SyncRowHistory" '
         '("tableName", "rowId", version, "userId", image, "savedAt") '
         f"SELECT '{table}', OLD.id, c.seq, OLD.\"{owner}\", {image}, {now} "
-        f"FROM \"SyncChange\" c WHERE c.\"tableName\" = '{table}' AND c.\"rowId\" = OLD.id;"
+        f'FROM "SyncChange" c WHERE c."tableName" = \'{table}\' AND c."rowId" = OLD.id;'
     )
     tombstone = (
         f'{next_seq} INSERT INTO "SyncTombstone" ({columns_sql}) '
         f"VALUES ({seq}, '{table}', OLD.id, OLD.\"{owner}\", {now}); "
-        f"DELETE FROM \"SyncChange\" WHERE \"tableName\" = '{table}' AND \"rowId\" = OLD.id;"
+        f'DELETE FROM "SyncChange" WHERE "tableName" = \'{table}\' AND "rowId" = OLD.id;'
     )
     return [
         f'CREATE TRIGGER "sync_{table}_insert" AFTER INSERT ON "{table}" BEGIN {upsert} END',
@@ -290,12 +298,12 @@ def upgrade() -> None:
         if postgres:
             op.execute(
                 'INSERT INTO "SyncChange" ("tableName", "rowId", "userId", "changedAt") '
-                f"SELECT '{table}', id, \"{_owner(table)}\", now() FROM \"{table}\""
+                f'SELECT \'{table}\', id, "{_owner(table)}", now() FROM "{table}"'
             )
         else:
             op.execute(
                 'INSERT INTO "SyncChange" (seq, "tableName", "rowId", "userId", "changedAt") '
-                f"SELECT (SELECT \"lastSeq\" FROM \"SyncState\") + row_number() OVER (), '{table}', "
+                f'SELECT (SELECT "lastSeq" FROM "SyncState") + row_number() OVER (), \'{table}\', '
                 f"id, \"{_owner(table)}\", strftime('%Y-%m-%d %H:%M:%f', 'now') "
                 f'FROM "{table}"'
             )

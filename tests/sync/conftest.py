@@ -4,8 +4,8 @@ through the HTTP API (`SimDevice`)."""
 
 from __future__ import annotations
 
-import threading
 import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import Iterator

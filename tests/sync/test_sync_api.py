@@ -54,7 +54,11 @@ def test_initial_and_incremental_pull_parents_first(sync_world):
         pages = phone.pull(limit=40)
         server = sync_world.server_rows(alice)
         assert pages > 2 and phone.rows == server
-        assert all(user == alice for (t, _), row in phone.rows.items() for user in [row.get("userId", row["id"])])
+        assert all(
+            user == alice
+            for (t, _), row in phone.rows.items()
+            for user in [row.get("userId", row["id"])]
+        )
         # every page: a row's parent came before it (or in an earlier page)
         seen: set[tuple[str, str]] = set()
         cursor = None
@@ -100,7 +104,6 @@ def test_push_applied_merged_conflict_and_rejected(sync_world):
         answer = phone.push()
         assert answer["results"][0]["status"] == "applied"
         assert answer["results"][0]["row"]["title"] == "Run a marathon"
-        key = ("Goal", goal["id"])
         # the app edits the description; the phone edits the title from the older version
         _app_update(sync_world, "Goal", goal["id"], description="from the web app")
         phone.edit("Goal", goal["id"], title="Run two marathons")
@@ -135,8 +138,15 @@ def test_push_applied_merged_conflict_and_rejected(sync_world):
             i for (t, i) in sync_world.server_rows(sync_world.user_ids[1]) if t == "Goal"
         )
         phone.edit("Goal", goal["id"], priority=9)
-        phone.create("Progress", {"id": "p" + uuid.uuid4().hex[:12], "goalId": bob_goal,
-                                  "value": "1.00", "recordedAt": "2026-01-02T03:04:05Z"})
+        phone.create(
+            "Progress",
+            {
+                "id": "p" + uuid.uuid4().hex[:12],
+                "goalId": bob_goal,
+                "value": "1.00",
+                "recordedAt": "2026-01-02T03:04:05Z",
+            },
+        )
         phone.create("Goal", _goal(alice, title=""))
         results = phone.push()["results"]
         phone.edit("Goal", goal["id"], targetDate="next week")
@@ -155,7 +165,9 @@ def test_push_applied_merged_conflict_and_rejected(sync_world):
         assert results[2]["error"]["rule"] == "text_within_limits"
         assert results[3]["error"]["field"] == "targetDate"
         with sync_world.database.engine.connect() as conn:
-            stored = conn.execute(sa.select(schema.goal).where(schema.goal.c.id == goal["id"])).one()
+            stored = conn.execute(
+                sa.select(schema.goal).where(schema.goal.c.id == goal["id"])
+            ).one()
         assert stored.priority == 2 and stored.targetDate is None
 
 
@@ -195,8 +207,14 @@ def test_retried_push_after_dropped_connection_applies_once(sync_world):
         {
             "deviceId": "flaky-phone",
             "changes": [
-                {"changeId": "c-1", "table": "Goal", "id": goal["id"], "op": "upsert",
-                 "baseVersion": None, "fields": goal},
+                {
+                    "changeId": "c-1",
+                    "table": "Goal",
+                    "id": goal["id"],
+                    "op": "upsert",
+                    "baseVersion": None,
+                    "fields": goal,
+                },
             ],
         }
     ).encode()
@@ -216,17 +234,21 @@ def test_retried_push_after_dropped_connection_applies_once(sync_world):
                 break
         time.sleep(0.05)
     with sync_world.client(token) as client:
-        retried = client.post("/api/v1/sync/push", content=body, headers={"Content-Type": "application/json"})
-        again = client.post("/api/v1/sync/push", content=body, headers={"Content-Type": "application/json"})
+        retried = client.post(
+            "/api/v1/sync/push", content=body, headers={"Content-Type": "application/json"}
+        )
+        again = client.post(
+            "/api/v1/sync/push", content=body, headers={"Content-Type": "application/json"}
+        )
     assert retried.status_code == 200, retried.text
     first = retried.json()["results"][0]
     assert first["status"] == "applied" and again.json()["results"] == [first]
     assert again.json()["journal"] is None  # nothing written the second time
     with sync_world.database.engine.connect() as conn:
         jobs = conn.execute(
-            sa.select(sa.func.count()).select_from(schema.import_change).where(
-                schema.import_change.c.rowId == goal["id"]
-            )
+            sa.select(sa.func.count())
+            .select_from(schema.import_change)
+            .where(schema.import_change.c.rowId == goal["id"])
         ).scalar()
         version = conn.execute(
             sa.select(schema.sync_change.c.seq).where(schema.sync_change.c.rowId == goal["id"])
@@ -264,7 +286,10 @@ def test_revoked_device_and_scope(sync_world, monkeypatch):
     with sync_world.client(sync_world.token(alice, scopes=("exports",))) as client:
         assert client.get("/api/v1/sync/changes").status_code == 403
     with sync_world.client(sync_world.token(alice)) as client:
-        assert client.get("/api/v1/sync/changes", params={"since": "bm90LWEtY3Vyc29y"}).status_code == 400
+        assert (
+            client.get("/api/v1/sync/changes", params={"since": "bm90LWEtY3Vyc29y"}).status_code
+            == 400
+        )
 
 
 def test_offline_past_the_horizon_gets_410_and_resyncs(sync_world):
@@ -279,7 +304,8 @@ def test_offline_past_the_horizon_gets_410_and_resyncs(sync_world):
         assert laptop.push()["results"][0]["status"] == "applied"
         # a month later the log is compacted: the tombstone is gone
         compacted = compact_change_log(
-            sync_world.database.engine, dt.timedelta(days=30),
+            sync_world.database.engine,
+            dt.timedelta(days=30),
             dt.datetime.now(dt.UTC) + dt.timedelta(days=31),
         )
         assert compacted.tombstones_deleted >= 1
@@ -319,11 +345,14 @@ def test_erasure_leaves_nothing_of_the_users_sync(sync_world, tmp_path):
         email = conn.execute(
             sa.select(schema.user.c.email).where(schema.user.c.id == victim)
         ).scalar_one()
-        assert conn.execute(
-            sa.select(sa.func.count()).select_from(schema.sync_row_history).where(
-                schema.sync_row_history.c.userId == victim
-            )
-        ).scalar() > 0
+        assert (
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(schema.sync_row_history)
+                .where(schema.sync_row_history.c.userId == victim)
+            ).scalar()
+            > 0
+        )
     storage = ObjectStorage(url=str(tmp_path / "storage"))
     request = erasure.request_erasure(engine, victim, grace=dt.timedelta(0))
     outcome = erasure.execute_erasure(engine, storage, request.id)
@@ -331,8 +360,13 @@ def test_erasure_leaves_nothing_of_the_users_sync(sync_world, tmp_path):
     found = scan_everywhere(engine, [storage], [victim, email])
     assert found == []
     with engine.connect() as conn:
-        for table in (schema.sync_change, schema.sync_tombstone, schema.sync_row_history,
-                      schema.sync_device, schema.sync_push_receipt):
+        for table in (
+            schema.sync_change,
+            schema.sync_tombstone,
+            schema.sync_row_history,
+            schema.sync_device,
+            schema.sync_push_receipt,
+        ):
             counts = dict(
                 conn.execute(
                     sa.select(table.c.userId, sa.func.count())

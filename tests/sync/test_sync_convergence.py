@@ -113,7 +113,12 @@ class TwoDevicesAndTheApp(RuleBasedStateMachine):
     def _goals(self, device: SimDevice) -> list[str]:
         return sorted(i for (t, i) in device.rows if t == "Goal")
 
-    @rule(which=st.integers(0, 1), pick=st.integers(0, 50), field=st.sampled_from(sorted(EDITABLE)), data=st.data())
+    @rule(
+        which=st.integers(0, 1),
+        pick=st.integers(0, 50),
+        field=st.sampled_from(sorted(EDITABLE)),
+        data=st.data(),
+    )
     def device_edits_a_goal(self, which, pick, field, data):
         device = self.devices[which]
         goals = self._goals(device)
@@ -233,8 +238,12 @@ def test_delete_goal_on_one_device_while_another_edits_its_sub_goal(sync_world):
         top, sub = f"{user_id}-g0", f"{user_id}-g1"
         laptop.create(
             "Progress",
-            {"id": "p" + uuid.uuid4().hex[:12], "goalId": sub, "value": "2.50",
-             "recordedAt": _now()},
+            {
+                "id": "p" + uuid.uuid4().hex[:12],
+                "goalId": sub,
+                "value": "2.50",
+                "recordedAt": _now(),
+            },
         )
         laptop.edit("Goal", sub, title="Edited offline on the laptop", priority=5)
         phone.delete("Goal", top)
