@@ -9,8 +9,8 @@ not in a column of the app tables: a column would appear in every export format,
 golden file and import, and the app would have to maintain it.
 
 **Order without gaps.** Every writer of a user's rows takes that user's advisory lock (the
-triggers; `lock_user` for a push), exclusive, before it draws a `seq`, and a pull takes it
-shared. So while a pull reads, no change of that user is in flight: every `seq` of theirs
+triggers; `lock_user` for a push), exclusive, before it draws a `seq` (a statement writing
+for more than 32 users takes one bulk lock instead), and a pull takes both shared. So while a pull reads, no change of that user is in flight: every `seq` of theirs
 up to the sequence's current value is committed and visible, and any later one will be
 larger. The cursor can therefore move up to that value even when the user changed nothing.
 
@@ -48,6 +48,7 @@ from resources import schema
 from resources.audit import utc_now
 
 LOCK_CLASS = 1937  # as migration 0008_sync's triggers: (LOCK_CLASS, hashtext(user id))
+BULK_LOCK_CLASS = 1938  # (BULK_LOCK_CLASS, 0): the triggers' lock for a many-user statement
 DEFAULT_PAGE = 500
 MAX_PAGE = 5000
 TABLE_ORDER = {name: i for i, name in enumerate(SYNC_TABLES)}
@@ -118,9 +119,18 @@ def lock_user(conn: sa.Connection, user_id: str, *, shared: bool = False) -> Non
     writers by itself): exclusive for a writer, shared for a reader."""
     if conn.dialect.name != "postgresql":
         return
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    if shared:  # no writer of theirs in flight: one for them alone, or a bulk writer
+        conn.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock_shared(:cls, hashtext(:user)), "
+                "pg_advisory_xact_lock_shared(:bulk, 0)"
+            ),
+            {"cls": LOCK_CLASS, "user": user_id, "bulk": BULK_LOCK_CLASS},
+        )
+        return
     conn.execute(
-        sa.text(f"SELECT {function}(:cls, hashtext(:user))"), {"cls": LOCK_CLASS, "user": user_id}
+        sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:user))"),
+        {"cls": LOCK_CLASS, "user": user_id},
     )
 
 

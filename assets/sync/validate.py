@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -42,10 +43,16 @@ class RowValidator:
             self.rules.setdefault(rule.table, []).append(rule)
 
     def check(
-        self, conn: sa.Connection, table: str, row: dict[str, Any], user_id: str, sent=()
+        self,
+        conn: sa.Connection,
+        table: str,
+        row: dict[str, Any],
+        owns: Callable[[str, str], bool],
+        sent=(),
     ) -> None:
-        """Refuse (RowRefusedError) a row that breaks a rule; `sent` are the fields the
-        device sent, preferred when a rule names several."""
+        """Refuse (RowRefusedError) a row that breaks a rule; `owns(table, id)` says whether
+        a referenced row is the user's; `sent` are the fields the device sent, preferred
+        when a rule names several."""
         t = app_table(table)
         for column in t.columns:
             if row.get(column.name) is None and not column.nullable:
@@ -60,25 +67,16 @@ class RowValidator:
             if failing is not None and failing[0].as_py():
                 field = _field_of(rule, table, row, sent)
                 raise RowRefusedError(rule.name, field, rule.description)
-        self._references(conn, table, row, user_id)
-        if table == "Goal" and row.get("parentGoalId"):
-            _no_cycle(conn, row["id"], row["parentGoalId"])
-
-    def _references(self, conn: sa.Connection, table: str, row: dict, user_id: str) -> None:
         for ref in REFERENCES_FROM.get(table, ()):
             value = row.get(ref.column)
-            if value is None:
-                continue
-            target = app_table(ref.target)
-            found = conn.execute(
-                sa.select(target.c.id).where(target.c.id == value, target.c.userId == user_id)
-            ).first()
-            if found is None:
+            if value is not None and not owns(ref.target, value):
                 raise RowRefusedError(
                     f"{ref.column}_resolves",
                     ref.column,
                     f"refers to {ref.target} {value}, which is not one of your rows",
                 )
+        if table == "Goal" and row.get("parentGoalId"):
+            _no_cycle(conn, row["id"], row["parentGoalId"])
 
 
 def _no_cycle(conn: sa.Connection, goal_id: str, parent_id: str) -> None:

@@ -11,8 +11,9 @@ three-way merges read, devices, push receipts and the log's horizon.
 
 On PostgreSQL the triggers are statement-level with transition tables (one INSERT ...
 SELECT per statement, however many rows), and each takes a transaction-level advisory lock
-per user it writes for before drawing a `seq`: two transactions of one user then commit
-their seqs in order, so a pull never hands out a cursor past a change that commits later.
+per user it writes for (a statement for more than 32 users: one bulk lock) before drawing
+a `seq`: a pull, which takes both shared, then never sees a user's change in flight, and
+never hands out a cursor past a change that commits later.
 SQLite serialises writers by itself; its triggers are per row and draw `seq` from
 `SyncState.lastSeq`. Existing rows get one upsert entry each (their first version).
 
@@ -126,6 +127,7 @@ APP_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 LOCK_CLASS = 1937  # the advisory-lock key space of sync: (LOCK_CLASS, hashtext(user id))
+BULK_LOCK_CLASS, MAX_USER_LOCKS = 1938, 32  # (BULK_LOCK_CLASS, 0): a writer for many users
 
 
 def _owner(table: str) -> str:
@@ -138,15 +140,24 @@ def _ts(name: str, nullable: bool = False) -> sa.Column:
 
 def _pg_function(owner: str) -> str:
     name = "goalport_sync_log_by_" + owner.lower()
+    # one lock per user written for; a statement writing for more users than that (a bulk
+    # load) takes the one bulk lock instead (advisory locks fill the shared lock table)
     lock = (
-        f"PERFORM pg_advisory_xact_lock({LOCK_CLASS}, h) FROM "
-        f'(SELECT DISTINCT hashtext("{owner}") AS h FROM {{rows}}) s ORDER BY h;'
+        f'SELECT array_agg(s.k ORDER BY s.k) INTO hashes FROM (SELECT DISTINCT hashtext("{owner}") '
+        "AS k FROM {rows}) s; "
+        f"IF cardinality(hashes) > {MAX_USER_LOCKS} THEN "
+        f"PERFORM pg_advisory_xact_lock({BULK_LOCK_CLASS}, 0); "
+        f"ELSIF hashes IS NOT NULL THEN FOREACH h IN ARRAY hashes LOOP "
+        f"PERFORM pg_advisory_xact_lock({LOCK_CLASS}, h); END LOOP; END IF;"
     )
     columns = '"tableName", "rowId", "userId", "changedAt"'
     values = f'TG_TABLE_NAME, id, "{owner}", now()'
     on_row = 'c."tableName" = TG_TABLE_NAME AND c."rowId" = o.id'
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  hashes integer[];
+  h integer;
 BEGIN
   IF TG_OP = 'INSERT' THEN
     {lock.format(rows="new_rows")}
