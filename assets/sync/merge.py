@@ -581,14 +581,15 @@ class _Merger:
 
     def journal(self, device_row_id: str, actor: str | None) -> str | None:
         """Every row this push wrote, journalled as an import's changes; the job's id."""
+        texts = _rows_json(
+            {key: (before, self.rows.get(key)) for key, before in self.before.items()}
+        )
         entries = []
         for (name, row_id), before in self.before.items():
-            table = app_table(name)
-            after = self.rows.get((name, row_id))
-            before_json = _row_json(table, before)
-            after_json = _row_json(table, after)
+            before_json, after_json = texts[(name, row_id)]
             if before_json == after_json:
                 continue
+            after = self.rows.get((name, row_id))
             action = "create" if before is None else "delete" if after is None else "update"
             entries.append((name, row_id, action, before_json, after_json))
         if not entries:
@@ -618,11 +619,23 @@ class _Merger:
         return job_id
 
 
-def _row_json(table: sa.Table, row: dict | None) -> str | None:
-    if row is None:
-        return None
-    arrow = schema.rows_to_arrow(table, [tuple(row[c.name] for c in table.columns)])
-    return rows_as_json(arrow)[0]
+def _rows_json(pairs: dict[Key, tuple[dict | None, dict | None]]) -> dict[Key, list]:
+    """(before, after) of each row as the import journal's JSON (None for no row), written
+    one table at a time."""
+    texts: dict[Key, list] = {key: [None, None] for key in pairs}
+    for side in (0, 1):
+        by_table: dict[str, list[tuple[Key, dict]]] = {}
+        for key, rows in pairs.items():
+            if rows[side] is not None:
+                by_table.setdefault(key[0], []).append((key, rows[side]))
+        for name, keyed in by_table.items():
+            table = app_table(name)
+            arrow = schema.rows_to_arrow(
+                table, [tuple(row[c.name] for c in table.columns) for _, row in keyed]
+            )
+            for (key, _), text in zip(keyed, rows_as_json(arrow), strict=True):
+                texts[key][side] = text
+    return texts
 
 
 def _result(change: PushedChange, status: str, **extra) -> dict[str, Any]:
