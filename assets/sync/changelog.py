@@ -202,7 +202,7 @@ def pull_changes(
         hwm = high_water_mark(conn)
         after = cursor.position if cursor else 0
         base = cursor.base if cursor else 0
-        entries = _entries(conn, user_id, after, limit + 1, tombstones_too=cursor is not None)
+        entries = log_entries(conn, user_id, after, limit + 1, tombstones_too=cursor is not None)
         has_more = len(entries) > limit
         entries = entries[:limit]
         position = entries[-1][0] if entries else after
@@ -214,7 +214,7 @@ def pull_changes(
     return page
 
 
-def _entries(
+def log_entries(
     conn: sa.Connection, user_id: str, after: int, limit: int, *, tombstones_too: bool
 ) -> list[tuple[int, str, str, str]]:
     """(seq, table, row id, op) of the user's log after `after`, oldest first."""

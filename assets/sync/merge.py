@@ -201,7 +201,7 @@ def _cursor_after_push(
     pull starts where the last ended)."""
     if last is None:
         return None
-    entries = changelog._entries(conn, user_id, last, 10_001, tombstones_too=True)
+    entries = changelog.log_entries(conn, user_id, last, 10_001, tombstones_too=True)
     if len(entries) > 10_000:
         return None
     for seq, table, row_id, _op in entries:
@@ -316,7 +316,7 @@ class _Merger:
         for table, row_id in keys:
             by_table.setdefault(table, []).append(row_id)
         for table, ids in by_table.items():
-            found = {}
+            found: dict[str, int] = {}
             for clause in in_ids(self.conn, changelog.changes.c.rowId, ids):
                 found.update(
                     self.conn.execute(
@@ -626,8 +626,9 @@ def _rows_json(pairs: dict[Key, tuple[dict | None, dict | None]]) -> dict[Key, l
     for side in (0, 1):
         by_table: dict[str, list[tuple[Key, dict]]] = {}
         for key, rows in pairs.items():
-            if rows[side] is not None:
-                by_table.setdefault(key[0], []).append((key, rows[side]))
+            row = rows[side]
+            if row is not None:
+                by_table.setdefault(key[0], []).append((key, row))
         for name, keyed in by_table.items():
             table = app_table(name)
             arrow = schema.rows_to_arrow(
