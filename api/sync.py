@@ -13,7 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.auth import Caller, ConfigDep, SyncCaller
+from api.auth import ConfigDep, SyncCaller
 from api.errors import ApiError, error_responses
 from assets.sync import changelog
 from assets.sync.devices import (
@@ -71,18 +71,6 @@ class PushResultBody(BaseModel):
     journal: str | None = Field(description="the import job journalling the rows written")
 
 
-def _device(config, caller: Caller, device_id: str | None, name: str | None):
-    if device_id is None:
-        return None
-    try:
-        with config.database.engine.begin() as conn:
-            return use_device(conn, caller.user_id, device_id, name)
-    except DeviceRevokedError as exc:
-        raise ApiError(403, "device_revoked", str(exc), field="deviceId") from exc
-    except DeviceError as exc:
-        raise ApiError(422, "invalid", str(exc), field="deviceId") from exc
-
-
 @router.get(
     "/changes",
     response_model=ChangesPage,
@@ -97,24 +85,29 @@ def get_changes(
     deviceId: str | None = Query(default=None, max_length=MAX_DEVICE_ID),  # noqa: N803
     deviceName: str | None = Query(default=None, max_length=200),  # noqa: N803
 ) -> ChangesPage:
-    device = _device(config, caller, deviceId, deviceName)
     try:
         cursor = changelog.Cursor.decode(since) if since else None
-        page = changelog.pull_changes(config.database.engine, caller.user_id, cursor, limit)
+        # one transaction: the device, the page, its cursor and the audit row
+        with config.database.engine.begin() as conn:
+            device = use_device(conn, caller.user_id, deviceId, deviceName) if deviceId else None
+            page = changelog.pull_page(conn, caller.user_id, cursor, limit)
+            if device is not None:
+                record_cursor(conn, device, page.cursor.position)
+            caller.audit(
+                conn,
+                "sync-pull",
+                operation_type="sync",
+                record_count=len(page.changes),
+                details={"device": device.id if device else None, "initial": since is None},
+            )
+    except DeviceRevokedError as exc:
+        raise ApiError(403, "device_revoked", str(exc), field="deviceId") from exc
+    except DeviceError as exc:
+        raise ApiError(422, "invalid", str(exc), field="deviceId") from exc
     except changelog.CursorError as exc:
         raise ApiError(400, "bad_request", str(exc), field="since") from exc
     except changelog.CursorExpiredError as exc:
         raise ApiError(410, "cursor_expired", str(exc), field="since") from exc
-    with config.database.engine.begin() as conn:
-        if device is not None:
-            record_cursor(conn, device, page.cursor.position)
-        caller.audit(
-            conn,
-            "sync-pull",
-            operation_type="sync",
-            record_count=len(page.changes),
-            details={"device": device.id if device else None, "initial": since is None},
-        )
     return ChangesPage(
         changes=[SyncChangeBody(**c.as_dict()) for c in page.changes],
         cursor=page.cursor.encode(),

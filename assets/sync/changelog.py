@@ -194,23 +194,26 @@ def pull_changes(
 ) -> Page:
     """The user's changes after `cursor` (None: the whole account), one page."""
     with engine.begin() as conn:
-        lock_user(conn, user_id, shared=True)
-        if cursor is not None and cursor.base and cursor.base < purged_through(conn):
-            raise CursorExpiredError(
-                "this cursor is older than the retained change log: sync again without a cursor"
-            )
-        hwm = high_water_mark(conn)
-        after = cursor.position if cursor else 0
-        base = cursor.base if cursor else 0
-        entries = log_entries(conn, user_id, after, limit + 1, tombstones_too=cursor is not None)
-        has_more = len(entries) > limit
-        entries = entries[:limit]
-        position = entries[-1][0] if entries else after
-        page = Page(has_more=has_more)
-        page.cursor = (
-            Cursor(position, base) if has_more else Cursor(max(hwm, after), max(hwm, after))
+        return pull_page(conn, user_id, cursor, limit)
+
+
+def pull_page(conn: sa.Connection, user_id: str, cursor: Cursor | None, limit: int) -> Page:
+    """`pull_changes` in the caller's transaction (which it locks for the user, shared)."""
+    lock_user(conn, user_id, shared=True)
+    if cursor is not None and cursor.base and cursor.base < purged_through(conn):
+        raise CursorExpiredError(
+            "this cursor is older than the retained change log: sync again without a cursor"
         )
-        page.changes = _page_changes(conn, user_id, entries, position)
+    hwm = high_water_mark(conn)
+    after = cursor.position if cursor else 0
+    base = cursor.base if cursor else 0
+    entries = log_entries(conn, user_id, after, limit + 1, tombstones_too=cursor is not None)
+    has_more = len(entries) > limit
+    entries = entries[:limit]
+    position = entries[-1][0] if entries else after
+    page = Page(has_more=has_more)
+    page.cursor = Cursor(position, base) if has_more else Cursor(max(hwm, after), max(hwm, after))
+    page.changes = _page_changes(conn, user_id, entries, position)
     return page
 
 

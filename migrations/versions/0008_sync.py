@@ -152,7 +152,12 @@ def _pg_function(owner: str) -> str:
     )
     columns = '"tableName", "rowId", "userId", "changedAt"'
     values = f'TG_TABLE_NAME, id, "{owner}", now()'
-    on_row = 'c."tableName" = TG_TABLE_NAME AND c."rowId" = o.id'
+    # index lookups, whatever the planner guesses of a transition table's size; TG_TABLE_NAME
+    # is a `name` (collation "C"): compared as it is, it would keep the index out
+    version_of = (
+        "SELECT c.seq FROM \"SyncChange\" c WHERE "
+        "c.\"tableName\" = (TG_TABLE_NAME::text COLLATE \"default\") AND c.\"rowId\" = o.id"
+    )
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -166,7 +171,7 @@ BEGIN
     {lock.format(rows="new_rows")}
     INSERT INTO "SyncRowHistory" ("tableName", "rowId", version, "userId", image, "savedAt")
       SELECT TG_TABLE_NAME, o.id, c.seq, o."{owner}", to_jsonb(o)::text, now()
-      FROM old_rows o JOIN "SyncChange" c ON {on_row} ON CONFLICT DO NOTHING;
+      FROM old_rows o CROSS JOIN LATERAL ({version_of}) c ON CONFLICT DO NOTHING;
     INSERT INTO "SyncChange" ({columns}) SELECT {values} FROM new_rows
       ON CONFLICT ("tableName", "rowId") DO UPDATE SET seq = nextval('"SyncChange_seq_seq"'),
       "userId" = EXCLUDED."userId", "changedAt" = EXCLUDED."changedAt";
@@ -174,7 +179,8 @@ BEGIN
     {lock.format(rows="old_rows")}
     INSERT INTO "SyncTombstone" (seq, {columns})
       SELECT nextval('"SyncChange_seq_seq"'), {values} FROM old_rows;
-    DELETE FROM "SyncChange" c USING old_rows o WHERE {on_row};
+    DELETE FROM "SyncChange" c WHERE c."tableName" = (TG_TABLE_NAME::text COLLATE "default")
+      AND c."rowId" = ANY(ARRAY(SELECT id FROM old_rows));
   END IF;
   RETURN NULL;
 END $$;
