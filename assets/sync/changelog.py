@@ -19,9 +19,9 @@ user's entries up to `position`; `base` is where the device's last complete pull
 for an initial sync, which sends no tombstones). A pull that reaches the end returns
 (high-water mark, high-water mark).
 
-**Horizon.** `compact_change_log` deletes tombstones and row images older than the
-retention (GOALPORT_SYNC_RETENTION_DAYS, 30) and records the newest `seq` it may have
-dropped as `SyncState.purgedThrough`. A device whose base is below it may have missed a
+**Horizon.** `compact_change_log` deletes tombstones, row images and push receipts older
+than the retention (GOALPORT_SYNC_RETENTION_DAYS, 30) and records the newest tombstone
+`seq` it dropped as `SyncState.purgedThrough`. A device whose base is below it may have missed a
 deletion: its pull gets `CursorExpiredError` (HTTP 410) and it starts again without a
 cursor. Live rows keep their entries forever (one per row), so an initial sync is always
 possible.
