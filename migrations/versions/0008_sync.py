@@ -187,6 +187,20 @@ END $$;
 """
 
 
+# TRUNCATE fires no DELETE trigger: every entry of the table becomes a tombstone at once
+_PG_TRUNCATE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION goalport_sync_log_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock({BULK_LOCK_CLASS}, 0);
+  INSERT INTO "SyncTombstone" (seq, "tableName", "rowId", "userId", "changedAt")
+    SELECT nextval('"SyncChange_seq_seq"'), c."tableName", c."rowId", c."userId", now()
+    FROM "SyncChange" c WHERE c."tableName" = (TG_TABLE_NAME::text COLLATE "default");
+  DELETE FROM "SyncChange" c WHERE c."tableName" = (TG_TABLE_NAME::text COLLATE "default");
+  RETURN NULL;
+END $$;
+"""
+
+
 def _pg_triggers(table: str) -> list[str]:
     function = "goalport_sync_log_by_" + _owner(table).lower()
     made = []
@@ -199,6 +213,10 @@ def _pg_triggers(table: str) -> list[str]:
             f'CREATE TRIGGER "sync_{table}_{event.lower()}" AFTER {event} ON "{table}" '
             f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
         )
+    made.append(
+        f'CREATE TRIGGER "sync_{table}_truncate" AFTER TRUNCATE ON "{table}" '
+        "FOR EACH STATEMENT EXECUTE FUNCTION goalport_sync_log_truncate()"
+    )
     return made
 
 
@@ -331,6 +349,7 @@ def upgrade() -> None:
     if postgres:
         op.execute(_pg_function("userId"))
         op.execute(_pg_function("id"))
+        op.execute(_PG_TRUNCATE_FUNCTION)
     for table, columns in APP_COLUMNS.items():
         for statement in _pg_triggers(table) if postgres else sqlite_triggers(table, columns):
             op.execute(statement)
@@ -339,12 +358,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
     for table in APP_COLUMNS:
-        for event in ("insert", "update", "delete"):
+        for event in ("insert", "update", "delete", "truncate"):
             on = f' ON "{table}"' if postgres else ""
             op.execute(f'DROP TRIGGER IF EXISTS "sync_{table}_{event}"{on}')
     if postgres:
         op.execute("DROP FUNCTION IF EXISTS goalport_sync_log_by_userid()")
         op.execute("DROP FUNCTION IF EXISTS goalport_sync_log_by_id()")
+        op.execute("DROP FUNCTION IF EXISTS goalport_sync_log_truncate()")
     op.drop_table("SyncState")
     op.drop_index("ix_SyncPushReceipt_createdAt", table_name="SyncPushReceipt")
     op.drop_table("SyncPushReceipt")

@@ -98,3 +98,22 @@ def test_compaction_job_names_no_user(pg_url):
     with pytest.raises(CursorExpiredError):
         pull_changes(database.engine, users[0], Cursor(1, 1))
     assert pull_changes(database.engine, users[0], Cursor(horizon, horizon)).changes == []
+
+
+def test_truncate_leaves_tombstones_and_ids_can_come_back(pg_url):
+    """TRUNCATE fires no DELETE trigger: its own trigger turns the table's entries into
+    tombstones, so devices learn of it and the same ids can be inserted again."""
+    seed_database(pg_url, 2, seed=7, heavy_every=0)
+    database = AppDatabase(url=pg_url)
+    user_id = database.all_user_ids()[0]
+    _, _, cursor = _pull_all(database.engine, user_id)
+    with database.engine.begin() as conn:
+        before = conn.execute(
+            sa.select(schema.progress).where(schema.progress.c.userId == user_id)
+        ).all()
+        conn.execute(sa.text('TRUNCATE "Progress"'))
+        conn.execute(schema.progress.insert(), [dict(r._mapping) for r in before[:1]])
+    page = pull_changes(database.engine, user_id, cursor, limit=5000)
+    ops = {(c.id, c.op) for c in page.changes if c.table == "Progress"}
+    assert {(r.id, "delete") for r in before[1:]} <= ops
+    assert (before[0].id, "upsert") in ops and len(before) > 1
