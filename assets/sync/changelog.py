@@ -332,5 +332,13 @@ def compact_change_log(
         old_receipts = conn.execute(receipts.delete().where(receipts.c.createdAt < cutoff)).rowcount
         current = purged_through(conn)
         if horizon > current:
-            conn.execute(state.update().where(state.c.id == 1).values(purgedThrough=horizon))
+            moved = conn.execute(
+                state.update().where(state.c.id == 1).values(purgedThrough=horizon)
+            ).rowcount
+            if not moved:  # the row was truncated away with the tables
+                conn.execute(
+                    state.insert().values(
+                        id=1, purgedThrough=horizon, lastSeq=high_water_mark(conn)
+                    )
+                )
     return Compaction(max(horizon, current), gone, images, old_receipts)
