@@ -155,8 +155,8 @@ def _pg_function(owner: str) -> str:
     # index lookups, whatever the planner guesses of a transition table's size; TG_TABLE_NAME
     # is a `name` (collation "C"): compared as it is, it would keep the index out
     version_of = (
-        "SELECT c.seq FROM \"SyncChange\" c WHERE "
-        "c.\"tableName\" = (TG_TABLE_NAME::text COLLATE \"default\") AND c.\"rowId\" = o.id"
+        'SELECT c.seq FROM "SyncChange" c WHERE '
+        'c."tableName" = (TG_TABLE_NAME::text COLLATE "default") AND c."rowId" = o.id'
     )
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
