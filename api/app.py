@@ -17,6 +17,7 @@ from api import (
     gdpr,
     health,
     imports,
+    sync,
     templates,
     webhooks,
 )
@@ -85,6 +86,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(templates.router)
     app.include_router(webhooks.router)
+    app.include_router(sync.router)
     install_portal(app)  # the "Your data" pages under /portal, on these same functions
     app.add_middleware(
         BodySizeLimit,
@@ -92,6 +94,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         larger={
             f"{API_PREFIX}/data/import": config.max_upload_bytes + MULTIPART_FRAMING,
             "/portal/import": config.max_upload_bytes + MULTIPART_FRAMING,  # its upload form
+            f"{API_PREFIX}/sync/push": sync.MAX_PUSH_BODY,
         },
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -22,7 +22,7 @@ from resources.audit import new_id, record_audit, utc_now
 from resources.schema import as_utc
 
 TOKEN_PREFIX = "gp_"
-SCOPES = ("exports", "imports", "templates", "backups", "gdpr", "audit")
+SCOPES = ("exports", "imports", "templates", "backups", "gdpr", "audit", "sync")
 tokens_table = schema.api_token
 LAST_USED_PRECISION = dt.timedelta(minutes=1)
 

@@ -9,6 +9,7 @@ from assets.exports.defs import defs as export_defs
 from assets.gdpr.defs import defs as gdpr_defs
 from assets.imports.defs import defs as import_defs
 from assets.quality.defs import defs as quality_defs
+from assets.sync.defs import defs as sync_defs
 from assets.templates.defs import defs as template_defs
 from resources import settings
 from resources.database import AppDatabase
@@ -32,6 +33,7 @@ AREA_DEFINITIONS = [
     import_defs,
     gdpr_defs,
     alert_defs,
+    sync_defs,
 ]
 
 defs = dg.Definitions.merge(dg.Definitions(resources=shared_resources()), *AREA_DEFINITIONS)

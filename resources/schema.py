@@ -658,3 +658,86 @@ oauth_state = sa.Table(
     sa.Index("ix_OAuthState_userId", "userId"),
 )
 OWN_TABLES_WITH_USER += (oauth_state,)
+# ---------------------------------------------------------------- sync across devices
+# Written by the app tables' triggers (migration 0008_sync) and by assets/sync: each live
+# app row's latest change (its `seq` is the row's version), tombstones of deleted rows, the
+# row images a three-way merge reads, the user's devices and what each pushed change got.
+
+sync_change = sa.Table(
+    "SyncChange",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("tableName", sa.Text, primary_key=True),
+    sa.Column("rowId", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False),
+    _ts("changedAt"),
+    sa.Index("ix_SyncChange_userId_seq", "userId", "seq"),
+)
+
+sync_tombstone = sa.Table(
+    "SyncTombstone",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("tableName", sa.Text, nullable=False),
+    sa.Column("rowId", sa.Text, nullable=False),
+    sa.Column("userId", sa.Text, nullable=False),
+    _ts("changedAt"),
+    sa.Index("ix_SyncTombstone_userId_seq", "userId", "seq"),
+    sa.Index("ix_SyncTombstone_row", "tableName", "rowId"),
+)
+
+sync_row_history = sa.Table(
+    "SyncRowHistory",
+    metadata,
+    sa.Column("tableName", sa.Text, primary_key=True),
+    sa.Column("rowId", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),  # the row's seq this image was
+    sa.Column("userId", sa.Text, nullable=False, index=True),
+    sa.Column("image", sa.Text, nullable=False),  # JSON of the row at that version
+    _ts("savedAt"),
+    sa.Index("ix_SyncRowHistory_savedAt", "savedAt"),
+)
+
+sync_device = sa.Table(
+    "SyncDevice",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False),
+    sa.Column("deviceId", sa.Text, nullable=False),  # the device's own name for itself
+    sa.Column("name", sa.Text),
+    sa.Column("lastCursor", sa.BigInteger),
+    _ts("createdAt"),
+    _ts("lastSeenAt"),
+    _ts("revokedAt", nullable=True),
+    sa.UniqueConstraint("userId", "deviceId"),
+)
+
+sync_push_receipt = sa.Table(
+    "SyncPushReceipt",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, nullable=False),
+    sa.Column("deviceId", sa.Text, nullable=False),
+    sa.Column("changeId", sa.Text, nullable=False),
+    sa.Column("result", sa.Text, nullable=False),  # JSON: what the change got
+    _ts("createdAt"),
+    sa.UniqueConstraint("userId", "deviceId", "changeId"),
+    sa.Index("ix_SyncPushReceipt_createdAt", "createdAt"),
+)
+
+sync_state = sa.Table(
+    "SyncState",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("purgedThrough", sa.BigInteger, nullable=False),  # the log's horizon (a seq)
+    sa.Column("lastSeq", sa.BigInteger, nullable=False),  # SQLite's seq counter
+)
+
+# Deleted with the user by erasure, after the app rows (whose deletes leave tombstones here).
+OWN_TABLES_WITH_USER += (
+    sync_change,
+    sync_tombstone,
+    sync_row_history,
+    sync_device,
+    sync_push_receipt,
+)

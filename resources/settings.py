@@ -705,3 +705,22 @@ def s3_max_attempts() -> int | None:
     if not os.environ.get("GOALPORT_S3_MAX_ATTEMPTS", "").strip():
         return None
     return _positive_int("GOALPORT_S3_MAX_ATTEMPTS", 5)
+
+
+DEFAULT_SYNC_RETENTION = dt.timedelta(days=30)
+
+
+def sync_retention() -> dt.timedelta:
+    """How long the sync change log keeps tombstones, row images and push receipts
+    (`assets.sync.changelog`): GOALPORT_SYNC_RETENTION_DAYS, else 30. A device offline
+    longer must sync again from scratch."""
+    raw = os.environ.get("GOALPORT_SYNC_RETENTION_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_SYNC_RETENTION
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if days <= 0:
+        raise SettingError(f"GOALPORT_SYNC_RETENTION_DAYS={raw!r}: give a positive number of days")
+    return dt.timedelta(days=days)

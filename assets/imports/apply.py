@@ -200,6 +200,29 @@ def _write_plan(writer: BulkWriter, plan: ImportPlan, job_id: str) -> int:
     return changes.rows
 
 
+def record_row_changes(
+    conn: sa.Connection,
+    job_id: str,
+    user_id: str,
+    entries: list[tuple[str, str, str, str | None, str | None]],
+) -> int:
+    """Journal rows written outside an import plan (a sync push: `assets.sync.merge`) as
+    an import's changes, so that `assets.imports.undo.undo_import` can put them back:
+    (table, row id, create|update|delete, JSON before, JSON after) each, the JSON written
+    by `assets.imports.row_json`. Call once per job. Returns how many were recorded."""
+    journal = ChangeJournal(job_id, user_id, utc_now())
+    for name, row_id, action, before, after in entries:
+        journal.add(
+            name,
+            action,
+            pa.array([row_id], pa.string()),
+            None if before is None else pa.array([before], pa.string()),
+            None if after is None else pa.array([after], pa.string()),
+        )
+    BulkWriter(conn, None).insert_records(schema.import_change, journal.records())
+    return journal.rows
+
+
 def _journal(plan: ImportPlan, refs: pa.Table, job_id: str, now: dt.datetime) -> ChangeJournal:
     """The change journal of every row the plan writes, with its JSON before and after."""
     journal = ChangeJournal(job_id, plan.user_id, now)

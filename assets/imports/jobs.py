@@ -168,3 +168,36 @@ def apply_is_due(error_message: str | None, last_run_id: str | None) -> bool:
     """Whether a `confirmed` job should get an apply run: it never had one, or its last one
     failed and was recorded on the row before the job was confirmed again."""
     return last_run_id is None or f"(run {last_run_id})" in (error_message or "")
+
+
+def record_applied_job(
+    conn: sa.Connection,
+    *,
+    job_id: str,
+    user_id: str,
+    source_app: str,
+    file_name: str,
+    conflict_policy: str,
+    records: int,
+    requested_by: str | None,
+) -> None:
+    """An `applied` job for changes written without a file and preview (a sync push,
+    `assets.sync.merge`), in the caller's transaction: its rows are journalled like an
+    import's, so it is listed, inspected and undone like one."""
+    now = utc_now()
+    conn.execute(
+        schema.data_import_job.insert().values(
+            id=job_id,
+            userId=user_id,
+            status="applied",
+            sourceApp=source_app,
+            fileName=file_name,
+            mode="merge",
+            conflictPolicy=conflict_policy,
+            recordsTotal=records,
+            recordsImported=records,
+            requestedBy=requested_by,
+            createdAt=now,
+            completedAt=now,
+        )
+    )

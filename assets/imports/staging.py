@@ -525,6 +525,11 @@ def _failing_rows(rule, values) -> pa.Array | None:
     return None
 
 
+# The row-by-row judgement of one rule, for other areas that judge rows as an import does
+# (assets.sync.validate).
+failing_rows = _failing_rows
+
+
 def _bound_type(values) -> pa.DataType:
     t = values.type
     return pa.float64() if pa.types.is_integer(t) else t

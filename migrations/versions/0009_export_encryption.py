@@ -3,7 +3,7 @@ recipient, or the passphrase wrapped under the master key until the job ends). A
 `NotificationOutbox.userId` may be NULL: an "erasure completed" notification names no one.
 
 Revision ID: 0009_export_encryption
-Revises: 0007_user_names
+Revises: 0008_sync
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_export_encryption"
-down_revision = "0007_user_names"
+down_revision = "0008_sync"
 branch_labels = None
 depends_on = None
 

@@ -8,7 +8,7 @@ each batch back into one record per row. On PostgreSQL built with lz4, the JSON 
 are compressed with lz4.
 
 Revision ID: 0009_import_change_batches
-Revises: 0007_user_names
+Revises: 0009_export_encryption
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_import_change_batches"
-down_revision = "0007_user_names"
+down_revision = "0009_export_encryption"
 branch_labels = None
 depends_on = None
 

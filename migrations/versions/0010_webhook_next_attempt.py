@@ -6,7 +6,7 @@ Existing rows take their queued time: a pending one is due at the first delivery
 the upgrade. A row inserted without the column is due at once (server default: now).
 
 Revision ID: 0010_webhook_next_attempt
-Revises: 0007_user_names
+Revises: 0009_import_change_batches
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_webhook_next_attempt"
-down_revision = "0007_user_names"
+down_revision = "0009_import_change_batches"
 branch_labels = None
 depends_on = None
 

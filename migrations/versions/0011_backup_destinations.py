@@ -1,7 +1,7 @@
 """Users' own backup destinations: their credentials, wrapped under the master key.
 
 Revision ID: 0011_backup_destinations
-Revises: 0007_user_names
+Revises: 0010_webhook_next_attempt
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_backup_destinations"
-down_revision = "0007_user_names"
+down_revision = "0010_webhook_next_attempt"
 branch_labels = None
 depends_on = None
 

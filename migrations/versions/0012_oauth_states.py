@@ -3,7 +3,7 @@ OneDrive", holding its PKCE verifier wrapped under the master key, until its cal
 it once or it expires.
 
 Revision ID: 0012_oauth_states
-Revises: 0007_user_names
+Revises: 0011_backup_destinations
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_oauth_states"
-down_revision = "0007_user_names"
+down_revision = "0011_backup_destinations"
 branch_labels = None
 depends_on = None
 

@@ -6,7 +6,7 @@ the SHA-256 of its cookie (never the cookie) and ends at `expiresAt` or on sign-
 `OWN_TABLES_WITH_USER`).
 
 Revision ID: 0013_portal_sessions
-Revises: 0007_user_names
+Revises: 0012_oauth_states
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_portal_sessions"
-down_revision = "0007_user_names"
+down_revision = "0012_oauth_states"
 branch_labels = None
 depends_on = None
 

@@ -20,6 +20,7 @@ from pipelines.cli import (
     portal,
     quality,
     serve,
+    sync,
     templates,
     tokens,
 )
@@ -61,6 +62,7 @@ main.add_command(serve.serve)
 main.add_command(tokens.tokens)
 main.add_command(notifications.notifications)
 main.add_command(portal.portal)
+main.add_command(sync.sync_group)
 
 if __name__ == "__main__":
     main()

@@ -34,7 +34,7 @@ def tokens() -> None:
     "scopes",
     multiple=True,
     required=True,
-    help="exports, imports, templates, backups, gdpr, audit; repeat or separate with commas",
+    help="exports, imports, templates, backups, gdpr, audit, sync; repeat or separate with commas",
 )
 @click.option("--expires", "days", type=click.FloatRange(min=0, min_open=True), help="days")
 @click.option("--name", help="a label to tell tokens apart, e.g. the device")
