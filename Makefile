@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install system-deps postgres demo dev test bench lint typecheck lock clean up down
+.PHONY: install system-deps azurite postgres demo dev test bench lint typecheck lock clean up down
 
 install: $(VENV)/.installed
 
@@ -21,11 +21,15 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 # Tools the tests call as real programs: age (decrypts our backups without goalport),
 # chromium (renders the HTML report; `chromium` or `chromium-browser` on the PATH),
-# sha256sum. Installed only when missing, which needs root; present, nothing is asked.
+# sha256sum, OpenSSH's sshd (the SFTP destination's server), Node and npm (Azurite, the
+# Azure Blob destination's emulator, installed under var/npm by `azurite`). Installed only
+# when missing, which needs root; present, nothing is asked.
 system-deps:
 	@missing=""; \
 	command -v age >/dev/null || missing="$$missing age"; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	command -v sshd >/dev/null || test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (install them, or run make as root)" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \
@@ -34,6 +38,14 @@ system-deps:
 
 postgres:
 	@scripts/ensure-postgres.sh
+
+# Azurite (Microsoft's Azure Storage emulator) for the destination tests, from npm.
+AZURITE_VERSION := 3.37.0
+azurite: var/npm/node_modules/.bin/azurite-blob
+
+var/npm/node_modules/.bin/azurite-blob: system-deps
+	mkdir -p var/npm
+	npm install --prefix var/npm --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
 
 demo: install
 	mkdir -p var/dagster
@@ -44,7 +56,7 @@ dev: install
 	$(BIN)/dagster dev -w workspace.yaml
 
 # The linter and the type checker run first: CI is `make test`, so it checks them too.
-test: install system-deps postgres lint typecheck
+test: install system-deps azurite postgres lint typecheck
 	mkdir -p var/dagster
 	GOALPORT_TEST_PG_URL="$$(cat var/test-pg-url)" $(BIN)/pytest -q -n 2 --dist loadfile
 
