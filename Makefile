@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install system-deps postgres demo dev test bench lint typecheck lock clean up down
+.PHONY: install system-deps azurite postgres demo dev test bench lint typecheck lock clean up down
 
 install: $(VENV)/.installed
 
@@ -23,14 +23,16 @@ $(VENV)/.installed: requirements-test.lock pyproject.toml
 
 # Tools the tests call as real programs: age (decrypts our backups without goalport),
 # chromium (renders the HTML report and drives the portal's browser tests; `chromium` or
-# `chromium-browser` on the PATH), sha256sum, npm (fetches axe-core), and the fonts the
-# portal's screenshots need for emoji and CJK text. Installed only when missing, which
-# needs root; present, nothing is asked.
+# `chromium-browser` on the PATH), sha256sum, OpenSSH's sshd (the SFTP destination's
+# server), Node and npm (axe-core for the portal's tests; Azurite, the Azure Blob
+# destination's emulator), and the fonts the portal's screenshots need for emoji and CJK
+# text. Installed only when missing, which needs root; present, nothing is asked.
 system-deps:
 	@missing=""; \
 	command -v age >/dev/null || missing="$$missing age"; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v sshd >/dev/null || test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	for font in fonts-noto-color-emoji fonts-wqy-microhei; do \
 	  dpkg -s $$font >/dev/null 2>&1 || missing="$$missing $$font"; \
 	done; \
@@ -49,6 +51,14 @@ AXE_CORE := var/npm/node_modules/axe-core/axe.min.js
 $(AXE_CORE): | system-deps
 	npm install --silent --no-audit --no-fund --prefix var/npm axe-core@$(AXE_CORE_VERSION)
 
+# Azurite (Microsoft's Azure Storage emulator) for the destination tests, from npm.
+AZURITE_VERSION := 3.37.0
+azurite: var/npm/node_modules/.bin/azurite-blob
+
+var/npm/node_modules/.bin/azurite-blob: | system-deps
+	mkdir -p var/npm
+	npm install --prefix var/npm --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
 demo: install
 	mkdir -p var/dagster
 	$(BIN)/goalport demo
@@ -58,7 +68,7 @@ dev: install
 	$(BIN)/dagster dev -w workspace.yaml
 
 # The linter and the type checker run first: CI is `make test`, so it checks them too.
-test: install system-deps postgres lint typecheck $(AXE_CORE)
+test: install system-deps azurite postgres lint typecheck $(AXE_CORE)
 	mkdir -p var/dagster
 	GOALPORT_TEST_PG_URL="$$(cat var/test-pg-url)" $(BIN)/pytest -q -n 2 --dist loadfile
 

@@ -126,7 +126,7 @@ def test_embedded_default_needs_no_configuration(tmp_path):
 
 
 CLI_PACKAGE = Path(__file__).parents[1] / "pipelines" / "cli"
-SHARED = {"pipelines.cli.common", "pipelines.cli.import_preview"}
+SHARED = {"pipelines.cli.common", "pipelines.cli.import_preview", "pipelines.cli.destination_setup"}
 
 
 def test_area_modules_import_only_the_shared_cli_modules():

@@ -17,7 +17,9 @@ which it can be cancelled). Executing it:
    (`resources.storage_layout.user_prefixes`: exports, backups, GDPR bundles, the import
    inbox and stored import plans), every recorded `FileLocation` (`--out` copies, the bulk
    job's out_url, backup destinations, GDPR bundles), and the user's folders below each
-   of those other storages and their backup destinations;
+   of those other storages and their backup destinations (a destination of the user's own
+   is opened with their stored credentials, `resources.destinations`, which are kept by
+   pseudonym until the erasure completes and deleted then);
 3. the orchestrator's own records (Dagster's runs and their events, `assets.gdpr.defs`):
    every run that mentions the user is deleted, when a `run_history` is given (the erasure
    job and the CLI give it). The user's runs are found through rows step 1 deletes, so
