@@ -154,11 +154,13 @@ def row_version(conn: sa.Connection, table: str, row_id: str) -> int | None:
     ).scalar()
 
 
-def deleted_version(conn: sa.Connection, table: str, row_id: str) -> int | None:
-    """The seq of the row's latest tombstone still in the log, if any."""
+def deleted_version(conn: sa.Connection, user_id: str, table: str, row_id: str) -> int | None:
+    """The seq of the user's row's latest tombstone still in the log, if any."""
     return conn.execute(
         sa.select(sa.func.max(tombstones.c.seq)).where(
-            tombstones.c.tableName == table, tombstones.c.rowId == row_id
+            tombstones.c.tableName == table,
+            tombstones.c.rowId == row_id,
+            tombstones.c.userId == user_id,
         )
     ).scalar()
 

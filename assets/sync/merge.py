@@ -266,7 +266,11 @@ class _Merger:
             for clause in in_ids(self.conn, tombstones.c.rowId, ids):
                 query = (
                     sa.select(tombstones.c.rowId, sa.func.max(tombstones.c.seq))
-                    .where(tombstones.c.tableName == name, clause)
+                    .where(
+                        tombstones.c.tableName == name,
+                        tombstones.c.userId == self.user_id,  # another's deletes stay theirs
+                        clause,
+                    )
                     .group_by(tombstones.c.rowId)
                 )
                 for row_id, seq in self.conn.execute(query):
@@ -329,7 +333,7 @@ class _Merger:
                 self.versions[(table, row_id)] = found.get(row_id)
                 if found.get(row_id) is None:
                     self.tombstones[(table, row_id)] = (
-                        changelog.deleted_version(self.conn, table, row_id) or 0
+                        changelog.deleted_version(self.conn, self.user_id, table, row_id) or 0
                     )
         self.dirty.clear()
         for result, key in self.pending:

@@ -380,3 +380,24 @@ def test_erasure_leaves_nothing_of_the_users_sync(sync_world, tmp_path):
             i for i in conn.scalars(sa.select(schema.sync_row_history.c.image)) if marker in i
         ]
         assert images and all(other in i for i in images)
+
+
+def test_another_users_deleted_row_tells_nothing(sync_world):
+    """A push naming a row id another user deleted learns nothing of that deletion: it is
+    applied as a new row of the pusher's, not answered with the other user's tombstone."""
+    alice, bob = sync_world.user_ids[0], sync_world.user_ids[1]
+    goal = _goal(alice, title="Deleted later")
+    with sync_world.client(sync_world.token(alice)) as client:
+        phone = SimDevice(client, "alice-" + uuid.uuid4().hex[:6])
+        phone.pull()
+        phone.create("Goal", goal)
+        assert phone.push()["results"][0]["status"] == "applied"
+        phone.delete("Goal", goal["id"])
+        assert phone.push()["results"][0]["status"] == "applied"
+    with sync_world.client(sync_world.token(bob)) as client:
+        laptop = SimDevice(client, "bob-" + uuid.uuid4().hex[:6])
+        laptop.pull()
+        laptop.create("Goal", {**goal, "userId": bob, "title": "Mine"})
+        result = laptop.push()["results"][0]
+    assert result["status"] == "applied", result
+    assert sync_world.server_rows(bob)[("Goal", goal["id"])]["title"] == "Mine"
