@@ -31,6 +31,7 @@ from assets.exports.job_status import (
     ExportStatus,
     claim_jobs,
     fail_jobs,
+    in_flight_request,
     insert_jobs,
 )
 from assets.exports.notifications import queue_failure_notification
@@ -289,16 +290,7 @@ def request_backup(
             is None
         ):
             raise BackupError(f"unknown user id: {user_id}")
-        in_flight = conn.execute(
-            sa.select(job_table.c.id)
-            .where(
-                job_table.c.userId == user_id,
-                job_table.c.exportType == BACKUP_EXPORT_TYPE,
-                job_table.c.status.in_([s.value for s in IN_FLIGHT]),
-            )
-            .order_by(job_table.c.createdAt.desc())
-            .limit(1)
-        ).scalar()
+        in_flight = in_flight_request(conn, user_id, BACKUP_EXPORT_TYPE)
         if in_flight is not None:
             return in_flight, False
         row = _request_row(user_id, config.job_format, requested_by, now)

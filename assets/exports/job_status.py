@@ -51,6 +51,23 @@ class ExportStatus(enum.StrEnum):
 ENDS = frozenset({ExportStatus.COMPLETED, ExportStatus.FAILED, ExportStatus.EXPIRED})
 # Queued or running: a user with such a row already has that export in flight.
 IN_FLIGHT = (ExportStatus.PENDING, ExportStatus.PROCESSING)
+
+
+def in_flight_request(conn: sa.Connection, user_id: str, export_type: str) -> str | None:
+    """The id of the user's newest request of `export_type` still pending or processing
+    (someone asking again gets that one instead of a second)."""
+    return conn.execute(
+        sa.select(job_table.c.id)
+        .where(
+            job_table.c.userId == user_id,
+            job_table.c.exportType == export_type,
+            job_table.c.status.in_([s.value for s in IN_FLIGHT]),
+        )
+        .order_by(job_table.c.createdAt.desc())
+        .limit(1)
+    ).scalar()
+
+
 INITIAL_STATUSES = frozenset(
     {ExportStatus.PENDING, ExportStatus.PROCESSING, ExportStatus.COMPLETED}
 )

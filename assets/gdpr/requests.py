@@ -23,7 +23,13 @@ import sqlalchemy as sa
 
 from assets.exports.batches import BatchExportResult, ExportedFile
 from assets.exports.claims import StaleClaims, requeue_stale_claims
-from assets.exports.job_status import IN_FLIGHT, ExportStatus, claim_jobs, insert_jobs, job_table
+from assets.exports.job_status import (
+    ExportStatus,
+    claim_jobs,
+    in_flight_request,
+    insert_jobs,
+    job_table,
+)
 from assets.exports.progress import BatchOutcome, ClaimHeartbeat, ExportBatchProgress
 from assets.gdpr.bulk import GdprBundleExporter, GdprBundleFile
 from resources import schema, settings
@@ -61,16 +67,7 @@ def request_gdpr_export(
         found = conn.execute(sa.select(schema.user.c.id).where(schema.user.c.id == user_id))
         if found.first() is None:
             raise GdprRequestError(f"unknown user id: {user_id}")
-        in_flight = conn.execute(
-            sa.select(job_table.c.id)
-            .where(
-                job_table.c.userId == user_id,
-                job_table.c.exportType == GDPR_EXPORT_TYPE,
-                job_table.c.status.in_([s.value for s in IN_FLIGHT]),
-            )
-            .order_by(job_table.c.createdAt.desc())
-            .limit(1)
-        ).scalar()
+        in_flight = in_flight_request(conn, user_id, GDPR_EXPORT_TYPE)
         if in_flight is not None:
             return in_flight, False
         job_id = new_id("exp_")
