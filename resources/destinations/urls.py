@@ -116,7 +116,13 @@ def parse_destination(url: str) -> Destination:
             f"{scheme}:// is not a supported destination; use one of "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 (an unbalanced "[" fails here, not only in urlsplit)
+    except ValueError:
+        raise DestinationError(
+            f"{scheme}:// destination: not a URL that can be read (unbalanced brackets?)"
+        ) from None
     shown = f"{scheme}://{parts.hostname or ''}"  # what error messages may show of the URL
     try:
         port = parts.port

@@ -65,6 +65,8 @@ def test_every_scheme_parses_to_its_service_root():
         ("s3://bucket/x?acl=public-read", DestinationError, "unknown option acl"),
         ("webdav+https://cloud.example.org/a\x00b", DestinationError, "control character"),
         ("dropbox://me@Apps/x", DestinationError, "from connecting"),
+        ("dropbox://[", DestinationError, "unbalanced brackets"),  # found by schemathesis
+        ("sftp://u@[::1/x", DestinationError, "unbalanced brackets"),
     ],
 )
 def test_bad_urls_are_refused_with_the_reason(url, error, says):
