@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -83,7 +84,25 @@ def production_env(tmp_path, pg_url, s3_url, dagster_pg_url):
 
 def serve(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen(argv, cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            argv,
+            cwd=log.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its gRPC children stop with it
+        )
+
+
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM to the server and its children; SIGKILL if they are still up after 30 s (a
+    busy machine can take that long to shut a code server down)."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
 
 
 @pytest.mark.slow
@@ -111,8 +130,7 @@ def test_the_entry_point_serves_the_code_location_in_the_production_profile(
         for job in ("export_job", "import_apply_job", "gdpr_bulk_job", "erasure_job"):
             assert job in listed.stdout
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 @pytest.mark.slow
@@ -129,8 +147,7 @@ def test_the_entry_point_without_a_secret_says_which_one(production_env, tmp_pat
         assert "GOALPORT_PSEUDONYM_KEY is not set" in text
         assert production_env["GOALPORT_MASTER_KEY"] not in text
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 def test_compose_wires_the_topology_of_make_up():
