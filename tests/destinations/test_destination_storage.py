@@ -54,6 +54,8 @@ def test_streamed_atomic_writes_listing_and_deleting(server):
     assert store.list("backups/user-1") == [key]
     assert not store.exists("backups/user-1/goalport-backup-2.zip.age")
 
-    assert store.delete_prefix("backups/user-1") == 1
+    # the interrupted upload's hidden temporary file may reach a WebDAV server after the
+    # client gave up (the server finishes the broken PUT later): it is deleted too
+    assert store.delete_prefix("backups/user-1") in (1, 2)
     assert store.list_including_unfinished("backups/user-1") == []
     assert store.list("backups/user-2") == ["backups/user-2/other.zip"]
