@@ -4,19 +4,15 @@ goalport's API on loopback for the OAuth callbacks."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from api.config import ApiConfig
 from api.rate_limit import RateLimit
 from tests.destinations.fake_clouds import (
-    free_port,
     make_fake,
     point_goalport_at,
     serve,
@@ -29,6 +25,7 @@ from tests.destinations.servers import (  # noqa: F401 - fixtures
     ssh_server,
     webdav_server,
 )
+from tests.http_api.conftest import serve_in_thread, stop_server
 
 # one request carries the smallest chunk goalport allows, so a few MB take several requests
 CHUNK = 1280 * 1024
@@ -79,28 +76,10 @@ def start_api(database, storage):
             download_secret=b"destinations-test-download-secret-0123",
             token_limit=RateLimit(1000, 60),
         )
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(config),
-                host="127.0.0.1",
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.02)
+        server, thread, port = serve_in_thread(create_app(config))
         running.append((server, thread))
         return LiveApi(f"http://127.0.0.1:{port}")
 
     yield start
     for server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)

@@ -50,6 +50,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_in_thread(app) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """uvicorn serving `app` on a free loopback port in a thread, started; stop it with
+    `stop_server` (module-scoped fixtures use these two directly)."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,  # as `api.app.serve` runs it
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.02)
+    return server, thread, port
+
+
+def stop_server(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
 @pytest.fixture
 def start_api() -> Iterator[Callable[..., LiveApi]]:
     """Start uvicorn with a config (and the app's extra test routes, if any) in a thread."""
@@ -59,32 +89,13 @@ def start_api() -> Iterator[Callable[..., LiveApi]]:
         app = create_app(config)
         if prepare:
             prepare(app)
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                proxy_headers=False,  # as `api.app.serve` runs it
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.02)
+        server, thread, port = serve_in_thread(app)
         servers.append((server, thread))
         return LiveApi(f"http://127.0.0.1:{port}", config, app)
 
     yield start
     for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)
 
 
 @pytest.fixture

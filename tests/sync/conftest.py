@@ -5,8 +5,6 @@ through the HTTP API (`SimDevice`)."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +14,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from api.app import create_app
 from api.config import ApiConfig
@@ -28,7 +25,8 @@ from resources import schema
 from resources.database import AppDatabase
 from resources.storage import ObjectStorage
 from synthetic.seed import seed_database
-from tests.conftest import _create_database, _drop_database, _free_port
+from tests.conftest import _create_database, _drop_database
+from tests.http_api.conftest import serve_in_thread, stop_server
 
 SERVICE_TOKEN = "svc-" + "5" * 60
 
@@ -74,30 +72,12 @@ def sync_world(pg_template: str) -> Iterator[SyncWorld]:
         token_limit=RateLimit(100_000, 60),
         service_limit=RateLimit(100_000, 60),
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
+    server, thread, port = serve_in_thread(create_app(config))
     user_ids = sorted(database.all_user_ids())
     try:
         yield SyncWorld(database, f"http://127.0.0.1:{port}", user_ids)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)
         database.engine.dispose()
         _drop_database(name)
 
